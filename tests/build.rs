@@ -1,0 +1,109 @@
+//! Builds every test guest (tests/guests) and guest example
+//! (guest-examples/*) from source, the way wasmtime's test-programs does, and
+//! generates `guests.rs`: one path constant per guest plus `foreach_guest!`,
+//! which the tests use so that a guest without a test fails to compile.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Guests built for wasm32-wasip2 (each a cdylib component).
+const WASIP2_GUESTS: &[&str] = &[
+    "secret-reader",
+    "leaky",
+    "spin-loop",
+    "memory-bomb",
+    "deep-recursion",
+    "wasi-prober",
+    "socket-prober",
+    "huge-name",
+    "panicker",
+    "http-caller",
+    "wrong-world",
+];
+/// Guests built for wasm32-unknown-unknown and wrapped into a component
+/// here, as `wasm-tools component new` would: no WASI imports at all.
+const PURE_GUESTS: &[&str] = &["pure-reader"];
+/// Example workspaces under guest-examples/ and the crates they build.
+const EXAMPLES: &[(&str, &str)] = &[("rust-listener", "rust-listener"), ("slack-notifier", "slack-notifier")];
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest.parent().unwrap().to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("guests");
+    println!("cargo:rerun-if-changed={}", manifest.join("guests").display());
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    println!("cargo:rerun-if-changed={}", root.join("guest-examples").display());
+
+    let mut consts = String::new();
+    let mut names = Vec::new();
+
+    cargo_build(&manifest.join("guests/Cargo.toml"), &target, "wasm32-wasip2", WASIP2_GUESTS);
+    for g in WASIP2_GUESTS {
+        let path = target.join("wasm32-wasip2/release").join(format!("{}.wasm", g.replace('-', "_")));
+        push(&mut consts, &mut names, g, &path);
+    }
+
+    cargo_build(&manifest.join("guests/Cargo.toml"), &target, "wasm32-unknown-unknown", PURE_GUESTS);
+    for g in PURE_GUESTS {
+        let core = target.join("wasm32-unknown-unknown/release").join(format!("{}.wasm", g.replace('-', "_")));
+        let module = std::fs::read(&core).unwrap_or_else(|e| panic!("read {}: {e}", core.display()));
+        let component = wit_component::ComponentEncoder::default()
+            .module(&module)
+            .and_then(|e| e.validate(true).encode())
+            .unwrap_or_else(|e| panic!("componentize {g}: {e:#}"));
+        let out = target.join(format!("{}.component.wasm", g.replace('-', "_")));
+        std::fs::write(&out, component).unwrap();
+        push(&mut consts, &mut names, g, &out);
+    }
+
+    for (dir, krate) in EXAMPLES {
+        let ws = root.join("guest-examples").join(dir).join("Cargo.toml");
+        cargo_build(&ws, &target, "wasm32-wasip2", &[krate]);
+        let path = target.join("wasm32-wasip2/release").join(format!("{}.wasm", krate.replace('-', "_")));
+        push(&mut consts, &mut names, &format!("example-{krate}"), &path);
+    }
+
+    consts.push_str("\n/// Calls `$mac!(guest_name)` for every guest above.\n#[macro_export]\nmacro_rules! foreach_guest {\n    ($mac:ident) => {\n");
+    for n in &names {
+        consts.push_str(&format!("        $mac!({n});\n"));
+    }
+    consts.push_str("    };\n}\n");
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("guests.rs");
+    std::fs::write(out, consts).unwrap();
+}
+
+fn push(consts: &mut String, names: &mut Vec<String>, guest: &str, path: &Path) {
+    assert!(path.exists(), "guest {guest} was not built at {}", path.display());
+    let ident = guest.replace('-', "_");
+    consts.push_str(&format!(
+        "/// Built from source by build.rs.\npub const {}: &str = {:?};\n",
+        ident.to_uppercase(),
+        path.display().to_string()
+    ));
+    names.push(ident);
+}
+
+fn cargo_build(manifest: &Path, target_dir: &Path, triple: &str, packages: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--quiet")
+        .arg("--target")
+        .arg(triple)
+        .arg("--manifest-path")
+        .arg(manifest)
+        .env("CARGO_TARGET_DIR", target_dir)
+        // Flags meant for the host build must not leak into the guests'.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS");
+    for p in packages {
+        cmd.arg("-p").arg(p);
+    }
+    let status = cmd.status().expect("run cargo for guests");
+    assert!(status.success(), "building guests from {} failed", manifest.display());
+}
