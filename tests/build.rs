@@ -24,7 +24,10 @@ const WASIP2_GUESTS: &[&str] = &[
 /// here, as `wasm-tools component new` would: no WASI imports at all.
 const PURE_GUESTS: &[&str] = &["pure-reader"];
 /// Example workspaces under guest-examples/ and the crates they build.
-const EXAMPLES: &[(&str, &str)] = &[("rust-listener", "rust-listener"), ("slack-notifier", "slack-notifier")];
+const EXAMPLES: &[(&str, &str)] = &[
+    ("rust-listener", "rust-listener"),
+    ("slack-notifier", "slack-notifier"),
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -33,23 +36,44 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("guests");
-    println!("cargo:rerun-if-changed={}", manifest.join("guests").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest.join("guests").display()
+    );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
-    println!("cargo:rerun-if-changed={}", root.join("guest-examples").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("guest-examples").display()
+    );
 
     let mut consts = String::new();
     let mut names = Vec::new();
 
-    cargo_build(&manifest.join("guests/Cargo.toml"), &target, "wasm32-wasip2", WASIP2_GUESTS);
+    cargo_build(
+        &manifest.join("guests/Cargo.toml"),
+        &target,
+        "wasm32-wasip2",
+        WASIP2_GUESTS,
+    );
     for g in WASIP2_GUESTS {
-        let path = target.join("wasm32-wasip2/release").join(format!("{}.wasm", g.replace('-', "_")));
+        let path = target
+            .join("wasm32-wasip2/release")
+            .join(format!("{}.wasm", g.replace('-', "_")));
         push(&mut consts, &mut names, g, &path);
     }
 
-    cargo_build(&manifest.join("guests/Cargo.toml"), &target, "wasm32-unknown-unknown", PURE_GUESTS);
+    cargo_build(
+        &manifest.join("guests/Cargo.toml"),
+        &target,
+        "wasm32-unknown-unknown",
+        PURE_GUESTS,
+    );
     for g in PURE_GUESTS {
-        let core = target.join("wasm32-unknown-unknown/release").join(format!("{}.wasm", g.replace('-', "_")));
-        let module = std::fs::read(&core).unwrap_or_else(|e| panic!("read {}: {e}", core.display()));
+        let core = target
+            .join("wasm32-unknown-unknown/release")
+            .join(format!("{}.wasm", g.replace('-', "_")));
+        let module =
+            std::fs::read(&core).unwrap_or_else(|e| panic!("read {}: {e}", core.display()));
         let component = wit_component::ComponentEncoder::default()
             .module(&module)
             .and_then(|e| e.validate(true).encode())
@@ -62,7 +86,9 @@ fn main() {
     for (dir, krate) in EXAMPLES {
         let ws = root.join("guest-examples").join(dir).join("Cargo.toml");
         cargo_build(&ws, &target, "wasm32-wasip2", &[krate]);
-        let path = target.join("wasm32-wasip2/release").join(format!("{}.wasm", krate.replace('-', "_")));
+        let path = target
+            .join("wasm32-wasip2/release")
+            .join(format!("{}.wasm", krate.replace('-', "_")));
         push(&mut consts, &mut names, &format!("example-{krate}"), &path);
     }
 
@@ -76,7 +102,11 @@ fn main() {
 }
 
 fn push(consts: &mut String, names: &mut Vec<String>, guest: &str, path: &Path) {
-    assert!(path.exists(), "guest {guest} was not built at {}", path.display());
+    assert!(
+        path.exists(),
+        "guest {guest} was not built at {}",
+        path.display()
+    );
     let ident = guest.replace('-', "_");
     consts.push_str(&format!(
         "/// Built from source by build.rs.\npub const {}: &str = {:?};\n",
@@ -105,5 +135,9 @@ fn cargo_build(manifest: &Path, target_dir: &Path, triple: &str, packages: &[&st
         cmd.arg("-p").arg(p);
     }
     let status = cmd.status().expect("run cargo for guests");
-    assert!(status.success(), "building guests from {} failed", manifest.display());
+    assert!(
+        status.success(),
+        "building guests from {} failed",
+        manifest.display()
+    );
 }

@@ -1,0 +1,287 @@
+//! Dispatch: an event goes to every matching deployment, each run in a fresh,
+//! limited instance, and each run is recorded.
+//!
+//! A deployment matches an event when the environments are equal, the
+//! deployment is either unbound or bound to the event's space, and one of its
+//! topic globs matches. Runs execute synchronously on tokio's blocking pool,
+//! at most `max_concurrent_runs` at a time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use wasmtime::{Store, Trap};
+
+use crate::bindings::keyhole::listener::types::Event as WitEvent;
+use crate::engine::deadline_ticks;
+use crate::error::RuntimeError;
+use crate::registry::{Loaded, Runtime};
+use crate::runs::{Outcome, RunRecord};
+use crate::sandbox::{RunLimits, RunState};
+use crate::scrub::scrub;
+use crate::secrets::SecretsCtx;
+
+/// Largest accepted event payload.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+/// An event, as emitted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub topic: String,
+    pub environment: String,
+    pub space: Option<String>,
+    /// JSON text.
+    pub payload: String,
+}
+
+impl Event {
+    /// A new event with a fresh random id and an empty JSON object payload.
+    pub fn new(topic: &str, environment: &str, space: Option<&str>) -> Self {
+        Event {
+            id: format!("ev_{:032x}", rand::random::<u128>()),
+            topic: topic.into(),
+            environment: environment.into(),
+            space: space.map(Into::into),
+            payload: "{}".into(),
+        }
+    }
+
+    pub fn with_payload(mut self, payload: impl Into<String>) -> Self {
+        self.payload = payload.into();
+        self
+    }
+}
+
+impl Runtime {
+    /// Checks an event against the store and the payload rules.
+    pub fn validate_event(&self, event: &Event) -> Result<(), RuntimeError> {
+        let bad = |m: String| Err(RuntimeError::InvalidSpec(m));
+        if event.topic.is_empty() || event.topic.len() > 256 {
+            return bad("event topic must be 1-256 characters".into());
+        }
+        if event.id.is_empty() || event.id.len() > 128 {
+            return bad("event id must be 1-128 characters".into());
+        }
+        if event.payload.len() > MAX_PAYLOAD_BYTES {
+            return bad(format!(
+                "event payload is larger than {MAX_PAYLOAD_BYTES} bytes"
+            ));
+        }
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&event.payload) {
+            return bad(format!("event payload is not valid JSON: {e}"));
+        }
+        let store = self.store();
+        if store.environment(&event.environment)?.is_none() {
+            return Err(
+                keyhole_store::StoreError::UnknownEnvironment(event.environment.clone()).into(),
+            );
+        }
+        if let Some(space) = &event.space {
+            match store.space(space)? {
+                Some(info) if info.environment == event.environment => {}
+                Some(_) => {
+                    return Err(keyhole_store::StoreError::SpaceNotInEnvironment {
+                        space: space.clone(),
+                        environment: event.environment.clone(),
+                    }
+                    .into());
+                }
+                None => return Err(keyhole_store::StoreError::UnknownSpace(space.clone()).into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn matching(&self, event: &Event) -> Vec<Arc<Loaded>> {
+        let map = self
+            .inner
+            .deployments
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Arc<Loaded>> = map
+            .values()
+            .filter(|d| {
+                *d.environment == *event.environment
+                    && d.space
+                        .as_deref()
+                        .is_none_or(|s| Some(s) == event.space.as_deref())
+                    && d.topics.is_match(&event.topic)
+            })
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.record.spec.name.cmp(&b.record.spec.name));
+        out
+    }
+
+    /// Dispatches `event` to every matching deployment concurrently and
+    /// returns their run records (ordered by listener name).
+    pub async fn emit(&self, event: Event) -> Result<Vec<RunRecord>, RuntimeError> {
+        self.validate_event(&event)?;
+        self.inner.metrics.event();
+        let event = Arc::new(event);
+        let mut tasks = Vec::new();
+        for target in self.matching(&event) {
+            let permit = self
+                .inner
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
+            let rt = self.clone();
+            let ev = event.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                rt.run(&target, &ev)
+            }));
+        }
+        let mut records = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            records.push(
+                t.await
+                    .map_err(|e| RuntimeError::Engine(format!("run task failed: {e}")))??,
+            );
+        }
+        Ok(records)
+    }
+
+    /// Like [`Runtime::emit`], but runs every matching listener one after
+    /// another on the calling thread. For tools and benchmarks.
+    pub fn emit_blocking(&self, event: &Event) -> Result<Vec<RunRecord>, RuntimeError> {
+        self.validate_event(event)?;
+        self.inner.metrics.event();
+        self.matching(event)
+            .iter()
+            .map(|t| self.run(t, event))
+            .collect()
+    }
+
+    /// One run: fresh instance, call `handle`, classify, scrub, record.
+    fn run(&self, target: &Loaded, event: &Event) -> Result<RunRecord, RuntimeError> {
+        let started_at_ms = crate::now_ms();
+        let start = Instant::now();
+        let spec = &target.record.spec;
+        let timeout = Duration::from_millis(spec.limits.timeout_ms);
+        let secrets = SecretsCtx {
+            store: self.inner.store.clone(),
+            environment: target.environment.clone(),
+            space: event.space.as_deref().map(Into::into),
+            grants: target.grants.clone(),
+            revealed: Vec::new(),
+            metrics: self.inner.metrics.clone(),
+        };
+        let limits = RunLimits {
+            memory_bytes: spec.limits.memory_bytes,
+            table_elements: 100_000,
+            hit: false,
+        };
+        let mut state = RunState::new(secrets, limits);
+        let http_calls = (!target.origins.is_empty()).then(|| {
+            state.with_http(
+                target.origins.clone(),
+                spec.limits.max_http_requests,
+                spec.limits.max_http_response_bytes,
+                start + timeout,
+            )
+        });
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(deadline_ticks(timeout));
+        store.epoch_deadline_trap();
+
+        let wit_event = WitEvent {
+            id: event.id.clone(),
+            topic: event.topic.clone(),
+            environment: event.environment.clone(),
+            space: event.space.clone(),
+            payload: event.payload.clone(),
+            settings: spec.settings.clone(),
+        };
+        let result = target
+            .pre
+            .instantiate(&mut store)
+            .and_then(|listener| listener.call_handle(&mut store, &wit_event));
+        let duration = start.elapsed();
+        let state = store.into_data();
+        let mut outcome = match result {
+            Ok(Ok(value)) => Outcome::Ok { value },
+            Ok(Err(message)) => Outcome::GuestError { message },
+            Err(_) if state.limits.hit => Outcome::Memory {
+                limit_bytes: spec.limits.memory_bytes,
+            },
+            Err(err) => match err.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => Outcome::Deadline {
+                    timeout_ms: spec.limits.timeout_ms,
+                },
+                Some(trap) => Outcome::Trap {
+                    trap: trap_name(*trap),
+                    message: format!("{err:#}"),
+                },
+                None => Outcome::Failed {
+                    message: format!("{err:#}"),
+                },
+            },
+        };
+        let (mut stdout, out_dropped) = state.stdout.take();
+        let (mut stderr, err_dropped) = state.stderr.take();
+        let revealed = &state.secrets.revealed;
+        if !revealed.is_empty() {
+            scrub(&mut stdout, revealed, out_dropped > 0);
+            scrub(&mut stderr, revealed, err_dropped > 0);
+            match &mut outcome {
+                Outcome::Ok { value: t }
+                | Outcome::GuestError { message: t }
+                | Outcome::Trap { message: t, .. }
+                | Outcome::Failed { message: t } => scrub(t, revealed, false),
+                Outcome::Deadline { .. } | Outcome::Memory { .. } => {}
+            }
+        }
+        let mut secrets_read: Vec<String> = revealed.iter().map(|(n, _)| n.clone()).collect();
+        secrets_read.dedup();
+        let http = http_calls
+            .map(|c| std::mem::take(&mut *c.lock().unwrap_or_else(|e| e.into_inner())))
+            .unwrap_or_default();
+        self.inner
+            .metrics
+            .run(outcome.label(), duration.as_secs_f64());
+        let record = RunRecord {
+            id: self.inner.runs.next_id()?,
+            event_id: event.id.clone(),
+            topic: event.topic.clone(),
+            listener: spec.name.clone(),
+            module_hash: target.record.module_hash.clone(),
+            outcome,
+            started_at_ms,
+            duration_us: duration.as_micros() as u64,
+            stdout,
+            stderr,
+            output_dropped: out_dropped + err_dropped,
+            secrets_read,
+            http,
+        };
+        self.inner.runs.append(&record)?;
+        self.maybe_trim()?;
+        Ok(record)
+    }
+
+    fn maybe_trim(&self) -> Result<(), RuntimeError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        const EVERY: usize = 10_000;
+        if self.inner.appended.fetch_add(1, Relaxed) % EVERY == EVERY - 1 {
+            self.inner.runs.trim(self.inner.config.max_run_records)?;
+        }
+        Ok(())
+    }
+}
+
+fn trap_name(trap: Trap) -> String {
+    match trap {
+        Trap::StackOverflow => "stack_overflow".into(),
+        Trap::UnreachableCodeReached => "unreachable".into(),
+        Trap::MemoryOutOfBounds => "memory_out_of_bounds".into(),
+        Trap::IntegerDivisionByZero => "integer_division_by_zero".into(),
+        Trap::CannotEnterComponent => "cannot_enter_component".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}

@@ -1,0 +1,61 @@
+//! Errors at the runtime crate's boundary.
+//!
+//! Deploy-time problems are the user's to fix, so each variant names the cause
+//! in one line (the offending import, the missing export, the bad limit).
+//! Guest-visible failures never appear here: those are WIT `secret-error`
+//! values (see `secrets.rs`) or run outcomes (see `runs.rs`).
+
+use keyhole_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("not a WebAssembly binary: {0}")]
+    NotWasm(String),
+    #[error(
+        "this is a core WebAssembly module, not a component; build for wasm32-wasip2 or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule,
+    #[error("invalid component: {0}")]
+    InvalidComponent(String),
+    #[error("not a keyhole listener (world keyhole:listener/listener@0.1.0): {0}")]
+    WrongWorld(String),
+    #[error("import `{import}` is not allowed{hint}")]
+    ForbiddenImport { import: String, hint: &'static str },
+    #[error("invalid deployment: {0}")]
+    InvalidSpec(String),
+    #[error("no listener named `{0}`")]
+    UnknownListener(String),
+    #[error("module too large: {size} bytes (limit {limit})")]
+    TooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt runtime record: {0}")]
+    Corrupt(String),
+    #[error("engine error: {0}")]
+    Engine(String),
+}
+
+impl RuntimeError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        RuntimeError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn engine(err: impl std::fmt::Display) -> Self {
+        RuntimeError::Engine(format!("{err:#}"))
+    }
+}
+
+impl From<sled::Error> for RuntimeError {
+    fn from(err: sled::Error) -> Self {
+        RuntimeError::Store(StoreError::Db(err))
+    }
+}

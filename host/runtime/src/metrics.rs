@@ -1,0 +1,91 @@
+//! Prometheus metrics for events, runs and `get-secret` calls.
+//!
+//! Kept in the runtime (not the API) so that every path that dispatches — the
+//! daemon, the CLI, the benchmark — counts the same way.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::secrets::CallOutcome;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    events: Counter,
+    runs: Family<OutcomeLabel, Counter>,
+    get_secret: Family<OutcomeLabel, Counter>,
+    run_seconds: Histogram,
+    /// Pre-resolved counters so the hot path skips the family lookup.
+    get_secret_ok: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("keyhole");
+        let events = Counter::default();
+        let runs = Family::<OutcomeLabel, Counter>::default();
+        let get_secret = Family::<OutcomeLabel, Counter>::default();
+        let run_seconds = Histogram::new(exponential_buckets(0.000_01, 4.0, 12));
+        registry.register("events", "Events dispatched", events.clone());
+        registry.register("runs", "Listener runs by outcome", runs.clone());
+        registry.register(
+            "get_secret_calls",
+            "get-secret calls by outcome",
+            get_secret.clone(),
+        );
+        registry.register(
+            "run_duration_seconds",
+            "Listener run duration",
+            run_seconds.clone(),
+        );
+        let get_secret_ok = get_secret
+            .get_or_create(&OutcomeLabel { outcome: "ok" })
+            .clone();
+        Metrics {
+            registry,
+            events,
+            runs,
+            get_secret,
+            run_seconds,
+            get_secret_ok,
+        }
+    }
+}
+
+impl Metrics {
+    pub(crate) fn event(&self) {
+        self.events.inc();
+    }
+
+    pub(crate) fn run(&self, outcome: &'static str, seconds: f64) {
+        self.runs.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.run_seconds.observe(seconds);
+    }
+
+    pub(crate) fn get_secret(&self, outcome: CallOutcome) {
+        match outcome {
+            CallOutcome::Ok => self.get_secret_ok.inc(),
+            other => self
+                .get_secret
+                .get_or_create(&OutcomeLabel {
+                    outcome: other.as_str(),
+                })
+                .inc(),
+        };
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,219 @@
+//! The `keyhole:listener/secrets` capability: the only door a guest has to
+//! secret values.
+//!
+//! `get-secret` is linked by hand rather than through the `bindgen!` host
+//! trait so that its string arguments arrive as [`WasmStr`] views into guest
+//! memory: a hostile guest can pass a 10 MiB name and the host looks at its
+//! length before copying a single byte out.
+//!
+//! Every failure a guest can cause or observe is a WIT `secret-error`, and
+//! [`to_wit_error`] is the one place internal errors become those variants.
+//! Traps are left for host bugs and engine limits.
+
+use std::sync::Arc;
+
+use keyhole_store::{SecretStore, SecretValue, StoreError};
+use wasmtime::StoreContextMut;
+use wasmtime::component::{ComponentType, Lift, Linker, WasmStr};
+
+use crate::bindings::keyhole::listener::secrets::SecretError;
+use crate::deploy::Grants;
+
+const INTERFACE: &str = "keyhole:listener/secrets@0.1.0";
+
+/// Longest secret name the store accepts; longer names are refused before
+/// they are copied out of guest memory.
+pub const MAX_NAME_LEN: usize = 256;
+/// Longest environment or space id.
+pub const MAX_ID_LEN: usize = 64;
+
+/// `record scope` as it sits in guest memory, not yet copied.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct GuestScope {
+    environment: Option<WasmStr>,
+    space: Option<WasmStr>,
+}
+
+/// Outcome of one `get-secret` call, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    Ok,
+    NotFound,
+    AccessDenied,
+    InvalidName,
+    Unavailable,
+}
+
+impl CallOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::NotFound => "not_found",
+            CallOutcome::AccessDenied => "access_denied",
+            CallOutcome::InvalidName => "invalid_name",
+            CallOutcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Per-run state of the secrets capability: who is asking, what they may
+/// read, and what they have read (so the run record can be scrubbed).
+pub struct SecretsCtx {
+    pub(crate) store: SecretStore,
+    pub(crate) environment: Arc<str>,
+    pub(crate) space: Option<Arc<str>>,
+    pub(crate) grants: Arc<Grants>,
+    /// Values revealed during this run, by name, for scrubbing.
+    pub(crate) revealed: Vec<(String, SecretValue)>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Implemented by the store data of every run.
+pub trait SecretsView: Send {
+    fn secrets(&mut self) -> &mut SecretsCtx;
+}
+
+/// Links `get-secret` into `linker`.
+pub fn add_to_linker<T: SecretsView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    let mut inst = linker.instance(INTERFACE)?;
+    inst.func_wrap(
+        "get-secret",
+        |mut cx: StoreContextMut<'_, T>, (name, scope): (WasmStr, Option<GuestScope>)| {
+            let request = read_request(&mut cx, &name, scope.as_ref());
+            let ctx = cx.data_mut().secrets();
+            let result = match request {
+                Ok(req) => ctx.get_secret(req),
+                Err(e) => Err(e),
+            };
+            let outcome = match &result {
+                Ok(_) => CallOutcome::Ok,
+                Err(SecretError::NotFound) => CallOutcome::NotFound,
+                Err(SecretError::AccessDenied) => CallOutcome::AccessDenied,
+                Err(SecretError::InvalidName(_)) => CallOutcome::InvalidName,
+                Err(SecretError::Unavailable(_)) => CallOutcome::Unavailable,
+            };
+            ctx.metrics.get_secret(outcome);
+            Ok((result,))
+        },
+    )?;
+    Ok(())
+}
+
+struct Request {
+    name: String,
+    environment: Option<String>,
+    space: Option<String>,
+    explicit: bool,
+}
+
+/// Copies the arguments out of guest memory, refusing oversize ones first.
+fn read_request<T: 'static>(
+    cx: &mut StoreContextMut<'_, T>,
+    name: &WasmStr,
+    scope: Option<&GuestScope>,
+) -> Result<Request, SecretError> {
+    let name = bounded(cx, name, MAX_NAME_LEN, "secret name")?;
+    let (environment, space) = match scope {
+        None => (None, None),
+        Some(s) => (
+            s.environment
+                .as_ref()
+                .map(|e| bounded(cx, e, MAX_ID_LEN, "environment id"))
+                .transpose()?,
+            s.space
+                .as_ref()
+                .map(|e| bounded(cx, e, MAX_ID_LEN, "space id"))
+                .transpose()?,
+        ),
+    };
+    Ok(Request {
+        name,
+        environment,
+        space,
+        explicit: scope.is_some(),
+    })
+}
+
+/// Borrows the string in place (no allocation), checks its length, and only
+/// then copies it.
+fn bounded<T: 'static>(
+    cx: &mut StoreContextMut<'_, T>,
+    s: &WasmStr,
+    max: usize,
+    what: &str,
+) -> Result<String, SecretError> {
+    let text = s
+        .to_str(&*cx)
+        .map_err(|_| SecretError::InvalidName(format!("{what} is not valid UTF-8")))?;
+    if text.len() > max {
+        return Err(SecretError::InvalidName(format!(
+            "{what} is {} bytes; the limit is {max}",
+            text.len()
+        )));
+    }
+    Ok(text.into_owned())
+}
+
+impl SecretsCtx {
+    fn get_secret(&mut self, req: Request) -> Result<String, SecretError> {
+        keyhole_store::validate_name(&req.name).map_err(to_wit_error)?;
+        let (environment, space) = self.authorize(&req)?;
+        let resolved = self
+            .store
+            .resolve(&environment, space.as_deref(), &req.name)
+            .map_err(to_wit_error)?;
+        let value = resolved.value.expose().to_owned();
+        self.revealed.push((req.name, resolved.value));
+        Ok(value)
+    }
+
+    /// Decides which scope a request reads, or denies it. Denial happens
+    /// before any lookup of the name, so it reveals nothing about existence.
+    fn authorize(&self, req: &Request) -> Result<(String, Option<String>), SecretError> {
+        if !req.explicit {
+            return Ok((
+                self.environment.to_string(),
+                self.space.as_deref().map(str::to_owned),
+            ));
+        }
+        for id in req.environment.iter().chain(req.space.iter()) {
+            keyhole_store::validate_id(id).map_err(to_wit_error)?;
+        }
+        let environment = match (&req.environment, &req.space) {
+            (Some(env), _) => env.clone(),
+            // A space named alone reads from the environment it belongs to.
+            (None, Some(space)) => match self.store.space(space) {
+                Ok(Some(info)) => info.environment,
+                Ok(None) => self.environment.to_string(),
+                Err(e) => return Err(to_wit_error(e)),
+            },
+            (None, None) => self.environment.to_string(),
+        };
+        let own = *environment == *self.environment;
+        let allowed = own
+            || self.grants.environments.contains(&environment)
+            || req
+                .space
+                .as_ref()
+                .is_some_and(|s| self.grants.spaces.iter().any(|g| g == s));
+        if !allowed {
+            return Err(SecretError::AccessDenied);
+        }
+        Ok((environment, req.space.clone()))
+    }
+}
+
+/// The one mapping from store errors onto WIT `secret-error` variants.
+pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
+    match err {
+        StoreError::NotFound { .. }
+        | StoreError::UnknownEnvironment(_)
+        | StoreError::UnknownSpace(_)
+        | StoreError::SpaceNotInEnvironment { .. } => SecretError::NotFound,
+        StoreError::InvalidName { .. } | StoreError::InvalidId { .. } => {
+            SecretError::InvalidName(err.to_string())
+        }
+        other => SecretError::Unavailable(other.to_string()),
+    }
+}

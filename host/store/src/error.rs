@@ -1,0 +1,126 @@
+//! The store's one error type.
+//!
+//! Errors travel far: into CLI output, logs, run records and (through the
+//! runtime) into guests as WIT `secret-error` strings. So every message is a
+//! single line that names the rule or record involved and **never** carries a
+//! secret value. User-supplied names and ids are shown only as a truncated,
+//! escaped preview, so a hostile 10 MiB "name" cannot flood a log line.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::model::Scope;
+
+/// Longest preview of a user-supplied name or id inside an error message.
+const PREVIEW_CHARS: usize = 40;
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid secret name {}: {rule}", Preview(.name))]
+    InvalidName { name: String, rule: &'static str },
+    #[error("invalid id {}: {rule}", Preview(.id))]
+    InvalidId { id: String, rule: &'static str },
+    #[error("invalid secret value: {rule}")]
+    InvalidValue { rule: &'static str },
+    #[error("unknown environment {}", Preview(.0))]
+    UnknownEnvironment(String),
+    #[error("unknown space {}", Preview(.0))]
+    UnknownSpace(String),
+    #[error("space {} does not belong to environment {}", Preview(.space), Preview(.environment))]
+    SpaceNotInEnvironment { space: String, environment: String },
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("no secret {} in {scope}", Preview(.name))]
+    NotFound { scope: Scope, name: String },
+    #[error("sealed: {reason}")]
+    Sealed { reason: String },
+    #[error("corrupt store record: {what}")]
+    Corrupt { what: String },
+    #[error("integrity check failed: {what}")]
+    Integrity { what: String },
+    #[error("data directory {} is in use by another keyhole process", .path.display())]
+    Locked { path: PathBuf },
+    #[error("key file {}: {reason}", .path.display())]
+    KeyFile { path: PathBuf, reason: String },
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
+    #[error("database error: {0}")]
+    Db(#[from] sled::Error),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// True for failures of the store itself rather than of the request:
+    /// the caller should report "unavailable", not "not found" or "invalid".
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sealed { .. }
+                | StoreError::Corrupt { .. }
+                | StoreError::Integrity { .. }
+                | StoreError::Db(_)
+                | StoreError::Io(_)
+        )
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>) -> Self {
+        StoreError::Corrupt { what: what.into() }
+    }
+
+    pub(crate) fn integrity(what: impl Into<String>) -> Self {
+        StoreError::Integrity { what: what.into() }
+    }
+}
+
+/// Renders a user-supplied string as a quoted, escaped, truncated preview.
+pub(crate) struct Preview<'a>(pub &'a str);
+
+impl fmt::Display for Preview<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for (i, c) in self.0.chars().enumerate() {
+            if i == PREVIEW_CHARS {
+                f.write_str("…")?;
+                break;
+            }
+            write!(f, "{}", c.escape_debug())?;
+        }
+        f.write_str("\"")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preview_truncates_and_escapes() {
+        let long = "a".repeat(10_000);
+        let msg = StoreError::InvalidName {
+            name: long,
+            rule: "r",
+        }
+        .to_string();
+        assert!(msg.len() < 80, "{msg}");
+        assert!(msg.contains('…'));
+        let msg = StoreError::UnknownSpace("x\ny".into()).to_string();
+        assert_eq!(msg, "unknown space \"x\\ny\"");
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn unavailable_classification() {
+        assert!(StoreError::Sealed { reason: "x".into() }.is_unavailable());
+        assert!(StoreError::corrupt("x").is_unavailable());
+        assert!(StoreError::integrity("x").is_unavailable());
+        assert!(!StoreError::UnknownSpace("x".into()).is_unavailable());
+        assert!(
+            !StoreError::InvalidValue {
+                rule: "must not be empty"
+            }
+            .is_unavailable()
+        );
+    }
+}

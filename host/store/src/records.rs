@@ -1,0 +1,241 @@
+//! On-disk layout: sled trees, key encodings, record types and the
+//! associated data (AD) that binds each ciphertext to its place.
+//!
+//! Records are postcard-encoded inside a versioned enum so the format can
+//! grow without guessing. A record that fails to decode is reported as
+//! [`StoreError::Corrupt`], never papered over.
+//!
+//! Keys are `scope-key 0x00 suffix` where the scope key is `e:<id>` or
+//! `s:<id>`. Ids and names cannot contain `0x00`, so a prefix scan over
+//! `scope-key 0x00` returns exactly one scope's records.
+//!
+//! The AD of every ciphertext is length-prefixed and domain-separated, so a
+//! ciphertext moved to another name, scope, version or key slot (by a bug or
+//! by someone editing the database) fails authentication instead of
+//! decrypting into the wrong place.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::NONCE_LEN;
+use crate::error::StoreError;
+use crate::model::Scope;
+
+/// Tree names. Other crates open their own trees in the same db; these are
+/// prefixed so they cannot collide.
+pub const TREE_META: &str = "keyhole-store/meta";
+pub const TREE_ENVIRONMENTS: &str = "keyhole-store/environments";
+pub const TREE_SPACES: &str = "keyhole-store/spaces";
+pub const TREE_DEKS: &str = "keyhole-store/deks";
+pub const TREE_DEK_CURRENT: &str = "keyhole-store/dek-current";
+pub const TREE_SECRETS: &str = "keyhole-store/secrets";
+
+const KEK_CHECK_PREFIX: &[u8] = b"kek-check/";
+/// Plaintext of the KEK check record.
+pub(crate) const KEK_CHECK_MARKER: &[u8] = b"keyhole-store kek check v1";
+
+#[derive(Serialize, Deserialize)]
+enum Versioned<T> {
+    V1(T),
+}
+
+pub(crate) fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    postcard::to_allocvec(&Versioned::V1(record)).expect("postcard encoding into a Vec")
+}
+
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, StoreError> {
+    match postcard::from_bytes::<Versioned<T>>(bytes) {
+        Ok(Versioned::V1(r)) => Ok(r),
+        Err(e) => Err(StoreError::corrupt(format!("{what}: {e}"))),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct EnvRecord {
+    pub created_at_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SpaceRecord<'a> {
+    pub environment: &'a str,
+    pub created_at_ms: u64,
+}
+
+/// A DEK wrapped by one KEK version.
+#[derive(Serialize, Deserialize, Clone)]
+pub(crate) struct DekRecord<'a> {
+    pub kek_version: u64,
+    pub nonce: [u8; NONCE_LEN],
+    pub wrapped: &'a [u8],
+}
+
+/// The KEK check record: [`KEK_CHECK_MARKER`] sealed under one KEK version.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct CheckRecord<'a> {
+    pub nonce: [u8; NONCE_LEN],
+    pub sealed: &'a [u8],
+}
+
+/// One secret: metadata in the clear, value sealed under a DEK version.
+#[derive(Serialize, Deserialize, Clone)]
+pub(crate) struct SecretRecord<'a> {
+    pub version: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub dek_version: u64,
+    pub nonce: [u8; NONCE_LEN],
+    pub sealed: &'a [u8],
+}
+
+/// `e:<id>` or `s:<id>`.
+pub(crate) fn scope_key(scope: &Scope) -> Vec<u8> {
+    let (tag, id) = match scope {
+        Scope::Environment(id) => (b"e:", id),
+        Scope::Space(id) => (b"s:", id),
+    };
+    let mut k = Vec::with_capacity(2 + id.len() + 1 + 256);
+    k.extend_from_slice(tag);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Parses a scope key back into a scope.
+pub(crate) fn parse_scope_key(key: &[u8]) -> Option<Scope> {
+    let id = std::str::from_utf8(key.get(2..)?).ok()?.to_owned();
+    match key.get(..2)? {
+        b"e:" => Some(Scope::Environment(id)),
+        b"s:" => Some(Scope::Space(id)),
+        _ => None,
+    }
+}
+
+/// `scope-key 0x00`: prefix of all of one scope's records.
+pub(crate) fn scope_prefix(scope_key: &[u8]) -> Vec<u8> {
+    let mut p = scope_key.to_vec();
+    p.push(0);
+    p
+}
+
+pub(crate) fn secret_key(scope_key: &[u8], name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(scope_key.len() + 1 + name.len());
+    k.extend_from_slice(scope_key);
+    k.push(0);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub(crate) fn dek_key(scope_key: &[u8], dek_version: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(scope_key.len() + 9);
+    k.extend_from_slice(scope_key);
+    k.push(0);
+    k.extend_from_slice(&dek_version.to_be_bytes());
+    k
+}
+
+/// Splits a record key into (scope key, suffix).
+pub(crate) fn split_key(key: &[u8]) -> Option<(&[u8], &[u8])> {
+    let pos = key.iter().position(|&b| b == 0)?;
+    Some((&key[..pos], &key[pos + 1..]))
+}
+
+pub(crate) fn kek_check_key(kek_version: u64) -> Vec<u8> {
+    let mut k = KEK_CHECK_PREFIX.to_vec();
+    k.extend_from_slice(&kek_version.to_be_bytes());
+    k
+}
+
+pub(crate) fn kek_check_prefix() -> &'static [u8] {
+    KEK_CHECK_PREFIX
+}
+
+pub(crate) fn parse_kek_check_key(key: &[u8]) -> Option<u64> {
+    let v = key.strip_prefix(KEK_CHECK_PREFIX)?;
+    Some(u64::from_be_bytes(v.try_into().ok()?))
+}
+
+pub(crate) fn u64_value(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
+    bytes
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::corrupt(format!("{what}: expected 8 bytes")))
+}
+
+fn ad(domain: &[u8], parts: &[&[u8]], numbers: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + parts.iter().map(|p| p.len() + 4).sum::<usize>());
+    out.extend_from_slice(domain);
+    out.push(0);
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    for n in numbers {
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+    out
+}
+
+/// AD of a secret value: (scope, name, secret version, DEK version).
+pub(crate) fn value_ad(scope_key: &[u8], name: &str, version: u64, dek_version: u64) -> Vec<u8> {
+    ad(
+        b"keyhole-store/value/v1",
+        &[scope_key, name.as_bytes()],
+        &[version, dek_version],
+    )
+}
+
+/// AD of a wrapped DEK: (scope, DEK version, KEK version).
+pub(crate) fn dek_ad(scope_key: &[u8], dek_version: u64, kek_version: u64) -> Vec<u8> {
+    ad(
+        b"keyhole-store/dek/v1",
+        &[scope_key],
+        &[dek_version, kek_version],
+    )
+}
+
+/// AD of the KEK check record: the KEK version.
+pub(crate) fn check_ad(kek_version: u64) -> Vec<u8> {
+    ad(b"keyhole-store/kek-check/v1", &[], &[kek_version])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_reject_garbage() {
+        let rec = SecretRecord {
+            version: 7,
+            created_at_ms: 1,
+            updated_at_ms: 2,
+            dek_version: 3,
+            nonce: [9; NONCE_LEN],
+            sealed: &[1, 2, 3, 4],
+        };
+        let bytes = encode(&rec);
+        let back: SecretRecord<'_> = decode(&bytes, "t").unwrap();
+        assert_eq!(
+            (back.version, back.dek_version, back.nonce, back.sealed),
+            (7, 3, [9; NONCE_LEN], &[1u8, 2, 3, 4][..])
+        );
+        assert!(matches!(
+            decode::<SecretRecord<'_>>(&[7, 1], "t"),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode::<SecretRecord<'_>>(&bytes[..bytes.len() - 2], "t"),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn keys_and_ad_are_unambiguous() {
+        let e = scope_key(&Scope::Environment("ab".into()));
+        let s = scope_key(&Scope::Space("ab".into()));
+        assert_ne!(e, s);
+        assert_eq!(parse_scope_key(&s), Some(Scope::Space("ab".into())));
+        let k = secret_key(&e, "X");
+        assert_eq!(split_key(&k), Some((&e[..], &b"X"[..])));
+        assert_ne!(value_ad(b"e:a", "bc", 1, 1), value_ad(b"e:ab", "c", 1, 1));
+        assert_ne!(value_ad(b"e:a", "b", 1, 2), value_ad(b"e:a", "b", 2, 1));
+        assert_eq!(parse_kek_check_key(&kek_check_key(42)), Some(42));
+    }
+}

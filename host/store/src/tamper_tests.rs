@@ -1,0 +1,188 @@
+//! Record-level tamper tests: these edit the fields of stored records
+//! (nonce, ciphertext, tag, versions) directly, which needs the private
+//! record types, so they live inside the crate.
+
+use crate::crypto::{NONCE_LEN, TAG_LEN};
+use crate::records::{self, SecretRecord};
+use crate::{KeySource, Scope, SecretStore, SecretValue, StoreError};
+
+fn setup() -> (tempfile::TempDir, tempfile::TempDir, SecretStore) {
+    let data = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("k");
+    SecretStore::init_key_file(&key).unwrap();
+    let store = SecretStore::open(data.path(), KeySource::File(key)).unwrap();
+    store.create_environment("prod").unwrap();
+    (data, keys, store)
+}
+
+fn secret_key(name: &str) -> Vec<u8> {
+    records::secret_key(
+        &records::scope_key(&Scope::Environment("prod".into())),
+        name,
+    )
+}
+
+/// Rewrites the stored record of `name` with `edit` applied.
+fn edit(store: &SecretStore, name: &str, edit: impl FnOnce(&mut SecretRecord<'_>, &mut Vec<u8>)) {
+    let tree = &store.inner.trees.secrets;
+    let key = secret_key(name);
+    let bytes = tree.get(&key).unwrap().unwrap();
+    let mut rec: SecretRecord<'_> = records::decode(&bytes, "t").unwrap();
+    let mut sealed = rec.sealed.to_vec();
+    edit(&mut rec, &mut sealed);
+    rec.sealed = &sealed;
+    tree.insert(&key, records::encode(&rec)).unwrap();
+}
+
+fn assert_integrity(store: &SecretStore, name: &str, what: &str) {
+    let prod = Scope::Environment("prod".into());
+    match store.get_secret(&prod, name) {
+        Err(StoreError::Integrity { .. }) => {}
+        other => panic!("{what}: expected Integrity, got {other:?}"),
+    }
+    match store.resolve("prod", None, name) {
+        Err(e @ StoreError::Integrity { .. }) => assert!(!e.to_string().contains("VALUE-64")),
+        other => panic!("{what}: expected Integrity from resolve, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_single_bit_flip_in_nonce_ciphertext_and_tag_fails_integrity() {
+    let (_d, _k, store) = setup();
+    let prod = Scope::Environment("prod".into());
+    let value = format!("VALUE-64-{}", "v".repeat(55));
+    assert_eq!(value.len(), 64);
+    store
+        .set_secret(&prod, "K", &SecretValue::new(value.clone()))
+        .unwrap();
+    let original = store
+        .inner
+        .trees
+        .secrets
+        .get(secret_key("K"))
+        .unwrap()
+        .unwrap();
+    let restore = || {
+        store
+            .inner
+            .trees
+            .secrets
+            .insert(secret_key("K"), original.clone())
+            .unwrap();
+        assert_eq!(store.get_secret(&prod, "K").unwrap().expose(), value);
+    };
+
+    for bit in 0..NONCE_LEN * 8 {
+        edit(&store, "K", |r, _| r.nonce[bit / 8] ^= 1 << (bit % 8));
+        assert_integrity(&store, "K", &format!("nonce bit {bit}"));
+        restore();
+    }
+    let sealed_len = 64 + TAG_LEN;
+    for bit in 0..sealed_len * 8 {
+        edit(&store, "K", |_, s| {
+            assert_eq!(s.len(), sealed_len);
+            s[bit / 8] ^= 1 << (bit % 8);
+        });
+        let part = if bit / 8 < 64 { "ciphertext" } else { "tag" };
+        assert_integrity(&store, "K", &format!("{part} bit {bit}"));
+        restore();
+    }
+    // Truncation and extension.
+    edit(&store, "K", |_, s| {
+        s.pop();
+    });
+    assert_integrity(&store, "K", "truncated");
+    restore();
+    edit(&store, "K", |_, s| s.push(0));
+    assert_integrity(&store, "K", "extended");
+    restore();
+    // Metadata that the AD binds: the secret version.
+    edit(&store, "K", |r, _| r.version += 1);
+    assert_integrity(&store, "K", "version bumped");
+    restore();
+}
+
+#[test]
+fn record_claiming_another_dek_version_never_yields_garbage() {
+    let (_d, _k, store) = setup();
+    let prod = Scope::Environment("prod".into());
+    store
+        .set_secret(&prod, "K", &SecretValue::new("v1".into()))
+        .unwrap();
+    store.rotate_dek(&prod).unwrap(); // DEK v1 retired, v2 current
+    store
+        .set_secret(&prod, "K", &SecretValue::new("v2".into()))
+        .unwrap();
+
+    // Points at a DEK that does not exist: corrupt (after re-reads).
+    edit(&store, "K", |r, _| r.dek_version = 1);
+    assert!(matches!(
+        store.get_secret(&prod, "K"),
+        Err(StoreError::Corrupt { .. })
+    ));
+    // A record the store cannot read blocks DEK rotation instead of being
+    // silently dropped.
+    assert!(matches!(
+        store.rotate_dek(&prod),
+        Err(StoreError::Corrupt { .. })
+    ));
+
+    // Points at a DEK that exists but did not seal it: integrity failure.
+    let sk = records::scope_key(&prod);
+    let ring = store.inner.keys.read().unwrap();
+    let (kv, kek) = ring.current().unwrap();
+    let other = crate::keys::wrap_dek(&kek.cipher, kv, &sk, 9, &crate::crypto::random_key());
+    drop(ring);
+    store
+        .inner
+        .trees
+        .deks
+        .insert(records::dek_key(&sk, 9), other)
+        .unwrap();
+    edit(&store, "K", |r, _| r.dek_version = 9);
+    assert_integrity(&store, "K", "foreign DEK");
+}
+
+#[test]
+fn tampered_wrapped_dek_fails_integrity() {
+    let (_d, _k, store) = setup();
+    let prod = Scope::Environment("prod".into());
+    store
+        .set_secret(&prod, "K", &SecretValue::new("v".into()))
+        .unwrap();
+    store.inner.dek_cache.clear();
+    let deks = &store.inner.trees.deks;
+    let (k, v) = deks.iter().next().unwrap().unwrap();
+    let mut rec: records::DekRecord<'_> = records::decode(&v, "t").unwrap();
+    let mut wrapped = rec.wrapped.to_vec();
+    wrapped[0] ^= 1;
+    rec.wrapped = &wrapped;
+    deks.insert(&k, records::encode(&rec)).unwrap();
+    assert!(matches!(
+        store.get_secret(&prod, "K"),
+        Err(StoreError::Integrity { .. })
+    ));
+}
+
+/// Rough hot-path timing; run with
+/// `cargo test --release -p keyhole-store resolve_speed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn resolve_speed() {
+    let (_d, _k, store) = setup();
+    store.create_space("team-a", "prod").unwrap();
+    let prod = Scope::Environment("prod".into());
+    store
+        .set_secret(&prod, "K", &SecretValue::new("v".repeat(64)))
+        .unwrap();
+    let n = 200_000;
+    for (label, space) in [("env only", None), ("via space", Some("team-a"))] {
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let r = store.resolve("prod", space, "K").unwrap();
+            assert_eq!(r.value.expose().len(), 64);
+        }
+        println!("resolve {label}: {:?} per call", t.elapsed() / n);
+    }
+}

@@ -1,0 +1,265 @@
+//! What an attacker with the data directory (but not the key) gets: no
+//! plaintext, and no way to move or alter ciphertexts undetected. And what
+//! happens without the right key: a sealed store that changes nothing.
+
+mod common;
+
+use common::*;
+use keyhole_store::{KeySource, StoreError, TREE_SECRETS};
+
+fn secrets_tree(fx: &Fixture) -> sled::Tree {
+    fx.store.db().open_tree(TREE_SECRETS).unwrap()
+}
+
+/// The sled key of `name` in a scope: `<e:|s:><id> 0x00 <name>`.
+fn record_key(fx: &Fixture, scope_prefix: &str, name: &str) -> sled::IVec {
+    let mut want = scope_prefix.as_bytes().to_vec();
+    want.push(0);
+    want.extend_from_slice(name.as_bytes());
+    let tree = secrets_tree(fx);
+    let key = tree
+        .iter()
+        .keys()
+        .map(Result::unwrap)
+        .find(|k| k.as_ref() == want.as_slice());
+    key.unwrap_or_else(|| panic!("no record for {scope_prefix}/{name}"))
+}
+
+#[test]
+fn planted_plaintext_never_reaches_disk() {
+    let fx = Fixture::new().with_layout();
+    fx.store
+        .set_secret(&env("prod"), "PLANTED", &val(PLANTED))
+        .unwrap();
+    fx.store
+        .set_secret(&space("team-a"), "PLANTED", &val(PLANTED))
+        .unwrap();
+    fx.store.rotate_dek(&env("prod")).unwrap();
+    fx.store.db().flush().unwrap();
+    let check = |when: &str| {
+        let files = files_under(fx.data.path());
+        assert!(!files.is_empty());
+        for (path, bytes) in &files {
+            assert!(
+                !contains(bytes, PLANTED.as_bytes()),
+                "{when}: plaintext in {path:?}"
+            );
+        }
+    };
+    check("after flush");
+    let data_dir = fx.data.path().canonicalize().unwrap();
+    assert!(!fx.key_path.canonicalize().unwrap().starts_with(&data_dir));
+    // The key itself is not in the data dir either.
+    let key_text = std::fs::read_to_string(&fx.key_path).unwrap();
+    let key_hex = key_text.split_whitespace().nth(1).unwrap();
+    let key_bytes = hex::decode(key_hex).unwrap();
+    let fx = fx.reopen(KeySource::None);
+    drop(fx.store);
+    for (path, bytes) in files_under(fx.data.path()) {
+        assert!(
+            !contains(&bytes, PLANTED.as_bytes()),
+            "after drop: plaintext in {path:?}"
+        );
+        assert!(!contains(&bytes, &key_bytes), "KEK bytes in {path:?}");
+        assert!(!contains(&bytes, key_hex.as_bytes()), "KEK hex in {path:?}");
+    }
+}
+
+#[test]
+fn ciphertext_swapped_between_names_fails_integrity() {
+    let fx = Fixture::new().with_layout();
+    let s = &fx.store;
+    s.set_secret(&env("prod"), "A", &val("value-of-a")).unwrap();
+    s.set_secret(&env("prod"), "B", &val("value-of-b")).unwrap();
+    let tree = secrets_tree(&fx);
+    let (ka, kb) = (
+        record_key(&fx, "e:prod", "A"),
+        record_key(&fx, "e:prod", "B"),
+    );
+    let (va, vb) = (
+        tree.get(&ka).unwrap().unwrap(),
+        tree.get(&kb).unwrap().unwrap(),
+    );
+    tree.insert(&ka, vb).unwrap();
+    tree.insert(&kb, va).unwrap();
+    for name in ["A", "B"] {
+        let err = s.get_secret(&env("prod"), name).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Integrity { .. }),
+            "{name}: {err:?}"
+        );
+        assert!(err.is_unavailable());
+        let err = s.resolve("prod", None, name).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Integrity { .. }),
+            "{name}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn ciphertext_moved_between_scopes_fails_integrity() {
+    let fx = Fixture::new().with_layout();
+    let s = &fx.store;
+    s.set_secret(&env("prod"), "K", &val("prod-value")).unwrap();
+    s.set_secret(&env("staging"), "K", &val("staging-value"))
+        .unwrap();
+    s.set_secret(&space("team-a"), "K", &val("a-value"))
+        .unwrap();
+    s.set_secret(&space("team-b"), "K", &val("b-value"))
+        .unwrap();
+    let tree = secrets_tree(&fx);
+    let kp = record_key(&fx, "e:prod", "K");
+    let ks = record_key(&fx, "e:staging", "K");
+    let ka = record_key(&fx, "s:team-a", "K");
+    let kb = record_key(&fx, "s:team-b", "K");
+    // env → env, and space → space within the same environment.
+    let vs = tree.get(&ks).unwrap().unwrap();
+    tree.insert(&kp, vs).unwrap();
+    let vb = tree.get(&kb).unwrap().unwrap();
+    tree.insert(&ka, vb).unwrap();
+    assert!(matches!(
+        s.get_secret(&env("prod"), "K"),
+        Err(StoreError::Integrity { .. })
+    ));
+    assert!(matches!(
+        s.resolve("prod", None, "K"),
+        Err(StoreError::Integrity { .. })
+    ));
+    assert!(matches!(
+        s.resolve("prod", Some("team-a"), "K"),
+        Err(StoreError::Integrity { .. })
+    ));
+    // Untouched records still read.
+    assert_eq!(
+        s.get_secret(&env("staging"), "K").unwrap().expose(),
+        "staging-value"
+    );
+    assert_eq!(
+        s.get_secret(&space("team-b"), "K").unwrap().expose(),
+        "b-value"
+    );
+}
+
+#[test]
+fn garbage_records_are_corrupt_not_panics() {
+    let fx = Fixture::new().with_layout();
+    let s = &fx.store;
+    s.set_secret(&env("prod"), "K", &val("v")).unwrap();
+    let tree = secrets_tree(&fx);
+    let k = record_key(&fx, "e:prod", "K");
+    tree.insert(&k, &[0xff_u8, 0xff, 0xff][..]).unwrap();
+    assert!(matches!(
+        s.get_secret(&env("prod"), "K"),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        s.list_secrets(&env("prod")),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+fn sealed_reason(err: StoreError) -> String {
+    match err {
+        StoreError::Sealed { reason } => reason,
+        other => panic!("expected Sealed, got {other:?}"),
+    }
+}
+
+fn assert_sealed_but_listable(fx: &Fixture, expect: &str) {
+    let s = &fx.store;
+    assert!(s.is_sealed());
+    let reason = s.sealed_reason().unwrap();
+    assert!(reason.contains(expect), "{reason}");
+    for err in [
+        s.get_secret(&env("prod"), "K").unwrap_err(),
+        s.resolve("prod", Some("team-a"), "K").unwrap_err(),
+        s.set_secret(&env("prod"), "K", &val("new")).unwrap_err(),
+        s.rotate_kek().unwrap_err(),
+        s.rotate_dek(&env("prod")).unwrap_err(),
+    ] {
+        assert!(err.is_unavailable());
+        let msg = err.to_string();
+        assert!(msg.starts_with("sealed: master key"), "{msg}");
+        assert_eq!(sealed_reason(err), reason);
+    }
+    // Metadata still works.
+    assert_eq!(s.list_environments().unwrap().len(), 2);
+    assert_eq!(s.list_spaces(Some("prod")).unwrap().len(), 2);
+    assert_eq!(s.list_secrets(&env("prod")).unwrap()[0].name, "K");
+    let eff = s.list_effective("prod", Some("team-a")).unwrap();
+    assert!(eff.iter().any(|e| e.meta.name == "K"));
+}
+
+#[test]
+fn wrong_key_opens_sealed_and_changes_nothing() {
+    let fx = Fixture::new().with_layout();
+    fx.store.set_secret(&env("prod"), "K", &val("v")).unwrap();
+    fx.store
+        .set_secret(&space("team-a"), "S", &val("v"))
+        .unwrap();
+    fx.store.db().flush().unwrap();
+    let before = snapshot(fx.store.db());
+
+    let wrong = fx.keys.path().join("wrong.key");
+    keyhole_store::SecretStore::init_key_file(&wrong).unwrap();
+    let fx = fx.reopen(KeySource::File(wrong.clone()));
+    let expect = format!("master key at {} does not open this store", wrong.display());
+    assert_sealed_but_listable(&fx, &expect);
+    assert_eq!(snapshot(fx.store.db()), before, "sealed open wrote nothing");
+
+    let fx = fx.reopen(KeySource::Inline(
+        keyhole_store::SecretStore::generate_key_text(),
+    ));
+    assert_sealed_but_listable(&fx, "does not open this store");
+    assert_eq!(snapshot(fx.store.db()), before);
+
+    // The right key still works afterwards.
+    let fx = fx.reopen_with_file();
+    assert!(!fx.store.is_sealed());
+    assert_eq!(
+        fx.store.get_secret(&env("prod"), "K").unwrap().expose(),
+        "v"
+    );
+}
+
+#[test]
+fn missing_key_opens_sealed_and_changes_nothing() {
+    let fx = Fixture::new().with_layout();
+    fx.store.set_secret(&env("prod"), "K", &val("v")).unwrap();
+    fx.store.db().flush().unwrap();
+    let before = snapshot(fx.store.db());
+    let missing = fx.keys.path().join("not-there.key");
+    let fx = fx.reopen(KeySource::File(missing.clone()));
+    let expect = format!("master key not available at {}", missing.display());
+    assert_sealed_but_listable(&fx, &expect);
+    assert_eq!(snapshot(fx.store.db()), before);
+    assert!(!missing.exists(), "sealed open created no key file");
+    let fx = fx.reopen(KeySource::None);
+    assert_sealed_but_listable(&fx, "master key not available");
+    assert_eq!(snapshot(fx.store.db()), before);
+}
+
+#[test]
+fn malformed_key_file_is_a_key_file_error() {
+    let fx = Fixture::new();
+    let bad = fx.keys.path().join("bad.key");
+    std::fs::write(&bad, "v1 not-hex\n").unwrap();
+    let data = fx.data.path().to_path_buf();
+    drop(fx.store);
+    let mut result = keyhole_store::SecretStore::open(&data, KeySource::File(bad.clone()));
+    for _ in 0..200 {
+        if !matches!(result, Err(StoreError::Locked { .. })) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        result = keyhole_store::SecretStore::open(&data, KeySource::File(bad.clone()));
+    }
+    match result {
+        Err(StoreError::KeyFile { path, reason }) => {
+            assert_eq!(path, bad);
+            assert!(reason.contains("64 hex"), "{reason}");
+        }
+        other => panic!("expected KeyFile, got {:?}", other.map(|_| ())),
+    }
+}

@@ -1,0 +1,165 @@
+//! Deploy-time checks and restarts.
+
+use keyhole_runtime::{DeploySpec, Outcome, RuntimeError};
+use keyhole_store::Scope;
+use keyhole_tests::*;
+
+fn refused(h: &Harness, bytes: &[u8]) -> String {
+    let err = h
+        .runtime
+        .deploy(DeploySpec::new("bad", "prod"), bytes)
+        .unwrap_err();
+    err.to_string()
+}
+
+/// Acceptance: bad uploads are rejected with a message naming the cause, and
+/// nothing is stored.
+#[test]
+pub fn wrong_world() {
+    let h = Harness::new();
+    h.scopes("prod", &[]);
+    let msg = refused(&h, b"definitely not wasm");
+    assert!(msg.contains("not a WebAssembly binary"), "{msg}");
+    let msg = refused(&h, b"\0asm\x01\0\0\0");
+    assert!(
+        msg.contains("core WebAssembly module, not a component"),
+        "{msg}"
+    );
+    let mut truncated = wasm(SECRET_READER);
+    truncated.truncate(truncated.len() / 2);
+    let msg = refused(&h, &truncated);
+    assert!(msg.starts_with("invalid component"), "{msg}");
+    let msg = refused(&h, &wasm(WRONG_WORLD));
+    assert!(msg.contains("not a keyhole listener"), "{msg}");
+    let msg = refused(&h, &wasm(HTTP_CALLER));
+    assert!(
+        msg.contains("import `wasi:http/") && msg.contains("--allow-http"),
+        "{msg}"
+    );
+
+    let err = h
+        .runtime
+        .deploy(DeploySpec::new("x", "nowhere"), &wasm(SECRET_READER))
+        .unwrap_err();
+    assert!(err.to_string().contains("nowhere"), "{err}");
+    let mut spec = DeploySpec::new("x", "prod");
+    spec.limits.memory_bytes = 1 << 40;
+    let err = h.runtime.deploy(spec, &wasm(SECRET_READER)).unwrap_err();
+    assert!(matches!(err, RuntimeError::InvalidSpec(_)), "{err}");
+    let mut spec = DeploySpec::new("x", "prod");
+    spec.topics = vec!["[".into()];
+    assert!(h.runtime.deploy(spec, &wasm(SECRET_READER)).is_err());
+
+    assert!(h.runtime.deployments().is_empty());
+    assert_eq!(
+        std::fs::read_dir(h.data_dir().join("modules"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(h.data_dir().join("artifacts"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+/// Acceptance: after a restart deployed listeners run without recompiling;
+/// a damaged artifact is recompiled from the stored module, never loaded.
+#[test]
+fn restart_reuses_artifacts() {
+    let h = Harness::new();
+    h.scopes("prod", &[]);
+    h.set(Scope::Environment("prod".into()), "SLACK_TOKEN", "t1");
+    h.deploy(PURE_READER, DeploySpec::new("a", "prod"));
+    h.deploy(PURE_READER, DeploySpec::new("b", "prod"));
+    assert_eq!(h.runtime.stats().compiled, 1, "same module compiled once");
+
+    let h = h.restart();
+    let stats = h.runtime.stats();
+    assert_eq!(
+        (
+            stats.compiled,
+            stats.loaded_from_artifact,
+            stats.deployments
+        ),
+        (0, 1, 2)
+    );
+    let runs = h.emit("x", "prod", None, "{}");
+    assert!(
+        runs.iter()
+            .all(|r| r.outcome == Outcome::Ok { value: fnv("t1") })
+    );
+
+    // Flip one byte of the artifact: it must be recompiled, not trusted.
+    let dir = h.data_dir().join("artifacts");
+    let path = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    let h = h.restart();
+    assert_eq!(h.runtime.stats().compiled, 1);
+    assert_eq!(h.runtime.stats().loaded_from_artifact, 0);
+    let runs = h.emit("x", "prod", None, "{}");
+    assert!(
+        runs.iter()
+            .all(|r| r.outcome == Outcome::Ok { value: fnv("t1") })
+    );
+}
+
+#[test]
+fn topic_and_space_filters_choose_listeners() {
+    let h = Harness::new();
+    h.scopes("prod", &["team-a", "team-b"]);
+    h.scopes("staging", &[]);
+    h.set(Scope::Environment("prod".into()), "SLACK_TOKEN", "t");
+    let mut actions = DeploySpec::new("actions", "prod");
+    actions.topics = vec!["action:*".into()];
+    h.deploy(PURE_READER, actions);
+    let mut team_a = DeploySpec::new("team-a-only", "prod");
+    team_a.space = Some("team-a".into());
+    h.deploy(PURE_READER, team_a);
+    h.deploy(PURE_READER, DeploySpec::new("everything", "prod"));
+
+    let names = |runs: Vec<keyhole_runtime::RunRecord>| {
+        runs.into_iter().map(|r| r.listener).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(h.emit("action:triggered", "prod", None, "{}")),
+        ["actions", "everything"]
+    );
+    assert_eq!(
+        names(h.emit("records:created", "prod", Some("team-a"), "{}")),
+        ["everything", "team-a-only"]
+    );
+    assert_eq!(
+        names(h.emit("records:created", "prod", Some("team-b"), "{}")),
+        ["everything"]
+    );
+    assert!(h.emit("action:triggered", "staging", None, "{}").is_empty());
+
+    let bad = keyhole_runtime::Event::new("x", "prod", None).with_payload("{not json");
+    assert!(
+        h.runtime
+            .emit_blocking(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON")
+    );
+    let wrong_space = keyhole_runtime::Event::new("x", "staging", Some("team-a"));
+    assert!(h.runtime.emit_blocking(&wrong_space).is_err());
+
+    h.runtime.undeploy("everything").unwrap();
+    assert_eq!(
+        names(h.emit("records:created", "prod", Some("team-b"), "{}")),
+        Vec::<String>::new()
+    );
+    assert!(h.runtime.undeploy("everything").is_err());
+}

@@ -1,0 +1,157 @@
+//! The guest examples under guest-examples/, built and run as a user would.
+
+use keyhole_runtime::{DeploySpec, Outcome};
+use keyhole_store::Scope;
+use keyhole_tests::*;
+
+#[test]
+pub fn example_rust_listener() {
+    let h = Harness::new();
+    h.scopes("prod", &["team-a"]);
+    h.set(
+        Scope::Environment("prod".into()),
+        "SLACK_TOKEN",
+        "xoxb-1234",
+    );
+    h.set(
+        Scope::Space("team-a".into()),
+        "SLACK_TOKEN",
+        "xoxb-team-a-123456",
+    );
+    h.deploy(EXAMPLE_RUST_LISTENER, DeploySpec::new("hello", "prod"));
+    let run = h.run_of("hello", "greet:now", "prod", Some("team-a"), "{}");
+    assert_eq!(
+        run.outcome,
+        Outcome::Ok {
+            value:
+                "hello from prod/team-a: token has 18 characters (environment value present: true)"
+                    .into()
+        }
+    );
+    assert!(run.stdout.starts_with("handling ev_"), "{}", run.stdout);
+}
+
+/// Issue 5 acceptance: the notifier posts with exactly the right token for
+/// each scope, picks up a rotated value, and never records the token.
+#[test]
+pub fn example_slack_notifier() {
+    let slack = StubServer::start(200, r#"{"ok":true}"#);
+    let h = Harness::new();
+    h.scopes("prod", &["team-a"]);
+    h.set(
+        Scope::Environment("prod".into()),
+        "SLACK_TOKEN",
+        "xoxb-PLANTED-env",
+    );
+    h.set(
+        Scope::Space("team-a".into()),
+        "SLACK_TOKEN",
+        "xoxb-PLANTED-team-a",
+    );
+    let mut spec = DeploySpec::new("notifier", "prod");
+    spec.topics = vec!["action:*".into()];
+    spec.allow_http = vec![slack.origin()];
+    spec.settings = vec![
+        ("slack_api_base".into(), slack.origin()),
+        ("slack_channel".into(), "#deploys".into()),
+    ];
+    h.deploy(EXAMPLE_SLACK_NOTIFIER, spec);
+
+    let payload = r#"{"action":"notify-team","text":"Deploy finished"}"#;
+    let env_run = h.run_of("notifier", "action:triggered", "prod", None, payload);
+    let space_run = h.run_of(
+        "notifier",
+        "action:triggered",
+        "prod",
+        Some("team-a"),
+        payload,
+    );
+    h.set(
+        Scope::Environment("prod".into()),
+        "SLACK_TOKEN",
+        "xoxb-PLANTED-rotated",
+    );
+    let rotated_run = h.run_of("notifier", "action:triggered", "prod", None, payload);
+    for run in [&env_run, &space_run, &rotated_run] {
+        assert_eq!(
+            run.outcome,
+            Outcome::Ok {
+                value: "posted to #deploys".into()
+            }
+        );
+        assert_eq!(run.http.len(), 1);
+        assert_eq!(run.http[0].status, Some(200));
+        assert_eq!(run.http[0].path, "/chat.postMessage");
+    }
+
+    let got = slack.received();
+    assert_eq!(got.len(), 3, "one POST per event");
+    let tokens: Vec<_> = got
+        .iter()
+        .map(|r| r.header("authorization").unwrap().to_string())
+        .collect();
+    assert_eq!(
+        tokens,
+        [
+            "Bearer xoxb-PLANTED-env",
+            "Bearer xoxb-PLANTED-team-a",
+            "Bearer xoxb-PLANTED-rotated"
+        ]
+    );
+    for r in &got {
+        assert_eq!(r.method, "POST");
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"channel": "#deploys", "text": "Deploy finished"})
+        );
+    }
+
+    // Ignored actions make no request; Slack errors become guest errors.
+    let ignored = h.run_of(
+        "notifier",
+        "action:triggered",
+        "prod",
+        None,
+        r#"{"action":"other"}"#,
+    );
+    assert_eq!(
+        ignored.outcome,
+        Outcome::Ok {
+            value: "ignored action \"other\"".into()
+        }
+    );
+    assert_eq!(slack.received().len(), 3);
+
+    h.runtime.flush().unwrap();
+    assert!(
+        !contains(&all_bytes(&h.data_dir()), "xoxb-PLANTED"),
+        "token reached the data directory"
+    );
+}
+
+/// Slack saying no is a guest error, not a trap.
+#[test]
+fn slack_refusal_is_a_guest_error() {
+    let slack = StubServer::start(200, r#"{"ok":false,"error":"invalid_auth"}"#);
+    let h = Harness::new();
+    h.scopes("prod", &[]);
+    h.set(Scope::Environment("prod".into()), "SLACK_TOKEN", "xoxb-bad");
+    let mut spec = DeploySpec::new("notifier", "prod");
+    spec.allow_http = vec![slack.origin()];
+    spec.settings = vec![("slack_api_base".into(), slack.origin())];
+    h.deploy(EXAMPLE_SLACK_NOTIFIER, spec);
+    let run = h.run_of(
+        "notifier",
+        "action:triggered",
+        "prod",
+        None,
+        r#"{"action":"notify-team","text":"x"}"#,
+    );
+    assert_eq!(
+        run.outcome,
+        Outcome::GuestError {
+            message: "Slack refused the message: invalid_auth".into()
+        }
+    );
+}

@@ -1,0 +1,20 @@
+//! Runtime integration tests: real sled, real wasmtime, guests built from
+//! source. Every guest has a test named after it (checked at compile time by
+//! `foreach_guest!` below).
+
+mod alloc_probe;
+mod deploy;
+mod examples;
+mod http;
+mod sandbox;
+mod secrets;
+
+#[allow(unused_imports)]
+use {deploy::*, examples::*, http::*, sandbox::*, secrets::*};
+
+macro_rules! assert_test_exists {
+    ($name:ident) => {
+        const _: fn() = $name;
+    };
+}
+keyhole_tests::foreach_guest!(assert_test_exists);

@@ -1,0 +1,189 @@
+//! Hostile guests: loops, memory bombs, recursion, panics, and probes for
+//! ambient authority. Each is contained, and neighbours keep running.
+
+use keyhole_runtime::{DeploySpec, Limits, Outcome};
+use keyhole_store::Scope;
+use keyhole_tests::*;
+use serde_json::Value;
+
+fn limited(name: &str, timeout_ms: u64, memory_mib: u64) -> DeploySpec {
+    let mut spec = DeploySpec::new(name, "prod");
+    spec.limits = Limits {
+        timeout_ms,
+        memory_bytes: memory_mib << 20,
+        ..Limits::default()
+    };
+    spec
+}
+
+/// A healthy neighbour deployed beside every hostile guest.
+fn with_neighbour() -> Harness {
+    let h = Harness::new();
+    h.scopes("prod", &[]);
+    h.set(
+        Scope::Environment("prod".into()),
+        "SLACK_TOKEN",
+        "neighbour-token",
+    );
+    h.deploy(PURE_READER, DeploySpec::new("neighbour", "prod"));
+    h
+}
+
+fn assert_neighbour_ok(runs: &[keyhole_runtime::RunRecord]) {
+    let n = runs
+        .iter()
+        .find(|r| r.listener == "neighbour")
+        .expect("neighbour ran");
+    assert_eq!(
+        n.outcome,
+        Outcome::Ok {
+            value: fnv("neighbour-token")
+        }
+    );
+}
+
+#[test]
+pub fn spin_loop() {
+    let h = with_neighbour();
+    h.deploy(SPIN_LOOP, limited("spin", 100, 64));
+    for _ in 0..2 {
+        let runs = h.emit("tick", "prod", None, "{}");
+        let spin = runs.iter().find(|r| r.listener == "spin").unwrap();
+        assert_eq!(spin.outcome, Outcome::Deadline { timeout_ms: 100 });
+        assert!(
+            spin.duration_us >= 100_000 && spin.duration_us < 2_000_000,
+            "stopped after {} µs",
+            spin.duration_us
+        );
+        assert_neighbour_ok(&runs);
+    }
+}
+
+#[test]
+pub fn memory_bomb() {
+    let h = with_neighbour();
+    h.deploy(MEMORY_BOMB, limited("bomb", 5_000, 16));
+    for _ in 0..2 {
+        let runs = h.emit("tick", "prod", None, "{}");
+        let bomb = runs.iter().find(|r| r.listener == "bomb").unwrap();
+        assert_eq!(
+            bomb.outcome,
+            Outcome::Memory {
+                limit_bytes: 16 << 20
+            }
+        );
+        assert_neighbour_ok(&runs);
+    }
+}
+
+#[test]
+pub fn deep_recursion() {
+    let h = with_neighbour();
+    h.deploy(DEEP_RECURSION, limited("deep", 5_000, 64));
+    for _ in 0..2 {
+        let runs = h.emit("tick", "prod", None, "{}");
+        let deep = runs.iter().find(|r| r.listener == "deep").unwrap();
+        match &deep.outcome {
+            Outcome::Trap { trap, .. } => assert_eq!(trap, "stack_overflow"),
+            other => panic!("expected a stack overflow, got {other:?}"),
+        }
+        assert_neighbour_ok(&runs);
+    }
+}
+
+#[test]
+pub fn panicker() {
+    let h = with_neighbour();
+    h.deploy(PANICKER, DeploySpec::new("panicky", "prod"));
+    let runs = h.emit("tick", "prod", None, "{}");
+    let p = runs.iter().find(|r| r.listener == "panicky").unwrap();
+    match &p.outcome {
+        Outcome::Trap { trap, .. } => assert_eq!(trap, "unreachable"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert!(
+        p.stderr.contains("listener gave up on event"),
+        "panic message captured: {:?}",
+        p.stderr
+    );
+    assert_neighbour_ok(&runs);
+    // A fresh instance per event: the next run is unaffected.
+    let calm = h.run_of("panicky", "tick", "prod", None, r#"{"calm":true}"#);
+    assert_eq!(
+        calm.outcome,
+        Outcome::Ok {
+            value: "calm".into()
+        }
+    );
+}
+
+/// Acceptance: the prober finds no environment variable, argument or file.
+#[test]
+pub fn wasi_prober() {
+    let h = Harness::new();
+    h.scopes("prod", &[]);
+    h.deploy(WASI_PROBER, DeploySpec::new("prober", "prod"));
+    let run = h.run_of("prober", "x", "prod", None, "{}");
+    let Outcome::Ok { value } = &run.outcome else {
+        panic!("{:?}", run.outcome)
+    };
+    let report: Value = serde_json::from_str(value).unwrap();
+    assert_eq!(report["env"], Value::Array(vec![]), "{report}");
+    assert_eq!(report["args"], Value::Array(vec![]), "{report}");
+    assert_eq!(report["files"], Value::Array(vec![]), "{report}");
+    assert_eq!(report["wrote"], false, "{report}");
+    assert!(
+        report["wall_clock_secs"].as_u64().unwrap() > 1_600_000_000,
+        "clocks work"
+    );
+}
+
+/// Acceptance: no sockets. A guest that uses std::net imports wasi:sockets
+/// and is refused at deploy time, naming the import; nothing is stored.
+#[test]
+pub fn socket_prober() {
+    let h = Harness::new();
+    h.scopes("prod", &[]);
+    let err = h
+        .runtime
+        .deploy(DeploySpec::new("sockets", "prod"), &wasm(SOCKET_PROBER))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("import `wasi:sockets/"), "{msg}");
+    assert!(h.runtime.deployments().is_empty());
+}
+
+/// Acceptance: a component with no WASI imports at all runs too.
+#[test]
+pub fn pure_reader() {
+    let h = with_neighbour();
+    let runs = h.emit("tick", "prod", None, "{}");
+    assert_neighbour_ok(&runs);
+    assert!(runs[0].stdout.is_empty() && runs[0].stderr.is_empty());
+}
+
+/// Many events at once through the async path: every run recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_dispatch_records_every_run() {
+    let h = with_neighbour();
+    h.deploy(PANICKER, DeploySpec::new("panicky", "prod"));
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let rt = h.runtime.clone();
+        let payload = if i % 2 == 0 { "{}" } else { r#"{"calm":true}"# };
+        let ev = keyhole_runtime::Event::new("tick", "prod", None).with_payload(payload);
+        tasks.push(tokio::spawn(async move { rt.emit(ev).await }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let runs = t.await.unwrap().unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_neighbour_ok(&runs);
+        ok += runs
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Ok { .. }))
+            .count();
+    }
+    assert_eq!(ok, 75);
+    assert_eq!(h.runtime.runs(None, 1000).unwrap().len(), 100);
+}
