@@ -92,6 +92,46 @@ fn main() {
         push(&mut consts, &mut names, &format!("example-{krate}"), &path);
     }
 
+    // The Python example needs componentize-py (PyPI); scripts/test.sh
+    // installs it. Without it the Python test is compiled out, unless
+    // KEYHOLE_REQUIRE_PYTHON is set (CI sets it).
+    println!("cargo::rustc-check-cfg=cfg(python_guest)");
+    println!("cargo:rerun-if-env-changed=KEYHOLE_REQUIRE_PYTHON");
+    let dir = root.join("guest-examples/python-listener");
+    let out = target.join("python_listener.wasm");
+    let built = Command::new("componentize-py")
+        .current_dir(&dir)
+        .args([
+            "-d",
+            "../../wit",
+            "-w",
+            "listener",
+            "componentize",
+            "--stub-wasi",
+            "app",
+            "-o",
+        ])
+        .arg(&out)
+        .output();
+    match built {
+        Ok(o) if o.status.success() => {
+            println!("cargo::rustc-cfg=python_guest");
+            push(&mut consts, &mut names, "example-python-listener", &out);
+        }
+        other => {
+            let why = match other {
+                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                Err(e) => e.to_string(),
+            };
+            if std::env::var_os("KEYHOLE_REQUIRE_PYTHON").is_some() {
+                panic!("componentize-py failed: {why}");
+            }
+            println!(
+                "cargo::warning=Python example not built (pip install componentize-py==0.25.1): {why}"
+            );
+        }
+    }
+
     consts.push_str("\n/// Calls `$mac!(guest_name)` for every guest above.\n#[macro_export]\nmacro_rules! foreach_guest {\n    ($mac:ident) => {\n");
     for n in &names {
         consts.push_str(&format!("        $mac!({n});\n"));

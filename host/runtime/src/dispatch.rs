@@ -223,8 +223,7 @@ impl Runtime {
                 },
             },
         };
-        let (mut stdout, out_dropped) = state.stdout.take();
-        let (mut stderr, err_dropped) = state.stderr.take();
+        let ((mut stdout, out_dropped), (mut stderr, err_dropped)) = state.take_output();
         let revealed = &state.secrets.revealed;
         if !revealed.is_empty() {
             scrub(&mut stdout, revealed, out_dropped > 0);

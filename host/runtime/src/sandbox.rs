@@ -71,10 +71,11 @@ impl ResourceLimiter for RunLimits {
 }
 
 pub(crate) struct RunState {
-    pub(crate) wasi: WasiCtx,
+    /// Built on the guest's first WASI call: most listeners never make one
+    /// (pure components cannot), and building a context costs microseconds.
+    wasi: Option<WasiCtx>,
     pub(crate) table: ResourceTable,
-    pub(crate) stdout: CapturedOutput,
-    pub(crate) stderr: CapturedOutput,
+    output: Option<(CapturedOutput, CapturedOutput)>,
     pub(crate) limits: RunLimits,
     pub(crate) secrets: SecretsCtx,
     pub(crate) http: Option<(WasiHttpCtx, OutboundHooks)>,
@@ -82,23 +83,38 @@ pub(crate) struct RunState {
 
 impl RunState {
     pub(crate) fn new(secrets: SecretsCtx, limits: RunLimits) -> Self {
-        let stdout = CapturedOutput::new(OUTPUT_LIMIT);
-        let stderr = CapturedOutput::new(OUTPUT_LIMIT);
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         RunState {
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
-            stdout,
-            stderr,
+            output: None,
             limits,
             secrets,
             http: None,
+        }
+    }
+
+    /// Captured stdout and stderr, each with the count of bytes dropped.
+    pub(crate) fn take_output(&self) -> ((String, u64), (String, u64)) {
+        match &self.output {
+            Some((out, err)) => (out.take(), err.take()),
+            None => ((String::new(), 0), (String::new(), 0)),
+        }
+    }
+
+    fn ensure_wasi(&mut self) {
+        if self.wasi.is_none() {
+            let stdout = CapturedOutput::new(OUTPUT_LIMIT);
+            let stderr = CapturedOutput::new(OUTPUT_LIMIT);
+            self.wasi = Some(
+                WasiCtx::builder()
+                    .stdout(stdout.clone())
+                    .stderr(stderr.clone())
+                    .allow_tcp(false)
+                    .allow_udp(false)
+                    .allow_ip_name_lookup(false)
+                    .build(),
+            );
+            self.output = Some((stdout, stderr));
         }
     }
 
@@ -125,8 +141,11 @@ impl RunState {
 
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        // Build the context (once) before lending it beside the table.
+        self.ensure_wasi();
+        let ctx = self.wasi.as_mut().expect("built above");
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }

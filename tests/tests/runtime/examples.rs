@@ -155,3 +155,46 @@ fn slack_refusal_is_a_guest_error() {
         }
     );
 }
+
+/// The Python example (componentize-py, `--stub-wasi`): same door, same
+/// rules. Compiled out where componentize-py is missing; CI requires it.
+#[cfg(python_guest)]
+#[test]
+pub fn example_python_listener() {
+    let h = Harness::new();
+    h.scopes("prod", &["team-a"]);
+    h.scopes("staging", &[]);
+    h.set(
+        Scope::Space("team-a".into()),
+        "SLACK_TOKEN",
+        "xoxb-python-123",
+    );
+    let mut spec = DeploySpec::new("py", "prod");
+    spec.limits.memory_bytes = 256 << 20;
+    h.deploy(EXAMPLE_PYTHON_LISTENER, spec);
+    let run = h.run_of(
+        "py",
+        "records:created",
+        "prod",
+        Some("team-a"),
+        r#"{"id": 7}"#,
+    );
+    let Outcome::Ok { value } = &run.outcome else {
+        panic!("{:?}", run.outcome)
+    };
+    let v: serde_json::Value = serde_json::from_str(value).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "language": "python", "topic": "records:created", "space": "team-a",
+            "token_length": 15, "staging": "SecretError_AccessDenied", "payload_keys": ["id"],
+        })
+    );
+    let missing = h.run_of("py", "x", "prod", None, "{}");
+    assert_eq!(
+        missing.outcome,
+        Outcome::GuestError {
+            message: "cannot read SLACK_TOKEN: SecretError_NotFound".into()
+        }
+    );
+}
