@@ -1,1 +1,74 @@
-fn main() {}
+//! `keyhole`: the command line, the daemon and its HTTP API.
+//!
+//! Module map: `cli` (the clap definitions), `config` (data dir, master key,
+//! `serve.json`), `errors` (exit codes and one-line messages with hints),
+//! `commands` (the CLI verbs), `serve` and `api` (the daemon), `token` (the
+//! admin API token), `views` (JSON shapes shared by API and CLI).
+//!
+//! Logs go to stderr through `tracing` (`RUST_LOG` overrides the level);
+//! secret values are never logged: the store hands them out only as
+//! `SecretValue`, which prints as `[redacted]`.
+
+#![forbid(unsafe_code)]
+
+mod api;
+mod cli;
+mod commands;
+mod config;
+mod errors;
+mod serve;
+mod token;
+mod views;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::config::Globals;
+use crate::errors::report;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve(_));
+    init_tracing(if serving { "info" } else { "warn" });
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let r = report(&err);
+            eprintln!("error: {}", r.message);
+            if let Some(hint) = r.hint {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(r.code as u8)
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = Globals::resolve(cli.data, cli.key_file)?;
+    match cli.command {
+        Command::Init => commands::admin::init(&g),
+        Command::Token { cmd } => commands::admin::api_token(&g, cmd),
+        Command::Env { cmd } => commands::admin::env(&g, cmd),
+        Command::Space { cmd } => commands::admin::space(&g, cmd),
+        Command::Keys { cmd } => commands::admin::keys(&g, cmd),
+        Command::Secrets { cmd } => commands::secrets::run(&g, cmd),
+        Command::Deploy(args) => commands::listeners::deploy(&g, args),
+        Command::Listeners { cmd } => commands::listeners::listeners(&g, cmd),
+        Command::Emit(args) => commands::listeners::emit(&g, args),
+        Command::Runs(args) => commands::listeners::runs(&g, args),
+        Command::Serve(args) => serve::run(&g, args),
+    }
+}

@@ -1,0 +1,220 @@
+//! API errors: the one place where store and runtime errors become HTTP
+//! status codes, and the JSON body extractor that turns malformed input into
+//! a 4xx `{"error": "..."}` before any handler runs.
+//!
+//! | status | meaning |
+//! | --- | --- |
+//! | 400 | invalid input: names, ids, specs, modules, JSON, unknown fields |
+//! | 404 | unknown environment, space, secret or listener |
+//! | 409 | already exists |
+//! | 413 | body or module too large |
+//! | 503 | store sealed (master key missing or wrong) |
+//! | 500 | anything else (details are logged, not returned) |
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use keyhole_runtime::RuntimeError;
+use keyhole_store::StoreError;
+use serde::de::DeserializeOwned;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {message}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+/// The status for a store error.
+pub fn store_status(e: &StoreError) -> StatusCode {
+    use StoreError as S;
+    match e {
+        S::InvalidName { .. }
+        | S::InvalidId { .. }
+        | S::InvalidValue { .. }
+        | S::SpaceNotInEnvironment { .. }
+        | S::Unsupported(_) => StatusCode::BAD_REQUEST,
+        S::UnknownEnvironment(_) | S::UnknownSpace(_) | S::NotFound { .. } => StatusCode::NOT_FOUND,
+        S::AlreadyExists(_) => StatusCode::CONFLICT,
+        S::Sealed { .. } | S::KeyFile { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        S::Locked { .. } | S::Corrupt { .. } | S::Integrity { .. } | S::Db(_) | S::Io(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// The status for a runtime error.
+pub fn runtime_status(e: &RuntimeError) -> StatusCode {
+    use RuntimeError as R;
+    match e {
+        R::Store(s) => store_status(s),
+        R::NotWasm(_)
+        | R::CoreModule
+        | R::InvalidComponent(_)
+        | R::WrongWorld(_)
+        | R::ForbiddenImport { .. }
+        | R::InvalidSpec(_) => StatusCode::BAD_REQUEST,
+        R::UnknownListener(_) => StatusCode::NOT_FOUND,
+        R::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        R::Io { .. } | R::Corrupt(_) | R::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn from_status(status: StatusCode, message: String) -> ApiError {
+    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        ApiError::internal(message)
+    } else {
+        ApiError::new(status, message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        from_status(store_status(&e), e.to_string())
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        from_status(runtime_status(&e), e.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::internal(format!("task failed: {e}"))
+    }
+}
+
+/// Parses a JSON body, mapping every failure to a JSON 4xx.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// How much of an oversize body is read (and thrown away) before answering
+/// 413. Answering while the client is still sending would make the server
+/// close the connection under it, and most clients then report a broken
+/// pipe instead of the 413; past this much the connection is cut anyway.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads a whole body of at most `limit` bytes; a larger one is a 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut body = body;
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            if total > limit.saturating_add(DRAIN_LIMIT) {
+                break;
+            }
+            buf = Vec::new();
+            continue;
+        }
+        buf.extend_from_slice(&data);
+    }
+    if total > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {limit} bytes"),
+        ));
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Like `axum::Json`, but every rejection (too large, unreadable, malformed,
+/// unknown field) is a JSON error. No Content-Type is required.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req.into_body(), super::JSON_BODY_LIMIT).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A body that could not be read; too-large bodies become 413.
+pub fn body_rejection(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, "request body too large")
+    } else {
+        ApiError::new(status, text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_mapping_for_every_variant_class() {
+        assert_eq!(
+            store_status(&StoreError::UnknownEnvironment("x".into())),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            store_status(&StoreError::AlreadyExists("x".into())),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            store_status(&StoreError::Sealed { reason: "r".into() }),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            runtime_status(&RuntimeError::TooLarge { size: 2, limit: 1 }),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            runtime_status(&RuntimeError::Store(StoreError::InvalidValue { rule: "r" })),
+            StatusCode::BAD_REQUEST
+        );
+        let e = ApiError::from(RuntimeError::Engine("secret detail".into()));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.message, "internal error");
+    }
+}

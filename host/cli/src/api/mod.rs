@@ -1,0 +1,274 @@
+//! The HTTP API served by `keyhole serve`.
+//!
+//! [`routes`] is the one list of every (method, path) the daemon serves. The
+//! router is built from it, and a test checks it against the hand-written
+//! OpenAPI document (`openapi.json`, served at `GET /v1/openapi.json`), so a
+//! route cannot be added without documenting it, nor documented without
+//! existing.
+//!
+//! Every route but `GET /healthz` needs `Authorization: Bearer <admin
+//! token>`; a wrong or missing token gets a bare 401. Bodies are bounded: JSON
+//! bodies by [`JSON_BODY_LIMIT`], module uploads by `--max-module-bytes`.
+
+mod error;
+mod listeners;
+mod scopes;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post};
+use axum::{Json, Router};
+use keyhole_runtime::Runtime;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+pub use error::ApiError;
+pub use scopes::check_scope;
+
+use crate::token::TokenCheck;
+
+/// Largest JSON request body.
+pub const JSON_BODY_LIMIT: usize = 1 << 20;
+/// The OpenAPI 3 document describing [`routes`].
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Everything a handler needs.
+pub struct AppState {
+    pub runtime: Runtime,
+    pub token: TokenCheck,
+    pub max_module_bytes: usize,
+    pub metrics: ApiMetrics,
+}
+
+pub type Shared = Arc<AppState>;
+
+/// One served route.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    /// Served without a token.
+    pub public: bool,
+    pub handler: MethodRouter<Shared>,
+}
+
+fn route(method: Method, path: &'static str, handler: MethodRouter<Shared>) -> Route {
+    Route {
+        method,
+        path,
+        public: false,
+        handler,
+    }
+}
+
+/// Largest `POST /v1/listeners` body: the module, plus room for the
+/// multipart framing and the `spec` part.
+pub fn upload_limit(max_module_bytes: usize) -> usize {
+    max_module_bytes.saturating_add(JSON_BODY_LIMIT + 64 * 1024)
+}
+
+/// Every route the daemon serves.
+pub fn routes(max_module_bytes: usize) -> Vec<Route> {
+    use Method as M;
+    let upload_limit = upload_limit(max_module_bytes);
+    vec![
+        Route {
+            public: true,
+            ..route(M::GET, "/healthz", get(healthz))
+        },
+        route(M::GET, "/metrics", get(metrics)),
+        route(M::GET, "/v1/openapi.json", get(openapi)),
+        route(M::GET, "/v1/environments", get(scopes::list_environments)),
+        route(
+            M::POST,
+            "/v1/environments",
+            post(scopes::create_environment),
+        ),
+        route(M::GET, "/v1/spaces", get(scopes::list_spaces)),
+        route(M::POST, "/v1/spaces", post(scopes::create_space)),
+        route(M::GET, "/v1/secrets", get(scopes::list_secrets)),
+        route(M::POST, "/v1/secrets", post(scopes::set_secret)),
+        route(M::DELETE, "/v1/secrets/{id}", delete(scopes::delete_secret)),
+        route(M::POST, "/v1/keys/rotate", post(scopes::rotate)),
+        route(M::GET, "/v1/listeners", get(listeners::list)),
+        route(
+            M::POST,
+            "/v1/listeners",
+            post(listeners::deploy).layer(DefaultBodyLimit::max(upload_limit)),
+        ),
+        route(
+            M::DELETE,
+            "/v1/listeners/{name}",
+            delete(listeners::undeploy),
+        ),
+        route(M::POST, "/v1/events", post(listeners::emit)),
+        route(M::GET, "/v1/runs", get(listeners::runs)),
+    ]
+}
+
+/// The complete application.
+pub fn router(state: Shared) -> Router {
+    let mut public = Router::new();
+    let mut private = Router::new();
+    for r in routes(state.max_module_bytes) {
+        tracing::debug!(method = %r.method, path = r.path, public = r.public, "route");
+        if r.public {
+            public = public.route(r.path, r.handler);
+        } else {
+            private = private.route(r.path, r.handler);
+        }
+    }
+    private
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .merge(public)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn require_token(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if s.token.verify_header(header) {
+        next.run(req).await
+    } else {
+        // No detail: whether the token was missing, malformed or wrong.
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+        )
+            .into_response()
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route (see GET /v1/openapi.json)")
+}
+
+async fn healthz(State(s): State<Shared>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "sealed": s.runtime.store().is_sealed(),
+    }))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
+    let runtime = s.runtime.metrics().encode();
+    let mut text = runtime
+        .strip_suffix("# EOF\n")
+        .unwrap_or(&runtime)
+        .to_string();
+    prometheus_client::encoding::text::encode(&mut text, &s.metrics.registry)
+        .expect("writing to a String cannot fail");
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: String,
+}
+
+/// API request counters, by method, route template and status.
+pub struct ApiMetrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("keyhole_api");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "HTTP API requests", requests.clone());
+        ApiMetrics { registry, requests }
+    }
+}
+
+async fn count_requests(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_string();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    s.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status,
+        })
+        .inc();
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// (method, path) of every operation in the OpenAPI document.
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().unwrap().keys() {
+                if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    out.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_route_exists() {
+        let served: BTreeSet<(String, String)> = routes(1)
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        assert_eq!(served, documented());
+    }
+
+    #[test]
+    fn only_healthz_is_public_in_code_and_document() {
+        let public: Vec<&str> = routes(1)
+            .iter()
+            .filter(|r| r.public)
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(public, ["/healthz"]);
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(
+            doc["paths"]["/healthz"]["get"]["security"],
+            serde_json::json!([])
+        );
+        assert!(doc["security"].as_array().is_some_and(|s| !s.is_empty()));
+    }
+}

@@ -1,0 +1,316 @@
+//! The command line, as clap derive types.
+//!
+//! Kept apart from the code that runs each verb so that `--help` text, value
+//! parsers and defaults can be read in one place. Every verb has `--help`;
+//! the exit codes are listed in the top-level help (see `errors.rs`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use keyhole_store::Scope;
+
+use crate::errors::EXIT_CODES_HELP;
+
+/// keyhole: run sandboxed WebAssembly event listeners that reach secrets
+/// only through `get-secret`.
+#[derive(Debug, Parser)]
+#[command(name = "keyhole", version, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// Data directory (database, modules, compiled artifacts).
+    #[arg(
+        long,
+        global = true,
+        env = "KEYHOLE_DATA",
+        default_value = "./keyhole-data",
+        value_name = "DIR"
+    )]
+    pub data: PathBuf,
+
+    /// Master key file [default: $XDG_CONFIG_HOME/keyhole/master.key, else
+    /// ~/.config/keyhole/master.key]. KEYHOLE_MASTER_KEY (the key text
+    /// itself) takes precedence over any file.
+    #[arg(long, global = true, env = "KEYHOLE_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data directory, the master key file and an admin API token.
+    Init,
+    /// Replace the admin API token (the old one stops working).
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Environments: the top-level scopes of secrets and events.
+    Env {
+        #[command(subcommand)]
+        cmd: EnvCmd,
+    },
+    /// Spaces: scopes inside an environment that may override its secrets.
+    Space {
+        #[command(subcommand)]
+        cmd: SpaceCmd,
+    },
+    /// Set, list and remove secrets (values are never shown).
+    Secrets {
+        #[command(subcommand)]
+        cmd: SecretsCmd,
+    },
+    /// Rotate the master key or a scope's data key.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Deploy a listener component (replaces one of the same name).
+    Deploy(DeployArgs),
+    /// List or remove deployed listeners.
+    Listeners {
+        #[command(subcommand)]
+        cmd: ListenersCmd,
+    },
+    /// Emit an event in this process and print each listener run.
+    Emit(EmitArgs),
+    /// Show recent run records.
+    Runs(RunsArgs),
+    /// Run the daemon: the HTTP API on a loopback address.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a new admin API token, print it once, and forget the old one.
+    Reset,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCmd {
+    /// Create an environment.
+    Create {
+        /// Environment id: 1-64 characters of A-Z a-z 0-9 _ -.
+        name: String,
+    },
+    /// List environments.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpaceCmd {
+    /// Create a space inside an environment.
+    Create {
+        /// Space id: 1-64 characters of A-Z a-z 0-9 _ -.
+        name: String,
+        /// The environment it belongs to.
+        #[arg(long = "env", value_name = "ENV")]
+        env: String,
+    },
+    /// List spaces.
+    List {
+        /// Only the spaces of this environment.
+        #[arg(long = "env", value_name = "ENV")]
+        env: Option<String>,
+    },
+}
+
+/// Which environment, and optionally which space in it.
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// Environment.
+    #[arg(long = "env", value_name = "ENV")]
+    pub env: String,
+    /// Space inside the environment.
+    #[arg(long = "space", value_name = "SPACE")]
+    pub space: Option<String>,
+}
+
+impl ScopeArgs {
+    /// The scope a write goes to: the space if given, else the environment.
+    pub fn target(&self) -> Scope {
+        match &self.space {
+            Some(s) => Scope::Space(s.clone()),
+            None => Scope::Environment(self.env.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCmd {
+    /// Set a secret. The value is read from stdin (one trailing newline is
+    /// stripped), e.g. `printf %s "$TOKEN" | keyhole secrets set SLACK_TOKEN --env prod`.
+    Set {
+        /// Secret name: 1-256 characters of A-Z a-z 0-9 _ . -, starting with
+        /// a letter or `_`.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// The value on the command line instead of stdin (ends up in shell
+        /// history and the process list: avoid).
+        #[arg(long, value_name = "VALUE")]
+        value: Option<String>,
+    },
+    /// List the secrets a listener in this scope sees: names, where each
+    /// comes from, version and update time. Never values.
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret from exactly this scope.
+    Rm {
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Rotate the master key (no --scope) or one scope's data key.
+    Rotate {
+        /// `env:NAME` or `space:NAME`; without it the master key is rotated.
+        #[arg(long, value_name = "env:NAME|space:NAME", value_parser = parse_scope)]
+        scope: Option<Scope>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The listener component (.wasm, built for wasm32-wasip2).
+    pub file: PathBuf,
+    /// Listener name (1-64 characters of A-Z a-z 0-9 _ -).
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Topic glob filter; repeat for several.
+    #[arg(long = "topic", value_name = "GLOB", default_values_t = ["*".to_string()])]
+    pub topics: Vec<String>,
+    /// Another environment this listener may read secrets from explicitly.
+    #[arg(long = "grant-env", value_name = "ENV")]
+    pub grant_env: Vec<String>,
+    /// Another space this listener may read secrets from explicitly.
+    #[arg(long = "grant-space", value_name = "SPACE")]
+    pub grant_space: Vec<String>,
+    /// Wall-clock limit per run, e.g. 500ms, 5s.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Memory limit per run, e.g. 16MiB, 64MiB.
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    pub memory: u64,
+    /// Origin the listener may send HTTP requests to, e.g.
+    /// https://slack.com or http://127.0.0.1:8080; repeat for several.
+    #[arg(long = "allow-http", value_name = "ORIGIN")]
+    pub allow_http: Vec<String>,
+    /// Non-secret setting delivered with each event; repeat for several.
+    #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListenersCmd {
+    /// List deployed listeners with their scope, topics, grants, limits,
+    /// HTTP allow-list, settings and module hash.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a deployed listener.
+    Rm { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct EmitArgs {
+    /// Event topic, e.g. action:triggered.
+    pub topic: String,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Event payload, a JSON document.
+    #[arg(long, default_value = "{}", value_name = "JSON")]
+    pub payload: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only this listener's runs.
+    #[arg(long)]
+    pub listener: Option<String>,
+    /// At most this many runs, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON (an array of run records) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Port 0 picks a free port; the bound address is
+    /// printed and written to DATA/serve.json.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: std::net::SocketAddr,
+    /// Largest listener module accepted by POST /v1/listeners, e.g. 16MiB.
+    #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
+    pub max_module_bytes: u64,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 5s, 1m)"))
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    s.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{e} (examples: 16MiB, 64MiB, 1048576)"))
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err("expected KEY=VALUE".into()),
+    }
+}
+
+/// Parses `env:NAME` or `space:NAME`.
+pub fn parse_scope(s: &str) -> Result<Scope, String> {
+    match s.split_once(':') {
+        Some(("env", id)) if !id.is_empty() => Ok(Scope::Environment(id.to_string())),
+        Some(("space", id)) if !id.is_empty() => Ok(Scope::Space(id.to_string())),
+        _ => Err("expected env:NAME or space:NAME".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn value_parsers() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_bytes("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1048576").unwrap(), 1 << 20);
+        assert!(parse_bytes("lots").is_err());
+        assert_eq!(
+            parse_setting("a=b=c").unwrap(),
+            ("a".to_string(), "b=c".to_string())
+        );
+        assert!(parse_setting("=x").is_err());
+        assert_eq!(
+            parse_scope("space:team-a").unwrap(),
+            Scope::Space("team-a".into())
+        );
+        assert!(parse_scope("prod").is_err());
+    }
+}

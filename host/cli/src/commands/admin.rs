@@ -1,0 +1,195 @@
+//! Setting up and administering a data directory: `init`, `token reset`,
+//! `env`, `space` and `keys rotate`.
+//!
+//! `init` is careful about the two things that cannot be undone: it never
+//! overwrites a master key (losing one loses every secret it protects), and
+//! it refuses a key file inside the data directory (a backup of the data
+//! directory would then carry its own key).
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use keyhole_store::{KeySource, RotationReport, RotationTarget, Scope, SecretStore};
+
+use crate::cli::{EnvCmd, KeysCmd, SpaceCmd, TokenCmd};
+use crate::config::{Globals, is_inside};
+use crate::errors::{CliError, Exit};
+use crate::token;
+use crate::views::rfc3339;
+
+pub fn init(g: &Globals) -> Result<()> {
+    if let KeySource::File(path) = &g.key {
+        if path.exists() {
+            return Err(CliError::new(
+                Exit::Failure,
+                format!(
+                    "key file {} already exists; `keyhole init` never overwrites a master key",
+                    path.display()
+                ),
+            )
+            .hint(
+                "keep it: it is the only key to the secrets it protects. \
+                 To start a new installation, pass --key-file NEW_PATH",
+            )
+            .into());
+        }
+        if is_inside(path, &g.data) {
+            return Err(CliError::new(
+                Exit::Usage,
+                format!(
+                    "key file {} is inside the data directory {}: a copy of the data directory would carry its own key",
+                    path.display(),
+                    g.data.display()
+                ),
+            )
+            .hint("put the key elsewhere, e.g. the default ~/.config/keyhole/master.key")
+            .into());
+        }
+    }
+    std::fs::create_dir_all(&g.data)
+        .with_context(|| format!("creating data directory {}", g.data.display()))?;
+    {
+        // Look before creating a key: an initialized data dir has a token.
+        let probe = SecretStore::open(&g.data, KeySource::None)?;
+        if token::TokenCheck::load(probe.db())?.is_some() {
+            return Err(CliError::new(
+                Exit::Failure,
+                format!("data directory {} is already initialized", g.data.display()),
+            )
+            .hint("use `keyhole token reset` for a new API token; keep using its master key")
+            .into());
+        }
+    }
+    if let KeySource::File(path) = &g.key {
+        SecretStore::init_key_file(path)?;
+    }
+    let store = SecretStore::open(&g.data, g.key.clone())?;
+    if let Some(reason) = store.sealed_reason() {
+        return Err(keyhole_store::StoreError::Sealed { reason }.into());
+    }
+    let admin = token::generate();
+    token::install(store.db(), &admin)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "initialized data directory {}", g.data.display())?;
+    match &g.key {
+        KeySource::File(path) => writeln!(
+            out,
+            "master key: {} (back it up apart from the data directory; without it no secret can be read)",
+            path.display()
+        )?,
+        _ => writeln!(
+            out,
+            "master key: from $KEYHOLE_MASTER_KEY (no file written)"
+        )?,
+    }
+    writeln!(
+        out,
+        "admin API token (shown once; keyhole keeps only its sha256):\n{}",
+        *admin
+    )?;
+    Ok(())
+}
+
+pub fn api_token(g: &Globals, cmd: TokenCmd) -> Result<()> {
+    match cmd {
+        TokenCmd::Reset => {
+            let store = g.open_store()?;
+            let admin = token::generate();
+            token::install(store.db(), &admin)?;
+            println!(
+                "new admin API token (shown once; the old one no longer works):\n{}",
+                *admin
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn env(g: &Globals, cmd: EnvCmd) -> Result<()> {
+    let store = g.open_store()?;
+    match cmd {
+        EnvCmd::Create { name } => {
+            store.create_environment(&name)?;
+            println!("created environment {name}");
+        }
+        EnvCmd::List => {
+            let envs = store.list_environments()?;
+            if envs.is_empty() {
+                println!("no environments (create one with `keyhole env create NAME`)");
+            } else {
+                println!("{:<24} CREATED", "ENVIRONMENT");
+                for e in envs {
+                    println!("{:<24} {}", e.id, rfc3339(e.created_at_ms));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn space(g: &Globals, cmd: SpaceCmd) -> Result<()> {
+    let store = g.open_store()?;
+    match cmd {
+        SpaceCmd::Create { name, env } => {
+            store.create_space(&name, &env)?;
+            println!("created space {name} in environment {env}");
+        }
+        SpaceCmd::List { env } => {
+            let spaces = store.list_spaces(env.as_deref())?;
+            if spaces.is_empty() {
+                println!("no spaces (create one with `keyhole space create NAME --env ENV`)");
+            } else {
+                println!("{:<24} {:<24} CREATED", "SPACE", "ENVIRONMENT");
+                for s in spaces {
+                    println!(
+                        "{:<24} {:<24} {}",
+                        s.id,
+                        s.environment,
+                        rfc3339(s.created_at_ms)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn keys(g: &Globals, cmd: KeysCmd) -> Result<()> {
+    let KeysCmd::Rotate { scope } = cmd;
+    let store = g.open_unsealed_store()?;
+    let report = match &scope {
+        None => store.rotate_kek()?,
+        Some(scope) => store.rotate_dek(scope)?,
+    };
+    println!("{}", rotation_text(&report));
+    Ok(())
+}
+
+/// One paragraph describing a rotation.
+pub fn rotation_text(r: &RotationReport) -> String {
+    let (what, records) = match &r.target {
+        RotationTarget::Kek => ("master key (KEK)".to_string(), "data keys rewrapped"),
+        RotationTarget::Dek(Scope::Environment(id)) => {
+            (format!("data key of env:{id}"), "secrets re-encrypted")
+        }
+        RotationTarget::Dek(Scope::Space(id)) => {
+            (format!("data key of space:{id}"), "secrets re-encrypted")
+        }
+    };
+    let previous = r
+        .previous_version
+        .map_or_else(|| "none".to_string(), |v| format!("v{v}"));
+    let retired = if r.retired_versions.is_empty() {
+        "none".to_string()
+    } else {
+        r.retired_versions
+            .iter()
+            .map(|v| format!("v{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "rotated {what}: {previous} -> v{}\n  {records}: {}\n  retired versions: {retired}",
+        r.new_version, r.records_rewritten
+    )
+}

@@ -1,0 +1,5 @@
+//! One module per group of verbs; `main.rs` dispatches to them.
+
+pub mod admin;
+pub mod listeners;
+pub mod secrets;

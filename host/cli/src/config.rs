@@ -1,0 +1,179 @@
+//! Where things live: the data directory, the master key, and the
+//! `serve.json` note a running daemon leaves behind.
+//!
+//! The master key is looked up in this order: `KEYHOLE_MASTER_KEY` (key text,
+//! for containers and CI), then `--key-file` / `KEYHOLE_KEY_FILE`, then
+//! `$XDG_CONFIG_HOME/keyhole/master.key`, then `~/.config/keyhole/master.key`.
+//! The default is outside the data directory on purpose: a copy of the data
+//! directory must be useless without the key.
+//!
+//! `serve.json` holds the daemon's pid and bound address. It lets tests and
+//! scripts use `--listen 127.0.0.1:0`, and lets a CLI verb that finds the
+//! data directory locked say which process holds it and where its API is.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, Result};
+use keyhole_runtime::{Runtime, RuntimeConfig};
+use keyhole_store::{KeySource, SecretStore};
+use serde::{Deserialize, Serialize};
+
+use crate::errors::{CliError, Exit};
+
+/// The environment variable holding key text; wins over any key file.
+pub const MASTER_KEY_ENV: &str = "KEYHOLE_MASTER_KEY";
+pub const SERVE_FILE: &str = "serve.json";
+
+/// Global options, resolved.
+#[derive(Clone, Debug)]
+pub struct Globals {
+    pub data: PathBuf,
+    pub key: KeySource,
+}
+
+impl Globals {
+    pub fn resolve(data: PathBuf, key_file: Option<PathBuf>) -> Result<Self> {
+        let key = match std::env::var(MASTER_KEY_ENV) {
+            Ok(text) if !text.trim().is_empty() => KeySource::Inline(text),
+            _ => KeySource::File(match key_file {
+                Some(p) => p,
+                None => default_key_file()?,
+            }),
+        };
+        Ok(Globals { data, key })
+    }
+
+    /// Opens the store (sealed if the key is missing or wrong).
+    pub fn open_store(&self) -> Result<SecretStore> {
+        Ok(SecretStore::open(&self.data, self.key.clone())?)
+    }
+
+    /// Opens the store and the runtime on it.
+    pub fn open_runtime(&self) -> Result<Runtime> {
+        let store = self.open_store()?;
+        Ok(Runtime::open(store, &self.data, RuntimeConfig::default())?)
+    }
+
+    /// A store that must be unsealed for this verb.
+    pub fn open_unsealed_store(&self) -> Result<SecretStore> {
+        let store = self.open_store()?;
+        if let Some(reason) = store.sealed_reason() {
+            return Err(keyhole_store::StoreError::Sealed { reason }.into());
+        }
+        Ok(store)
+    }
+}
+
+fn default_key_file() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from) {
+        Some(p) if p.is_absolute() => p,
+        _ => match std::env::var_os("HOME") {
+            Some(home) if !home.is_empty() => PathBuf::from(home).join(".config"),
+            _ => {
+                return Err(CliError::new(
+                    Exit::Usage,
+                    "cannot locate the master key: neither XDG_CONFIG_HOME nor HOME is set",
+                )
+                .hint("pass --key-file PATH or set KEYHOLE_KEY_FILE")
+                .into());
+            }
+        },
+    };
+    Ok(base.join("keyhole").join("master.key"))
+}
+
+/// True if `inner` is `outer` or lies below it, resolving symlinks and `..`
+/// for the parts that exist.
+pub fn is_inside(inner: &Path, outer: &Path) -> bool {
+    fn resolve(p: &Path) -> PathBuf {
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut norm = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                Component::ParentDir => {
+                    norm.pop();
+                }
+                Component::CurDir => {}
+                other => norm.push(other),
+            }
+        }
+        // Resolve symlinks in the longest prefix that exists.
+        let mut existing = norm.clone();
+        let mut rest = Vec::new();
+        let mut out = loop {
+            if let Ok(canon) = existing.canonicalize() {
+                break canon;
+            }
+            match existing.file_name() {
+                Some(name) => {
+                    rest.push(name.to_os_string());
+                    existing.pop();
+                }
+                None => return norm,
+            }
+        };
+        out.extend(rest.iter().rev());
+        out
+    }
+    resolve(inner).starts_with(resolve(outer))
+}
+
+/// What a running `keyhole serve` tells the world.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServeInfo {
+    pub pid: u32,
+    /// Base URL, e.g. `http://127.0.0.1:7700`.
+    pub address: String,
+}
+
+impl ServeInfo {
+    pub fn read(data: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(data.join(SERVE_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Written atomically (temp file + rename) so readers never see half.
+    pub fn write(&self, data: &Path) -> Result<()> {
+        let tmp = data.join(format!(".{SERVE_FILE}.{}", std::process::id()));
+        let path = data.join(SERVE_FILE);
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    pub fn remove(data: &Path) {
+        let _ = std::fs::remove_file(data.join(SERVE_FILE));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inside_checks_resolve_missing_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        assert!(is_inside(&data.join("keys/master.key"), &data));
+        assert!(is_inside(&data.join("x/../master.key"), &data));
+        assert!(!is_inside(&dir.path().join("master.key"), &data));
+        assert!(!is_inside(&dir.path().join("data2/master.key"), &data));
+        assert!(!is_inside(&data.join("x/../../master.key"), &data));
+    }
+
+    #[test]
+    fn serve_info_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ServeInfo::read(dir.path()).is_none());
+        let info = ServeInfo {
+            pid: 42,
+            address: "http://127.0.0.1:1".into(),
+        };
+        info.write(dir.path()).unwrap();
+        assert_eq!(ServeInfo::read(dir.path()).unwrap().pid, 42);
+        ServeInfo::remove(dir.path());
+        assert!(ServeInfo::read(dir.path()).is_none());
+    }
+}

@@ -1,0 +1,212 @@
+//! Exit codes, and turning any error into one clear line plus a hint.
+//!
+//! Every verb returns `anyhow::Result`; this module is the single place that
+//! decides what the user reads and which exit code a script sees. Store and
+//! runtime errors are classified by variant (never by message text), and a
+//! raw sled lock error can never reach the terminal: `StoreError::Locked`
+//! is rewritten into a message that names the fix.
+
+use std::path::Path;
+
+use keyhole_runtime::RuntimeError;
+use keyhole_store::StoreError;
+
+use crate::config::ServeInfo;
+
+/// Exit codes, as documented in `keyhole --help`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Host error or anything not classified below.
+    Failure = 1,
+    /// Bad usage or invalid input (clap uses 2 for its own errors too).
+    Usage = 2,
+    /// A named environment, space, secret, listener or file does not exist.
+    NotFound = 3,
+    /// The data directory is held by another keyhole process.
+    Locked = 4,
+    /// The store is sealed: the master key is missing, wrong or unreadable.
+    Sealed = 5,
+}
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success (a listener that fails is still a successful `emit`)
+  1  runtime or other error
+  2  usage error or invalid input (bad name, spec, module or payload)
+  3  not found: unknown environment, space, secret, listener or file
+  4  data directory in use by another keyhole process (`keyhole serve`?)
+  5  sealed: master key missing, wrong or unreadable";
+
+/// An error the CLI raises itself, with its exit code and a hint.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CliError {
+    pub code: Exit,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    pub fn new(code: Exit, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// What to print and how to exit.
+pub struct Report {
+    pub code: Exit,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Classifies `err` (looking through its whole chain).
+pub fn report(err: &anyhow::Error) -> Report {
+    let message = format!("{err:#}");
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<CliError>() {
+            return Report {
+                code: e.code,
+                message,
+                hint: e.hint.clone(),
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<StoreError>() {
+            return store_report(e, message);
+        }
+        if let Some(e) = cause.downcast_ref::<RuntimeError>() {
+            return runtime_report(e, message);
+        }
+    }
+    Report {
+        code: Exit::Failure,
+        message,
+        hint: None,
+    }
+}
+
+fn runtime_report(e: &RuntimeError, message: String) -> Report {
+    use RuntimeError as R;
+    let (code, hint) = match e {
+        R::Store(s) => return store_report(s, message),
+        R::UnknownListener(_) => (Exit::NotFound, Some("see `keyhole listeners list`".into())),
+        R::NotWasm(_)
+        | R::CoreModule
+        | R::InvalidComponent(_)
+        | R::WrongWorld(_)
+        | R::ForbiddenImport { .. }
+        | R::InvalidSpec(_)
+        | R::TooLarge { .. } => (Exit::Usage, None),
+        R::Io { .. } | R::Corrupt(_) | R::Engine(_) => (Exit::Failure, None),
+    };
+    Report {
+        code,
+        message,
+        hint,
+    }
+}
+
+fn store_report(e: &StoreError, message: String) -> Report {
+    use StoreError as S;
+    let (code, hint, message) = match e {
+        S::Locked { path } => return locked_report(path),
+        S::InvalidName { .. } | S::InvalidId { .. } | S::InvalidValue { .. } => {
+            (Exit::Usage, None, message)
+        }
+        S::UnknownEnvironment(id) => (
+            Exit::NotFound,
+            Some(format!(
+                "create it with `keyhole env create {id}`, or see `keyhole env list`"
+            )),
+            message,
+        ),
+        S::UnknownSpace(_) | S::SpaceNotInEnvironment { .. } => (
+            Exit::NotFound,
+            Some("see `keyhole space list`".into()),
+            message,
+        ),
+        S::NotFound { .. } => (
+            Exit::NotFound,
+            Some("see `keyhole secrets list --env ENV [--space SPACE]`".into()),
+            message,
+        ),
+        S::Sealed { .. } | S::KeyFile { .. } => (
+            Exit::Sealed,
+            Some(
+                "the master key comes from KEYHOLE_MASTER_KEY, else --key-file / \
+                 KEYHOLE_KEY_FILE (default ~/.config/keyhole/master.key); \
+                 point it at the key this data directory was initialized with"
+                    .into(),
+            ),
+            message,
+        ),
+        S::AlreadyExists(_) => (Exit::Failure, None, message),
+        S::Unsupported(_) => (Exit::Usage, None, message),
+        S::Corrupt { .. } | S::Integrity { .. } | S::Db(_) | S::Io(_) => {
+            (Exit::Failure, None, message)
+        }
+    };
+    Report {
+        code,
+        message,
+        hint,
+    }
+}
+
+/// The data dir is held: say by whom, and what to do instead.
+fn locked_report(path: &Path) -> Report {
+    let message = format!(
+        "data directory {} is in use by another keyhole process (is `keyhole serve` running?)",
+        path.display()
+    );
+    let hint = match ServeInfo::read(path) {
+        Some(info) => format!(
+            "stop it (`kill {}`), or use the HTTP API at {} while it runs",
+            info.pid, info.address
+        ),
+        None => "stop the other keyhole process, or use the HTTP API of `keyhole serve`".into(),
+    };
+    Report {
+        code: Exit::Locked,
+        message,
+        hint: Some(hint),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_through_context_and_runtime_wrapping() {
+        let err = anyhow::Error::new(RuntimeError::Store(StoreError::UnknownEnvironment(
+            "staging".into(),
+        )))
+        .context("deploying x");
+        let r = report(&err);
+        assert_eq!(r.code, Exit::NotFound);
+        assert!(r.message.starts_with("deploying x: unknown environment"));
+        assert!(r.hint.unwrap().contains("keyhole env create staging"));
+
+        let err = anyhow::Error::new(StoreError::Sealed {
+            reason: "master key not available at /k".into(),
+        });
+        assert_eq!(report(&err).code, Exit::Sealed);
+
+        let dir = tempfile::tempdir().unwrap();
+        let err = anyhow::Error::new(StoreError::Locked {
+            path: dir.path().into(),
+        });
+        let r = report(&err);
+        assert_eq!(r.code, Exit::Locked);
+        assert!(r.message.contains("keyhole serve"), "{}", r.message);
+    }
+}

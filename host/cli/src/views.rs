@@ -1,0 +1,233 @@
+//! The JSON shapes keyhole shows the outside world, shared by the HTTP API
+//! and the CLI's `--json` output so the two never drift apart.
+//!
+//! Field names are camelCase (the API's convention) and timestamps RFC 3339.
+//! No view has a field that could hold a secret value: secrets are shown as
+//! metadata only, runs carry names of the secrets read, never values.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use keyhole_runtime::http::HttpCall;
+use keyhole_runtime::{Deployment, Outcome, RunRecord};
+use keyhole_store::{Provenance, Scope, SecretMeta};
+use serde::Serialize;
+
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// A secret's id in the API: `env:prod:SLACK_TOKEN`, `space:team-a:SLACK_TOKEN`.
+pub fn secret_id(scope: &Scope, name: &str) -> String {
+    format!("{scope}:{name}")
+}
+
+/// Splits a secret id back into scope and name.
+pub fn parse_secret_id(id: &str) -> Option<(Scope, String)> {
+    let (kind, rest) = id.split_once(':')?;
+    let (scope_id, name) = rest.split_once(':')?;
+    let scope = match kind {
+        "env" => Scope::Environment(scope_id.to_string()),
+        "space" => Scope::Space(scope_id.to_string()),
+        _ => return None,
+    };
+    Some((scope, name.to_string()))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretView {
+    pub id: String,
+    pub name: String,
+    pub environment_id: String,
+    pub space_id: Option<String>,
+    /// `environment` or `space-override`: where the effective value comes from.
+    pub provenance: Provenance,
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl SecretView {
+    pub fn new(meta: &SecretMeta, environment: &str, provenance: Provenance) -> Self {
+        SecretView {
+            id: secret_id(&meta.scope, &meta.name),
+            name: meta.name.clone(),
+            environment_id: environment.to_string(),
+            space_id: match &meta.scope {
+                Scope::Space(s) => Some(s.clone()),
+                Scope::Environment(_) => None,
+            },
+            provenance,
+            version: meta.version,
+            created_at: rfc3339(meta.created_at_ms),
+            updated_at: rfc3339(meta.updated_at_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsView {
+    pub timeout_ms: u64,
+    pub memory_bytes: u64,
+    pub max_http_requests: u32,
+    pub max_http_response_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantsView {
+    pub environments: Vec<String>,
+    pub spaces: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerView {
+    pub name: String,
+    pub environment_id: String,
+    pub space_id: Option<String>,
+    pub topics: Vec<String>,
+    pub grants: GrantsView,
+    pub limits: LimitsView,
+    pub allow_http: Vec<String>,
+    pub settings: BTreeMap<String, String>,
+    pub module_hash: String,
+    pub deployed_at: String,
+}
+
+impl From<&Deployment> for ListenerView {
+    fn from(d: &Deployment) -> Self {
+        let s = &d.spec;
+        ListenerView {
+            name: s.name.clone(),
+            environment_id: s.environment.clone(),
+            space_id: s.space.clone(),
+            topics: s.topics.clone(),
+            grants: GrantsView {
+                environments: s.grants.environments.clone(),
+                spaces: s.grants.spaces.clone(),
+            },
+            limits: LimitsView {
+                timeout_ms: s.limits.timeout_ms,
+                memory_bytes: s.limits.memory_bytes,
+                max_http_requests: s.limits.max_http_requests,
+                max_http_response_bytes: s.limits.max_http_response_bytes,
+            },
+            allow_http: s.allow_http.clone(),
+            settings: s.settings.iter().cloned().collect(),
+            module_hash: d.module_hash.clone(),
+            deployed_at: rfc3339(d.deployed_at_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunView {
+    pub id: u64,
+    pub event_id: String,
+    pub topic: String,
+    pub listener: String,
+    pub module_hash: String,
+    /// `{"kind": "ok" | "guest_error" | "deadline" | "memory" | "trap" | "failed", ...}`
+    pub outcome: Outcome,
+    pub started_at: String,
+    pub duration_us: u64,
+    pub stdout: String,
+    pub stderr: String,
+    pub output_dropped: u64,
+    pub secrets_read: Vec<String>,
+    pub http: Vec<HttpCall>,
+}
+
+impl From<RunRecord> for RunView {
+    fn from(r: RunRecord) -> Self {
+        RunView {
+            id: r.id,
+            started_at: rfc3339(r.started_at_ms),
+            event_id: r.event_id,
+            topic: r.topic,
+            listener: r.listener,
+            module_hash: r.module_hash,
+            outcome: r.outcome,
+            duration_us: r.duration_us,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            output_dropped: r.output_dropped,
+            secrets_read: r.secrets_read,
+            http: r.http,
+        }
+    }
+}
+
+/// One line describing an outcome, for tables.
+pub fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Outcome::Ok { value } => value.clone(),
+        Outcome::GuestError { message } => message.clone(),
+        Outcome::Deadline { timeout_ms } => format!("stopped at its {timeout_ms} ms deadline"),
+        Outcome::Memory { limit_bytes } => {
+            format!(
+                "exceeded its {} memory limit",
+                bytesize::ByteSize(*limit_bytes)
+            )
+        }
+        Outcome::Trap { trap, message } => format!("{trap}: {message}"),
+        Outcome::Failed { message } => message.clone(),
+    }
+}
+
+/// Human duration from microseconds: `850µs`, `12.3ms`, `1.20s`.
+pub fn duration_text(us: u64) -> String {
+    if us < 1_000 {
+        format!("{us}µs")
+    } else if us < 1_000_000 {
+        format!("{:.1}ms", us as f64 / 1e3)
+    } else {
+        format!("{:.2}s", us as f64 / 1e6)
+    }
+}
+
+/// Collapses a text to one line of at most `max` characters.
+pub fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() > max {
+        let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        flat
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_ids_round_trip() {
+        let scope = Scope::Space("team-a".into());
+        let id = secret_id(&scope, "SLACK_TOKEN");
+        assert_eq!(id, "space:team-a:SLACK_TOKEN");
+        assert_eq!(parse_secret_id(&id), Some((scope, "SLACK_TOKEN".into())));
+        assert_eq!(
+            parse_secret_id("env:prod:A"),
+            Some((Scope::Environment("prod".into()), "A".into()))
+        );
+        assert_eq!(parse_secret_id("prod:A"), None);
+        assert_eq!(parse_secret_id("vault:x:A"), None);
+    }
+
+    #[test]
+    fn text_helpers() {
+        assert_eq!(duration_text(850), "850µs");
+        assert_eq!(duration_text(12_345), "12.3ms");
+        assert_eq!(one_line("a\nb", 10), "a b");
+        assert_eq!(one_line("abcdef", 4), "abc…");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+    }
+}

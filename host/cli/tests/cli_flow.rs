@@ -1,0 +1,435 @@
+//! The CLI as a user drives it: init → env/space → secrets → deploy → emit →
+//! runs, and the exit code and message of each kind of misuse.
+
+mod common;
+
+use common::*;
+use keyhole_tests::EXAMPLE_RUST_LISTENER;
+
+const ENV_VALUE: &str = "xoxb-env-planted-value-93f1c";
+const SPACE_VALUE: &str = "xoxb-space-override-77aa0e1";
+
+#[test]
+fn init_secrets_deploy_emit_runs() {
+    let k = Install::new();
+    let out = k.ok(&["init"]);
+    let token = token_from(&out);
+    assert_eq!(token.len(), 67, "{out}");
+    assert!(k.key.exists() && !k.key.starts_with(&k.data));
+    let mut seen = out.clone();
+
+    seen += &k.ok(&["env", "create", "prod"]);
+    seen += &k.ok(&["space", "create", "team-a", "--env", "prod"]);
+    assert!(k.ok(&["env", "list"]).contains("prod"));
+    assert!(k.ok(&["space", "list", "--env", "prod"]).contains("team-a"));
+
+    let set = |args: &[&str], value: &str| {
+        let out = k.run_stdin(args, &format!("{value}\n"));
+        assert_eq!(out.code, 0, "{out:?}");
+        out.stdout + &out.stderr
+    };
+    let out = set(
+        &["secrets", "set", "SLACK_TOKEN", "--env", "prod"],
+        ENV_VALUE,
+    );
+    assert!(
+        out.contains("set SLACK_TOKEN in env:prod (version 1)"),
+        "{out}"
+    );
+    seen += &out;
+    let out = set(
+        &[
+            "secrets",
+            "set",
+            "SLACK_TOKEN",
+            "--env",
+            "prod",
+            "--space",
+            "team-a",
+        ],
+        SPACE_VALUE,
+    );
+    assert!(out.contains("space:team-a (version 1)"), "{out}");
+    seen += &out;
+
+    // --value works but warns about shell history.
+    let out = k.run(&[
+        "secrets", "set", "OTHER", "--env", "prod", "--value", "v-123456",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("shell history"), "{out:?}");
+
+    let env_list = k.ok(&["secrets", "list", "--env", "prod"]);
+    assert!(env_list.contains("SLACK_TOKEN") && env_list.contains("environment (prod)"));
+    assert!(env_list.contains("OTHER"));
+    let space_list = k.ok(&["secrets", "list", "--env", "prod", "--space", "team-a"]);
+    assert!(
+        space_list.contains("space override (team-a)"),
+        "{space_list}"
+    );
+    assert!(space_list.contains("OTHER") && space_list.contains("environment (prod)"));
+    let json: serde_json::Value = serde_json::from_str(&k.ok(&[
+        "secrets", "list", "--env", "prod", "--space", "team-a", "--json",
+    ]))
+    .unwrap();
+    let slack = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "SLACK_TOKEN")
+        .unwrap();
+    assert_eq!(slack["id"], "space:team-a:SLACK_TOKEN");
+    assert_eq!(slack["provenance"], "space-override");
+    seen += &env_list;
+    seen += &space_list;
+
+    let out = k.ok(&[
+        "deploy",
+        EXAMPLE_RUST_LISTENER,
+        "--name",
+        "hello",
+        "--env",
+        "prod",
+        "--topic",
+        "action:*",
+        "--setting",
+        "greeting=hi",
+        "--timeout",
+        "2s",
+        "--memory",
+        "32MiB",
+    ]);
+    assert!(out.contains("deployed hello"), "{out}");
+    let list = k.ok(&["listeners", "list"]);
+    for want in [
+        "hello",
+        "env prod",
+        "action:*",
+        "greeting=hi",
+        "timeout 2s",
+        "32",
+        "sha256:",
+    ] {
+        assert!(list.contains(want), "{want} missing from {list}");
+    }
+
+    let out = k.ok(&[
+        "emit",
+        "action:triggered",
+        "--env",
+        "prod",
+        "--space",
+        "team-a",
+        "--payload",
+        r#"{"action":"notify-team"}"#,
+    ]);
+    assert!(out.contains("1 run"), "{out}");
+    let line = out.lines().find(|l| l.contains("hello")).expect("run line");
+    assert!(line.contains(" ok "), "{line}");
+    assert!(
+        line.contains(&format!("token has {} characters", SPACE_VALUE.len())),
+        "{line}"
+    );
+    seen += &out;
+    let out = k.ok(&["emit", "action:triggered", "--env", "prod"]);
+    assert!(out.contains(&format!("token has {} characters", ENV_VALUE.len())));
+    assert!(
+        k.ok(&["emit", "other", "--env", "prod"])
+            .contains("no listener matched")
+    );
+
+    // A failing guest is an outcome, not a failure of `emit`.
+    k.ok(&["env", "create", "dev"]);
+    k.ok(&[
+        "deploy",
+        EXAMPLE_RUST_LISTENER,
+        "--name",
+        "hello-dev",
+        "--env",
+        "dev",
+    ]);
+    let out = k.ok(&["emit", "x", "--env", "dev"]);
+    assert!(
+        out.contains("guest_error") && out.contains("set SLACK_TOKEN first"),
+        "{out}"
+    );
+
+    let runs = k.ok(&["runs"]);
+    assert!(runs.contains("hello") && runs.contains("ok") && runs.contains("guest_error"));
+    seen += &runs;
+    let json: serde_json::Value =
+        serde_json::from_str(&k.ok(&["runs", "--listener", "hello", "--json"])).unwrap();
+    let runs = json.as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs.iter()
+            .all(|r| r["listener"] == "hello" && r["outcome"]["kind"] == "ok")
+    );
+    assert_eq!(runs[0]["secretsRead"][0], "SLACK_TOKEN");
+    let one: serde_json::Value =
+        serde_json::from_str(&k.ok(&["runs", "--limit", "1", "--json"])).unwrap();
+    assert_eq!(one.as_array().unwrap().len(), 1);
+    seen += &json.to_string();
+
+    assert!(k.ok(&["keys", "rotate"]).contains("rotated master key"));
+    assert!(
+        k.ok(&["keys", "rotate", "--scope", "space:team-a"])
+            .contains("data key of space:team-a")
+    );
+    let out = k.ok(&[
+        "emit",
+        "action:triggered",
+        "--env",
+        "prod",
+        "--space",
+        "team-a",
+    ]);
+    assert!(out.contains(&format!("token has {} characters", SPACE_VALUE.len())));
+
+    k.ok(&[
+        "secrets",
+        "rm",
+        "SLACK_TOKEN",
+        "--env",
+        "prod",
+        "--space",
+        "team-a",
+    ]);
+    let list = k.ok(&["secrets", "list", "--env", "prod", "--space", "team-a"]);
+    assert!(!list.contains("space override"), "{list}");
+    k.ok(&["listeners", "rm", "hello"]);
+    assert!(!k.ok(&["listeners", "list"]).contains("hello\n"));
+
+    for value in [ENV_VALUE, SPACE_VALUE] {
+        assert!(!seen.contains(value), "a secret value was printed");
+    }
+}
+
+#[test]
+fn misuse_has_clear_messages_and_exit_codes() {
+    let k = Install::new();
+    k.init();
+    k.ok(&["env", "create", "prod"]);
+
+    // 3: unknown environment, with a hint naming the fix.
+    let out = k.run_stdin(&["secrets", "set", "A", "--env", "staging"], "v");
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("error: unknown environment \"staging\""),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("hint: create it with `keyhole env create staging`")
+    );
+    assert_eq!(k.run(&["emit", "t", "--env", "staging"]).code, 3);
+    assert_eq!(k.run(&["secrets", "rm", "NOPE", "--env", "prod"]).code, 3);
+    assert_eq!(k.run(&["listeners", "rm", "nope"]).code, 3);
+    assert_eq!(
+        k.run(&[
+            "deploy",
+            "/nonexistent.wasm",
+            "--name",
+            "x",
+            "--env",
+            "prod"
+        ])
+        .code,
+        3
+    );
+
+    // 2: invalid input names the rule; clap usage errors.
+    let out = k.run_stdin(&["secrets", "set", "9lives", "--env", "prod"], "v");
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("must start with a letter or '_'"),
+        "{out:?}"
+    );
+    let out = k.run_stdin(&["secrets", "set", "A B", "--env", "prod"], "v");
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("may contain only"), "{out:?}");
+    let out = k.run_stdin(&["secrets", "set", "EMPTY", "--env", "prod"], "\n");
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("must not be empty"), "{out:?}");
+    assert_eq!(k.run(&["secrets", "set"]).code, 2);
+    assert_eq!(
+        k.run(&[
+            "deploy", "x.wasm", "--name", "x", "--env", "prod", "--memory", "lots"
+        ])
+        .code,
+        2
+    );
+    let garbage = k.dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"not wasm at all").unwrap();
+    let out = k.run(&[
+        "deploy",
+        garbage.to_str().unwrap(),
+        "--name",
+        "g",
+        "--env",
+        "prod",
+    ]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("not a WebAssembly binary"), "{out:?}");
+    let out = k.run(&["emit", "t", "--env", "prod", "--payload", "{oops"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("not valid JSON"), "{out:?}");
+
+    // 5: missing key (sealed) names the key path; metadata still works.
+    let k2 = k.dir.path().join("elsewhere.key");
+    let sealed = |args: &[&str], stdin: &str| {
+        let mut c = k.cmd();
+        c.env("KEYHOLE_KEY_FILE", &k2)
+            .args(args)
+            .stdin(std::process::Stdio::piped());
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        Out::from(child.wait_with_output().unwrap())
+    };
+    let out = sealed(&["secrets", "set", "A", "--env", "prod"], "v");
+    assert_eq!(out.code, 5, "{out:?}");
+    assert!(
+        out.stderr.contains("sealed: master key not available at"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains(k2.to_str().unwrap()), "{out:?}");
+    assert_eq!(sealed(&["keys", "rotate"], "").code, 5);
+    assert_eq!(sealed(&["secrets", "list", "--env", "prod"], "").code, 0);
+    // A wrong key is sealed too.
+    let out = k
+        .cmd()
+        .env("KEYHOLE_MASTER_KEY", "11".repeat(32))
+        .args(["keys", "rotate", "--scope", "env:prod"])
+        .output()
+        .unwrap();
+    let out = Out::from(out);
+    assert_eq!(out.code, 5, "{out:?}");
+    assert!(out.stderr.contains("does not open this store"), "{out:?}");
+
+    // init twice refuses to overwrite the key.
+    let before = std::fs::read(&k.key).unwrap();
+    let out = k.run(&["init"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("already exists") && out.stderr.contains("never overwrites"));
+    assert_eq!(std::fs::read(&k.key).unwrap(), before);
+
+    // A key file inside the data directory is refused.
+    let k3 = Install::new();
+    let inside = k3.data.join("master.key");
+    let out = Out::from(
+        k3.cmd()
+            .env("KEYHOLE_KEY_FILE", &inside)
+            .arg("init")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("inside the data directory"), "{out:?}");
+    assert!(!inside.exists());
+
+    // Inline key text: init writes no file.
+    let k4 = Install::new();
+    let out = Out::from(
+        k4.cmd()
+            .env("KEYHOLE_MASTER_KEY", "22".repeat(32))
+            .arg("init")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!k4.key.exists());
+}
+
+#[test]
+fn every_verb_has_help() {
+    let k = Install::new();
+    let verbs: &[&[&str]] = &[
+        &[],
+        &["init"],
+        &["token", "reset"],
+        &["env"],
+        &["env", "create"],
+        &["env", "list"],
+        &["space", "create"],
+        &["space", "list"],
+        &["secrets", "set"],
+        &["secrets", "list"],
+        &["secrets", "rm"],
+        &["keys", "rotate"],
+        &["deploy"],
+        &["listeners", "list"],
+        &["listeners", "rm"],
+        &["emit"],
+        &["runs"],
+        &["serve"],
+    ];
+    for verb in verbs {
+        let mut args = verb.to_vec();
+        args.push("--help");
+        let out = k.run(&args);
+        assert_eq!(out.code, 0, "{args:?}: {out:?}");
+        assert!(
+            out.stdout.contains("Usage: keyhole"),
+            "{args:?}: {}",
+            out.stdout
+        );
+    }
+    assert!(k.run(&["--help"]).stdout.contains("Exit codes:"));
+    assert!(
+        !k.data.exists(),
+        "--help must not create the data directory"
+    );
+}
+
+#[test]
+fn a_running_daemon_locks_the_data_dir_with_a_clear_message() {
+    let k = Install::new();
+    let token = k.init();
+    k.ok(&["env", "create", "prod"]);
+    let server = Server::start(&k, &token, &[]);
+    for args in [
+        &["env", "list"][..],
+        &["secrets", "list", "--env", "prod"],
+        &["emit", "t", "--env", "prod"],
+        &["listeners", "list"],
+    ] {
+        let out = k.run(args);
+        assert_eq!(out.code, 4, "{args:?}: {out:?}");
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "{:?}", out.stderr);
+        assert_eq!(
+            lines[0],
+            format!(
+                "error: data directory {} is in use by another keyhole process (is `keyhole serve` running?)",
+                k.data.display()
+            )
+        );
+        assert!(lines[1].starts_with("hint: stop it"), "{}", lines[1]);
+        assert!(lines[1].contains(&server.base), "{}", lines[1]);
+        for raw in [
+            "could not acquire",
+            "WouldBlock",
+            "temporarily unavailable",
+            "sled",
+        ] {
+            assert!(
+                !out.stderr.contains(raw),
+                "raw lock error leaked: {}",
+                out.stderr
+            );
+        }
+    }
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(!k.data.join("serve.json").exists());
+    assert!(k.ok(&["env", "list"]).contains("prod"));
+}

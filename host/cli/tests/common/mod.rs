@@ -1,0 +1,288 @@
+//! Shared helpers for the `keyhole` binary's tests: a temporary installation
+//! (data directory and key file apart), a runner for the real binary, a
+//! daemon started on a free loopback port, and a small HTTP client.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_keyhole");
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Out {
+    fn from(o: Output) -> Self {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// A data directory and a key file outside it, in one temporary directory.
+pub struct Install {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Install {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let key = dir.path().join("keys").join("master.key");
+        Install { dir, data, key }
+    }
+
+    /// The binary with this installation's environment and no stdin.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env("KEYHOLE_DATA", &self.data)
+            .env("KEYHOLE_KEY_FILE", &self.key)
+            .env_remove("KEYHOLE_MASTER_KEY")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Out {
+        self.cmd().args(args).output().expect("run keyhole").into()
+    }
+
+    pub fn run_stdin(&self, args: &[&str], input: &str) -> Out {
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn keyhole");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().expect("wait keyhole").into()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.code, 0, "keyhole {args:?} failed: {out:?}");
+        out.stdout
+    }
+
+    /// `keyhole init`; returns the admin token.
+    pub fn init(&self) -> String {
+        let out = self.ok(&["init"]);
+        token_from(&out)
+    }
+}
+
+pub fn token_from(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("kh_"))
+        .unwrap_or_else(|| panic!("no token in {stdout:?}"))
+        .trim()
+        .to_string()
+}
+
+/// A running `keyhole serve` on a free loopback port.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub token: String,
+}
+
+impl Server {
+    pub fn start(install: &Install, token: &str, extra: &[&str]) -> Server {
+        let child = install
+            .cmd()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn keyhole serve");
+        let pid = child.id();
+        let info = install.data.join("serve.json");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let base = loop {
+            if let Ok(text) = std::fs::read_to_string(&info)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && v["pid"].as_u64() == Some(u64::from(pid))
+            {
+                break v["address"].as_str().unwrap().to_string();
+            }
+            assert!(Instant::now() < deadline, "keyhole serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Server {
+            child,
+            base,
+            token: token.to_string(),
+        }
+    }
+
+    pub fn http(&self) -> Http {
+        Http::new(&self.base, &self.token)
+    }
+
+    /// SIGTERM, then wait (at most 60 s) for the exit status.
+    pub fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "keyhole serve did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A response: status and body text.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// A keep-alive HTTP/1.1 client for one server.
+pub struct Http {
+    agent: ureq::Agent,
+    pub base: String,
+    pub token: String,
+}
+
+impl Http {
+    pub fn new(base: &str, token: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Http {
+            agent,
+            base: base.to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    /// Sends a request with the given token (None: no Authorization).
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Resp {
+        let mut b = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let result = match body {
+            Some((ctype, bytes)) => self
+                .agent
+                .run(b.header("content-type", ctype).body(bytes).unwrap()),
+            None => self.agent.run(b.body(()).unwrap()),
+        };
+        let mut resp = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .unwrap();
+        Resp { status, body }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.send("GET", path, Some(&self.token.clone()), None)
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        self.send("DELETE", path, Some(&self.token.clone()), None)
+    }
+
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> Resp {
+        self.post_raw(path, body.to_string().into_bytes())
+    }
+
+    pub fn post_raw(&self, path: &str, body: Vec<u8>) -> Resp {
+        self.send(
+            "POST",
+            path,
+            Some(&self.token.clone()),
+            Some(("application/json", body)),
+        )
+    }
+
+    /// `POST /v1/listeners` with a spec and a module.
+    pub fn deploy(&self, spec: &serde_json::Value, module: &[u8]) -> Resp {
+        let (ctype, body) = multipart(&[
+            ("spec", "application/json", spec.to_string().as_bytes()),
+            ("module", "application/wasm", module),
+        ]);
+        self.send(
+            "POST",
+            "/v1/listeners",
+            Some(&self.token.clone()),
+            Some((&ctype, body)),
+        )
+    }
+}
+
+/// A multipart/form-data body: (content type, bytes).
+pub fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "keyhole-test-boundary-7c0d2f";
+    let mut body = Vec::new();
+    for (name, ctype, bytes) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\nContent-Type: {ctype}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
