@@ -103,6 +103,17 @@ fn open(dir: &Path) -> Runtime {
     Runtime::open(store, &dir.join("data"), RuntimeConfig::default()).expect("open runtime")
 }
 
+/// A deployment spec for environment `prod` with the given limits.
+pub fn limited(name: &str, timeout_ms: u64, memory_mib: u64) -> DeploySpec {
+    let mut spec = DeploySpec::new(name, "prod");
+    spec.limits = keyhole_runtime::Limits {
+        timeout_ms,
+        memory_bytes: memory_mib << 20,
+        ..Default::default()
+    };
+    spec
+}
+
 /// The bytes of a built guest.
 pub fn wasm(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read guest {path}: {e}"))

@@ -5,19 +5,9 @@
 //!
 //! Its own test binary so that no other test's allocations move the RSS.
 
-use keyhole_runtime::{DeploySpec, Event, Limits, Outcome};
+use keyhole_runtime::{DeploySpec, Event, Outcome};
 use keyhole_store::Scope;
 use keyhole_tests::*;
-
-fn limited(name: &str, timeout_ms: u64, memory_mib: u64) -> DeploySpec {
-    let mut spec = DeploySpec::new(name, "prod");
-    spec.limits = Limits {
-        timeout_ms,
-        memory_bytes: memory_mib << 20,
-        ..Limits::default()
-    };
-    spec
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_hostile_runs_leave_neighbours_and_rss_alone() {

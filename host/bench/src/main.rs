@@ -1,1 +1,390 @@
-fn main() {}
+//! `keyhole-bench`: measures keyhole's event path against baselines in the
+//! same process and run, so the ratios hold on any (noisy) machine.
+//!
+//! ```text
+//! cargo run --release --bin keyhole-bench -- --quick   # < 1 minute
+//! cargo run --release --bin keyhole-bench             # fuller run
+//! ```
+//!
+//! Cases: `floor` (bare wasmtime, best settings: `floor.rs`), `keyhole`
+//! (`Runtime::emit_blocking`, the real path: `cases.rs`), `naive` (compile per
+//! event), the secret read alone, the HTTP API end to end (`api.rs`,
+//! optional), throughput on one and all cores, a 100-listener fan-out, a
+//! 1,000-listener restart, and memory. Floor and keyhole run interleaved in
+//! rounds so machine noise hits both alike.
+//!
+//! Output: a table, the ratios, and as the very last line one JSON object
+//! (for scripts and CI). Progress goes to stderr.
+
+mod api;
+mod cases;
+mod floor;
+mod stats;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use crate::cases::Keyhole;
+use crate::floor::{Floor, Naive};
+use crate::stats::{Samples, Summary, proc_status_mb};
+
+include!(concat!(env!("OUT_DIR"), "/guest.rs"));
+
+pub const TOPIC: &str = "bench:event";
+pub const ENVIRONMENT: &str = "prod";
+pub const SECRET_NAME: &str = "SLACK_TOKEN";
+pub const SECRET_VALUE: &str = "xoxb-0000000000-0000000000000-benchNotARealToken";
+
+/// Iteration counts for one run.
+struct Plan {
+    quick: bool,
+    /// Floor/keyhole rounds and events per round (interleaved).
+    rounds: usize,
+    batch: usize,
+    naive: usize,
+    secret_reads: usize,
+    async_events: usize,
+    api_events: usize,
+    throughput_span: Duration,
+    fanout_events: usize,
+    memory_events: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                quick,
+                rounds: 10,
+                batch: 500,
+                naive: 10,
+                secret_reads: 20_000,
+                async_events: 1_000,
+                api_events: 1_000,
+                throughput_span: Duration::from_millis(1500),
+                fanout_events: 20,
+                memory_events: 20_000,
+            }
+        } else {
+            Plan {
+                quick,
+                rounds: 20,
+                batch: 2_500,
+                naive: 50,
+                secret_reads: 200_000,
+                async_events: 10_000,
+                api_events: 10_000,
+                throughput_span: Duration::from_secs(5),
+                fanout_events: 200,
+                memory_events: 100_000,
+            }
+        }
+    }
+}
+
+const FANOUT: usize = 100;
+const RESTART_LISTENERS: usize = 1_000;
+
+/// One table row: a name and its figures, or why it was skipped.
+struct Row {
+    case: String,
+    result: Result<Summary, String>,
+}
+
+fn main() -> Result<()> {
+    let mut quick = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--loop" => {
+                let case = args.next().context("--loop needs a case")?;
+                let threads = args.next().map_or(Ok(1), |t| t.parse())?;
+                return profile_loop(&case, threads);
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: keyhole-bench [--quick]\n       keyhole-bench --loop floor|keyhole [THREADS]   \
+                     (one case for 10 s, for perf/callgrind)"
+                );
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    let plan = Plan::new(quick);
+    let started = Instant::now();
+    let module = std::fs::read(PURE_READER).with_context(|| format!("read {PURE_READER}"))?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut rows = Vec::new();
+
+    // Floor and keyhole, interleaved after a warm-up of each.
+    progress("floor vs keyhole");
+    let floor = Floor::new(&module)?;
+    let (kh, _) = Keyhole::new(&module, 1)?;
+    let fixed = floor::wit_event("ev_bench");
+    let mut floor_s = Samples::with_capacity(plan.rounds * plan.batch);
+    let mut kh_s = Samples::with_capacity(plan.rounds * plan.batch);
+    let mut scratch = Samples::default();
+    for _ in 0..plan.batch {
+        floor::check_fingerprint(&floor.event(&fixed)?, floor::CONSTANT_SECRET)?;
+        cases::timed_emit(&kh.runtime, &mut scratch, 1)?;
+    }
+    for _ in 0..plan.rounds {
+        for _ in 0..plan.batch {
+            let ev = floor::wit_event(&cases::event().id);
+            floor_s.time(|| floor.event(&ev))?;
+        }
+        for _ in 0..plan.batch {
+            cases::timed_emit(&kh.runtime, &mut kh_s, 1)?;
+        }
+    }
+    let floor_sum = floor_s.summary();
+    let kh_sum = kh_s.summary();
+    rows.push(row("floor (bare wasmtime)", Ok(floor_sum)));
+    rows.push(row("keyhole emit_blocking", Ok(kh_sum)));
+
+    progress("naive");
+    let naive = Naive::new(&module)?;
+    floor::check_fingerprint(&naive.event(&fixed)?, floor::CONSTANT_SECRET)?;
+    let mut naive_s = Samples::with_capacity(plan.naive);
+    for _ in 0..plan.naive {
+        naive_s.time(|| naive.event(&fixed))?;
+    }
+    let naive_sum = naive_s.summary();
+
+    progress("floor throughput");
+    let floor_tp = |n| {
+        stats::throughput(n, plan.throughput_span, || {
+            floor.event(&floor::wit_event("ev_bench")).map(drop)
+        })
+    };
+    let floor_eps_1 = floor_tp(1)?;
+    let floor_eps_all = floor_tp(threads)?;
+
+    rows.push(row("naive (compile per event)", Ok(naive_sum)));
+    drop((naive, floor));
+
+    progress("secret read");
+    let read_sum = cases::secret_read(&kh.store, plan.secret_reads)?.summary();
+    rows.push(row("secret read (store.resolve)", Ok(read_sum)));
+
+    progress("keyhole async emit");
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut async_s = Samples::with_capacity(plan.async_events);
+    for i in 0..plan.async_events + plan.async_events / 10 {
+        let target = if i < plan.async_events / 10 {
+            &mut scratch
+        } else {
+            &mut async_s
+        };
+        cases::timed_emit_async(&tokio, &kh.runtime, target, 1)?;
+    }
+    rows.push(row("keyhole emit (async)", Ok(async_s.summary())));
+
+    progress("API end to end");
+    let api = api::run(&module, plan.api_events).map(|s| s.summary());
+    rows.push(row("API POST /v1/events", api.clone()));
+
+    progress("throughput");
+    let eps_1 = cases::throughput(&kh.runtime, 1, plan.throughput_span)?;
+    let eps_all = cases::throughput(&kh.runtime, threads, plan.throughput_span)?;
+    drop(kh);
+
+    progress("fan-out");
+    let (fan, _) = Keyhole::new(&module, FANOUT)?;
+    let mut fan_s = Samples::with_capacity(plan.fanout_events);
+    let mut fan_async = Samples::with_capacity(plan.fanout_events);
+    cases::timed_emit(&fan.runtime, &mut scratch, FANOUT)?;
+    for _ in 0..plan.fanout_events {
+        cases::timed_emit(&fan.runtime, &mut fan_s, FANOUT)?;
+        cases::timed_emit_async(&tokio, &fan.runtime, &mut fan_async, FANOUT)?;
+    }
+    let fan_sum = fan_s.summary();
+    let fan_async_sum = fan_async.summary();
+    rows.push(row("fan-out 100, per event", Ok(fan_sum)));
+    rows.push(row("fan-out 100, per run", Ok(fan_sum.per(FANOUT as f64))));
+    rows.push(row("fan-out 100 async, per event", Ok(fan_async_sum)));
+    drop(fan);
+
+    progress("startup: deploy 1,000 and restart");
+    let (big, deploy_time) = Keyhole::new(&module, RESTART_LISTENERS)?;
+    let (big, restart) = big.restart()?;
+    if restart.deployments != RESTART_LISTENERS {
+        bail!(
+            "restart found {} deployments, expected {RESTART_LISTENERS}",
+            restart.deployments
+        );
+    }
+    // Ready means runnable: one event reaches all of them (not timed).
+    cases::timed_emit(&big.runtime, &mut scratch, RESTART_LISTENERS)?;
+    drop(big);
+    let restart_ms = (restart.store_open + restart.runtime_open).as_secs_f64() * 1e3;
+
+    progress("memory");
+    let (mem, _) = Keyhole::new(&module, 1)?;
+    let rss_before = proc_status_mb("VmRSS");
+    for _ in 0..plan.memory_events {
+        cases::timed_emit(&mem.runtime, &mut scratch, 1)?;
+    }
+    let rss_after = proc_status_mb("VmRSS");
+    drop(mem);
+    // VmHWM is updated lazily; never report a peak below a sample.
+    let peak = proc_status_mb("VmHWM").map(|p| p.max(rss_after.unwrap_or(0.0)));
+
+    // Report.
+    let keyhole_over_floor = kh_sum.median_us / floor_sum.median_us;
+    let naive_over_keyhole = naive_sum.median_us / kh_sum.median_us;
+    println!();
+    println!(
+        "keyhole-bench ({}), {} cores, guest pure-reader",
+        if plan.quick { "quick" } else { "full" },
+        threads
+    );
+    println!(
+        "{:<32} {:>12} {:>12} {:>10}",
+        "case", "median µs", "p99 µs", "iterations"
+    );
+    for r in &rows {
+        match &r.result {
+            Ok(s) => println!(
+                "{:<32} {:>12.1} {:>12.1} {:>10}",
+                r.case, s.median_us, s.p99_us, s.iterations
+            ),
+            Err(why) => println!("{:<32} {:>12} ({why})", r.case, "skipped"),
+        }
+    }
+    println!();
+    let mb = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.1} MiB"));
+    println!("throughput, 1 thread:        {eps_1:>10.0} events/s   (floor {floor_eps_1:.0})");
+    println!(
+        "throughput, {threads} threads:       {eps_all:>10.0} events/s   (floor {floor_eps_all:.0})"
+    );
+    println!(
+        "deploy {RESTART_LISTENERS} listeners:        {:>10.0} ms",
+        deploy_time.as_secs_f64() * 1e3
+    );
+    println!(
+        "restart with {RESTART_LISTENERS}:           {restart_ms:>10.1} ms (store open {:.1} ms + Runtime::open {:.1} ms; {} loaded from artifact, 0 compiled)",
+        restart.store_open.as_secs_f64() * 1e3,
+        restart.runtime_open.as_secs_f64() * 1e3,
+        restart.loaded_from_artifact
+    );
+    println!(
+        "RSS after {} events:      {} (before: {}){}",
+        plan.memory_events,
+        mb(rss_after),
+        mb(rss_before),
+        if plan.quick {
+            " [quick: 20,000 events, not 100,000]"
+        } else {
+            ""
+        }
+    );
+    println!("peak RSS (VmHWM):            {}", mb(peak));
+    println!();
+    println!(
+        "keyhole/floor  median {keyhole_over_floor:.2}x  p99 {:.2}x   (target ≤ 1.3)  {}",
+        kh_sum.p99_us / floor_sum.p99_us,
+        verdict(keyhole_over_floor <= 1.3)
+    );
+    println!(
+        "naive/keyhole  median {naive_over_keyhole:.0}x            (target ≥ 100)  {}",
+        verdict(naive_over_keyhole >= 100.0)
+    );
+    println!(
+        "events/s, {threads} threads {eps_all:.0}             (target ≥ 100000) {}",
+        verdict(eps_all >= 100_000.0)
+    );
+    println!(
+        "restart 1,000  {restart_ms:.0} ms              (target < 1000) {}",
+        verdict(restart_ms < 1000.0)
+    );
+    println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
+
+    let med = |s: &Result<Summary, String>| s.as_ref().ok().map(|s| s.median_us);
+    let p99 = |s: &Result<Summary, String>| s.as_ref().ok().map(|s| s.p99_us);
+    let report = json!({
+        "quick": plan.quick,
+        "cores": threads,
+        "keyhole_over_floor": round(keyhole_over_floor, 3),
+        "keyhole_over_floor_p99": round(kh_sum.p99_us / floor_sum.p99_us, 3),
+        "naive_over_keyhole": round(naive_over_keyhole, 1),
+        "events_per_s_1core": eps_1.round(),
+        "events_per_s_all": eps_all.round(),
+        "floor_events_per_s_1core": floor_eps_1.round(),
+        "floor_events_per_s_all": floor_eps_all.round(),
+        "restart_1000_ms": round(restart_ms, 1),
+        "restart_store_open_ms": round(restart.store_open.as_secs_f64() * 1e3, 1),
+        "restart_runtime_open_ms": round(restart.runtime_open.as_secs_f64() * 1e3, 1),
+        "deploy_1000_ms": round(deploy_time.as_secs_f64() * 1e3, 0),
+        "rss_after_100k_mb": rss_after.map(|v| round(v, 1)),
+        "rss_events": plan.memory_events,
+        "rss_before_mb": rss_before.map(|v| round(v, 1)),
+        "peak_rss_mb": peak.map(|v| round(v, 1)),
+        "floor_median_us": round(floor_sum.median_us, 2),
+        "floor_p99_us": round(floor_sum.p99_us, 2),
+        "keyhole_median_us": round(kh_sum.median_us, 2),
+        "keyhole_p99_us": round(kh_sum.p99_us, 2),
+        "naive_median_us": round(naive_sum.median_us, 1),
+        "secret_read_median_us": round(read_sum.median_us, 2),
+        "secret_read_p99_us": round(read_sum.p99_us, 2),
+        "keyhole_async_median_us": rows.iter().find(|r| r.case == "keyhole emit (async)").and_then(|r| med(&r.result)).map(|v| round(v, 2)),
+        "api_median_us": med(&api).map(|v| round(v, 1)),
+        "api_p99_us": p99(&api).map(|v| round(v, 1)),
+        "api_skipped": api.as_ref().err(),
+        "fanout_100_event_median_us": round(fan_sum.median_us, 1),
+        "fanout_100_run_median_us": round(fan_sum.median_us / FANOUT as f64, 2),
+        "fanout_100_async_event_median_us": round(fan_async_sum.median_us, 1),
+        "total_s": round(started.elapsed().as_secs_f64(), 1),
+    });
+    println!("{report}");
+    Ok(())
+}
+
+/// Runs one case in a loop for `KEYHOLE_BENCH_SECS` (default 10) seconds
+/// with `threads` threads, so a profiler sees only that path.
+fn profile_loop(case: &str, threads: usize) -> Result<()> {
+    let module = std::fs::read(PURE_READER).with_context(|| format!("read {PURE_READER}"))?;
+    let secs: u64 = std::env::var("KEYHOLE_BENCH_SECS").map_or(Ok(10), |s| s.parse())?;
+    let span = Duration::from_secs(secs);
+    let eps = match case {
+        "floor" => {
+            let floor = Floor::new(&module)?;
+            stats::throughput(threads, span, || {
+                floor.event(&floor::wit_event("ev_bench")).map(drop)
+            })?
+        }
+        "keyhole" => {
+            let (kh, _) = Keyhole::new(&module, 1)?;
+            cases::throughput(&kh.runtime, threads, span)?
+        }
+        other => bail!("unknown case {other:?}: floor or keyhole"),
+    };
+    println!("{case}: {eps:.0} events/s on {threads} threads");
+    Ok(())
+}
+
+fn row(case: &str, result: Result<Summary, String>) -> Row {
+    Row {
+        case: case.to_owned(),
+        result,
+    }
+}
+
+fn progress(what: &str) {
+    eprintln!("keyhole-bench: {what}...");
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let k = 10f64.powi(digits);
+    (v * k).round() / k
+}

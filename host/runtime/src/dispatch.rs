@@ -71,25 +71,52 @@ impl Runtime {
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&event.payload) {
             return bad(format!("event payload is not valid JSON: {e}"));
         }
+        self.check_event_scope(&event.environment, event.space.as_deref())
+    }
+
+    /// The environment exists and the space (if any) belongs to it. Cached:
+    /// this runs on every event.
+    fn check_event_scope(
+        &self,
+        environment: &str,
+        space: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        let key = (environment.to_owned(), space.map(str::to_owned));
+        if self
+            .inner
+            .known_scopes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return Ok(());
+        }
         let store = self.store();
-        if store.environment(&event.environment)?.is_none() {
+        if store.environment(environment)?.is_none() {
             return Err(
-                keyhole_store::StoreError::UnknownEnvironment(event.environment.clone()).into(),
+                keyhole_store::StoreError::UnknownEnvironment(environment.to_owned()).into(),
             );
         }
-        if let Some(space) = &event.space {
+        if let Some(space) = space {
             match store.space(space)? {
-                Some(info) if info.environment == event.environment => {}
+                Some(info) if info.environment == environment => {}
                 Some(_) => {
                     return Err(keyhole_store::StoreError::SpaceNotInEnvironment {
-                        space: space.clone(),
-                        environment: event.environment.clone(),
+                        space: space.to_owned(),
+                        environment: environment.to_owned(),
                     }
                     .into());
                 }
-                None => return Err(keyhole_store::StoreError::UnknownSpace(space.clone()).into()),
+                None => {
+                    return Err(keyhole_store::StoreError::UnknownSpace(space.to_owned()).into());
+                }
             }
         }
+        self.inner
+            .known_scopes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
         Ok(())
     }
 
@@ -259,18 +286,8 @@ impl Runtime {
             secrets_read,
             http,
         };
-        self.inner.runs.append(&record)?;
-        self.maybe_trim()?;
+        self.inner.runs.append(record.clone());
         Ok(record)
-    }
-
-    fn maybe_trim(&self) -> Result<(), RuntimeError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        const EVERY: usize = 10_000;
-        if self.inner.appended.fetch_add(1, Relaxed) % EVERY == EVERY - 1 {
-            self.inner.runs.trim(self.inner.config.max_run_records)?;
-        }
-        Ok(())
     }
 }
 

@@ -32,7 +32,7 @@ mod bindings {
 
 pub use deploy::{DeploySpec, Deployment, Grants, Limits};
 pub use dispatch::Event;
-pub use engine::{EPOCH_TICK, EngineConfig, MAX_MEMORY_BYTES};
+pub use engine::{EPOCH_TICK, EngineConfig, MAX_MEMORY_BYTES, engine_config};
 pub use error::RuntimeError;
 pub use registry::{Runtime, RuntimeConfig, RuntimeStats};
 pub use runs::{Outcome, RunRecord};

@@ -77,8 +77,10 @@ pub(crate) struct Inner {
     pub(crate) runs: RunLog,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) permits: Arc<tokio::sync::Semaphore>,
-    pub(crate) config: RuntimeConfig,
-    pub(crate) appended: std::sync::atomic::AtomicUsize,
+    /// (environment, space) pairs already found valid. Environments and
+    /// spaces cannot be deleted, so a positive answer never goes stale; if
+    /// deletion is ever added, it must clear this.
+    pub(crate) known_scopes: RwLock<std::collections::HashSet<(String, Option<String>)>>,
     _ticker: EpochTicker,
 }
 
@@ -109,15 +111,14 @@ impl Runtime {
             inner: Arc::new(Inner {
                 artifacts: Artifacts::open(&engine, data_dir, &db)?,
                 deployments_tree: db.open_tree("deployments")?,
-                runs: RunLog::open(&db)?,
+                runs: RunLog::open(&db, config.max_run_records)?,
                 deployments: RwLock::default(),
                 metrics: Arc::default(),
                 permits: Arc::new(tokio::sync::Semaphore::new(
                     config.max_concurrent_runs.max(1),
                 )),
                 _ticker: EpochTicker::start(engine.clone()),
-                appended: Default::default(),
-                config,
+                known_scopes: RwLock::default(),
                 store,
                 engine,
                 linker,
@@ -313,6 +314,7 @@ impl Runtime {
 
     /// Flushes run records and everything else to disk.
     pub fn flush(&self) -> Result<(), RuntimeError> {
+        self.inner.runs.sync()?;
         self.inner.store.db().flush()?;
         Ok(())
     }

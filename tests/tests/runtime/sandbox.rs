@@ -1,20 +1,10 @@
 //! Hostile guests: loops, memory bombs, recursion, panics, and probes for
 //! ambient authority. Each is contained, and neighbours keep running.
 
-use keyhole_runtime::{DeploySpec, Limits, Outcome};
+use keyhole_runtime::{DeploySpec, Outcome};
 use keyhole_store::Scope;
 use keyhole_tests::*;
 use serde_json::Value;
-
-fn limited(name: &str, timeout_ms: u64, memory_mib: u64) -> DeploySpec {
-    let mut spec = DeploySpec::new(name, "prod");
-    spec.limits = Limits {
-        timeout_ms,
-        memory_bytes: memory_mib << 20,
-        ..Limits::default()
-    };
-    spec
-}
 
 /// A healthy neighbour deployed beside every hostile guest.
 fn with_neighbour() -> Harness {

@@ -1,0 +1,210 @@
+//! The optional end-to-end case: `POST /v1/events` against a real
+//! `keyhole serve`, over one keep-alive HTTP/1.1 connection.
+//!
+//! The CLI is written concurrently with this benchmark, so this case never
+//! blocks the run: it is skipped (with the reason) when there is no binary,
+//! when the daemon does not come up within a few seconds, or when the API
+//! does not answer 2xx. Two ways in:
+//! - `KEYHOLE_BENCH_API=http://127.0.0.1:PORT` (+ `KEYHOLE_BENCH_TOKEN`): use
+//!   a daemon that is already running, with a listener on environment `prod`.
+//! - otherwise, if `keyhole` sits next to this binary (target/release), the
+//!   data dir is prepared through the library (env, secret, deploy), an
+//!   admin token is made with `keyhole token reset` (its last output line)
+//!   and `keyhole --data D --key-file K serve --listen ADDR` is started.
+//!
+//! A raw socket client keeps the benchmark free of an HTTP client stack whose
+//! own cost would blur the figure.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::stats::Samples;
+use crate::{ENVIRONMENT, TOPIC};
+
+/// Runs `iterations` events through the API, or says why it could not.
+pub fn run(module: &[u8], iterations: usize) -> Result<Samples, String> {
+    let (addr, token, _daemon) = match std::env::var("KEYHOLE_BENCH_API") {
+        Ok(url) => (
+            url.trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned(),
+            std::env::var("KEYHOLE_BENCH_TOKEN").unwrap_or_default(),
+            None,
+        ),
+        Err(_) => {
+            let d = Daemon::start(module)?;
+            (d.addr.clone(), d.token.clone(), Some(d))
+        }
+    };
+    let mut client =
+        Client::connect(&addr, &token).map_err(|e| format!("connect {addr}: {e:#}"))?;
+    let mut s = Samples::with_capacity(iterations);
+    for i in 0..iterations / 10 + iterations {
+        let t = Instant::now();
+        client
+            .post_event()
+            .map_err(|e| format!("POST /v1/events: {e:#}"))?;
+        if i >= iterations / 10 {
+            s.push(t.elapsed());
+        }
+    }
+    Ok(s)
+}
+
+/// A `keyhole serve` child process on a prepared data dir.
+struct Daemon {
+    child: Child,
+    addr: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(module: &[u8]) -> Result<Daemon, String> {
+        let bin = binary().ok_or("no target/release/keyhole binary yet")?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (data, key) = (dir.path().join("data"), dir.path().join("master.key"));
+        prepare(&data, &key, module).map_err(|e| format!("preparing data dir: {e:#}"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cli = |args: &[&str]| {
+            let mut cmd = Command::new(&bin);
+            cmd.arg("--data")
+                .arg(&data)
+                .arg("--key-file")
+                .arg(&key)
+                .args(args)
+                .env_remove("KEYHOLE_MASTER_KEY")
+                .env_remove("KEYHOLE_DATA")
+                .env_remove("KEYHOLE_KEY_FILE");
+            cmd
+        };
+        let out = cli(&["token", "reset"])
+            .output()
+            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let token = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .map(|l| l.trim().to_owned())
+            .filter(|t| out.status.success() && !t.is_empty() && !t.contains(' '))
+            .ok_or_else(|| format!("`keyhole token reset` failed ({})", out.status))?;
+        let child = cli(&["serve", "--listen", &addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let mut daemon = Daemon {
+            child,
+            addr,
+            token,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                return Err(format!("`keyhole serve` exited early ({status})"));
+            }
+            if TcpStream::connect(&daemon.addr).is_ok() {
+                return Ok(daemon);
+            }
+            if Instant::now() > deadline {
+                return Err("`keyhole serve` not listening after 5 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `keyhole` next to this executable (both live in target/release).
+fn binary() -> Option<PathBuf> {
+    let bin = std::env::current_exe().ok()?.parent()?.join("keyhole");
+    bin.is_file().then_some(bin)
+}
+
+/// Environment, secret and one deployment, written through the library.
+fn prepare(data: &std::path::Path, key: &std::path::Path, module: &[u8]) -> Result<()> {
+    let (store, runtime, _) = crate::cases::setup(data, key, module, 1)?;
+    runtime.flush()?;
+    drop((runtime, store));
+    Ok(())
+}
+
+struct Client {
+    reader: BufReader<TcpStream>,
+    request: Vec<u8>,
+    /// The listener's answer, which every response must carry.
+    expect: String,
+}
+
+impl Client {
+    fn connect(addr: &str, token: &str) -> Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let body = format!(
+            "{{\"topic\":\"{TOPIC}\",\"environmentId\":\"{ENVIRONMENT}\",\"payload\":{{}}}}"
+        );
+        let request = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Ok(Client {
+            reader: BufReader::new(stream),
+            request: request.into_bytes(),
+            expect: crate::floor::fingerprint(crate::SECRET_VALUE),
+        })
+    }
+
+    /// Sends one event and reads the whole response; errors unless 2xx.
+    fn post_event(&mut self) -> Result<()> {
+        self.reader.get_mut().write_all(&self.request)?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("bad status line {line:?}"))?;
+        let mut length = None;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse::<usize>().ok();
+            }
+        }
+        let length = length.context("response without Content-Length")?;
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body)?;
+        let body = String::from_utf8_lossy(&body);
+        if !(200..300).contains(&status) {
+            bail!("HTTP {status}: {body}");
+        }
+        if !body.contains(&self.expect) {
+            bail!("response lacks the listener's result: {body}");
+        }
+        Ok(())
+    }
+}
