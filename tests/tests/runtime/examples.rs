@@ -198,3 +198,35 @@ pub fn example_python_listener() {
         }
     );
 }
+
+/// Outbound response bodies are capped per run: a larger answer becomes an
+/// error for the guest (recorded as a guest error), not a trap or a hang.
+#[test]
+fn oversize_http_response_is_cut_off() {
+    let slack = StubServer::start(
+        200,
+        r#"{"ok":true,"padding":"0123456789012345678901234567890123456789"}"#,
+    );
+    let h = Harness::new();
+    h.scopes("prod", &[]);
+    h.set(Scope::Environment("prod".into()), "SLACK_TOKEN", "xoxb-x");
+    let mut spec = DeploySpec::new("notifier", "prod");
+    spec.allow_http = vec![slack.origin()];
+    spec.settings = vec![("slack_api_base".into(), slack.origin())];
+    spec.limits.max_http_response_bytes = 16;
+    h.deploy(EXAMPLE_SLACK_NOTIFIER, spec);
+    let run = h.run_of(
+        "notifier",
+        "action:triggered",
+        "prod",
+        None,
+        r#"{"action":"notify-team","text":"x"}"#,
+    );
+    match &run.outcome {
+        Outcome::GuestError { message } => {
+            assert!(message.starts_with("reading response"), "{message}")
+        }
+        other => panic!("expected a guest error, got {other:?}"),
+    }
+    assert_eq!(slack.received().len(), 1);
+}
