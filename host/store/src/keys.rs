@@ -13,8 +13,12 @@
 //! DEK (an AES-GCM open under the KEK) on each call would double its cost.
 //! Unwrapped DEK ciphers are cached by `(scope, DEK version)`; entries are
 //! dropped on rotation, and the cipher's key schedule is zeroized on drop.
-//! DEK versions are never reused, so a stale entry can never decrypt the
-//! wrong data.
+//! DEK versions are never reused (`rotate_dek` picks and creates the next
+//! version under the exclusive keyring lock, which excludes the lazy
+//! creation of v1 in [`Inner::current_dek`], and creates it only if absent),
+//! so an entry can never decrypt under a different key than the one its
+//! version named. A miss re-checks under the cache lock that the DEK still
+//! exists before caching it, so a retired DEK does not linger in memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -126,12 +130,31 @@ impl DekCache {
         read_lock(&self.0).get(dek_key).cloned()
     }
 
-    fn put(&self, dek_key: Vec<u8>, cipher: Arc<Cipher>) {
-        write_lock(&self.0).insert(dek_key, cipher);
+    /// Caches `cipher` unless its DEK record is gone. The check runs under
+    /// the cache's write lock and retirement deletes the record before it
+    /// evicts the entry ([`DekCache::remove`]), so a miss that raced with a
+    /// DEK rotation cannot re-insert a retired key after its eviction.
+    fn put_if_live(
+        &self,
+        dek_key: Vec<u8>,
+        cipher: Arc<Cipher>,
+        deks: &sled::Tree,
+    ) -> Result<(), StoreError> {
+        let mut cache = write_lock(&self.0);
+        if deks.contains_key(&dek_key)? {
+            cache.insert(dek_key, cipher);
+        }
+        Ok(())
     }
 
+    /// Evicts a DEK; call only after its record is deleted from sled.
     pub fn remove(&self, dek_key: &[u8]) {
         write_lock(&self.0).remove(dek_key);
+    }
+
+    #[cfg(test)]
+    pub fn contains(&self, dek_key: &[u8]) -> bool {
+        read_lock(&self.0).contains_key(dek_key)
     }
 
     pub fn clear(&self) {
@@ -214,21 +237,29 @@ impl Inner {
         if let Some(c) = self.dek_cache.get(&dek_key) {
             return Ok(Some(c));
         }
-        let guard;
-        let ring = match ring {
-            Some(r) => r,
-            None => {
-                guard = read_lock(&self.keys);
-                &guard
-            }
+        let cipher = {
+            let guard;
+            let ring = match ring {
+                Some(r) => r,
+                None => {
+                    guard = read_lock(&self.keys);
+                    &guard
+                }
+            };
+            let Some(bytes) = self.trees.deks.get(&dek_key)? else {
+                return Ok(None);
+            };
+            let rec: DekRecord<'_> = records::decode(&bytes, "wrapped DEK")?;
+            let key = unwrap_dek(ring, scope_key, dek_version, &rec)?;
+            Arc::new(Cipher::new(&key))
         };
-        let Some(bytes) = self.trees.deks.get(&dek_key)? else {
-            return Ok(None);
-        };
-        let rec: DekRecord<'_> = records::decode(&bytes, "wrapped DEK")?;
-        let key = unwrap_dek(ring, scope_key, dek_version, &rec)?;
-        let cipher = Arc::new(Cipher::new(&key));
-        self.dek_cache.put(dek_key, cipher.clone());
+        #[cfg(test)]
+        crate::test_hooks::hit(crate::test_hooks::Point::DekUnwrapped);
+        // The record we unwrapped may have been retired since; the cipher
+        // still opens what the caller read, but must not outlive the DEK in
+        // the cache.
+        self.dek_cache
+            .put_if_live(dek_key, cipher.clone(), &self.trees.deks)?;
         Ok(Some(cipher))
     }
 

@@ -30,11 +30,15 @@ mod error;
 mod keyring;
 mod keys;
 mod model;
+#[cfg(test)]
+mod race_tests;
 mod records;
 mod rotation;
 mod store;
 #[cfg(test)]
 mod tamper_tests;
+#[cfg(test)]
+mod test_hooks;
 mod validate;
 
 pub use error::StoreError;

@@ -121,35 +121,65 @@ impl SecretStore {
         let sk = scope_key(scope);
         let prefix = records::scope_prefix(&sk);
 
-        let mut old_versions = Vec::new();
-        for item in inner.trees.deks.scan_prefix(&prefix) {
-            let (k, _) = item?;
-            old_versions.push(records::u64_value(&k[prefix.len()..], "DEK version")?);
-        }
-        let previous = match inner.trees.dek_current.get(&sk)? {
-            Some(v) => Some(records::u64_value(&v, "current DEK pointer")?),
-            None => None,
-        };
-        let new_version = old_versions.iter().copied().max().unwrap_or(0) + 1;
-
-        // 1. Create the new DEK and switch to it, excluding writers: any
-        //    write that picked the old DEK has finished when we get the lock.
-        let new_dek = {
+        // 1. Pick the new DEK version, create the DEK and switch to it, all
+        //    under the exclusive keyring lock. Writers hold that lock shared
+        //    for a whole write, including `current_dek`, which creates a
+        //    scope's DEK v1 on first use; so while we hold it no DEK of this
+        //    scope can appear, and any write that picked an older DEK has
+        //    finished. Scanning outside the lock would let a first write
+        //    create DEK v1 after the scan, and we would then pick v1 again
+        //    and overwrite the key its value is sealed under (and that the
+        //    DEK cache still holds under the same version).
+        #[cfg(test)]
+        crate::test_hooks::hit(crate::test_hooks::Point::BeforeDekSwitch);
+        let (previous, new_version, old_versions, new_dek) = {
             let ring = write_lock(&inner.keys);
+            let mut old_versions = Vec::new();
+            for item in inner.trees.deks.scan_prefix(&prefix) {
+                let (k, _) = item?;
+                old_versions.push(records::u64_value(&k[prefix.len()..], "DEK version")?);
+            }
+            let previous = match inner.trees.dek_current.get(&sk)? {
+                Some(v) => Some(records::u64_value(&v, "current DEK pointer")?),
+                None => None,
+            };
+            // Versions only grow: the current DEK is never deleted, so the
+            // highest existing version is the highest ever used.
+            let new_version = old_versions
+                .iter()
+                .copied()
+                .chain(previous)
+                .max()
+                .unwrap_or(0)
+                .checked_add(1)
+                .ok_or_else(|| StoreError::corrupt("DEK version overflow"))?;
             let (kek_version, kek) = ring
                 .current()
                 .ok_or_else(|| StoreError::corrupt("no master key loaded"))?;
             let dek = crypto::random_key();
             let rec = keys::wrap_dek(&kek.cipher, kek_version, &sk, new_version, &dek);
-            inner
+            // A DEK version is never written twice: values sealed under a
+            // version must always find the same key under it.
+            if inner
                 .trees
                 .deks
-                .insert(records::dek_key(&sk, new_version), rec)?;
+                .compare_and_swap(records::dek_key(&sk, new_version), None::<&[u8]>, Some(rec))?
+                .is_err()
+            {
+                return Err(StoreError::corrupt(format!(
+                    "DEK v{new_version} of {scope} already exists"
+                )));
+            }
             inner
                 .trees
                 .dek_current
                 .insert(&sk, &new_version.to_be_bytes())?;
-            crypto::Cipher::new(&dek)
+            (
+                previous,
+                new_version,
+                old_versions,
+                crypto::Cipher::new(&dek),
+            )
         };
         inner.db.flush()?;
 

@@ -85,8 +85,12 @@ impl SecretStore {
             refuse_key_inside(data_dir, path)?;
         }
         let loaded = keyring::load(&key)?;
+        // sled's default page cache is 1 GiB; run records alone would grow
+        // the process toward it. 64 MiB keeps hot secrets and recent runs
+        // cached while bounding memory.
         let db = sled::Config::new()
             .path(data_dir.join("db"))
+            .cache_capacity(64 << 20)
             .open()
             .map_err(|e| map_open_error(e, data_dir))?;
         let trees = Trees {

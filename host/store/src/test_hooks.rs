@@ -1,0 +1,45 @@
+//! Test-only interleaving points. Code under test calls [`hit`] at a named
+//! point; a test arms that point with [`arm`] to run code (on the same
+//! thread) exactly there, once. This pins down races that a stress test
+//! only finds by luck. Compiled only for the crate's own unit tests.
+
+use std::cell::RefCell;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Point {
+    /// `rotate_dek`, just before it takes the keyring lock exclusively to
+    /// pick and install the new DEK version.
+    BeforeDekSwitch,
+    /// `Inner::dek`, after a cache miss unwrapped a DEK (keyring lock
+    /// released) and before the cipher goes into the cache.
+    DekUnwrapped,
+}
+
+type Hook = (Point, Box<dyn FnOnce()>);
+
+thread_local! {
+    static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` the next time this thread reaches `point`.
+pub(crate) fn arm(point: Point, f: impl FnOnce() + 'static) {
+    HOOK.with(|h| *h.borrow_mut() = Some((point, Box::new(f))));
+}
+
+/// Whether an armed hook has not run yet.
+pub(crate) fn pending() -> bool {
+    HOOK.with(|h| h.borrow().is_some())
+}
+
+pub(crate) fn hit(point: Point) {
+    let f = HOOK.with(|h| {
+        let mut h = h.borrow_mut();
+        match &*h {
+            Some((p, _)) if *p == point => h.take().map(|(_, f)| f),
+            _ => None,
+        }
+    });
+    if let Some(f) = f {
+        f();
+    }
+}
