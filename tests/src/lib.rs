@@ -2,6 +2,7 @@
 //! temporary directory (master key file outside it), a real runtime, and the
 //! guests `build.rs` compiled from source.
 
+mod http1;
 mod stub_server;
 pub use stub_server::{Received, StubServer};
 
@@ -41,6 +42,21 @@ impl Harness {
 
     pub fn store(&self) -> &SecretStore {
         self.runtime.store()
+    }
+
+    /// Environment `prod` with `SLACK_TOKEN` set and a well-behaved listener,
+    /// `neighbour` (the pure-reader guest), deployed beside whatever a test
+    /// adds: hostile guests must not disturb it.
+    pub fn with_neighbour() -> Self {
+        let h = Harness::new();
+        h.scopes("prod", &[]);
+        h.set(
+            Scope::Environment("prod".into()),
+            "SLACK_TOKEN",
+            NEIGHBOUR_TOKEN,
+        );
+        h.deploy(PURE_READER, DeploySpec::new("neighbour", "prod"));
+        h
     }
 
     /// Creates environment `env` and the given spaces in it.
@@ -101,6 +117,22 @@ fn open(dir: &Path) -> Runtime {
     let store = SecretStore::open(&dir.join("data"), KeySource::File(dir.join("master.key")))
         .expect("open store");
     Runtime::open(store, &dir.join("data"), RuntimeConfig::default()).expect("open runtime")
+}
+
+const NEIGHBOUR_TOKEN: &str = "neighbour-token";
+
+/// Asserts the `neighbour` of [`Harness::with_neighbour`] ran and succeeded.
+pub fn assert_neighbour_ok(runs: &[RunRecord]) {
+    let n = runs
+        .iter()
+        .find(|r| r.listener == "neighbour")
+        .expect("neighbour ran");
+    assert_eq!(
+        n.outcome,
+        keyhole_runtime::Outcome::Ok {
+            value: fnv(NEIGHBOUR_TOKEN)
+        }
+    );
 }
 
 /// A deployment spec for environment `prod` with the given limits.

@@ -5,20 +5,12 @@
 //!
 //! Its own test binary so that no other test's allocations move the RSS.
 
-use keyhole_runtime::{DeploySpec, Event, Outcome};
-use keyhole_store::Scope;
+use keyhole_runtime::{Event, Outcome};
 use keyhole_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_hostile_runs_leave_neighbours_and_rss_alone() {
-    let h = Harness::new();
-    h.scopes("prod", &[]);
-    h.set(
-        Scope::Environment("prod".into()),
-        "SLACK_TOKEN",
-        "neighbour-token",
-    );
-    h.deploy(PURE_READER, DeploySpec::new("neighbour", "prod"));
+    let h = Harness::with_neighbour();
     h.deploy(SPIN_LOOP, limited("spin", 1, 64));
     h.deploy(MEMORY_BOMB, limited("bomb", 5_000, 4));
     h.deploy(DEEP_RECURSION, limited("deep", 5_000, 64));

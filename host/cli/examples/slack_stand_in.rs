@@ -10,8 +10,13 @@
 //! port, and writes it to PATH if given. Bodies may be sent with
 //! Content-Length or chunked transfer encoding.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+
+// The request parser the test suite's stand-in uses too.
+#[path = "../../../tests/src/http1.rs"]
+#[allow(dead_code)]
+mod http1;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -53,75 +58,17 @@ fn main() -> std::io::Result<()> {
 
 fn handle(stream: TcpStream) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
+    let Some(req) = http1::read_request(&mut reader)? else {
         return Ok(());
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let path = parts.next().unwrap_or_default().to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.trim_end().split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        read_chunked(&mut reader)?
-    } else {
-        let len = header("content-length")
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        let mut buf = vec![0; len];
-        reader.read_exact(&mut buf)?;
-        buf
     };
     println!(
-        "[slack stand-in] {method} {path}\n[slack stand-in]   Authorization: {}\n[slack stand-in]   body: {}",
-        header("authorization").unwrap_or("(none)"),
-        String::from_utf8_lossy(&body)
+        "[slack stand-in] {} {}\n[slack stand-in]   Authorization: {}\n[slack stand-in]   body: {}",
+        req.method,
+        req.path,
+        req.header("authorization").unwrap_or("(none)"),
+        req.body
     );
     std::io::stdout().flush()?;
-    let answer = r#"{"ok":true}"#;
     let mut out = stream;
-    write!(
-        out,
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-        answer.len()
-    )?;
-    out.flush()
-}
-
-fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut size = String::new();
-        reader.read_line(&mut size)?;
-        let size = size.trim().split(';').next().unwrap_or_default();
-        let n = usize::from_str_radix(size, 16)
-            .map_err(|_| std::io::Error::other(format!("bad chunk size {size:?}")))?;
-        if n == 0 {
-            // Trailers, up to the blank line.
-            loop {
-                let mut t = String::new();
-                if reader.read_line(&mut t)? == 0 || t.trim().is_empty() {
-                    return Ok(body);
-                }
-            }
-        }
-        let mut chunk = vec![0; n + 2];
-        reader.read_exact(&mut chunk)?;
-        body.extend_from_slice(&chunk[..n]);
-    }
+    http1::write_json(&mut out, 200, r#"{"ok":true}"#)
 }

@@ -4,6 +4,18 @@ use keyhole_runtime::{DeploySpec, Outcome};
 use keyhole_store::Scope;
 use keyhole_tests::*;
 
+/// The notifier deployed to `prod`, allowed to reach only `slack`.
+fn notifier_spec(slack: &StubServer) -> DeploySpec {
+    let mut spec = DeploySpec::new("notifier", "prod");
+    spec.topics = vec!["action:*".into()];
+    spec.allow_http = vec![slack.origin()];
+    spec.settings = vec![
+        ("slack_api_base".into(), slack.origin()),
+        ("slack_channel".into(), "#deploys".into()),
+    ];
+    spec
+}
+
 #[test]
 pub fn example_rust_listener() {
     let h = Harness::new();
@@ -48,14 +60,7 @@ pub fn example_slack_notifier() {
         "SLACK_TOKEN",
         "xoxb-PLANTED-team-a",
     );
-    let mut spec = DeploySpec::new("notifier", "prod");
-    spec.topics = vec!["action:*".into()];
-    spec.allow_http = vec![slack.origin()];
-    spec.settings = vec![
-        ("slack_api_base".into(), slack.origin()),
-        ("slack_channel".into(), "#deploys".into()),
-    ];
-    h.deploy(EXAMPLE_SLACK_NOTIFIER, spec);
+    h.deploy(EXAMPLE_SLACK_NOTIFIER, notifier_spec(&slack));
 
     let payload = r#"{"action":"notify-team","text":"Deploy finished"}"#;
     let env_run = h.run_of("notifier", "action:triggered", "prod", None, payload);
@@ -137,9 +142,7 @@ fn slack_refusal_is_a_guest_error() {
     let h = Harness::new();
     h.scopes("prod", &[]);
     h.set(Scope::Environment("prod".into()), "SLACK_TOKEN", "xoxb-bad");
-    let mut spec = DeploySpec::new("notifier", "prod");
-    spec.allow_http = vec![slack.origin()];
-    spec.settings = vec![("slack_api_base".into(), slack.origin())];
+    let spec = notifier_spec(&slack);
     h.deploy(EXAMPLE_SLACK_NOTIFIER, spec);
     let run = h.run_of(
         "notifier",
@@ -210,9 +213,7 @@ fn oversize_http_response_is_cut_off() {
     let h = Harness::new();
     h.scopes("prod", &[]);
     h.set(Scope::Environment("prod".into()), "SLACK_TOKEN", "xoxb-x");
-    let mut spec = DeploySpec::new("notifier", "prod");
-    spec.allow_http = vec![slack.origin()];
-    spec.settings = vec![("slack_api_base".into(), slack.origin())];
+    let mut spec = notifier_spec(&slack);
     spec.limits.max_http_response_bytes = 16;
     h.deploy(EXAMPLE_SLACK_NOTIFIER, spec);
     let run = h.run_of(

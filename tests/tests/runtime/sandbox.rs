@@ -2,39 +2,12 @@
 //! ambient authority. Each is contained, and neighbours keep running.
 
 use keyhole_runtime::{DeploySpec, Outcome};
-use keyhole_store::Scope;
 use keyhole_tests::*;
 use serde_json::Value;
 
-/// A healthy neighbour deployed beside every hostile guest.
-fn with_neighbour() -> Harness {
-    let h = Harness::new();
-    h.scopes("prod", &[]);
-    h.set(
-        Scope::Environment("prod".into()),
-        "SLACK_TOKEN",
-        "neighbour-token",
-    );
-    h.deploy(PURE_READER, DeploySpec::new("neighbour", "prod"));
-    h
-}
-
-fn assert_neighbour_ok(runs: &[keyhole_runtime::RunRecord]) {
-    let n = runs
-        .iter()
-        .find(|r| r.listener == "neighbour")
-        .expect("neighbour ran");
-    assert_eq!(
-        n.outcome,
-        Outcome::Ok {
-            value: fnv("neighbour-token")
-        }
-    );
-}
-
 #[test]
 pub fn spin_loop() {
-    let h = with_neighbour();
+    let h = Harness::with_neighbour();
     h.deploy(SPIN_LOOP, limited("spin", 100, 64));
     for _ in 0..2 {
         let runs = h.emit("tick", "prod", None, "{}");
@@ -51,7 +24,7 @@ pub fn spin_loop() {
 
 #[test]
 pub fn memory_bomb() {
-    let h = with_neighbour();
+    let h = Harness::with_neighbour();
     h.deploy(MEMORY_BOMB, limited("bomb", 5_000, 16));
     for _ in 0..2 {
         let runs = h.emit("tick", "prod", None, "{}");
@@ -68,7 +41,7 @@ pub fn memory_bomb() {
 
 #[test]
 pub fn deep_recursion() {
-    let h = with_neighbour();
+    let h = Harness::with_neighbour();
     h.deploy(DEEP_RECURSION, limited("deep", 5_000, 64));
     for _ in 0..2 {
         let runs = h.emit("tick", "prod", None, "{}");
@@ -83,7 +56,7 @@ pub fn deep_recursion() {
 
 #[test]
 pub fn panicker() {
-    let h = with_neighbour();
+    let h = Harness::with_neighbour();
     h.deploy(PANICKER, DeploySpec::new("panicky", "prod"));
     let runs = h.emit("tick", "prod", None, "{}");
     let p = runs.iter().find(|r| r.listener == "panicky").unwrap();
@@ -146,7 +119,7 @@ pub fn socket_prober() {
 /// Acceptance: a component with no WASI imports at all runs too.
 #[test]
 pub fn pure_reader() {
-    let h = with_neighbour();
+    let h = Harness::with_neighbour();
     let runs = h.emit("tick", "prod", None, "{}");
     assert_neighbour_ok(&runs);
     assert!(runs[0].stdout.is_empty() && runs[0].stderr.is_empty());
@@ -155,7 +128,7 @@ pub fn pure_reader() {
 /// Many events at once through the async path: every run recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_dispatch_records_every_run() {
-    let h = with_neighbour();
+    let h = Harness::with_neighbour();
     h.deploy(PANICKER, DeploySpec::new("panicky", "prod"));
     let mut tasks = Vec::new();
     for i in 0..50 {
