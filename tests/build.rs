@@ -170,7 +170,13 @@ fn cargo_build(manifest: &Path, target_dir: &Path, triple: &str, packages: &[&st
         // Flags meant for the host build must not leak into the guests'.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS");
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        // Under `cargo clippy` the host build runs rustc through
+        // clippy-driver; guests are not linted with the host's settings.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
+        .env_remove("CLIPPY_CONF_DIR");
     for p in packages {
         cmd.arg("-p").arg(p);
     }

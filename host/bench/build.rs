@@ -35,6 +35,12 @@ fn main() {
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
+        // Under `cargo clippy` the host build runs rustc through
+        // clippy-driver; guests are not linted with the host's settings.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
+        .env_remove("CLIPPY_CONF_DIR")
         .status()
         .expect("run cargo for the guest");
     assert!(status.success(), "building {GUEST} failed");
