@@ -263,8 +263,13 @@ impl Runtime {
                 Outcome::Deadline { .. } | Outcome::Memory { .. } => {}
             }
         }
-        let mut secrets_read: Vec<String> = revealed.iter().map(|(n, _)| n.clone()).collect();
-        secrets_read.dedup();
+        // Each name once, in the order first read.
+        let mut secrets_read: Vec<String> = Vec::new();
+        for (name, _) in revealed {
+            if !secrets_read.contains(name) {
+                secrets_read.push(name.clone());
+            }
+        }
         let http = http_calls
             .map(|c| std::mem::take(&mut *c.lock().unwrap_or_else(|e| e.into_inner())))
             .unwrap_or_default();

@@ -76,7 +76,13 @@ pub fn secret_reader() {
         { "name": "MISSING" },
         { "name": "9bad" },
     ]));
-    let r = results(&h.run_of("reader", "x", "prod", Some("team-a"), &p));
+    let run = h.run_of("reader", "x", "prod", Some("team-a"), &p);
+    assert_eq!(
+        run.secrets_read,
+        ["SLACK_TOKEN"],
+        "names read, each once, never values"
+    );
+    let r = results(&run);
     assert_eq!(r[0]["fnv"], fnv("xoxb-env-2"));
     assert_eq!(r[1]["fnv"], fnv("xoxb-team-b"));
     assert_eq!(r[2]["error"], "not-found");
