@@ -2,18 +2,9 @@
 //! with [`crate::test_hooks`] rather than left to a stress test's luck.
 
 use crate::records;
+use crate::tamper_tests::setup;
 use crate::test_hooks::{self, Point};
-use crate::{KeySource, Scope, SecretStore, SecretValue};
-
-fn setup() -> (tempfile::TempDir, tempfile::TempDir, SecretStore) {
-    let data = tempfile::tempdir().unwrap();
-    let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("k");
-    SecretStore::init_key_file(&key).unwrap();
-    let store = SecretStore::open(data.path(), KeySource::File(key)).unwrap();
-    store.create_environment("prod").unwrap();
-    (data, keys, store)
-}
+use crate::{Scope, SecretStore, SecretValue};
 
 fn prod() -> Scope {
     Scope::Environment("prod".into())

@@ -6,7 +6,9 @@ use crate::crypto::{NONCE_LEN, TAG_LEN};
 use crate::records::{self, SecretRecord};
 use crate::{KeySource, Scope, SecretStore, SecretValue, StoreError};
 
-fn setup() -> (tempfile::TempDir, tempfile::TempDir, SecretStore) {
+/// A store on fresh temporary dirs (key file outside the data dir) with
+/// environment `prod`. Shared with `race_tests`.
+pub(crate) fn setup() -> (tempfile::TempDir, tempfile::TempDir, SecretStore) {
     let data = tempfile::tempdir().unwrap();
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("k");
