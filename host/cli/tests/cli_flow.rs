@@ -286,13 +286,7 @@ fn misuse_has_clear_messages_and_exit_codes() {
         c.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         let mut child = c.spawn().unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
+        feed(&mut child, stdin);
         Out::from(child.wait_with_output().unwrap())
     };
     let out = sealed(&["secrets", "set", "A", "--env", "prod"], "v");

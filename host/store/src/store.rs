@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use crate::error::{Preview, StoreError};
 use crate::keyring::{self, KeySource, Keyring};
@@ -51,6 +52,9 @@ pub(crate) struct Inner {
     pub dek_cache: DekCache,
     /// Serializes rotations with each other.
     pub rotation: Mutex<()>,
+    /// keyhole's own lock on the data dir, declared last so it is released
+    /// only after the database above has been dropped.
+    _dir_lock: DirLock,
 }
 
 /// The encrypted secret store. Cheap to clone; all clones share one db.
@@ -85,14 +89,8 @@ impl SecretStore {
             refuse_key_inside(data_dir, path)?;
         }
         let loaded = keyring::load(&key)?;
-        // sled's default page cache is 1 GiB; run records alone would grow
-        // the process toward it. 64 MiB keeps hot secrets and recent runs
-        // cached while bounding memory.
-        let db = sled::Config::new()
-            .path(data_dir.join("db"))
-            .cache_capacity(64 << 20)
-            .open()
-            .map_err(|e| map_open_error(e, data_dir))?;
+        let dir_lock = DirLock::acquire(data_dir)?;
+        let db = open_sled(data_dir)?;
         let trees = Trees {
             meta: db.open_tree(records::TREE_META)?,
             envs: db.open_tree(records::TREE_ENVIRONMENTS)?,
@@ -111,6 +109,7 @@ impl SecretStore {
                 keys: RwLock::new(ring),
                 dek_cache: DekCache::default(),
                 rotation: Mutex::new(()),
+                _dir_lock: dir_lock,
             }),
         })
     }
@@ -495,17 +494,62 @@ fn utf8(bytes: &[u8], what: &str) -> Result<String, StoreError> {
         .map_err(|_| StoreError::corrupt(format!("{what} is not UTF-8")))
 }
 
-/// sled reports a held lock as an io error; give it its own variant.
-fn map_open_error(err: sled::Error, data_dir: &Path) -> StoreError {
-    if let sled::Error::Io(io) = &err
-        && (io.kind() == std::io::ErrorKind::WouldBlock
-            || io.to_string().contains("could not acquire lock"))
-    {
-        return StoreError::Locked {
-            path: data_dir.to_path_buf(),
-        };
+/// An exclusive `flock` on `data_dir/keyhole.lock`, held for the life of a
+/// store. It is what tells "another process has this directory" apart from
+/// sled's own lock, which a dropped store in *this* process can still hold
+/// for a moment while sled's background I/O threads let go of the file.
+struct DirLock(#[allow(dead_code)] std::fs::File);
+
+impl DirLock {
+    fn acquire(data_dir: &Path) -> Result<Self, StoreError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join("keyhole.lock"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+                path: data_dir.to_path_buf(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        }
     }
-    StoreError::Db(err)
+}
+
+/// How long to wait for sled's lock once keyhole's own lock is held: only a
+/// store dropped in this process can be holding it, and it lets go quickly.
+const SLED_LOCK_GRACE: Duration = Duration::from_secs(5);
+
+/// Opens sled under a held [`DirLock`]. sled's lock can then only be the
+/// residue of a store this process just dropped, so it is waited out.
+fn open_sled(data_dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = Instant::now() + SLED_LOCK_GRACE;
+    loop {
+        // sled's default page cache is 1 GiB; run records alone would grow
+        // the process toward it. 64 MiB keeps hot secrets and recent runs
+        // cached while bounding memory.
+        let opened = sled::Config::new()
+            .path(data_dir.join("db"))
+            .cache_capacity(64 << 20)
+            .open();
+        match opened {
+            Err(sled::Error::Io(io)) if is_lock_error(&io) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(sled::Error::Io(io)) if is_lock_error(&io) => {
+                return Err(StoreError::Locked {
+                    path: data_dir.to_path_buf(),
+                });
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// sled reports a held lock as an io error.
+fn is_lock_error(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock")
 }
 
 /// A key file inside the data dir would end up in every backup of it.

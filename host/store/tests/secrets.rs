@@ -269,6 +269,22 @@ fn errors_and_values_never_print_the_value() {
     assert!(!format!("{s:?}").contains(PLANTED));
 }
 
+/// A store dropped in this process must not make the next open report
+/// "in use": sled's I/O threads may still hold its file lock for a moment
+/// after the drop (seen as a flaky `keyhole init`, which opens a fresh
+/// directory keyless to look, then again with the key).
+#[test]
+fn reopening_right_after_a_drop_is_never_locked() {
+    for _ in 0..100 {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = SecretStore::open(dir.path(), keyhole_store::KeySource::None).unwrap();
+        drop(probe);
+        let key = keyhole_store::KeySource::Inline(SecretStore::generate_key_text());
+        let store = SecretStore::open(dir.path(), key).unwrap();
+        store.create_environment("prod").unwrap();
+    }
+}
+
 #[test]
 fn data_survives_reopen_and_second_open_is_locked() {
     let fx = Fixture::new().with_layout();
