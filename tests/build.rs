@@ -1,10 +1,13 @@
 //! Builds every test guest (tests/guests) and guest example
-//! (guest-examples/*) from source, the way wasmtime's test-programs does, and
+//! (guest-examples/*) from source, the way wasmtime's test-programs does
+//! (the nested cargo builds and componentizing are `keyhole-guest-build`'s), and
 //! generates `guests.rs`: one path constant per guest plus `foreach_guest!`,
 //! which the tests use so that a guest without a test fails to compile.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use keyhole_guest_build as guest_build;
 
 /// Guests built for wasm32-wasip2 (each a cdylib component).
 const WASIP2_GUESTS: &[&str] = &[
@@ -32,10 +35,7 @@ const EXAMPLES: &[(&str, &str)] = &[
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("guests");
+    let target = guest_build::target_dir(&root);
     println!(
         "cargo:rerun-if-changed={}",
         manifest.join("guests").display()
@@ -49,47 +49,24 @@ fn main() {
     let mut consts = String::new();
     let mut names = Vec::new();
 
-    cargo_build(
-        &manifest.join("guests/Cargo.toml"),
-        &target,
-        "wasm32-wasip2",
-        WASIP2_GUESTS,
-    );
-    for g in WASIP2_GUESTS {
-        let path = target
-            .join("wasm32-wasip2/release")
-            .join(format!("{}.wasm", g.replace('-', "_")));
-        push(&mut consts, &mut names, g, &path);
+    let guests = manifest.join("guests/Cargo.toml");
+    let built = guest_build::cargo_build(&guests, &target, "wasm32-wasip2", WASIP2_GUESTS);
+    for (g, path) in WASIP2_GUESTS.iter().zip(&built) {
+        push(&mut consts, &mut names, g, path);
     }
 
-    cargo_build(
-        &manifest.join("guests/Cargo.toml"),
-        &target,
-        "wasm32-unknown-unknown",
-        PURE_GUESTS,
-    );
-    for g in PURE_GUESTS {
-        let core = target
-            .join("wasm32-unknown-unknown/release")
-            .join(format!("{}.wasm", g.replace('-', "_")));
-        let module =
-            std::fs::read(&core).unwrap_or_else(|e| panic!("read {}: {e}", core.display()));
-        let component = wit_component::ComponentEncoder::default()
-            .module(&module)
-            .and_then(|e| e.validate(true).encode())
-            .unwrap_or_else(|e| panic!("componentize {g}: {e:#}"));
+    let built = guest_build::cargo_build(&guests, &target, "wasm32-unknown-unknown", PURE_GUESTS);
+    for (g, core) in PURE_GUESTS.iter().zip(&built) {
         let out = target.join(format!("{}.component.wasm", g.replace('-', "_")));
-        std::fs::write(&out, component).unwrap();
+        guest_build::componentize(core, &out);
         push(&mut consts, &mut names, g, &out);
     }
 
     for (dir, krate) in EXAMPLES {
         let ws = root.join("guest-examples").join(dir).join("Cargo.toml");
-        cargo_build(&ws, &target, "wasm32-wasip2", &[krate]);
-        let path = target
-            .join("wasm32-wasip2/release")
-            .join(format!("{}.wasm", krate.replace('-', "_")));
-        push(&mut consts, &mut names, &format!("example-{krate}"), &path);
+        for path in guest_build::cargo_build(&ws, &target, "wasm32-wasip2", &[krate]) {
+            push(&mut consts, &mut names, &format!("example-{krate}"), &path);
+        }
     }
 
     // The Python example needs componentize-py (PyPI); scripts/test.sh
@@ -154,36 +131,4 @@ fn push(consts: &mut String, names: &mut Vec<String>, guest: &str, path: &Path) 
         path.display().to_string()
     ));
     names.push(ident);
-}
-
-fn cargo_build(manifest: &Path, target_dir: &Path, triple: &str, packages: &[&str]) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build")
-        .arg("--release")
-        .arg("--quiet")
-        .arg("--target")
-        .arg(triple)
-        .arg("--manifest-path")
-        .arg(manifest)
-        .env("CARGO_TARGET_DIR", target_dir)
-        // Flags meant for the host build must not leak into the guests'.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        // Under `cargo clippy` the host build runs rustc through
-        // clippy-driver; guests are not linted with the host's settings.
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("RUSTC_WRAPPER")
-        .env_remove("CLIPPY_ARGS")
-        .env_remove("CLIPPY_CONF_DIR");
-    for p in packages {
-        cmd.arg("-p").arg(p);
-    }
-    let status = cmd.status().expect("run cargo for guests");
-    assert!(
-        status.success(),
-        "building guests from {} failed",
-        manifest.display()
-    );
 }
