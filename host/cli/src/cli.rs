@@ -258,10 +258,34 @@ pub struct ServeArgs {
     /// Largest listener module accepted by POST /v1/listeners, e.g. 16MiB.
     #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
     pub max_module_bytes: u64,
+    /// Time a client has to send each request's headers, which is also how
+    /// long an idle keep-alive connection stays open; slower clients are
+    /// disconnected. 1ms to 24h.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+    /// Time a client has to send a request body, counted from the end of its
+    /// headers; a slower body is answered 408 and the connection closed.
+    /// Allow for a --max-module-bytes upload from the slowest client. 1ms to
+    /// 24h.
+    #[arg(long, default_value = "60s", value_parser = parse_timeout)]
+    pub request_timeout: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 5s, 1m)"))
+}
+
+/// Longest `serve` timeout: far beyond any sensible value, and short enough
+/// that adding it to a clock reading cannot overflow.
+const MAX_SERVE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A `serve` timeout: a duration from 1 ms to [`MAX_SERVE_TIMEOUT`].
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(1) || d > MAX_SERVE_TIMEOUT {
+        return Err("must be between 1ms and 24h".into());
+    }
+    Ok(d)
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {
@@ -299,6 +323,9 @@ mod tests {
     #[test]
     fn value_parsers() {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_timeout("10s").unwrap(), Duration::from_secs(10));
+        assert!(parse_timeout("0s").is_err());
+        assert!(parse_timeout("2days").is_err());
         assert_eq!(parse_bytes("64MiB").unwrap(), 64 << 20);
         assert_eq!(parse_bytes("1048576").unwrap(), 1 << 20);
         assert!(parse_bytes("lots").is_err());

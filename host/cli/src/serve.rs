@@ -6,13 +6,29 @@
 //! CLI verbs can point at the API), and serves until SIGTERM or Ctrl-C.
 //! Shutdown is graceful: in-flight requests finish (for at most
 //! [`DRAIN_TIMEOUT`]), then run records are flushed and `serve.json` removed.
+//!
+//! Slow and idle clients cannot hold connections. The accept loop is hyper's
+//! rather than `axum::serve`, which gives hyper no timer and so no timeouts:
+//! here every connection gets a header-read timeout (`--header-timeout`).
+//! hyper (>= 1.4) starts it whenever it waits for a request head, on a new
+//! connection and between keep-alive requests alike, and does not restart it
+//! as bytes trickle in, so a slowloris client and an idle keep-alive
+//! connection are both closed when it expires. Bodies have their own
+//! deadline (`--request-timeout`, see `api/deadline.rs`).
+//!
+//! Only HTTP/1.1 is served, as before (axum's `http2` feature is off): hyper
+//! has no header or idle timeout for HTTP/2, so serving it would reopen the
+//! hole.
 
-use std::future::IntoFuture;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::sync::Notify;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 
 use crate::api::{self, ApiMetrics, AppState};
 use crate::cli::ServeArgs;
@@ -40,6 +56,7 @@ pub fn run(g: &Globals, args: ServeArgs) -> Result<()> {
         runtime: runtime.clone(),
         token,
         max_module_bytes: usize::try_from(args.max_module_bytes).unwrap_or(usize::MAX),
+        request_timeout: args.request_timeout,
         metrics: ApiMetrics::default(),
     });
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
@@ -59,7 +76,34 @@ async fn serve(g: &Globals, args: ServeArgs, state: Arc<AppState>) -> Result<()>
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    let addr = listener.local_addr()?;
+    announce(g, listener.local_addr()?)?;
+
+    let router = api::router(state);
+    let http = http1_builder(args.header_timeout);
+    let graceful = GracefulShutdown::new();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let service = TowerToHyperService::new(router.clone());
+                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    tokio::spawn(run_connection(graceful.watch(conn), peer));
+                }
+                Err(e) => accept_failed(e).await,
+            },
+        }
+    }
+    // Stop accepting (new connections are refused), then drain.
+    drop(listener);
+    drain(graceful).await;
+    Ok(())
+}
+
+/// Writes `serve.json` and says where the API is.
+fn announce(g: &Globals, addr: SocketAddr) -> Result<()> {
     let address = format!("http://{addr}");
     ServeInfo {
         pid: std::process::id(),
@@ -71,23 +115,51 @@ async fn serve(g: &Globals, args: ServeArgs, state: Arc<AppState>) -> Result<()>
         "keyhole serve: listening on {address} (data directory {})",
         g.data.display()
     );
-
-    let stop = Arc::new(Notify::new());
-    let signalled = stop.clone();
-    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        signalled.notify_one();
-    });
-    let drain_deadline = async {
-        stop.notified().await;
-        tokio::time::sleep(DRAIN_TIMEOUT).await;
-    };
-    tokio::select! {
-        res = server.into_future() => res.context("serving the API")?,
-        () = drain_deadline => tracing::warn!("in-flight requests did not finish in time; stopping anyway"),
-    }
     Ok(())
+}
+
+/// HTTP/1.1 connections with a header-read (and keep-alive idle) timeout.
+fn http1_builder(header_timeout: Duration) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+}
+
+/// Serves one connection to its end. Its errors are the client's business
+/// (a header timeout, a reset, a malformed request): logged at debug only,
+/// so a misbehaving client cannot flood the log.
+async fn run_connection(conn: impl Future<Output = hyper::Result<()>>, peer: SocketAddr) {
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, "connection closed: {e}");
+    }
+}
+
+/// A failed `accept`. Errors about the one connection are dropped; others
+/// (out of file descriptors, say) would fail again at once, so back off.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind as K;
+    if matches!(
+        e.kind(),
+        K::ConnectionAborted | K::ConnectionRefused | K::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!("accepting a connection: {e}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Lets in-flight requests finish, for at most [`DRAIN_TIMEOUT`]; idle
+/// connections close at once.
+async fn drain(graceful: GracefulShutdown) {
+    tracing::info!("shutting down: finishing in-flight requests");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish in time; stopping anyway");
+    }
 }
 
 async fn shutdown_signal() {

@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | 400 | invalid input: names, ids, specs, modules, JSON, unknown fields |
 //! | 404 | unknown environment, space, secret or listener |
+//! | 408 | body not received within `--request-timeout` (see `deadline.rs`) |
 //! | 409 | already exists |
 //! | 413 | body or module too large |
 //! | 503 | store sealed (master key missing or wrong) |
@@ -132,13 +133,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// pipe instead of the 413; past this much the connection is cut anyway.
 const DRAIN_LIMIT: usize = 64 << 20;
 
+/// Why a body read failed: too slow (408) or broken (400).
+fn body_read_error(e: axum::Error) -> ApiError {
+    match super::deadline::timed_out(&e) {
+        Some(t) => ApiError::new(StatusCode::REQUEST_TIMEOUT, t.to_string()),
+        None => ApiError::bad_request(format!("reading the body: {e}")),
+    }
+}
+
 /// Reads a whole body of at most `limit` bytes; a larger one is a 413.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut body = body;
     let mut buf = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        let frame = frame.map_err(body_read_error)?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };

@@ -8,13 +8,16 @@
 //!
 //! Every route but `GET /healthz` needs `Authorization: Bearer <admin
 //! token>`; a wrong or missing token gets a bare 401. Bodies are bounded: JSON
-//! bodies by [`JSON_BODY_LIMIT`], module uploads by `--max-module-bytes`.
+//! bodies by [`JSON_BODY_LIMIT`], module uploads by `--max-module-bytes`, and
+//! the time to receive any body by `--request-timeout` ([`deadline`]).
 
+mod deadline;
 mod error;
 mod listeners;
 mod scopes;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -43,6 +46,8 @@ pub struct AppState {
     pub runtime: Runtime,
     pub token: TokenCheck,
     pub max_module_bytes: usize,
+    /// Time allowed to receive a request body (`--request-timeout`).
+    pub request_timeout: Duration,
     pub metrics: ApiMetrics,
 }
 
@@ -132,6 +137,10 @@ pub fn router(state: Shared) -> Router {
             count_requests,
         ))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.request_timeout,
+            deadline::limit_body_time,
+        ))
         .with_state(state)
 }
 

@@ -1,0 +1,193 @@
+//! Slow and idle clients against the real daemon, over raw sockets: a
+//! trickled request head and an idle keep-alive connection are cut off by
+//! `--header-timeout`, and a body that stops arriving is answered 408 (then
+//! the connection is closed) by `--request-timeout`. Other clients are served
+//! meanwhile.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The timeouts the daemon is started with in these tests.
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A daemon with `--header-timeout 1s --request-timeout 1s`.
+fn start() -> (Install, Server) {
+    let k = Install::new();
+    let token = k.init();
+    let server = Server::start(
+        &k,
+        &token,
+        &["--header-timeout", "1s", "--request-timeout", "1s"],
+    );
+    (k, server)
+}
+
+fn connect(server: &Server) -> TcpStream {
+    let addr = server.base.strip_prefix("http://").expect("http address");
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    s
+}
+
+/// What one poll of a socket found.
+enum Poll {
+    Data(Vec<u8>),
+    Nothing,
+    Closed,
+}
+
+fn poll(s: &mut TcpStream) -> Poll {
+    let mut buf = [0u8; 4096];
+    match s.read(&mut buf) {
+        Ok(0) => Poll::Closed,
+        Ok(n) => Poll::Data(buf[..n].to_vec()),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Poll::Nothing,
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => Poll::Closed,
+        Err(e) => panic!("reading the socket: {e}"),
+    }
+}
+
+/// Reads until the server closes the connection (at most 4 s); returns
+/// everything it sent.
+fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut got = Vec::new();
+    while Instant::now() < deadline {
+        match poll(s) {
+            Poll::Data(d) => got.extend_from_slice(&d),
+            Poll::Nothing => {}
+            Poll::Closed => return got,
+        }
+    }
+    panic!(
+        "the server did not close the connection; it sent {:?}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+/// Asserts `elapsed` is the 1 s timeout, give or take scheduling.
+fn assert_about_timeout(elapsed: Duration) {
+    assert!(
+        elapsed >= TIMEOUT - Duration::from_millis(200) && elapsed < TIMEOUT * 3,
+        "closed after {elapsed:?}, expected about {TIMEOUT:?}"
+    );
+}
+
+#[test]
+fn a_trickled_request_head_is_cut_off_while_others_are_served() {
+    let (_k, server) = start();
+    let mut slow = connect(&server);
+    let start = Instant::now();
+    let head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    slow.write_all(head).unwrap();
+
+    // Another client is served meanwhile.
+    let r = server.http().send("GET", "/healthz", None, None);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(start.elapsed() < TIMEOUT, "the other request took too long");
+
+    // One more header byte every 100 ms does not keep the connection open.
+    let closed_after = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "a trickling client was never cut off"
+        );
+        if slow.write_all(b"a").is_err() {
+            break start.elapsed();
+        }
+        match poll(&mut slow) {
+            Poll::Closed => break start.elapsed(),
+            Poll::Nothing => {}
+            Poll::Data(d) => panic!(
+                "expected no response, got {:?}",
+                String::from_utf8_lossy(&d)
+            ),
+        }
+    };
+    assert_about_timeout(closed_after);
+    // And the daemon still serves.
+    assert_eq!(
+        server.http().send("GET", "/healthz", None, None).status,
+        200
+    );
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let (_k, server) = start();
+    let mut s = connect(&server);
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut response = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while !response.ends_with(b"}") {
+        assert!(Instant::now() < deadline, "no response");
+        match poll(&mut s) {
+            Poll::Data(d) => response.extend_from_slice(&d),
+            Poll::Nothing => {}
+            Poll::Closed => panic!("closed before the response was complete"),
+        }
+    }
+    let idle_from = Instant::now();
+    let text = String::from_utf8_lossy(&response).to_lowercase();
+    assert!(text.starts_with("http/1.1 200 "), "{text}");
+    assert!(!text.contains("connection: close"), "{text}");
+
+    assert!(read_to_close(&mut s).is_empty(), "nothing more is sent");
+    assert_about_timeout(idle_from.elapsed());
+}
+
+#[test]
+fn a_body_that_stops_arriving_gets_408_and_the_connection_closed() {
+    let (_k, server) = start();
+    let post = |body: &str| {
+        format!(
+            "POST /v1/environments HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            server.token,
+            body.len(),
+        )
+    };
+
+    // A body sent in two parts well within the timeout is fine.
+    let body = r#"{"id": "prod"}"#;
+    let mut s = connect(&server);
+    s.write_all(post(body).as_bytes()).unwrap();
+    s.write_all(&body.as_bytes()[..5]).unwrap();
+    std::thread::sleep(TIMEOUT / 3);
+    s.write_all(&body.as_bytes()[5..]).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let text = String::from_utf8(read_to_close(&mut s)).unwrap();
+    assert!(text.starts_with("HTTP/1.1 201 "), "{text}");
+
+    // Content-Length: 100 and then 10 bytes: 408, JSON error, closed.
+    let mut s = connect(&server);
+    let head = post(&"x".repeat(100));
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(br#"{"id": "st"#).unwrap();
+    let start = Instant::now();
+    let text = String::from_utf8(read_to_close(&mut s)).unwrap();
+    assert_about_timeout(start.elapsed());
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let head = head.to_lowercase();
+    assert!(head.starts_with("http/1.1 408 "), "{text}");
+    assert!(head.contains("\r\nconnection: close"), "{text}");
+    assert!(
+        head.contains("\r\ncontent-type: application/json"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(v["error"], "request body not received within 1s", "{v}");
+
+    // Nothing was created by the stalled request; the daemon still serves.
+    let envs = server.http().get("/v1/environments").json();
+    assert_eq!(envs.as_array().map(Vec::len), Some(1), "{envs}");
+}
