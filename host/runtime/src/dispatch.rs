@@ -3,17 +3,21 @@
 //!
 //! A deployment matches an event when the environments are equal, the
 //! deployment is either unbound or bound to the event's space, and one of its
-//! topic globs matches. Runs execute synchronously on tokio's blocking pool,
-//! at most `max_concurrent_runs` at a time.
+//! topic globs matches.
+//!
+//! A run is an async call on a fiber, executed by the task that emitted the
+//! event: one matching listener runs inline, several run as parallel tokio
+//! tasks, at most `max_concurrent_runs` at a time. The wall-clock deadline
+//! is checked at each epoch tick, where a guest still within it yields to
+//! tokio so it never holds a worker thread for long.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::keyhole::listener::types::Event as WitEvent;
-use crate::engine::deadline_ticks;
 use crate::error::RuntimeError;
 use crate::registry::{Loaded, Runtime};
 use crate::runs::{Outcome, RunRecord};
@@ -146,21 +150,24 @@ impl Runtime {
     pub async fn emit(&self, event: Event) -> Result<Vec<RunRecord>, RuntimeError> {
         self.validate_event(&event)?;
         self.inner.metrics.event();
+        let mut targets = self.matching(&event);
+        if targets.len() <= 1 {
+            let Some(target) = targets.pop() else {
+                return Ok(Vec::new());
+            };
+            // The common case runs right here: no task, no thread hop.
+            let _permit = self.permit().await;
+            return Ok(vec![self.run(&target, &event).await?]);
+        }
         let event = Arc::new(event);
-        let mut tasks = Vec::new();
-        for target in self.matching(&event) {
-            let permit = self
-                .inner
-                .permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore never closed");
+        let mut tasks = Vec::with_capacity(targets.len());
+        for target in targets {
+            let permit = self.permit().await;
             let rt = self.clone();
             let ev = event.clone();
-            tasks.push(tokio::task::spawn_blocking(move || {
+            tasks.push(tokio::spawn(async move {
                 let _permit = permit;
-                rt.run(&target, &ev)
+                rt.run(&target, &ev).await
             }));
         }
         let mut records = Vec::with_capacity(tasks.len());
@@ -173,19 +180,34 @@ impl Runtime {
         Ok(records)
     }
 
-    /// Like [`Runtime::emit`], but runs every matching listener one after
-    /// another on the calling thread. For tools and benchmarks.
+    async fn permit(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed")
+    }
+
+    /// Like [`Runtime::emit`], but for callers outside an async runtime:
+    /// runs every matching listener one after another on the calling thread.
+    /// For the CLI, tools and benchmarks. Panics if called from within a
+    /// tokio runtime (use [`Runtime::emit`] there).
     pub fn emit_blocking(&self, event: &Event) -> Result<Vec<RunRecord>, RuntimeError> {
         self.validate_event(event)?;
         self.inner.metrics.event();
-        self.matching(event)
-            .iter()
-            .map(|t| self.run(t, event))
-            .collect()
+        let targets = self.matching(event);
+        self.inner.blocking.get()?.block_on(async {
+            let mut records = Vec::with_capacity(targets.len());
+            for t in &targets {
+                records.push(self.run(t, event).await?);
+            }
+            Ok(records)
+        })
     }
 
     /// One run: fresh instance, call `handle`, classify, scrub, record.
-    fn run(&self, target: &Loaded, event: &Event) -> Result<RunRecord, RuntimeError> {
+    async fn run(&self, target: &Loaded, event: &Event) -> Result<RunRecord, RuntimeError> {
         let started_at_ms = crate::now_ms();
         let start = Instant::now();
         let spec = &target.record.spec;
@@ -214,8 +236,15 @@ impl Runtime {
         });
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(deadline_ticks(timeout));
-        store.epoch_deadline_trap();
+        let deadline = start + timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
 
         let wit_event = WitEvent {
             id: event.id.clone(),
@@ -225,10 +254,10 @@ impl Runtime {
             payload: event.payload.clone(),
             settings: spec.settings.clone(),
         };
-        let result = target
-            .pre
-            .instantiate(&mut store)
-            .and_then(|listener| listener.call_handle(&mut store, &wit_event));
+        let result = match target.pre.instantiate_async(&mut store).await {
+            Ok(listener) => listener.call_handle(&mut store, &wit_event).await,
+            Err(e) => Err(e),
+        };
         let duration = start.elapsed();
         let state = store.into_data();
         let mut outcome = match result {
@@ -276,8 +305,8 @@ impl Runtime {
         self.inner
             .metrics
             .run(outcome.label(), duration.as_secs_f64());
-        let record = RunRecord {
-            id: self.inner.runs.next_id()?,
+        let mut record = RunRecord {
+            id: 0, // assigned by the run log
             event_id: event.id.clone(),
             topic: event.topic.clone(),
             listener: spec.name.clone(),
@@ -291,7 +320,7 @@ impl Runtime {
             secrets_read,
             http,
         };
-        self.inner.runs.append(record.clone());
+        self.inner.runs.append(&mut record);
         Ok(record)
     }
 }

@@ -27,6 +27,8 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "listener",
+        // `handle` runs on a fiber (`call_async`) on the caller's tokio task.
+        exports: { default: async },
     });
 }
 

@@ -23,11 +23,42 @@ use crate::metrics::Metrics;
 use crate::runs::RunLog;
 use crate::sandbox::RunState;
 
+/// A tokio runtime for callers outside of one (`emit_blocking`: the CLI, the
+/// benchmark, tests). Futures run on the calling thread via `block_on`; the
+/// runtime supplies the timers and I/O that WASI and outbound HTTP need.
+#[derive(Default)]
+pub(crate) struct BlockingRuntime(std::sync::OnceLock<tokio::runtime::Runtime>);
+
+impl BlockingRuntime {
+    pub(crate) fn get(&self) -> Result<&tokio::runtime::Runtime, RuntimeError> {
+        if let Some(rt) = self.0.get() {
+            return Ok(rt);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("keyhole-io")
+            .enable_all()
+            .build()
+            .map_err(|e| RuntimeError::Engine(format!("starting the async runtime: {e}")))?;
+        Ok(self.0.get_or_init(|| rt))
+    }
+}
+
+impl Drop for BlockingRuntime {
+    /// Dropping a tokio runtime blocks, which panics inside another runtime
+    /// (a `Runtime` may be dropped last from an async task); don't wait.
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// Runtime-wide settings.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
     pub engine: EngineConfig,
-    /// Runs that may execute at once (each on a blocking worker thread).
+    /// Runs that may execute at once (across all `emit` calls).
     pub max_concurrent_runs: usize,
     /// Run records kept; older ones are trimmed.
     pub max_run_records: usize,
@@ -81,6 +112,8 @@ pub(crate) struct Inner {
     /// spaces cannot be deleted, so a positive answer never goes stale; if
     /// deletion is ever added, it must clear this.
     pub(crate) known_scopes: RwLock<std::collections::HashSet<(String, Option<String>)>>,
+    /// The async runtime `emit_blocking` drives runs on, built on first use.
+    pub(crate) blocking: BlockingRuntime,
     _ticker: EpochTicker,
 }
 
@@ -100,10 +133,10 @@ impl Runtime {
     ) -> Result<Self, RuntimeError> {
         let engine = new_engine(&config.engine)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RuntimeError::engine)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::engine)?;
         crate::secrets::add_to_linker(&mut linker).map_err(RuntimeError::engine)?;
         let mut http_linker = linker.clone();
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut http_linker)
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
             .map_err(RuntimeError::engine)?;
 
         let db = store.db().clone();
@@ -119,6 +152,7 @@ impl Runtime {
                 )),
                 _ticker: EpochTicker::start(engine.clone()),
                 known_scopes: RwLock::default(),
+                blocking: BlockingRuntime::default(),
                 store,
                 engine,
                 linker,

@@ -1,12 +1,14 @@
 //! Run records: what happened each time a listener handled an event.
 //!
-//! Records live in the sled tree `runs` as JSON, keyed by a big-endian id
-//! from `sled::Db::generate_id`, so iteration is in run order and
-//! newest-first queries walk the tree backwards. They are written by a
-//! background thread in batches, without a flush on the hot path (sled
-//! flushes every 500 ms, and [`crate::Runtime::flush`] syncs and flushes on
-//! shutdown); secret writes, by contrast, are flushed before they are
-//! acknowledged. The oldest records are trimmed beyond
+//! Records live in the sled tree `runs` as JSON lines, in chunks of
+//! consecutive run ids keyed by their first id (big-endian), so iteration is
+//! in run order and newest-first queries walk the tree backwards. Run ids are
+//! counted by the log itself and continue across restarts.
+//!
+//! Records are written by a background thread in batches, without a flush on
+//! the hot path (sled flushes every 500 ms, and [`crate::Runtime::flush`]
+//! syncs and flushes on shutdown); secret writes, by contrast, are flushed
+//! before they are acknowledged. The oldest chunks are trimmed beyond
 //! `RuntimeConfig::max_run_records`.
 
 use serde::{Deserialize, Serialize};
@@ -75,10 +77,14 @@ const QUEUE: usize = 65_536;
 /// The writer wakes when this many records wait, or after [`LINGER`].
 const BATCH: usize = 1_024;
 const LINGER: Duration = Duration::from_millis(20);
+/// Most records stored under one sled key.
+const CHUNK: usize = 64;
 
 #[derive(Default)]
 struct Queue {
     records: Vec<RunRecord>,
+    /// The id the next appended record gets.
+    next_id: u64,
     /// Records ever appended / ever written (sequence numbers for `sync`).
     appended: u64,
     written: u64,
@@ -104,14 +110,18 @@ impl Shared {
 
 /// The run-record tree, written by a background thread.
 ///
-/// Writing one record into sled costs about as much as running a small
+/// Writing a record into sled costs about as much as running a small
 /// listener, so the dispatch path only pushes the record onto a queue. No
 /// thread is woken per record: the writer wakes every [`LINGER`] or when
-/// [`BATCH`] records wait, then serializes and inserts them as one sled batch
-/// and trims old records. Readers ([`RunLog::recent`]) and [`RunLog::sync`]
-/// wait for everything appended before them, so callers read their own runs.
+/// [`BATCH`] records wait, then stores them in chunks and trims old chunks.
+/// Readers ([`RunLog::recent`]) and [`RunLog::sync`] wait for everything
+/// appended before them, so callers read their own runs.
+///
+/// Storage: one sled entry per chunk of up to [`CHUNK`] records with
+/// consecutive ids, keyed by the first id (big-endian, so iteration is in
+/// run order), holding the records as JSON lines. One sled insert per chunk
+/// instead of per record is what lets the writer keep up with dispatch.
 pub(crate) struct RunLog {
-    db: sled::Db,
     tree: sled::Tree,
     shared: Arc<Shared>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -120,25 +130,31 @@ pub(crate) struct RunLog {
 impl RunLog {
     pub(crate) fn open(db: &sled::Db, keep: usize) -> Result<Self, RuntimeError> {
         let tree = db.open_tree("runs")?;
-        let shared = Arc::new(Shared::default());
+        let next_id = match tree.last()? {
+            Some((key, chunk)) => chunk_first_id(&key)? + chunk_len(&chunk) as u64,
+            None => 1,
+        };
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                next_id,
+                ..Queue::default()
+            }),
+            ..Shared::default()
+        });
         let (writer_tree, writer_shared) = (tree.clone(), shared.clone());
         let writer = std::thread::Builder::new()
             .name("keyhole-runs".into())
             .spawn(move || write_loop(&writer_tree, &writer_shared, keep))
             .map_err(|e| RuntimeError::Engine(format!("spawn run-record writer: {e}")))?;
         Ok(RunLog {
-            db: db.clone(),
             tree,
             shared,
             writer: Some(writer),
         })
     }
 
-    pub(crate) fn next_id(&self) -> Result<u64, RuntimeError> {
-        Ok(self.db.generate_id()?)
-    }
-
-    pub(crate) fn append(&self, record: RunRecord) {
+    /// Gives `record` the next run id and queues a copy for storage.
+    pub(crate) fn append(&self, record: &mut RunRecord) {
         let mut q = self.shared.lock();
         while q.records.len() >= QUEUE {
             self.shared.work.notify_one();
@@ -148,7 +164,9 @@ impl RunLog {
                 .wait(q)
                 .unwrap_or_else(|e| e.into_inner());
         }
-        q.records.push(record);
+        record.id = q.next_id;
+        q.next_id += 1;
+        q.records.push(record.clone());
         q.appended += 1;
         if q.records.len() == BATCH {
             self.shared.work.notify_one();
@@ -186,11 +204,16 @@ impl RunLog {
             if out.len() >= limit {
                 break;
             }
-            let (_, bytes) = item?;
-            let record: RunRecord = serde_json::from_slice(&bytes)
-                .map_err(|e| RuntimeError::Corrupt(format!("run record: {e}")))?;
-            if listener.is_none_or(|l| l == record.listener) {
-                out.push(record);
+            let (_, chunk) = item?;
+            for line in chunk_lines(&chunk).rev() {
+                let record: RunRecord = serde_json::from_slice(line)
+                    .map_err(|e| RuntimeError::Corrupt(format!("run record: {e}")))?;
+                if listener.is_none_or(|l| l == record.listener) {
+                    out.push(record);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
             }
         }
         Ok(out)
@@ -208,8 +231,28 @@ impl Drop for RunLog {
     }
 }
 
+/// The records of a stored chunk, one JSON document per line. (JSON text
+/// escapes newlines inside strings, so a line is always one record.)
+fn chunk_lines(chunk: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    chunk.split(|b| *b == b'\n').filter(|l| !l.is_empty())
+}
+
+fn chunk_len(chunk: &[u8]) -> usize {
+    chunk_lines(chunk).count()
+}
+
+fn chunk_first_id(key: &[u8]) -> Result<u64, RuntimeError> {
+    key.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| RuntimeError::Corrupt("run-record key is not 8 bytes".into()))
+}
+
 fn write_loop(tree: &sled::Tree, shared: &Shared, keep: usize) {
-    let mut count = tree.len();
+    let mut count: usize = tree
+        .iter()
+        .values()
+        .map(|v| v.map(|c| chunk_len(&c)).unwrap_or(0))
+        .sum();
     loop {
         let (records, target) = {
             let mut q = shared.lock();
@@ -229,15 +272,8 @@ fn write_loop(tree: &sled::Tree, shared: &Shared, keep: usize) {
         shared.progress.notify_all();
         let mut error = None;
         if !records.is_empty() {
-            let mut batch = sled::Batch::default();
-            for r in &records {
-                match serde_json::to_vec(r) {
-                    Ok(bytes) => batch.insert(&r.id.to_be_bytes(), bytes),
-                    Err(e) => error = Some(e.to_string()),
-                }
-            }
-            if let Err(e) = tree.apply_batch(batch) {
-                error = Some(e.to_string());
+            if let Err(e) = store_chunks(tree, &records) {
+                error = Some(e);
             }
             count += records.len();
             if count > keep + keep / 10 {
@@ -260,14 +296,159 @@ fn write_loop(tree: &sled::Tree, shared: &Shared, keep: usize) {
     }
 }
 
-/// Removes the `n` oldest records.
+/// Stores `records` (consecutive ids, in order) as chunks, in one batch.
+fn store_chunks(tree: &sled::Tree, records: &[RunRecord]) -> Result<(), String> {
+    let mut batch = sled::Batch::default();
+    let mut bytes = Vec::new();
+    for chunk in records.chunks(CHUNK) {
+        bytes.clear();
+        for r in chunk {
+            serde_json::to_writer(&mut bytes, r).map_err(|e| e.to_string())?;
+            bytes.push(b'\n');
+        }
+        batch.insert(&chunk[0].id.to_be_bytes(), bytes.as_slice());
+    }
+    tree.apply_batch(batch).map_err(|e| e.to_string())
+}
+
+/// Removes the oldest whole chunks holding at most `n` records; returns how
+/// many records went.
 fn trim(tree: &sled::Tree, n: usize) -> Result<usize, sled::Error> {
     let mut batch = sled::Batch::default();
     let mut removed = 0;
-    for key in tree.iter().keys().take(n) {
-        batch.remove(key?);
-        removed += 1;
+    for item in tree.iter() {
+        let (key, chunk) = item?;
+        let len = chunk_len(&chunk);
+        if removed + len > n {
+            break;
+        }
+        batch.remove(key);
+        removed += len;
     }
     tree.apply_batch(batch)?;
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(listener: &str, n: usize) -> RunRecord {
+        RunRecord {
+            id: 0,
+            event_id: format!("ev_{n}"),
+            topic: "t".into(),
+            listener: listener.into(),
+            module_hash: "00".into(),
+            outcome: Outcome::Ok {
+                value: format!("line one\nline two {n}"),
+            },
+            started_at_ms: 0,
+            duration_us: 1,
+            stdout: "out\n".into(),
+            stderr: String::new(),
+            output_dropped: 0,
+            secrets_read: vec![],
+            http: vec![],
+        }
+    }
+
+    fn db(dir: &tempfile::TempDir) -> sled::Db {
+        sled::open(dir.path().join("db")).unwrap()
+    }
+
+    fn append_n(log: &RunLog, listener: &str, range: std::ops::Range<usize>) -> Vec<u64> {
+        range
+            .map(|n| {
+                let mut r = record(listener, n);
+                log.append(&mut r);
+                r.id
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ids_are_consecutive_and_continue_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir);
+        let log = RunLog::open(&db, 1000).unwrap();
+        assert_eq!(append_n(&log, "a", 0..150), (1..=150).collect::<Vec<_>>());
+        log.sync().unwrap();
+        drop(log);
+        let log = RunLog::open(&db, 1000).unwrap();
+        assert_eq!(append_n(&log, "b", 0..3), vec![151, 152, 153]);
+        let recent = log.recent(None, 5).unwrap();
+        let ids: Vec<u64> = recent.iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![153, 152, 151, 150, 149]);
+        // Newlines inside strings survive the JSON-lines chunking.
+        assert_eq!(recent[0].outcome, record("b", 2).outcome);
+        assert_eq!(recent[0].stdout, "out\n");
+    }
+
+    #[test]
+    fn recent_filters_by_listener_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = RunLog::open(&db(&dir), 1000).unwrap();
+        for n in 0..300 {
+            let listener = if n % 10 == 0 { "rare" } else { "common" };
+            log.append(&mut record(listener, n));
+        }
+        let rare = log.recent(Some("rare"), 100).unwrap();
+        assert_eq!(rare.len(), 30);
+        assert!(rare.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+        assert_eq!(rare[0].event_id, "ev_290");
+        assert_eq!(log.recent(Some("common"), 7).unwrap().len(), 7);
+        assert!(log.recent(Some("nobody"), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn old_chunks_are_trimmed_beyond_keep() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir);
+        let keep = 200;
+        let log = RunLog::open(&db, keep).unwrap();
+        for round in 0..10 {
+            append_n(&log, "a", round * 100..round * 100 + 100);
+            log.sync().unwrap();
+        }
+        let all = log.recent(None, usize::MAX).unwrap();
+        assert!(
+            (keep..=keep + keep / 10 + CHUNK).contains(&all.len()),
+            "{} records kept",
+            all.len()
+        );
+        assert_eq!(all[0].event_id, "ev_999", "the newest are kept");
+        let tree = db.open_tree("runs").unwrap();
+        assert!(tree.len() < all.len() / 10, "{} entries", tree.len());
+    }
+
+    #[test]
+    fn one_record_per_key_from_older_versions_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir);
+        let tree = db.open_tree("runs").unwrap();
+        let mut old = record("old", 0);
+        old.id = 41;
+        tree.insert(41u64.to_be_bytes(), serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        let log = RunLog::open(&db, 1000).unwrap();
+        assert_eq!(append_n(&log, "new", 0..1), vec![42]);
+        let ids: Vec<u64> = log.recent(None, 10).unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![42, 41]);
+    }
+
+    #[test]
+    fn a_corrupt_chunk_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir);
+        db.open_tree("runs")
+            .unwrap()
+            .insert(7u64.to_be_bytes(), &b"{not json\n"[..])
+            .unwrap();
+        let log = RunLog::open(&db, 1000).unwrap();
+        match log.recent(None, 10) {
+            Err(RuntimeError::Corrupt(m)) => assert!(m.contains("run record"), "{m}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
 }

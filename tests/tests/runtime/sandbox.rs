@@ -22,6 +22,47 @@ pub fn spin_loop() {
     }
 }
 
+/// Runs execute on the emitting task's thread, so a guest that spins must
+/// yield it: on a single-threaded tokio runtime, neighbour events keep
+/// completing while a spinning run waits out its 1 s deadline.
+#[tokio::test(flavor = "current_thread")]
+pub async fn a_spinning_guest_yields_its_thread() {
+    let h = Harness::with_neighbour();
+    let mut spec = limited("spin", 1_000, 64);
+    spec.topics = vec!["spin".into()];
+    h.deploy(SPIN_LOOP, spec);
+    let started = std::time::Instant::now();
+    let rt = h.runtime.clone();
+    let spinning = tokio::spawn(async move {
+        rt.emit(keyhole_runtime::Event::new("spin", "prod", None))
+            .await
+    });
+    tokio::task::yield_now().await; // let the spinner start
+    let mut neighbour_done = Vec::new();
+    for _ in 0..20 {
+        let runs = h
+            .runtime
+            .emit(keyhole_runtime::Event::new("tick", "prod", None))
+            .await
+            .unwrap();
+        assert_neighbour_ok(&runs);
+        neighbour_done.push(started.elapsed());
+    }
+    let runs = spinning.await.unwrap().unwrap();
+    let spin = runs.iter().find(|r| r.listener == "spin").unwrap();
+    assert_eq!(spin.outcome, Outcome::Deadline { timeout_ms: 1_000 });
+    assert_neighbour_ok(&runs);
+    let spin_ended = started.elapsed();
+    assert!(
+        spin_ended >= std::time::Duration::from_secs(1),
+        "{spin_ended:?}"
+    );
+    assert!(
+        *neighbour_done.last().unwrap() < std::time::Duration::from_millis(700),
+        "neighbours waited for the spinner: {neighbour_done:?}"
+    );
+}
+
 #[test]
 pub fn memory_bomb() {
     let h = Harness::with_neighbour();
