@@ -25,7 +25,12 @@ const WASIP2_GUESTS: &[&str] = &[
 ];
 /// Guests built for wasm32-unknown-unknown and wrapped into a component
 /// here, as `wasm-tools component new` would: no WASI imports at all.
-const PURE_GUESTS: &[&str] = &["pure-reader"];
+/// (package, guest name): `spin-loop` is built both ways, since pure and
+/// WASI components take different call paths in `emit_blocking`.
+const PURE_GUESTS: &[(&str, &str)] = &[
+    ("pure-reader", "pure-reader"),
+    ("spin-loop", "pure-spin-loop"),
+];
 /// Example workspaces under guest-examples/ and the crates they build.
 const EXAMPLES: &[(&str, &str)] = &[
     ("rust-listener", "rust-listener"),
@@ -55,8 +60,9 @@ fn main() {
         push(&mut consts, &mut names, g, path);
     }
 
-    let built = guest_build::cargo_build(&guests, &target, "wasm32-unknown-unknown", PURE_GUESTS);
-    for (g, core) in PURE_GUESTS.iter().zip(&built) {
+    let packages: Vec<&str> = PURE_GUESTS.iter().map(|(p, _)| *p).collect();
+    let built = guest_build::cargo_build(&guests, &target, "wasm32-unknown-unknown", &packages);
+    for ((_, g), core) in PURE_GUESTS.iter().zip(&built) {
         let out = target.join(format!("{}.component.wasm", g.replace('-', "_")));
         guest_build::componentize(core, &out);
         push(&mut consts, &mut names, g, &out);

@@ -32,6 +32,20 @@ mod bindings {
     });
 }
 
+/// The same world with a synchronous `handle`, for `emit_blocking` callers
+/// whose thread may block: listeners with no WASI imports run there without
+/// a fiber. Types are shared with [`bindings`].
+mod bindings_sync {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "listener",
+        with: {
+            "keyhole:listener/types": crate::bindings::keyhole::listener::types,
+            "keyhole:listener/secrets": crate::bindings::keyhole::listener::secrets,
+        },
+    });
+}
+
 pub use deploy::{DeploySpec, Deployment, Grants, Limits};
 pub use dispatch::Event;
 pub use engine::{EPOCH_TICK, EngineConfig, MAX_MEMORY_BYTES, engine_config};

@@ -90,6 +90,9 @@ pub struct RuntimeStats {
 pub(crate) struct Loaded {
     pub(crate) record: Deployment,
     pub(crate) pre: ListenerPre<RunState>,
+    /// The same, callable without a fiber; only for components that import
+    /// nothing but keyhole's own interfaces.
+    pub(crate) pre_sync: Option<crate::bindings_sync::ListenerPre<RunState>>,
     pub(crate) topics: globset::GlobSet,
     pub(crate) origins: Arc<[AllowedOrigin]>,
     pub(crate) grants: Arc<deploy::Grants>,
@@ -144,7 +147,7 @@ impl Runtime {
             inner: Arc::new(Inner {
                 artifacts: Artifacts::open(&engine, data_dir, &db)?,
                 deployments_tree: db.open_tree("deployments")?,
-                runs: RunLog::open(&db, config.max_run_records)?,
+                runs: RunLog::open(&data_dir.join("runs"), config.max_run_records)?,
                 deployments: RwLock::default(),
                 metrics: Arc::default(),
                 permits: Arc::new(tokio::sync::Semaphore::new(
@@ -190,9 +193,14 @@ impl Runtime {
         } else {
             &self.inner.http_linker
         };
-        let pre = linker
+        let instance_pre = linker
             .instantiate_pre(component)
-            .and_then(ListenerPre::new)
+            .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
+        let pre_sync = deploy::imports_only_keyhole(&self.inner.engine, component)
+            .then(|| crate::bindings_sync::ListenerPre::new(instance_pre.clone()))
+            .transpose()
+            .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
+        let pre = ListenerPre::new(instance_pre)
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
         let mut topics = globset::GlobSetBuilder::new();
         for t in &record.spec.topics {
@@ -208,6 +216,7 @@ impl Runtime {
             environment: record.spec.environment.as_str().into(),
             space: record.spec.space.as_deref().map(Into::into),
             pre,
+            pre_sync,
             record,
         })
     }

@@ -22,6 +22,33 @@ pub fn spin_loop() {
     }
 }
 
+/// The same loop in a pure component (no WASI imports), which
+/// `emit_blocking` calls synchronously, without a fiber: the deadline holds
+/// there too, and through the async `emit`.
+#[test]
+pub fn pure_spin_loop() {
+    let h = Harness::with_neighbour();
+    h.deploy(PURE_SPIN_LOOP, limited("spin", 100, 64));
+    let runs = h.emit("tick", "prod", None, "{}");
+    let spin = runs.iter().find(|r| r.listener == "spin").unwrap();
+    assert_eq!(spin.outcome, Outcome::Deadline { timeout_ms: 100 });
+    assert!(spin.duration_us < 2_000_000, "{} µs", spin.duration_us);
+    assert_neighbour_ok(&runs);
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runs = tokio
+        .block_on(
+            h.runtime
+                .emit(keyhole_runtime::Event::new("tick", "prod", None)),
+        )
+        .unwrap();
+    let spin = runs.iter().find(|r| r.listener == "spin").unwrap();
+    assert_eq!(spin.outcome, Outcome::Deadline { timeout_ms: 100 });
+    assert_neighbour_ok(&runs);
+}
+
 /// Runs execute on the emitting task's thread, so a guest that spins must
 /// yield it: on a single-threaded tokio runtime, neighbour events keep
 /// completing while a spinning run waits out its 1 s deadline.
