@@ -90,14 +90,14 @@ impl Runtime {
         environment: &str,
         space: Option<&str>,
     ) -> Result<(), RuntimeError> {
-        let key = (environment.to_owned(), space.map(str::to_owned));
-        if self
+        let known = self
             .inner
             .known_scopes
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(&key)
-        {
+            .get(environment)
+            .is_some_and(|spaces| space.is_none_or(|s| spaces.contains(s)));
+        if known {
             return Ok(());
         }
         let store = self.store();
@@ -121,11 +121,15 @@ impl Runtime {
                 }
             }
         }
-        self.inner
+        let mut known = self
+            .inner
             .known_scopes
             .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key);
+            .unwrap_or_else(|e| e.into_inner());
+        let spaces = known.entry(environment.to_owned()).or_default();
+        if let Some(space) = space {
+            spaces.insert(space.to_owned());
+        }
         Ok(())
     }
 

@@ -24,6 +24,7 @@ pub struct Metrics {
     run_seconds: Histogram,
     /// Pre-resolved counters so the hot path skips the family lookup.
     get_secret_ok: Counter,
+    runs_ok: Counter,
 }
 
 impl Default for Metrics {
@@ -48,8 +49,10 @@ impl Default for Metrics {
         let get_secret_ok = get_secret
             .get_or_create(&OutcomeLabel { outcome: "ok" })
             .clone();
+        let runs_ok = runs.get_or_create(&OutcomeLabel { outcome: "ok" }).clone();
         Metrics {
             registry,
+            runs_ok,
             events,
             runs,
             get_secret,
@@ -65,7 +68,10 @@ impl Metrics {
     }
 
     pub(crate) fn run(&self, outcome: &'static str, seconds: f64) {
-        self.runs.get_or_create(&OutcomeLabel { outcome }).inc();
+        match outcome {
+            "ok" => self.runs_ok.inc(),
+            _ => self.runs.get_or_create(&OutcomeLabel { outcome }).inc(),
+        };
         self.run_seconds.observe(seconds);
     }
 

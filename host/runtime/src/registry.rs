@@ -114,7 +114,9 @@ pub(crate) struct Inner {
     /// (environment, space) pairs already found valid. Environments and
     /// spaces cannot be deleted, so a positive answer never goes stale; if
     /// deletion is ever added, it must clear this.
-    pub(crate) known_scopes: RwLock<std::collections::HashSet<(String, Option<String>)>>,
+    /// Keyed by environment, each with its spaces found valid; looked up by
+    /// `&str` so the per-event check allocates nothing.
+    pub(crate) known_scopes: RwLock<HashMap<String, std::collections::HashSet<String>>>,
     /// The async runtime `emit_blocking` drives runs on, built on first use.
     pub(crate) blocking: BlockingRuntime,
     _ticker: EpochTicker,
