@@ -191,3 +191,45 @@ fn a_body_that_stops_arriving_gets_408_and_the_connection_closed() {
     let envs = server.http().get("/v1/environments").json();
     assert_eq!(envs.as_array().map(Vec::len), Some(1), "{envs}");
 }
+
+/// An accepted event runs to the end even if its client hangs up first: the
+/// run is recorded although nobody is there to read the response.
+#[test]
+fn an_event_whose_client_hangs_up_still_runs_and_is_recorded() {
+    let (_k, server) = start();
+    let h = server.http();
+    assert_eq!(
+        h.post_json("/v1/environments", &serde_json::json!({"id": "prod"}))
+            .status,
+        201
+    );
+    let spec = serde_json::json!({
+        "name": "slow", "environmentId": "prod", "limits": {"timeoutMs": 700}
+    });
+    let r = h.deploy(&spec, &keyhole_tests::wasm(keyhole_tests::SPIN_LOOP));
+    assert_eq!(r.status, 201, "{r:?}");
+
+    let body = r#"{"topic":"t","environmentId":"prod"}"#;
+    let mut s = connect(&server);
+    write!(
+        s,
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        server.token,
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(150)); // the run has started
+    drop(s);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let runs = h.get("/v1/runs").json();
+        if let Some(run) = runs.as_array().and_then(|a| a.first()) {
+            assert_eq!(run["listener"], "slow", "{run}");
+            assert_eq!(run["outcome"]["kind"], "deadline", "{run}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no run recorded: {runs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

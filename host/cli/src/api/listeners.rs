@@ -206,7 +206,13 @@ pub async fn emit(
     let event = Event::new(&body.topic, &body.environment_id, body.space_id.as_deref())
         .with_payload(payload);
     let event_id = event.id.clone();
-    let runs = s.runtime.emit(event).await?;
+    // The dispatch runs in its own task: if the client goes away, hyper drops
+    // this handler, but an accepted event still runs to the end and is
+    // recorded (runs execute inline in the task that awaits them).
+    let runtime = s.runtime.clone();
+    let runs = tokio::spawn(async move { runtime.emit(event).await })
+        .await
+        .map_err(|e| ApiError::internal(format!("dispatch task failed: {e}")))??;
     Ok(Json(EmitResponse {
         event_id,
         runs: runs.into_iter().map(RunView::from).collect(),
