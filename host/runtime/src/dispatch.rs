@@ -156,6 +156,10 @@ impl Runtime {
 
     /// Dispatches `event` to every matching deployment concurrently and
     /// returns their run records (ordered by listener name).
+    ///
+    /// A single matching listener runs inside this future, so dropping it
+    /// cancels that run and nothing is recorded; spawn the call (as the API
+    /// does) when dispatch must outlive its caller.
     pub async fn emit(&self, event: Event) -> Result<Vec<RunRecord>, RuntimeError> {
         self.validate_event(&event)?;
         self.inner.metrics.event();
