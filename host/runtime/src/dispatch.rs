@@ -133,6 +133,14 @@ impl Runtime {
         Ok(())
     }
 
+    /// What both `emit`s do first: validate and count the event, and find
+    /// the deployments it goes to.
+    fn accept(&self, event: &Event) -> Result<Vec<Arc<Loaded>>, RuntimeError> {
+        self.validate_event(event)?;
+        self.inner.metrics.event();
+        Ok(self.matching(event))
+    }
+
     fn matching(&self, event: &Event) -> Vec<Arc<Loaded>> {
         let map = self
             .inner
@@ -161,9 +169,7 @@ impl Runtime {
     /// cancels that run and nothing is recorded; spawn the call (as the API
     /// does) when dispatch must outlive its caller.
     pub async fn emit(&self, event: Event) -> Result<Vec<RunRecord>, RuntimeError> {
-        self.validate_event(&event)?;
-        self.inner.metrics.event();
-        let mut targets = self.matching(&event);
+        let mut targets = self.accept(&event)?;
         if targets.len() <= 1 {
             let Some(target) = targets.pop() else {
                 return Ok(Vec::new());
@@ -207,9 +213,7 @@ impl Runtime {
     /// For the CLI, tools and benchmarks. Panics if called from within a
     /// tokio runtime (use [`Runtime::emit`] there).
     pub fn emit_blocking(&self, event: &Event) -> Result<Vec<RunRecord>, RuntimeError> {
-        self.validate_event(event)?;
-        self.inner.metrics.event();
-        let targets = self.matching(event);
+        let targets = self.accept(event)?;
         self.inner.blocking.get()?.block_on(async {
             let mut records = Vec::with_capacity(targets.len());
             for t in &targets {

@@ -278,7 +278,7 @@ impl Segments {
         };
         let io = |e| RuntimeError::io(path, e);
         let bytes = std::fs::read(path).map_err(io)?;
-        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let complete = complete_len(&bytes);
         if complete < bytes.len() {
             tracing::warn!(path = %path.display(), "cutting off a torn last run record");
             std::fs::OpenOptions::new()
@@ -290,8 +290,8 @@ impl Segments {
         Ok(first + complete_lines(&bytes).count() as u64)
     }
 
-    /// Records in each segment: ids are consecutive, so the gap to the next
-    /// segment's first id (or to `next_id` for the last).
+    /// Records in all segments: ids are consecutive, so the gap from the
+    /// oldest segment's first id to `next_id`.
     fn total(&self, next_id: u64) -> usize {
         self.files
             .first()
@@ -302,10 +302,15 @@ impl Segments {
 /// The complete (newline-terminated) records of a segment, one JSON
 /// document per line (JSON escapes newlines inside strings).
 fn complete_lines(bytes: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
-    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    bytes[..complete]
+    bytes[..complete_len(bytes)]
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
+}
+
+/// Bytes up to and including the last newline: what a torn write left
+/// behind, if anything, comes after.
+fn complete_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
 }
 
 /// The writer's open segment.
