@@ -29,6 +29,7 @@ const WASIP2_GUESTS: &[&str] = &[
 /// WASI components take different call paths in `emit_blocking`.
 const PURE_GUESTS: &[(&str, &str)] = &[
     ("pure-reader", "pure-reader"),
+    ("arena-reader", "arena-reader"),
     ("spin-loop", "pure-spin-loop"),
 ];
 /// Example workspaces under guest-examples/ and the crates they build.

@@ -102,11 +102,12 @@ fn main() -> Result<()> {
             "--loop" => {
                 let case = args.next().context("--loop needs a case")?;
                 let threads = args.next().map_or(Ok(1), |t| t.parse())?;
-                return profile_loop(&case, threads);
+                let guest = args.next();
+                return profile_loop(&case, threads, guest.as_deref().unwrap_or("pure-reader"));
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: keyhole-bench [--quick]\n       keyhole-bench --loop floor|keyhole [THREADS]   \
+                    "usage: keyhole-bench [--quick]\n       keyhole-bench --loop floor|keyhole [THREADS] [pure-reader|arena-reader]\n                     \
                      (one case for 10 s, for perf/callgrind)"
                 );
                 return Ok(());
@@ -120,31 +121,22 @@ fn main() -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut rows = Vec::new();
 
-    // Floor and keyhole, interleaved after a warm-up of each.
+    // Floor and keyhole, interleaved after a warm-up of each, on both guests.
     progress("floor vs keyhole");
     let floor = Floor::new(&module)?;
     let (kh, _) = Keyhole::new(&module, 1)?;
-    let fixed = floor::wit_event("ev_bench");
-    let mut floor_s = Samples::with_capacity(plan.rounds * plan.batch);
-    let mut kh_s = Samples::with_capacity(plan.rounds * plan.batch);
-    let mut scratch = Samples::default();
-    for _ in 0..plan.batch {
-        floor::check_fingerprint(&floor.event(&fixed)?, floor::CONSTANT_SECRET)?;
-        cases::timed_emit(&kh.runtime, &mut scratch, 1)?;
-    }
-    for _ in 0..plan.rounds {
-        for _ in 0..plan.batch {
-            let ev = floor::wit_event(&cases::event().id);
-            floor_s.time(|| floor.event(&ev))?;
-        }
-        for _ in 0..plan.batch {
-            cases::timed_emit(&kh.runtime, &mut kh_s, 1)?;
-        }
-    }
-    let floor_sum = floor_s.summary();
-    let kh_sum = kh_s.summary();
+    let (floor_sum, kh_sum) = compare(&floor, &kh, &plan)?;
     rows.push(row("floor (bare wasmtime)", Ok(floor_sum)));
     rows.push(row("keyhole emit_blocking", Ok(kh_sum)));
+    let arena_module =
+        std::fs::read(ARENA_READER).with_context(|| format!("read {ARENA_READER}"))?;
+    let arena_floor = Floor::new(&arena_module)?;
+    let (arena_kh, _) = Keyhole::new(&arena_module, 1)?;
+    let (arena_floor_sum, arena_kh_sum) = compare(&arena_floor, &arena_kh, &plan)?;
+    rows.push(row("floor, arena-reader", Ok(arena_floor_sum)));
+    rows.push(row("keyhole, arena-reader", Ok(arena_kh_sum)));
+    let fixed = floor::wit_event("ev_bench");
+    let mut scratch = Samples::default();
 
     progress("naive");
     let naive = Naive::new(&module)?;
@@ -155,17 +147,15 @@ fn main() -> Result<()> {
     }
     let naive_sum = naive_s.summary();
 
-    progress("floor throughput");
-    let floor_tp = |n| {
-        stats::throughput(n, plan.throughput_span, || {
-            floor.event(&floor::wit_event("ev_bench")).map(drop)
-        })
-    };
-    let floor_eps_1 = floor_tp(1)?;
-    let floor_eps_all = floor_tp(threads)?;
-
     rows.push(row("naive (compile per event)", Ok(naive_sum)));
-    drop((naive, floor));
+    drop(naive);
+
+    progress("throughput, arena-reader");
+    let tp = Throughput::measure(&arena_floor, &arena_kh, threads, plan.throughput_span)?;
+    drop((arena_floor, arena_kh));
+    progress("throughput, pure-reader");
+    let tp_pure = Throughput::measure(&floor, &kh, threads, plan.throughput_span)?;
+    drop(floor);
 
     progress("secret read");
     let read_sum = cases::secret_read(&kh.store, plan.secret_reads)?.summary();
@@ -190,9 +180,6 @@ fn main() -> Result<()> {
     let api = api::run(&module, plan.api_events).map(|s| s.summary());
     rows.push(row("API POST /v1/events", api.clone()));
 
-    progress("throughput");
-    let eps_1 = cases::throughput(&kh.runtime, 1, plan.throughput_span)?;
-    let eps_all = cases::throughput(&kh.runtime, threads, plan.throughput_span)?;
     drop(kh);
 
     progress("fan-out");
@@ -238,10 +225,11 @@ fn main() -> Result<()> {
 
     // Report.
     let keyhole_over_floor = kh_sum.median_us / floor_sum.median_us;
+    let arena_over_floor = arena_kh_sum.median_us / arena_floor_sum.median_us;
     let naive_over_keyhole = naive_sum.median_us / kh_sum.median_us;
     println!();
     println!(
-        "keyhole-bench ({}), {} cores, guest pure-reader",
+        "keyhole-bench ({}), {} cores, guest pure-reader unless marked arena-reader",
         if plan.quick { "quick" } else { "full" },
         threads
     );
@@ -260,10 +248,12 @@ fn main() -> Result<()> {
     }
     println!();
     let mb = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.1} MiB"));
-    println!("throughput, 1 thread:        {eps_1:>10.0} events/s   (floor {floor_eps_1:.0})");
-    println!(
-        "throughput, {threads} threads:       {eps_all:>10.0} events/s   (floor {floor_eps_all:.0})"
-    );
+    for (guest, t) in [("arena-reader", &tp), ("pure-reader", &tp_pure)] {
+        println!(
+            "throughput, {guest:<13} 1 thread {:>8.0} events/s (floor {:.0}), {threads} threads {:>8.0} events/s (floor {:.0})",
+            t.keyhole_1, t.floor_1, t.keyhole_all, t.floor_all
+        );
+    }
     println!(
         "deploy {RESTART_LISTENERS} listeners:        {:>10.0} ms",
         deploy_time.as_secs_f64() * 1e3
@@ -293,12 +283,17 @@ fn main() -> Result<()> {
         verdict(keyhole_over_floor <= 1.3)
     );
     println!(
+        "  arena-reader median {arena_over_floor:.2}x  p99 {:.2}x",
+        arena_kh_sum.p99_us / arena_floor_sum.p99_us
+    );
+    println!(
         "naive/keyhole  median {naive_over_keyhole:.0}x            (target ≥ 100)  {}",
         verdict(naive_over_keyhole >= 100.0)
     );
     println!(
-        "events/s, {threads} threads {eps_all:.0}             (target ≥ 100000) {}",
-        verdict(eps_all >= 100_000.0)
+        "events/s, {threads} threads {:.0} (arena-reader) (target ≥ 100000) {}",
+        tp.keyhole_all,
+        verdict(tp.keyhole_all >= 100_000.0)
     );
     println!(
         "restart 1,000  {restart_ms:.0} ms              (target < 1000) {}",
@@ -314,10 +309,15 @@ fn main() -> Result<()> {
         "keyhole_over_floor": round(keyhole_over_floor, 3),
         "keyhole_over_floor_p99": round(kh_sum.p99_us / floor_sum.p99_us, 3),
         "naive_over_keyhole": round(naive_over_keyhole, 1),
-        "events_per_s_1core": eps_1.round(),
-        "events_per_s_all": eps_all.round(),
-        "floor_events_per_s_1core": floor_eps_1.round(),
-        "floor_events_per_s_all": floor_eps_all.round(),
+        "keyhole_over_floor_arena": round(arena_over_floor, 3),
+        "events_per_s_1core": tp.keyhole_1.round(),
+        "events_per_s_all": tp.keyhole_all.round(),
+        "floor_events_per_s_1core": tp.floor_1.round(),
+        "floor_events_per_s_all": tp.floor_all.round(),
+        "pure_reader_events_per_s_1core": tp_pure.keyhole_1.round(),
+        "pure_reader_events_per_s_all": tp_pure.keyhole_all.round(),
+        "pure_reader_floor_events_per_s_1core": tp_pure.floor_1.round(),
+        "pure_reader_floor_events_per_s_all": tp_pure.floor_all.round(),
         "restart_1000_ms": round(restart_ms, 1),
         "restart_store_open_ms": round(restart.store_open.as_secs_f64() * 1e3, 1),
         "restart_runtime_open_ms": round(restart.runtime_open.as_secs_f64() * 1e3, 1),
@@ -330,6 +330,8 @@ fn main() -> Result<()> {
         "floor_p99_us": round(floor_sum.p99_us, 2),
         "keyhole_median_us": round(kh_sum.median_us, 2),
         "keyhole_p99_us": round(kh_sum.p99_us, 2),
+        "arena_floor_median_us": round(arena_floor_sum.median_us, 2),
+        "arena_keyhole_median_us": round(arena_kh_sum.median_us, 2),
         "naive_median_us": round(naive_sum.median_us, 1),
         "secret_read_median_us": round(read_sum.median_us, 2),
         "secret_read_p99_us": round(read_sum.p99_us, 2),
@@ -348,8 +350,13 @@ fn main() -> Result<()> {
 
 /// Runs one case in a loop for `KEYHOLE_BENCH_SECS` (default 10) seconds
 /// with `threads` threads, so a profiler sees only that path.
-fn profile_loop(case: &str, threads: usize) -> Result<()> {
-    let module = std::fs::read(PURE_READER).with_context(|| format!("read {PURE_READER}"))?;
+fn profile_loop(case: &str, threads: usize, guest: &str) -> Result<()> {
+    let path = match guest {
+        "pure-reader" => PURE_READER,
+        "arena-reader" => ARENA_READER,
+        other => bail!("unknown guest {other:?}: pure-reader or arena-reader"),
+    };
+    let module = std::fs::read(path).with_context(|| format!("read {path}"))?;
     let secs: u64 = std::env::var("KEYHOLE_BENCH_SECS").map_or(Ok(10), |s| s.parse())?;
     let span = Duration::from_secs(secs);
     let eps = match case {
@@ -365,8 +372,55 @@ fn profile_loop(case: &str, threads: usize) -> Result<()> {
         }
         other => bail!("unknown case {other:?}: floor or keyhole"),
     };
-    println!("{case}: {eps:.0} events/s on {threads} threads");
+    println!("{case}: {eps:.0} events/s on {threads} threads, {guest}");
     Ok(())
+}
+
+/// Floor and keyhole on the same guest: a warm-up of each, then rounds of
+/// each in turn, so machine noise hits both alike.
+fn compare(floor: &Floor, kh: &Keyhole, plan: &Plan) -> Result<(Summary, Summary)> {
+    let fixed = floor::wit_event("ev_bench");
+    let mut floor_s = Samples::with_capacity(plan.rounds * plan.batch);
+    let mut kh_s = Samples::with_capacity(plan.rounds * plan.batch);
+    let mut scratch = Samples::default();
+    for _ in 0..plan.batch {
+        floor::check_fingerprint(&floor.event(&fixed)?, floor::CONSTANT_SECRET)?;
+        cases::timed_emit(&kh.runtime, &mut scratch, 1)?;
+    }
+    for _ in 0..plan.rounds {
+        for _ in 0..plan.batch {
+            let ev = floor::wit_event(&cases::event().id);
+            floor_s.time(|| floor.event(&ev))?;
+        }
+        for _ in 0..plan.batch {
+            cases::timed_emit(&kh.runtime, &mut kh_s, 1)?;
+        }
+    }
+    Ok((floor_s.summary(), kh_s.summary()))
+}
+
+/// Events per second for the floor and for keyhole, on one thread and on all.
+struct Throughput {
+    floor_1: f64,
+    floor_all: f64,
+    keyhole_1: f64,
+    keyhole_all: f64,
+}
+
+impl Throughput {
+    fn measure(floor: &Floor, kh: &Keyhole, threads: usize, span: Duration) -> Result<Self> {
+        let floor_tp = |n| {
+            stats::throughput(n, span, || {
+                floor.event(&floor::wit_event("ev_bench")).map(drop)
+            })
+        };
+        Ok(Throughput {
+            floor_1: floor_tp(1)?,
+            floor_all: floor_tp(threads)?,
+            keyhole_1: cases::throughput(&kh.runtime, 1, span)?,
+            keyhole_all: cases::throughput(&kh.runtime, threads, span)?,
+        })
+    }
 }
 
 fn row(case: &str, result: Result<Summary, String>) -> Row {

@@ -193,6 +193,31 @@ pub fn pure_reader() {
     assert!(runs[0].stdout.is_empty() && runs[0].stderr.is_empty());
 }
 
+/// The benchmark's trivial listener: same answer as `pure-reader`, and its
+/// memory never grows (the guest reports an error if it did). An event
+/// larger than its 64 KiB arena is a recorded trap, not a host failure.
+#[test]
+pub fn arena_reader() {
+    let h = Harness::with_neighbour();
+    h.deploy(ARENA_READER, DeploySpec::new("arena", "prod"));
+    for _ in 0..3 {
+        let runs = h.emit("tick", "prod", None, "{}");
+        assert_eq!(runs.len(), 2);
+        assert_neighbour_ok(&runs);
+        let by = |name: &str| &runs.iter().find(|r| r.listener == name).unwrap().outcome;
+        assert_eq!(by("arena"), by("neighbour"));
+    }
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(100_000));
+    let runs = h.emit("tick", "prod", None, &big);
+    assert_neighbour_ok(&runs);
+    let arena = runs.iter().find(|r| r.listener == "arena").unwrap();
+    assert!(
+        matches!(arena.outcome, Outcome::Trap { .. }),
+        "{:?}",
+        arena.outcome
+    );
+}
+
 /// Many events at once through the async path: every run recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_dispatch_records_every_run() {
