@@ -81,15 +81,22 @@ pub struct RunRecord {
     pub http: Vec<HttpCall>,
 }
 
-/// Most records waiting for the writer; beyond it `append` blocks
-/// (backpressure rather than unbounded memory).
+/// Most records waiting for the writer, and most bytes of them; beyond
+/// either `append` blocks (backpressure rather than unbounded memory).
 const QUEUE: usize = 65_536;
+const QUEUE_BYTES: usize = 64 << 20;
 /// The writer wakes when this many records wait, or after [`LINGER`].
 const BATCH: usize = 1_024;
 const LINGER: Duration = Duration::from_millis(20);
+/// A drained queue buffer bigger than this is shrunk before reuse.
+const SPARE_BYTES: usize = 1 << 20;
+
 #[derive(Default)]
 struct Queue {
-    records: Vec<RunRecord>,
+    /// Records waiting for the writer, as JSON lines (each ends in `\n`).
+    lines: Vec<u8>,
+    /// How many records `lines` holds.
+    pending: usize,
     /// The id the next appended record gets.
     next_id: u64,
     /// Records ever appended / ever written (sequence numbers for `sync`).
@@ -117,12 +124,14 @@ impl Shared {
 
 /// The run-record log, written by a background thread.
 ///
-/// Writing a record costs far more than pushing it onto a queue, so the
-/// dispatch path only does the latter. No thread is woken per record: the
-/// writer wakes every [`LINGER`] or when [`BATCH`] records wait, then
-/// appends them and trims old segments. Readers ([`RunLog::recent`]) and
-/// [`RunLog::sync`] wait for everything appended before them, so callers read
-/// their own runs.
+/// Writing a record costs far more than queueing it, so the dispatch path
+/// only serializes it onto the queue's buffer: no copy of the record, no
+/// per-record allocation, and nothing allocated on one thread is freed on
+/// another (which made glibc's malloc consolidate on the hot path). No
+/// thread is woken per record: the writer wakes every [`LINGER`] or when
+/// [`BATCH`] records wait, then appends the bytes and trims old segments.
+/// Readers ([`RunLog::recent`]) and [`RunLog::sync`] wait for everything
+/// appended before them, so callers read their own runs.
 pub(crate) struct RunLog {
     dir: PathBuf,
     shared: Arc<Shared>,
@@ -155,10 +164,11 @@ impl RunLog {
         })
     }
 
-    /// Gives `record` the next run id and queues a copy for storage.
+    /// Gives `record` the next run id and queues it, as a JSON line, for
+    /// storage.
     pub(crate) fn append(&self, record: &mut RunRecord) {
         let mut q = self.shared.lock();
-        while q.records.len() >= QUEUE {
+        while q.pending >= QUEUE || q.lines.len() >= QUEUE_BYTES {
             self.shared.work.notify_one();
             q = self
                 .shared
@@ -168,9 +178,13 @@ impl RunLog {
         }
         record.id = q.next_id;
         q.next_id += 1;
-        q.records.push(record.clone());
+        // Strings, integers and plain enums: serializing into a Vec cannot
+        // fail, and a line written here keeps ids and lines in step.
+        serde_json::to_writer(&mut q.lines, &*record).expect("a run record serializes");
+        q.lines.push(b'\n');
+        q.pending += 1;
         q.appended += 1;
-        if q.records.len() == BATCH {
+        if q.pending == BATCH {
             self.shared.work.notify_one();
         }
     }
@@ -328,10 +342,11 @@ fn write_loop(
     per_segment: usize,
 ) {
     let mut current: Option<Current> = None;
+    let mut spare = Vec::new();
     loop {
-        let (records, target, sync, closed) = {
+        let (lines, records, target, sync, closed) = {
             let mut q = shared.lock();
-            if q.records.is_empty() && !q.sync_wanted && !q.closed {
+            if q.pending == 0 && !q.sync_wanted && !q.closed {
                 q = shared
                     .work
                     .wait_timeout(q, LINGER)
@@ -339,15 +354,19 @@ fn write_loop(
                     .0;
             }
             (
-                std::mem::take(&mut q.records),
+                std::mem::replace(&mut q.lines, std::mem::take(&mut spare)),
+                std::mem::take(&mut q.pending),
                 q.appended,
                 q.sync_wanted,
                 q.closed,
             )
         };
         shared.progress.notify_all();
-        let mut result = append_all(&mut segments, &mut current, &records, per_segment);
-        next_id += records.len() as u64;
+        let mut result = append_all(&mut segments, &mut current, &lines, next_id, per_segment);
+        next_id += records as u64;
+        spare = lines;
+        spare.clear();
+        spare.shrink_to(SPARE_BYTES);
         if result.is_ok() && (sync || closed) {
             result = current.as_mut().map_or(Ok(()), |c| {
                 c.file.flush().and_then(|()| c.file.get_ref().sync_data())
@@ -367,7 +386,7 @@ fn write_loop(
         if let Err(e) = result {
             q.last_error = Some(e.to_string());
         }
-        let done = closed && q.records.is_empty();
+        let done = closed && q.pending == 0;
         drop(q);
         shared.progress.notify_all();
         if done {
@@ -376,16 +395,16 @@ fn write_loop(
     }
 }
 
-/// Appends `records` (consecutive ids, in order), starting a new segment
-/// every `per_segment` records.
+/// Appends `lines` (JSON lines of records with consecutive ids from
+/// `first_id`), starting a new segment every `per_segment` records.
 fn append_all(
     segments: &mut Segments,
     current: &mut Option<Current>,
-    records: &[RunRecord],
+    lines: &[u8],
+    first_id: u64,
     per_segment: usize,
 ) -> std::io::Result<()> {
-    let mut line = Vec::new();
-    for r in records {
+    for (id, line) in (first_id..).zip(complete_lines(lines)) {
         let open = match current {
             Some(c) if c.records < per_segment => c,
             _ => {
@@ -394,10 +413,10 @@ fn append_all(
                 }
                 // Continue the last segment after a restart if it has room.
                 let (first, records) = match segments.files.last() {
-                    Some((first, _)) if r.id - first < per_segment as u64 => {
-                        (*first, (r.id - first) as usize)
+                    Some((first, _)) if id - first < per_segment as u64 => {
+                        (*first, (id - first) as usize)
                     }
-                    _ => (r.id, 0),
+                    _ => (id, 0),
                 };
                 let path = segments.path(first);
                 let file = std::fs::OpenOptions::new()
@@ -413,10 +432,8 @@ fn append_all(
                 })
             }
         };
-        line.clear();
-        serde_json::to_writer(&mut line, r)?;
-        line.push(b'\n');
-        open.file.write_all(&line)?;
+        open.file.write_all(line)?;
+        open.file.write_all(b"\n")?;
         open.records += 1;
     }
     match current {
