@@ -13,6 +13,10 @@
 //! 1,000-listener restart, and memory. Floor and keyhole run interleaved in
 //! rounds so machine noise hits both alike.
 //!
+//! Guests: `pure-reader`, an ordinary Rust listener, for the headline ratio,
+//! and `arena-reader`, the same listener without memory growth, as the
+//! trivial listener for throughput (see build.rs for why both).
+//!
 //! Output: a table, the ratios, and as the very last line one JSON object
 //! (for scripts and CI). Progress goes to stderr.
 
