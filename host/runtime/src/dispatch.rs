@@ -13,8 +13,8 @@
 //!
 //! `emit_blocking` callers own their thread, so there a listener that
 //! imports nothing but keyhole's interfaces is called synchronously, without
-//! a fiber (about 2 µs less per event in `keyhole-bench`); WASI listeners
-//! still run async, as their host calls need the runtime.
+//! a fiber (about 1 µs less per event in `keyhole-bench`); WASI listeners
+//! still run async, as their host calls need the runtime (`listener.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::bindings::keyhole::listener::types::Event as WitEvent;
 use crate::error::RuntimeError;
+use crate::listener::EventArg;
 use crate::registry::{Loaded, Runtime};
 use crate::runs::{Outcome, RunRecord};
 use crate::sandbox::{RunLimits, RunState};
@@ -260,12 +260,9 @@ impl Runtime {
         store.limiter(|s| &mut s.limits);
         // A synchronous call (no fiber) where the caller's thread may block
         // and the component needs no async host calls; otherwise async.
-        let sync_pre = match caller {
-            Caller::MayBlock => target.pre_sync.as_ref(),
-            Caller::Async => None,
-        };
+        let may_block = matches!(caller, Caller::MayBlock);
         let deadline = start + timeout;
-        let yields = sync_pre.is_none();
+        let yields = !(may_block && target.listener.is_pure());
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline {
@@ -277,23 +274,18 @@ impl Runtime {
             })
         });
 
-        let wit_event = WitEvent {
-            id: event.id.clone(),
-            topic: event.topic.clone(),
-            environment: event.environment.clone(),
-            space: event.space.clone(),
-            payload: event.payload.clone(),
-            settings: spec.settings.clone(),
+        let arg = EventArg {
+            id: &event.id,
+            topic: &event.topic,
+            environment: &event.environment,
+            space: event.space.as_deref(),
+            payload: &event.payload,
+            settings: &spec.settings,
         };
-        let result = match sync_pre {
-            Some(pre) => pre
-                .instantiate(&mut store)
-                .and_then(|listener| listener.call_handle(&mut store, &wit_event)),
-            None => match target.pre.instantiate_async(&mut store).await {
-                Ok(listener) => listener.call_handle(&mut store, &wit_event).await,
-                Err(e) => Err(e),
-            },
-        };
+        let result = target
+            .listener
+            .instantiate_and_handle(&mut store, arg, may_block)
+            .await;
         let duration = start.elapsed();
         let state = store.into_data();
         let mut outcome = match result {

@@ -15,6 +15,7 @@ pub mod dispatch;
 mod engine;
 mod error;
 pub mod http;
+mod listener;
 pub mod metrics;
 mod output;
 mod registry;
@@ -27,22 +28,10 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "listener",
-        // `handle` runs on a fiber (`call_async`) on the caller's tokio task.
+        // Host-side types and import traits; `listener.rs` calls `handle`
+        // itself (borrowing the event) and uses `ListenerPre` only to check
+        // a component is a listener.
         exports: { default: async },
-    });
-}
-
-/// The same world with a synchronous `handle`, for `emit_blocking` callers
-/// whose thread may block: listeners with no WASI imports run there without
-/// a fiber. Types are shared with [`bindings`].
-mod bindings_sync {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "listener",
-        with: {
-            "keyhole:listener/types": crate::bindings::keyhole::listener::types,
-            "keyhole:listener/secrets": crate::bindings::keyhole::listener::secrets,
-        },
     });
 }
 

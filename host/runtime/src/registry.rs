@@ -1,6 +1,6 @@
 //! The [`Runtime`]: deployments on disk and in memory, ready to run.
 //!
-//! Each deployment is kept as a pre-linked [`ListenerPre`] so an event costs
+//! Each deployment is kept as a pre-linked [`Listener`] so an event costs
 //! one instantiation, never a link or a compile. Deployment records live in
 //! the sled tree `deployments`; writes to it are flushed before `deploy` and
 //! `undeploy` return.
@@ -14,11 +14,11 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use crate::artifacts::{Artifacts, sha256_hex};
-use crate::bindings::ListenerPre;
 use crate::deploy::{self, DeploySpec, Deployment};
 use crate::engine::{EngineConfig, EpochTicker, new_engine};
 use crate::error::RuntimeError;
 use crate::http::AllowedOrigin;
+use crate::listener::Listener;
 use crate::metrics::Metrics;
 use crate::runs::RunLog;
 use crate::sandbox::RunState;
@@ -89,10 +89,7 @@ pub struct RuntimeStats {
 /// A deployment ready to run.
 pub(crate) struct Loaded {
     pub(crate) record: Deployment,
-    pub(crate) pre: ListenerPre<RunState>,
-    /// The same, callable without a fiber; only for components that import
-    /// nothing but keyhole's own interfaces.
-    pub(crate) pre_sync: Option<crate::bindings_sync::ListenerPre<RunState>>,
+    pub(crate) listener: Listener,
     pub(crate) topics: globset::GlobSet,
     pub(crate) origins: Arc<[AllowedOrigin]>,
     pub(crate) grants: Arc<deploy::Grants>,
@@ -198,12 +195,8 @@ impl Runtime {
         let instance_pre = linker
             .instantiate_pre(component)
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
-        let pre_sync = deploy::imports_only_keyhole(&self.inner.engine, component)
-            .then(|| crate::bindings_sync::ListenerPre::new(instance_pre.clone()))
-            .transpose()
-            .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
-        let pre = ListenerPre::new(instance_pre)
-            .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
+        let pure = deploy::imports_only_keyhole(&self.inner.engine, component);
+        let listener = Listener::new(instance_pre, pure)?;
         let mut topics = globset::GlobSetBuilder::new();
         for t in &record.spec.topics {
             topics
@@ -217,8 +210,7 @@ impl Runtime {
             grants: Arc::new(record.spec.grants.clone()),
             environment: record.spec.environment.as_str().into(),
             space: record.spec.space.as_deref().map(Into::into),
-            pre,
-            pre_sync,
+            listener,
             record,
         })
     }
