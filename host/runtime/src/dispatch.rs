@@ -259,10 +259,11 @@ impl Runtime {
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limits);
         // A synchronous call (no fiber) where the caller's thread may block
-        // and the component needs no async host calls; otherwise async.
+        // and the component needs no async host calls; otherwise async, and
+        // only a run on a fiber can yield to tokio at an epoch tick.
         let may_block = matches!(caller, Caller::MayBlock);
         let deadline = start + timeout;
-        let yields = !(may_block && target.listener.is_pure());
+        let yields = !target.listener.runs_sync(may_block);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline {

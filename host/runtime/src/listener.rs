@@ -67,7 +67,7 @@ impl Listener {
         event: EventArg<'_>,
         may_block: bool,
     ) -> wasmtime::Result<Result<String, String>> {
-        if may_block && self.pure {
+        if self.runs_sync(may_block) {
             let instance = self.pre.instantiate(&mut *store)?;
             let handle: HandleFn<'_> = instance.get_typed_func(&mut *store, self.handle)?;
             return Ok(handle.call(&mut *store, (event,))?.0);
@@ -77,8 +77,9 @@ impl Listener {
         Ok(handle.call_async(&mut *store, (event,)).await?.0)
     }
 
-    /// Whether runs of this listener can be synchronous (see module docs).
-    pub(crate) fn is_pure(&self) -> bool {
-        self.pure
+    /// Whether a run for a caller that may (or may not) block is a
+    /// synchronous call, without a fiber (see module docs).
+    pub(crate) fn runs_sync(&self, may_block: bool) -> bool {
+        may_block && self.pure
     }
 }
