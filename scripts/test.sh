@@ -12,4 +12,13 @@ if command -v python3 >/dev/null && ! command -v componentize-py >/dev/null; the
     || echo "warning: could not install componentize-py; the Python example test is skipped" >&2
   export PATH="$(python3 -m site --user-base)/bin:$PATH"
 fi
+# The JavaScript guest example needs componentize-js (npm), installed from
+# its lockfile; `npm ci` reruns only when package-lock.json changed. Without
+# npm the JS test is compiled out, unless KEYHOLE_REQUIRE_JS is set (CI sets
+# it): then tests/build.rs fails.
+js=guest-examples/js-listener
+if command -v npm >/dev/null && ! [ "$js/node_modules/.package-lock.json" -nt "$js/package-lock.json" ]; then
+  (cd "$js" && npm ci --loglevel=error --no-audit --no-fund) \
+    || echo "warning: npm ci failed in $js; the JavaScript example test is skipped" >&2
+fi
 exec cargo test --workspace --release "$@"

@@ -79,12 +79,9 @@ fn main() {
     // The Python example needs componentize-py (PyPI); scripts/test.sh
     // installs it. Without it the Python test is compiled out, unless
     // KEYHOLE_REQUIRE_PYTHON is set (CI sets it).
-    println!("cargo::rustc-check-cfg=cfg(python_guest)");
-    println!("cargo:rerun-if-env-changed=KEYHOLE_REQUIRE_PYTHON");
-    let dir = root.join("guest-examples/python-listener");
     let out = target.join("python_listener.wasm");
-    let built = Command::new("componentize-py")
-        .current_dir(&dir)
+    let mut cmd = Command::new("componentize-py");
+    cmd.current_dir(root.join("guest-examples/python-listener"))
         .args([
             "-d",
             "../../wit",
@@ -95,26 +92,46 @@ fn main() {
             "app",
             "-o",
         ])
+        .arg(&out);
+    let optional = Optional {
+        guest: "example-python-listener",
+        cfg: "python_guest",
+        require_env: "KEYHOLE_REQUIRE_PYTHON",
+        install_hint: "pip install componentize-py==0.25.1",
+    };
+    optional.build(cmd, &out, &mut consts, &mut names);
+
+    // The JavaScript example needs componentize-js (npm), which
+    // scripts/test.sh installs into guest-examples/js-listener/node_modules
+    // with `npm ci`. Without it the JS test is compiled out, unless
+    // KEYHOLE_REQUIRE_JS is set (CI sets it). All WASI features are disabled,
+    // so the component imports only keyhole:listener/*.
+    let dir = root.join("guest-examples/js-listener");
+    let out = target.join("js_listener.wasm");
+    let mut cmd = Command::new(dir.join("node_modules/.bin/componentize-js"));
+    cmd.current_dir(&dir)
+        .args([
+            "--wit",
+            "../../wit",
+            "--world-name",
+            "listener",
+            "--disable",
+            "stdio",
+            "random",
+            "clocks",
+            "http",
+            "fetch-event",
+            "-o",
+        ])
         .arg(&out)
-        .output();
-    match built {
-        Ok(o) if o.status.success() => {
-            println!("cargo::rustc-cfg=python_guest");
-            push(&mut consts, &mut names, "example-python-listener", &out);
-        }
-        other => {
-            let why = match other {
-                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-                Err(e) => e.to_string(),
-            };
-            if std::env::var_os("KEYHOLE_REQUIRE_PYTHON").is_some() {
-                panic!("componentize-py failed: {why}");
-            }
-            println!(
-                "cargo::warning=Python example not built (pip install componentize-py==0.25.1): {why}"
-            );
-        }
-    }
+        .arg("listener.js");
+    let optional = Optional {
+        guest: "example-js-listener",
+        cfg: "js_guest",
+        require_env: "KEYHOLE_REQUIRE_JS",
+        install_hint: "cd guest-examples/js-listener && npm ci",
+    };
+    optional.build(cmd, &out, &mut consts, &mut names);
 
     consts.push_str("\n/// Calls `$mac!(guest_name)` for every guest above.\n#[macro_export]\nmacro_rules! foreach_guest {\n    ($mac:ident) => {\n");
     for n in &names {
@@ -138,4 +155,40 @@ fn push(consts: &mut String, names: &mut Vec<String>, guest: &str, path: &Path) 
         path.display().to_string()
     ));
     names.push(ident);
+}
+
+/// A guest example built with a toolchain the machine may lack. When the
+/// build fails its test is compiled out (`cfg`), unless `require_env` is set.
+struct Optional {
+    guest: &'static str,
+    cfg: &'static str,
+    require_env: &'static str,
+    install_hint: &'static str,
+}
+
+impl Optional {
+    fn build(&self, mut cmd: Command, out: &Path, consts: &mut String, names: &mut Vec<String>) {
+        println!("cargo::rustc-check-cfg=cfg({})", self.cfg);
+        println!("cargo:rerun-if-env-changed={}", self.require_env);
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        match cmd.output() {
+            Ok(o) if o.status.success() => {
+                println!("cargo::rustc-cfg={}", self.cfg);
+                push(consts, names, self.guest, out);
+            }
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                    Err(e) => e.to_string(),
+                };
+                if std::env::var_os(self.require_env).is_some() {
+                    panic!("{program} failed: {why}");
+                }
+                println!(
+                    "cargo::warning={} not built ({}): {why}",
+                    self.guest, self.install_hint
+                );
+            }
+        }
+    }
 }

@@ -202,6 +202,66 @@ pub fn example_python_listener() {
     );
 }
 
+/// The JavaScript example (componentize-js, every WASI feature disabled):
+/// same door, same rules. Compiled out where `npm ci` has not installed
+/// componentize-js; CI requires it.
+#[cfg(js_guest)]
+#[test]
+pub fn example_js_listener() {
+    let h = Harness::new();
+    h.scopes("prod", &["team-a"]);
+    h.scopes("staging", &[]);
+    h.set(
+        Scope::Space("team-a".into()),
+        "SLACK_TOKEN",
+        "xoxb-js-12345",
+    );
+    h.set(
+        Scope::Environment("staging".into()),
+        "SLACK_TOKEN",
+        "xoxb-staging",
+    );
+    h.deploy(EXAMPLE_JS_LISTENER, DeploySpec::new("js", "prod"));
+    let run = h.run_of(
+        "js",
+        "records:created",
+        "prod",
+        Some("team-a"),
+        r#"{"id": 7, "by": "ana"}"#,
+    );
+    let Outcome::Ok { value } = &run.outcome else {
+        panic!("{:?}", run.outcome)
+    };
+    let v: serde_json::Value = serde_json::from_str(value).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "language": "javascript", "topic": "records:created", "space": "team-a",
+            "token_length": 13, "staging": "access-denied", "payload_keys": ["by", "id"],
+        })
+    );
+    // A thrown string is the export's `err`.
+    let missing = h.run_of("js", "x", "prod", None, "{}");
+    assert_eq!(
+        missing.outcome,
+        Outcome::GuestError {
+            message: "cannot read SLACK_TOKEN: not-found".into()
+        }
+    );
+
+    // With a grant the explicit staging scope is readable.
+    let mut granted = DeploySpec::new("js-granted", "prod");
+    granted.grants.environments = vec!["staging".into()];
+    h.deploy(EXAMPLE_JS_LISTENER, granted);
+    let run = h.run_of("js-granted", "x", "prod", Some("team-a"), "{}");
+    let Outcome::Ok { value } = &run.outcome else {
+        panic!("{:?}", run.outcome)
+    };
+    let v: serde_json::Value = serde_json::from_str(value).unwrap();
+    assert_eq!(v["staging"], "readable");
+    assert_eq!(v["payload_keys"], serde_json::json!([]));
+}
+
 /// Outbound response bodies are capped per run: a larger answer becomes an
 /// error for the guest (recorded as a guest error), not a trap or a hang.
 #[test]
