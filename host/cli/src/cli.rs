@@ -269,6 +269,11 @@ pub struct ServeArgs {
     /// 24h.
     #[arg(long, default_value = "60s", value_parser = parse_timeout)]
     pub request_timeout: Duration,
+    /// Most client connections open at once. Beyond it new connections wait
+    /// in the kernel's listen backlog until one closes, so clients cannot
+    /// exhaust the daemon's file descriptors. 1 to 65536.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_connections: u32,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -16,6 +16,11 @@
 //! connection are both closed when it expires. Bodies have their own
 //! deadline (`--request-timeout`, see `api/deadline.rs`).
 //!
+//! At most `--max-connections` connections are open at once: the loop takes
+//! a permit before it accepts, and a connection's permit is returned when it
+//! closes. Beyond the cap new clients wait in the listen backlog rather than
+//! costing a file descriptor and a task each.
+//!
 //! Only HTTP/1.1 is served, as before (axum's `http2` feature is off): hyper
 //! has no header or idle timeout for HTTP/2, so serving it would reopen the
 //! hole.
@@ -29,6 +34,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::{self, ApiMetrics, AppState};
 use crate::cli::ServeArgs;
@@ -81,16 +87,21 @@ async fn serve(g: &Globals, args: ServeArgs, state: Arc<AppState>) -> Result<()>
     let router = api::router(state);
     let http = http1_builder(args.header_timeout);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(args.max_connections as usize));
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
+        let slot = tokio::select! {
+            () = &mut stop => break,
+            slot = slots.clone().acquire_owned() => slot.expect("semaphore never closed"),
+        };
         tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let service = TowerToHyperService::new(router.clone());
                     let conn = http.serve_connection(TokioIo::new(stream), service);
-                    tokio::spawn(run_connection(graceful.watch(conn), peer));
+                    tokio::spawn(run_connection(graceful.watch(conn), peer, slot));
                 }
                 Err(e) => accept_failed(e).await,
             },
@@ -127,10 +138,15 @@ fn http1_builder(header_timeout: Duration) -> http1::Builder {
     builder
 }
 
-/// Serves one connection to its end. Its errors are the client's business
-/// (a header timeout, a reset, a malformed request): logged at debug only,
-/// so a misbehaving client cannot flood the log.
-async fn run_connection(conn: impl Future<Output = hyper::Result<()>>, peer: SocketAddr) {
+/// Serves one connection to its end, holding its connection slot until
+/// then. Its errors are the client's business (a header timeout, a reset, a
+/// malformed request): logged at debug only, so a misbehaving client cannot
+/// flood the log.
+async fn run_connection(
+    conn: impl Future<Output = hyper::Result<()>>,
+    peer: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+) {
     if let Err(e) = conn.await {
         tracing::debug!(%peer, "connection closed: {e}");
     }

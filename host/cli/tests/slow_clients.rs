@@ -2,7 +2,7 @@
 //! trickled request head and an idle keep-alive connection are cut off by
 //! `--header-timeout`, and a body that stops arriving is answered 408 (then
 //! the connection is closed) by `--request-timeout`. Other clients are served
-//! meanwhile.
+//! meanwhile. Beyond `--max-connections`, a client waits for a free slot.
 
 mod common;
 
@@ -232,4 +232,38 @@ fn an_event_whose_client_hangs_up_still_runs_and_is_recorded() {
         assert!(Instant::now() < deadline, "no run recorded: {runs}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let k = Install::new();
+    let token = k.init();
+    let server = Server::start(
+        &k,
+        &token,
+        &["--header-timeout", "1s", "--max-connections", "2"],
+    );
+    // Two silent clients take both slots until the header timeout cuts them off.
+    let start = Instant::now();
+    let mut idle = [connect(&server), connect(&server)];
+    // Give the daemon time to accept both before the third client arrives.
+    std::thread::sleep(Duration::from_millis(200));
+    let r = server.http().send("GET", "/healthz", None, None);
+    let waited = start.elapsed();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        waited >= TIMEOUT - Duration::from_millis(200) && waited < TIMEOUT * 3,
+        "the third connection was served after {waited:?}; expected it to wait \
+         about {TIMEOUT:?} for a slot"
+    );
+    for s in &mut idle {
+        assert!(matches!(poll(s), Poll::Closed), "an idle client still open");
+    }
+    // With slots free again, a request is served at once.
+    let again = Instant::now();
+    assert_eq!(
+        server.http().send("GET", "/healthz", None, None).status,
+        200
+    );
+    assert!(again.elapsed() < TIMEOUT / 2, "took {:?}", again.elapsed());
 }
