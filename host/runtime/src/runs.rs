@@ -82,7 +82,9 @@ pub struct RunRecord {
 }
 
 /// Most records waiting for the writer, and most bytes of them; beyond
-/// either `append` blocks (backpressure rather than unbounded memory).
+/// either `append` blocks (backpressure rather than unbounded memory). With
+/// the writer's buffer and `Vec` growth, the queue holds at most about four
+/// times `QUEUE_BYTES` plus one record (whose text `dispatch` caps).
 const QUEUE: usize = 65_536;
 const QUEUE_BYTES: usize = 64 << 20;
 /// The writer wakes when this many records wait, or after [`LINGER`].
@@ -99,10 +101,12 @@ struct Queue {
     pending: usize,
     /// The id the next appended record gets.
     next_id: u64,
-    /// Records ever appended / ever written (sequence numbers for `sync`).
+    /// Records ever appended; of those, how many `sync` callers want on
+    /// disk, and how many are known to be on disk (sequence numbers, so no
+    /// sync request is ever lost).
     appended: u64,
-    written: u64,
-    sync_wanted: bool,
+    sync_wanted: u64,
+    synced: u64,
     closed: bool,
     last_error: Option<String>,
 }
@@ -126,8 +130,8 @@ impl Shared {
 ///
 /// Writing a record costs far more than queueing it, so the dispatch path
 /// only serializes it onto the queue's buffer: no copy of the record, no
-/// per-record allocation, and nothing allocated on one thread is freed on
-/// another (which made glibc's malloc consolidate on the hot path). No
+/// per-record allocation, and no per-record frees on the writer thread
+/// (which made glibc's malloc consolidate on the hot path). No
 /// thread is woken per record: the writer wakes every [`LINGER`] or when
 /// [`BATCH`] records wait, then appends the bytes and trims old segments.
 /// Readers ([`RunLog::recent`]) and [`RunLog::sync`] wait for everything
@@ -193,9 +197,9 @@ impl RunLog {
     pub(crate) fn sync(&self) -> Result<(), RuntimeError> {
         let mut q = self.shared.lock();
         let target = q.appended;
-        q.sync_wanted = true;
+        q.sync_wanted = q.sync_wanted.max(target);
         self.shared.work.notify_one();
-        while q.written < target || q.sync_wanted {
+        while q.synced < target {
             q = self
                 .shared
                 .progress
@@ -346,7 +350,7 @@ fn write_loop(
     loop {
         let (lines, records, target, sync, closed) = {
             let mut q = shared.lock();
-            if q.pending == 0 && !q.sync_wanted && !q.closed {
+            if q.pending == 0 && q.sync_wanted <= q.synced && !q.closed {
                 q = shared
                     .work
                     .wait_timeout(q, LINGER)
@@ -357,7 +361,7 @@ fn write_loop(
                 std::mem::replace(&mut q.lines, std::mem::take(&mut spare)),
                 std::mem::take(&mut q.pending),
                 q.appended,
-                q.sync_wanted,
+                q.sync_wanted > q.synced,
                 q.closed,
             )
         };
@@ -379,9 +383,9 @@ fn write_loop(
             tracing::error!("writing run records: {e}");
         }
         let mut q = shared.lock();
-        q.written = target;
-        if sync {
-            q.sync_wanted = false;
+        // A failed write also releases `sync` callers: they get the error.
+        if sync || closed || result.is_err() {
+            q.synced = target;
         }
         if let Err(e) = result {
             q.last_error = Some(e.to_string());
