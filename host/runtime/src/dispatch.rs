@@ -33,6 +33,12 @@ use crate::secrets::SecretsCtx;
 /// Largest accepted event payload.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 
+/// Most bytes of a run's returned text (its `ok` value, error or trap
+/// message) kept in the run record; the rest is replaced by a note of how
+/// much was dropped. Run records are a log, not a data channel, and a guest
+/// could otherwise return its whole memory.
+pub const OUTCOME_TEXT_LIMIT: usize = 64 << 10;
+
 /// An event, as emitted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -321,6 +327,14 @@ impl Runtime {
                 Outcome::Deadline { .. } | Outcome::Memory { .. } => {}
             }
         }
+        // After scrubbing, so no cut can leave part of a value behind.
+        match &mut outcome {
+            Outcome::Ok { value: t }
+            | Outcome::GuestError { message: t }
+            | Outcome::Trap { message: t, .. }
+            | Outcome::Failed { message: t } => cap_text(t),
+            Outcome::Deadline { .. } | Outcome::Memory { .. } => {}
+        }
         // Each name once, in the order first read.
         let mut secrets_read: Vec<String> = Vec::new();
         for (name, _) in revealed {
@@ -361,6 +375,21 @@ enum Caller {
     Async,
     /// A thread that may block (`emit_blocking`).
     MayBlock,
+}
+
+/// Cuts `text` to [`OUTCOME_TEXT_LIMIT`] bytes (on a character boundary)
+/// plus a note of what was dropped.
+fn cap_text(text: &mut String) {
+    if text.len() <= OUTCOME_TEXT_LIMIT {
+        return;
+    }
+    let mut cut = OUTCOME_TEXT_LIMIT;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let dropped = text.len() - cut;
+    text.truncate(cut);
+    text.push_str(&format!("…[{dropped} more bytes not recorded]"));
 }
 
 fn trap_name(trap: Trap) -> String {

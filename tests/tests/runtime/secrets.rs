@@ -226,3 +226,43 @@ pub fn leaky() {
         "planted value found in the data directory"
     );
 }
+
+/// A returned value longer than the record keeps is cut, with a note, and
+/// the record stays small: run records are a log, not a data channel.
+#[test]
+fn a_long_returned_value_is_cut_in_the_record() {
+    let h = Harness::new();
+    h.scopes("prod", &[]);
+    h.deploy(SECRET_READER, DeploySpec::new("reader", "prod"));
+    // 3,000 not-found reads: about 130 KB of JSON returned.
+    let many: Vec<Value> = (0..3000)
+        .map(|i| json!({ "name": format!("MISSING_{i:05}") }))
+        .collect();
+    let run = h.run_of(
+        "reader",
+        "records:created",
+        "prod",
+        None,
+        &reads(json!(many)),
+    );
+    let Outcome::Ok { value } = &run.outcome else {
+        panic!("run failed: {:?}", run.outcome)
+    };
+    let limit = keyhole_runtime::dispatch::OUTCOME_TEXT_LIMIT;
+    let (kept, note) = value.split_at(limit);
+    assert!(
+        kept.starts_with('{') && kept.contains(r#""name":"MISSING_00000""#),
+        "{}",
+        &kept[..200]
+    );
+    assert!(
+        note.starts_with("…[") && note.ends_with(" more bytes not recorded]"),
+        "{note}"
+    );
+    let dropped: usize = note
+        .trim_start_matches("…[")
+        .trim_end_matches(" more bytes not recorded]")
+        .parse()
+        .unwrap();
+    assert!(dropped > 50_000, "{dropped}");
+}
