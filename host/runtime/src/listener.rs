@@ -13,6 +13,7 @@
 //!   interfaces. This saves the fiber switch, about 1 µs per event.
 
 use wasmtime::Store;
+use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{
     Component, ComponentExportIndex, ComponentType, InstancePre, Lower, TypedFunc,
 };
@@ -21,8 +22,9 @@ use crate::error::RuntimeError;
 use crate::sandbox::RunState;
 
 /// The WIT `event` record, lowered from borrowed host data. Field names and
-/// order follow `wit/listener.wit`; the types are checked against the
-/// component when the function is looked up.
+/// order follow `wit/listener.wit`; [`Listener::new`] checks them against
+/// each component at deploy, so a mismatch is a deploy error, not a failure
+/// of every run.
 #[derive(ComponentType, Lower)]
 #[component(record)]
 pub(crate) struct EventArg<'a> {
@@ -34,7 +36,9 @@ pub(crate) struct EventArg<'a> {
     pub(crate) settings: &'a [(String, String)],
 }
 
-type HandleFn<'a> = TypedFunc<(EventArg<'a>,), (Result<String, String>,)>;
+type HandleParams<'a> = (EventArg<'a>,);
+type HandleResults = (Result<String, String>,);
+type HandleFn<'a> = TypedFunc<HandleParams<'a>, HandleResults>;
 
 /// A linked listener component, ready to instantiate and call per event.
 pub(crate) struct Listener {
@@ -45,15 +49,22 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    /// Checks `pre` is a keyhole listener (it exports `handle`, per the
-    /// generated world bindings) and finds the export.
+    /// Checks `pre` is a keyhole listener (per the generated world
+    /// bindings, and its `handle` against [`EventArg`]) and finds the export.
     pub(crate) fn new(pre: InstancePre<RunState>, pure: bool) -> Result<Self, RuntimeError> {
         let wrong_world = |e: wasmtime::Error| RuntimeError::WrongWorld(format!("{e:#}"));
         crate::bindings::ListenerPre::new(pre.clone()).map_err(wrong_world)?;
         let component: &Component = pre.component();
-        let handle = component
-            .get_export_index(None, "handle")
-            .ok_or_else(|| RuntimeError::WrongWorld("no export `handle`".into()))?;
+        let Some((ComponentItem::ComponentFunc(func), handle)) =
+            component.get_export(None, "handle")
+        else {
+            return Err(RuntimeError::WrongWorld(
+                "no exported function `handle`".into(),
+            ));
+        };
+        // The check bindgen's generated code makes, here for `EventArg`.
+        func.typecheck::<HandleParams<'static>, HandleResults>(&pre.instance_type())
+            .map_err(|e| wrong_world(e.context("`handle` does not match keyhole's world")))?;
         Ok(Listener { pre, handle, pure })
     }
 
