@@ -19,7 +19,10 @@
 //! At most `--max-connections` connections are open at once: the loop takes
 //! a permit before it accepts, and a connection's permit is returned when it
 //! closes. Beyond the cap new clients wait in the listen backlog rather than
-//! costing a file descriptor and a task each.
+//! costing a file descriptor and a task each. The cap must fit the process's
+//! open-files limit, or a flood would still starve the daemon's own files
+//! (the run log opens segments as it goes): serve raises the soft limit to
+//! the hard one, and lowers the cap, with a warning, if it still does not fit.
 //!
 //! Only HTTP/1.1 is served, as before (axum's `http2` feature is off): hyper
 //! has no header or idle timeout for HTTP/2, so serving it would reopen the
@@ -87,7 +90,8 @@ async fn serve(g: &Globals, args: ServeArgs, state: Arc<AppState>) -> Result<()>
     let router = api::router(state);
     let http = http1_builder(args.header_timeout);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(args.max_connections as usize));
+    let cap = fit_connection_cap(args.max_connections);
+    let slots = Arc::new(Semaphore::new(cap as usize));
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
@@ -111,6 +115,50 @@ async fn serve(g: &Globals, args: ServeArgs, state: Arc<AppState>) -> Result<()>
     drop(listener);
     drain(graceful).await;
     Ok(())
+}
+
+/// Descriptors kept free for the daemon's own files: the listen socket,
+/// sled, run-log segments, artifacts, logs.
+const RESERVED_FDS: u64 = 128;
+
+/// Raises the open-files soft limit to the hard limit (as most servers do)
+/// and returns the connection cap that fits under it.
+fn fit_connection_cap(requested: u32) -> u32 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let mut soft = limit.current;
+    if soft.is_some() && soft != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => soft = limit.maximum,
+            Err(e) => tracing::debug!("raising the open-files limit: {e}"),
+        }
+    }
+    let cap = cap_for_limit(requested, soft);
+    if cap < requested {
+        tracing::warn!(
+            requested,
+            cap,
+            open_files_limit = soft,
+            "--max-connections does not fit the open-files limit; using {cap} (raise `ulimit -n`)"
+        );
+    }
+    cap
+}
+
+/// `requested`, lowered so that connections plus [`RESERVED_FDS`] stay
+/// within an open-files limit of `soft` (`None`: unlimited).
+fn cap_for_limit(requested: u32, soft: Option<u64>) -> u32 {
+    match soft {
+        None => requested,
+        Some(soft) => {
+            let room = soft.saturating_sub(RESERVED_FDS).max(1);
+            requested.min(u32::try_from(room).unwrap_or(u32::MAX))
+        }
+    }
 }
 
 /// Writes `serve.json` and says where the API is.
@@ -198,5 +246,19 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_fits_the_open_files_limit() {
+        assert_eq!(cap_for_limit(1024, None), 1024);
+        assert_eq!(cap_for_limit(1024, Some(1 << 20)), 1024);
+        assert_eq!(cap_for_limit(1024, Some(1024)), 1024 - 128);
+        assert_eq!(cap_for_limit(1024, Some(100)), 1);
+        assert_eq!(cap_for_limit(5, Some(200)), 5);
     }
 }
