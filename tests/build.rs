@@ -47,10 +47,17 @@ fn main() {
         manifest.join("guests").display()
     );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("guest-examples").display()
-    );
+    // Each example's sources, not guest-examples/ as a whole: cargo would
+    // rescan js-listener's node_modules (~6,000 files) on every build. Its
+    // `.package-lock.json` changes when `npm ci` reinstalls.
+    let examples = root.join("guest-examples");
+    for path in EXAMPLES.iter().map(|(dir, _)| examples.join(dir)).chain([
+        examples.join("python-listener/app.py"),
+        examples.join("js-listener/listener.js"),
+        examples.join("js-listener/node_modules/.package-lock.json"),
+    ]) {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
 
     let mut consts = String::new();
     let mut names = Vec::new();
@@ -178,7 +185,11 @@ impl Optional {
             }
             other => {
                 let why = match other {
-                    Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                    Ok(o) => format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    ),
                     Err(e) => e.to_string(),
                 };
                 if std::env::var_os(self.require_env).is_some() {

@@ -1,8 +1,8 @@
 //! See README.md. Built for wasm32-unknown-unknown: no WASI, no std I/O.
 //!
 //! Every event gets a fresh instance, so a listener's heap lives for one call.
-//! This guest allocates from a fixed arena in its data segment and never
-//! frees: its linear memory never grows, which spares the host the two
+//! This guest allocates from a fixed, zero-initialized static arena (part of
+//! its initial memory) and never frees: its linear memory never grows, which spares the host the two
 //! `mprotect` calls (grow, then shrink back on reuse) that the default
 //! allocator's first `memory.grow` costs per event.
 
