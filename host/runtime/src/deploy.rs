@@ -179,7 +179,6 @@ const ALLOWED_IMPORTS: &[&str] = &[
 /// Imports allowed only with an outbound HTTP grant.
 const HTTP_IMPORTS: &[&str] = &["wasi:http/outgoing-handler@0.2.", "wasi:http/types@0.2."];
 
-/// Checks every import of `component` against the allow-list.
 /// Whether every import is keyhole's own (no WASI): such a component can be
 /// called synchronously, since none of its host calls need an async runtime.
 pub(crate) fn imports_only_keyhole(engine: &Engine, component: &Component) -> bool {
@@ -189,6 +188,7 @@ pub(crate) fn imports_only_keyhole(engine: &Engine, component: &Component) -> bo
         .all(|(name, _)| name.starts_with("keyhole:listener/"))
 }
 
+/// Checks every import of `component` against the allow-list.
 pub(crate) fn check_imports(
     engine: &Engine,
     component: &Component,

@@ -319,21 +319,13 @@ impl Runtime {
         if !revealed.is_empty() {
             scrub(&mut stdout, revealed, out_dropped > 0);
             scrub(&mut stderr, revealed, err_dropped > 0);
-            match &mut outcome {
-                Outcome::Ok { value: t }
-                | Outcome::GuestError { message: t }
-                | Outcome::Trap { message: t, .. }
-                | Outcome::Failed { message: t } => scrub(t, revealed, false),
-                Outcome::Deadline { .. } | Outcome::Memory { .. } => {}
-            }
         }
-        // After scrubbing, so no cut can leave part of a value behind.
-        match &mut outcome {
-            Outcome::Ok { value: t }
-            | Outcome::GuestError { message: t }
-            | Outcome::Trap { message: t, .. }
-            | Outcome::Failed { message: t } => cap_text(t),
-            Outcome::Deadline { .. } | Outcome::Memory { .. } => {}
+        if let Some(text) = outcome.text_mut() {
+            if !revealed.is_empty() {
+                scrub(text, revealed, false);
+            }
+            // After scrubbing, so no cut can leave part of a value behind.
+            cap_text(text);
         }
         // Each name once, in the order first read.
         let mut secrets_read: Vec<String> = Vec::new();
@@ -383,10 +375,7 @@ fn cap_text(text: &mut String) {
     if text.len() <= OUTCOME_TEXT_LIMIT {
         return;
     }
-    let mut cut = OUTCOME_TEXT_LIMIT;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
+    let cut = text.floor_char_boundary(OUTCOME_TEXT_LIMIT);
     let dropped = text.len() - cut;
     text.truncate(cut);
     text.push_str(&format!("…[{dropped} more bytes not recorded]"));

@@ -78,14 +78,19 @@ impl Listener {
         event: EventArg<'_>,
         may_block: bool,
     ) -> wasmtime::Result<Result<String, String>> {
-        if self.runs_sync(may_block) {
-            let instance = self.pre.instantiate(&mut *store)?;
-            let handle: HandleFn<'_> = instance.get_typed_func(&mut *store, self.handle)?;
-            return Ok(handle.call(&mut *store, (event,))?.0);
-        }
-        let instance = self.pre.instantiate_async(&mut *store).await?;
+        let sync = self.runs_sync(may_block);
+        let instance = if sync {
+            self.pre.instantiate(&mut *store)?
+        } else {
+            self.pre.instantiate_async(&mut *store).await?
+        };
         let handle: HandleFn<'_> = instance.get_typed_func(&mut *store, self.handle)?;
-        Ok(handle.call_async(&mut *store, (event,)).await?.0)
+        let (result,) = if sync {
+            handle.call(&mut *store, (event,))?
+        } else {
+            handle.call_async(&mut *store, (event,)).await?
+        };
+        Ok(result)
     }
 
     /// Whether a run for a caller that may (or may not) block is a

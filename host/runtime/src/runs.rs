@@ -48,6 +48,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The text the run returned or failed with, if the outcome has one.
+    pub(crate) fn text_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Outcome::Ok { value: t }
+            | Outcome::GuestError { message: t }
+            | Outcome::Trap { message: t, .. }
+            | Outcome::Failed { message: t } => Some(t),
+            Outcome::Deadline { .. } | Outcome::Memory { .. } => None,
+        }
+    }
+
     /// Short label for metrics and listings.
     pub fn label(&self) -> &'static str {
         match self {
