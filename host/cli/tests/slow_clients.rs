@@ -17,13 +17,16 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A daemon with `--header-timeout 1s --request-timeout 1s`.
 fn start() -> (Install, Server) {
+    start_with(&[])
+}
+
+/// The same, with `extra` serve flags.
+fn start_with(extra: &[&str]) -> (Install, Server) {
     let k = Install::new();
     let token = k.init();
-    let server = Server::start(
-        &k,
-        &token,
-        &["--header-timeout", "1s", "--request-timeout", "1s"],
-    );
+    let mut args = vec!["--header-timeout", "1s", "--request-timeout", "1s"];
+    args.extend_from_slice(extra);
+    let server = Server::start(&k, &token, &args);
     (k, server)
 }
 
@@ -236,13 +239,7 @@ fn an_event_whose_client_hangs_up_still_runs_and_is_recorded() {
 
 #[test]
 fn connections_beyond_the_cap_wait_for_a_free_slot() {
-    let k = Install::new();
-    let token = k.init();
-    let server = Server::start(
-        &k,
-        &token,
-        &["--header-timeout", "1s", "--max-connections", "2"],
-    );
+    let (_k, server) = start_with(&["--max-connections", "2"]);
     // Two silent clients take both slots until the header timeout cuts them off.
     let start = Instant::now();
     let mut idle = [connect(&server), connect(&server)];

@@ -16,6 +16,15 @@ fn notifier_spec(slack: &StubServer) -> DeploySpec {
     spec
 }
 
+/// The JSON text a run returned as `ok`.
+#[cfg(any(python_guest, js_guest))]
+fn ok_json(run: &keyhole_runtime::RunRecord) -> serde_json::Value {
+    let Outcome::Ok { value } = &run.outcome else {
+        panic!("{:?}", run.outcome)
+    };
+    serde_json::from_str(value).expect("the example returns JSON")
+}
+
 #[test]
 pub fn example_rust_listener() {
     let h = Harness::new();
@@ -182,10 +191,7 @@ pub fn example_python_listener() {
         Some("team-a"),
         r#"{"id": 7}"#,
     );
-    let Outcome::Ok { value } = &run.outcome else {
-        panic!("{:?}", run.outcome)
-    };
-    let v: serde_json::Value = serde_json::from_str(value).unwrap();
+    let v = ok_json(&run);
     assert_eq!(
         v,
         serde_json::json!({
@@ -229,10 +235,7 @@ pub fn example_js_listener() {
         Some("team-a"),
         r#"{"id": 7, "by": "ana"}"#,
     );
-    let Outcome::Ok { value } = &run.outcome else {
-        panic!("{:?}", run.outcome)
-    };
-    let v: serde_json::Value = serde_json::from_str(value).unwrap();
+    let v = ok_json(&run);
     assert_eq!(
         v,
         serde_json::json!({
@@ -254,10 +257,7 @@ pub fn example_js_listener() {
     granted.grants.environments = vec!["staging".into()];
     h.deploy(EXAMPLE_JS_LISTENER, granted);
     let run = h.run_of("js-granted", "x", "prod", Some("team-a"), "{}");
-    let Outcome::Ok { value } = &run.outcome else {
-        panic!("{:?}", run.outcome)
-    };
-    let v: serde_json::Value = serde_json::from_str(value).unwrap();
+    let v = ok_json(&run);
     assert_eq!(v["staging"], "readable");
     assert_eq!(v["payload_keys"], serde_json::json!([]));
 }
