@@ -16,6 +16,7 @@
 //! a fiber (about 1 µs less per event in `keyhole-bench`); WASI listeners
 //! still run async, as their host calls need the runtime (`listener.rs`).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,7 @@ use crate::runs::{Outcome, RunRecord};
 use crate::sandbox::{RunLimits, RunState};
 use crate::scrub::scrub;
 use crate::secrets::SecretsCtx;
+use crate::topics::Topic;
 
 /// Largest accepted event payload.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
@@ -153,6 +155,7 @@ impl Runtime {
             .deployments
             .read()
             .unwrap_or_else(|e| e.into_inner());
+        let topic = Topic::new(&event.topic);
         let mut out: Vec<Arc<Loaded>> = map
             .values()
             .filter(|d| {
@@ -160,7 +163,7 @@ impl Runtime {
                     && d.space
                         .as_deref()
                         .is_none_or(|s| Some(s) == event.space.as_deref())
-                    && d.topics.is_match(&event.topic)
+                    && d.topics.matches(&topic)
             })
             .cloned()
             .collect();
@@ -220,13 +223,30 @@ impl Runtime {
     /// tokio runtime (use [`Runtime::emit`] there).
     pub fn emit_blocking(&self, event: &Event) -> Result<Vec<RunRecord>, RuntimeError> {
         let targets = self.accept(event)?;
-        self.inner.blocking.get()?.block_on(async {
+        let rt = self.inner.blocking.get()?;
+        let runs = async {
             let mut records = Vec::with_capacity(targets.len());
             for t in &targets {
                 records.push(self.run(t, event, Caller::MayBlock).await?);
             }
             Ok(records)
-        })
+        };
+        if !targets.iter().all(|t| t.listener.runs_sync(true)) {
+            return rt.block_on(runs);
+        }
+        // Synchronous runs never wait on anything, so one poll finishes them
+        // without `block_on`'s set-up (about 0.2 µs per event). The context
+        // is entered anyway, and a run that did wait would still finish.
+        let mut runs = std::pin::pin!(runs);
+        let polled = {
+            let _context = rt.enter();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            runs.as_mut().poll(&mut cx)
+        };
+        match polled {
+            std::task::Poll::Ready(records) => records,
+            std::task::Poll::Pending => rt.block_on(runs),
+        }
     }
 
     /// One run: fresh instance, call `handle`, classify, scrub, record.

@@ -23,6 +23,7 @@ pub mod runs;
 mod sandbox;
 mod scrub;
 pub mod secrets;
+mod topics;
 
 mod bindings {
     wasmtime::component::bindgen!({

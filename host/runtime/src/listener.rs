@@ -15,7 +15,7 @@
 use wasmtime::Store;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{
-    Component, ComponentExportIndex, ComponentType, InstancePre, Lower, TypedFunc,
+    Component, ComponentExportIndex, ComponentType, Instance, InstancePre, Lower, TypedFunc,
 };
 
 use crate::error::RuntimeError;
@@ -84,13 +84,31 @@ impl Listener {
         } else {
             self.pre.instantiate_async(&mut *store).await?
         };
-        let handle: HandleFn<'_> = instance.get_typed_func(&mut *store, self.handle)?;
+        let handle = self.handle_of(store, instance)?;
         let (result,) = if sync {
             handle.call(&mut *store, (event,))?
         } else {
             handle.call_async(&mut *store, (event,)).await?
         };
         Ok(result)
+    }
+
+    /// The instance's `handle`, typed without checking the type again per
+    /// run (about 0.1 µs).
+    #[allow(unsafe_code)]
+    fn handle_of<'a>(
+        &self,
+        store: &mut Store<RunState>,
+        instance: Instance,
+    ) -> wasmtime::Result<HandleFn<'a>> {
+        let func = instance
+            .get_func(&mut *store, self.handle)
+            .ok_or_else(|| wasmtime::format_err!("no exported function `handle`"))?;
+        // SAFETY: `Listener::new` checked `handle`'s type against
+        // `HandleFn`'s parameters and results for this component, which is
+        // the check bindgen's generated code makes before it types the
+        // export the same way.
+        Ok(unsafe { TypedFunc::new_unchecked(func) })
     }
 
     /// Whether a run for a caller that may (or may not) block is a

@@ -90,7 +90,7 @@ pub struct RuntimeStats {
 pub(crate) struct Loaded {
     pub(crate) record: Deployment,
     pub(crate) listener: Listener,
-    pub(crate) topics: globset::GlobSet,
+    pub(crate) topics: crate::topics::TopicFilter,
     pub(crate) origins: Arc<[AllowedOrigin]>,
     pub(crate) grants: Arc<deploy::Grants>,
     pub(crate) environment: Arc<str>,
@@ -197,15 +197,8 @@ impl Runtime {
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
         let pure = deploy::imports_only_keyhole(&self.inner.engine, component);
         let listener = Listener::new(instance_pre, pure)?;
-        let mut topics = globset::GlobSetBuilder::new();
-        for t in &record.spec.topics {
-            topics
-                .add(globset::Glob::new(t).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?);
-        }
         Ok(Loaded {
-            topics: topics
-                .build()
-                .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?,
+            topics: crate::topics::TopicFilter::new(&record.spec.topics)?,
             origins,
             grants: Arc::new(record.spec.grants.clone()),
             environment: record.spec.environment.as_str().into(),
