@@ -28,7 +28,7 @@ use crate::listener::EventArg;
 use crate::registry::{Loaded, Runtime};
 use crate::runs::{Outcome, RunRecord};
 use crate::sandbox::{RunLimits, RunState};
-use crate::scrub::scrub;
+use crate::scrub::Scrubber;
 use crate::secrets::SecretsCtx;
 use crate::topics::Topic;
 
@@ -314,7 +314,7 @@ impl Runtime {
             .instantiate_and_handle(&mut store, arg, may_block)
             .await;
         let duration = start.elapsed();
-        let state = store.into_data();
+        let mut state = store.into_data();
         let mut outcome = match result {
             Ok(Ok(value)) => Outcome::Ok { value },
             Ok(Err(message)) => Outcome::GuestError { message },
@@ -335,23 +335,25 @@ impl Runtime {
             },
         };
         let ((mut stdout, out_dropped), (mut stderr, err_dropped)) = state.take_output();
-        let revealed = &state.secrets.revealed;
+        let mut revealed = std::mem::take(&mut state.secrets.revealed);
         if !revealed.is_empty() {
-            scrub(&mut stdout, revealed, out_dropped > 0);
-            scrub(&mut stderr, revealed, err_dropped > 0);
+            let scrubber = Scrubber::new(&revealed);
+            scrubber.scrub(&mut stdout, out_dropped > 0);
+            scrubber.scrub(&mut stderr, err_dropped > 0);
+            if let Some(text) = outcome.text_mut() {
+                scrubber.scrub(text, false);
+            }
         }
         if let Some(text) = outcome.text_mut() {
-            if !revealed.is_empty() {
-                scrub(text, revealed, false);
-            }
             // After scrubbing, so no cut can leave part of a value behind.
             cap_text(text);
         }
-        // Each name once, in the order first read.
+        // Each name once, in the order first read; the values are zeroized
+        // as they drop.
         let mut secrets_read: Vec<String> = Vec::new();
-        for (name, _) in revealed {
-            if !secrets_read.contains(name) {
-                secrets_read.push(name.clone());
+        for (name, _) in revealed.drain(..) {
+            if !secrets_read.contains(&name) {
+                secrets_read.push(name);
             }
         }
         let http = http_calls

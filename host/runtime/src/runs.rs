@@ -73,6 +73,9 @@ impl Outcome {
 }
 
 /// One recorded run. Secret values never appear here: see `scrub.rs`.
+///
+/// In the log, empty output, lists and a zero drop count are left out of a
+/// record's line (most runs have them), and read back as empty.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: u64,
@@ -83,13 +86,22 @@ pub struct RunRecord {
     pub outcome: Outcome,
     pub started_at_ms: u64,
     pub duration_us: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stdout: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stderr: String,
     /// Bytes of output dropped beyond the capture limit.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub output_dropped: u64,
     /// Names (never values) of the secrets this run read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets_read: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http: Vec<HttpCall>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Most records waiting for the writer, and most bytes of them; beyond
@@ -525,6 +537,29 @@ mod tests {
         assert_eq!(recent[0].stdout, "out\n");
         // Dropping the log wrote everything; nothing was lost in between.
         assert_eq!(log.recent(None, usize::MAX).unwrap().len(), 153);
+    }
+
+    #[test]
+    fn empty_fields_are_left_out_of_the_line_and_read_back_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = RunLog::open(&runs_dir(&dir), 1000).unwrap();
+        let mut quiet = record("q", 0);
+        quiet.stdout.clear();
+        log.append(&mut quiet);
+        let mut busy = record("b", 1);
+        busy.stderr = "err".into();
+        busy.output_dropped = 7;
+        busy.secrets_read = vec!["TOKEN".into()];
+        log.append(&mut busy);
+        log.sync().unwrap();
+        let text =
+            std::fs::read_to_string(&Segments::scan(&runs_dir(&dir)).unwrap().files[0].1).unwrap();
+        let quiet_line = text.lines().next().unwrap();
+        for field in ["stdout", "stderr", "output_dropped", "secrets_read", "http"] {
+            assert!(!quiet_line.contains(field), "{field} in {quiet_line}");
+        }
+        let recent = log.recent(None, 2).unwrap();
+        assert_eq!(recent, vec![busy, quiet]);
     }
 
     #[test]

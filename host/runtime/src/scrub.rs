@@ -7,28 +7,43 @@
 
 use keyhole_store::SecretValue;
 
-/// Replaces every occurrence of each revealed value in `text`. When
-/// `truncated`, also drops a tail that is a prefix of some value.
-pub(crate) fn scrub(text: &mut String, revealed: &[(String, SecretValue)], truncated: bool) {
-    // Longest values first, so a value containing another is replaced whole.
-    let mut order: Vec<&(String, SecretValue)> = revealed.iter().collect();
-    order.sort_by_key(|(_, v)| std::cmp::Reverse(v.expose().len()));
-    for (name, value) in &order {
-        let v = value.expose();
-        if !v.is_empty() && text.contains(v) {
-            *text = text.replace(v, &format!("[redacted:{name}]"));
-        }
+/// The values one run revealed, longest first, so a value containing
+/// another is replaced whole. Built once per run and applied to each text
+/// the run left (output streams and returned text).
+pub(crate) struct Scrubber<'a> {
+    by_length: Vec<&'a (String, SecretValue)>,
+}
+
+impl<'a> Scrubber<'a> {
+    pub(crate) fn new(revealed: &'a [(String, SecretValue)]) -> Self {
+        let mut by_length: Vec<_> = revealed.iter().collect();
+        by_length.sort_by_key(|(_, v)| std::cmp::Reverse(v.expose().len()));
+        Scrubber { by_length }
     }
-    if truncated {
-        for (name, value) in &order {
+
+    /// Replaces every occurrence of each revealed value in `text`. When
+    /// `truncated`, also drops a tail that is a prefix of some value.
+    pub(crate) fn scrub(&self, text: &mut String, truncated: bool) {
+        if text.is_empty() {
+            return;
+        }
+        for (name, value) in &self.by_length {
             let v = value.expose();
-            let longest = (1..v.len().min(text.len() + 1))
-                .rev()
-                .filter(|&n| v.is_char_boundary(n))
-                .find(|&n| text.ends_with(&v[..n]));
-            if let Some(n) = longest {
-                text.truncate(text.len() - n);
-                text.push_str(&format!("[redacted:{name}]"));
+            if !v.is_empty() && text.contains(v) {
+                *text = text.replace(v, &format!("[redacted:{name}]"));
+            }
+        }
+        if truncated {
+            for (name, value) in &self.by_length {
+                let v = value.expose();
+                let longest = (1..v.len().min(text.len() + 1))
+                    .rev()
+                    .filter(|&n| v.is_char_boundary(n))
+                    .find(|&n| text.ends_with(&v[..n]));
+                if let Some(n) = longest {
+                    text.truncate(text.len() - n);
+                    text.push_str(&format!("[redacted:{name}]"));
+                }
             }
         }
     }
@@ -43,6 +58,10 @@ mod tests {
             .iter()
             .map(|(n, v)| (n.to_string(), SecretValue::new(v.to_string())))
             .collect()
+    }
+
+    fn scrub(text: &mut String, revealed: &[(String, SecretValue)], truncated: bool) {
+        Scrubber::new(revealed).scrub(text, truncated);
     }
 
     #[test]

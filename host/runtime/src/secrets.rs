@@ -10,6 +10,7 @@
 //! [`to_wit_error`] is the one place internal errors become those variants.
 //! Traps are left for host bugs and engine limits.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use keyhole_store::{SecretStore, SecretValue, StoreError};
@@ -161,7 +162,7 @@ impl SecretsCtx {
         let (environment, space) = self.authorize(&req)?;
         let resolved = self
             .store
-            .resolve(&environment, space.as_deref(), &req.name)
+            .resolve(&environment, space, &req.name)
             .map_err(to_wit_error)?;
         let value = resolved.value.expose().to_owned();
         self.revealed.push((req.name, resolved.value));
@@ -170,29 +171,26 @@ impl SecretsCtx {
 
     /// Decides which scope a request reads, or denies it. Denial happens
     /// before any lookup of the name, so it reveals nothing about existence.
-    fn authorize(&self, req: &Request) -> Result<(String, Option<String>), SecretError> {
+    fn authorize<'r>(&'r self, req: &'r Request) -> Result<ReadScope<'r>, SecretError> {
         if !req.explicit {
-            return Ok((
-                self.environment.to_string(),
-                self.space.as_deref().map(str::to_owned),
-            ));
+            return Ok((Cow::Borrowed(&*self.environment), self.space.as_deref()));
         }
         for id in req.environment.iter().chain(req.space.iter()) {
             keyhole_store::validate_id(id).map_err(to_wit_error)?;
         }
-        let environment = match (&req.environment, &req.space) {
-            (Some(env), _) => env.clone(),
+        let environment: Cow<'r, str> = match (&req.environment, &req.space) {
+            (Some(env), _) => Cow::Borrowed(env),
             // A space named alone reads from the environment it belongs to.
             (None, Some(space)) => match self.store.space(space) {
-                Ok(Some(info)) => info.environment,
-                Ok(None) => self.environment.to_string(),
+                Ok(Some(info)) => Cow::Owned(info.environment),
+                Ok(None) => Cow::Borrowed(&*self.environment),
                 Err(e) => return Err(to_wit_error(e)),
             },
-            (None, None) => self.environment.to_string(),
+            (None, None) => Cow::Borrowed(&*self.environment),
         };
         let own = *environment == *self.environment;
         let allowed = own
-            || self.grants.environments.contains(&environment)
+            || self.grants.environments.iter().any(|g| *g == *environment)
             || req
                 .space
                 .as_ref()
@@ -200,9 +198,12 @@ impl SecretsCtx {
         if !allowed {
             return Err(SecretError::AccessDenied);
         }
-        Ok((environment, req.space.clone()))
+        Ok((environment, req.space.as_deref()))
     }
 }
+
+/// The environment and optional space a request reads from.
+type ReadScope<'r> = (Cow<'r, str>, Option<&'r str>);
 
 /// The one mapping from store errors onto WIT `secret-error` variants.
 pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
