@@ -16,6 +16,7 @@ mod engine;
 mod error;
 pub mod http;
 mod listener;
+mod log_line;
 pub mod metrics;
 mod output;
 mod registry;

@@ -205,10 +205,8 @@ impl RunLog {
         }
         record.id = q.next_id;
         q.next_id += 1;
-        // Strings, integers and plain enums: serializing into a Vec cannot
-        // fail, and a line written here keeps ids and lines in step.
-        serde_json::to_writer(&mut q.lines, &*record).expect("a run record serializes");
-        q.lines.push(b'\n');
+        // Written here, under the lock, so ids and lines stay in step.
+        crate::log_line::write(&mut q.lines, record);
         q.pending += 1;
         q.appended += 1;
         if q.pending == BATCH {
