@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::error::RuntimeError;
+use crate::http::HttpCall;
 use crate::listener::EventArg;
 use crate::registry::{Loaded, Runtime};
 use crate::runs::{Outcome, RunRecord};
@@ -219,8 +220,9 @@ impl Runtime {
 
     /// Like [`Runtime::emit`], but for callers outside an async runtime:
     /// runs every matching listener one after another on the calling thread.
-    /// For the CLI, tools and benchmarks. Panics if called from within a
-    /// tokio runtime (use [`Runtime::emit`] there).
+    /// For the CLI, tools and benchmarks. Do not call it from within a tokio
+    /// runtime (use [`Runtime::emit`] there): it panics when a listener has
+    /// to run async, and otherwise blocks a worker for the runs.
     pub fn emit_blocking(&self, event: &Event) -> Result<Vec<RunRecord>, RuntimeError> {
         let targets = self.accept(event)?;
         let rt = self.inner.blocking.get()?;
@@ -335,6 +337,9 @@ impl Runtime {
             },
         };
         let ((mut stdout, out_dropped), (mut stderr, err_dropped)) = state.take_output();
+        let mut http: Vec<HttpCall> = http_calls
+            .map(|c| std::mem::take(&mut *c.lock().unwrap_or_else(|e| e.into_inner())))
+            .unwrap_or_default();
         let mut revealed = std::mem::take(&mut state.secrets.revealed);
         if !revealed.is_empty() {
             let scrubber = Scrubber::new(&revealed);
@@ -342,6 +347,14 @@ impl Runtime {
             scrubber.scrub(&mut stderr, err_dropped > 0);
             if let Some(text) = outcome.text_mut() {
                 scrubber.scrub(text, false);
+            }
+            // A listener may send a secret to an allowed origin, in the path
+            // or query too; the record keeps the request without it.
+            for call in &mut http {
+                scrubber.scrub(&mut call.path, false);
+                if let Some(error) = &mut call.error {
+                    scrubber.scrub(error, false);
+                }
             }
         }
         if let Some(text) = outcome.text_mut() {
@@ -356,9 +369,6 @@ impl Runtime {
                 secrets_read.push(name);
             }
         }
-        let http = http_calls
-            .map(|c| std::mem::take(&mut *c.lock().unwrap_or_else(|e| e.into_inner())))
-            .unwrap_or_default();
         self.inner
             .metrics
             .run(outcome.label(), duration.as_secs_f64());

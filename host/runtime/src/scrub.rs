@@ -1,9 +1,10 @@
 //! Removing revealed secret values from what a run leaves behind.
 //!
 //! Every value a listener read during a run is replaced by `[redacted:NAME]`
-//! in its captured output and returned text before the run record is stored.
+//! in its captured output, returned text and outbound HTTP paths and errors
+//! before the run record is stored.
 //! Output is captured with a byte cap, so a value can also be cut off at the
-//! end of the buffer; [`scrub`] removes a trailing partial value too.
+//! end of the buffer; [`Scrubber::scrub`] removes a trailing partial value too.
 
 use keyhole_store::SecretValue;
 

@@ -1,6 +1,7 @@
 //! Opt-in outbound HTTP against a real loopback server.
 
 use keyhole_runtime::{DeploySpec, Outcome};
+use keyhole_store::Scope;
 use keyhole_tests::*;
 
 fn caller(name: &str, allow: &[String]) -> DeploySpec {
@@ -76,6 +77,37 @@ pub fn http_caller() {
         run.outcome
     );
     assert_eq!(allowed.received().len(), 1);
+}
+
+/// A secret a listener sends to an allowed origin (here in the URL path)
+/// reaches it, but the run record's HTTP call is scrubbed like its output.
+#[test]
+fn a_secret_in_a_request_path_is_scrubbed_from_the_record() {
+    let server = StubServer::start(200, "{}");
+    let h = Harness::new();
+    h.scopes("prod", &[]);
+    h.set(
+        Scope::Environment("prod".into()),
+        "API_KEY",
+        "k3y-planted-in-url",
+    );
+    h.deploy(HTTP_CALLER, caller("caller", &[server.origin()]));
+    let payload = format!(
+        r#"{{"url":"{}/v1/{{secret}}/x","secret":"API_KEY"}}"#,
+        server.origin()
+    );
+    let run = h.run_of("caller", "x", "prod", None, &payload);
+    assert_eq!(
+        run.outcome,
+        Outcome::Ok {
+            value: "status 200".into()
+        }
+    );
+    assert_eq!(server.received()[0].path, "/v1/k3y-planted-in-url/x");
+    assert_eq!(run.http[0].path, "/v1/[redacted:API_KEY]/x");
+    assert_eq!(run.secrets_read, vec!["API_KEY".to_owned()]);
+    h.runtime.flush().unwrap();
+    assert!(!contains(&all_bytes(&h.data_dir()), "k3y-planted-in-url"));
 }
 
 #[test]

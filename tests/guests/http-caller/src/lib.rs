@@ -26,7 +26,13 @@ fn get(url: &str) -> Result<u16, String> {
 impl Guest for Listener {
     fn handle(event: Event) -> Result<String, String> {
         let payload: serde_json::Value = serde_json::from_str(&event.payload).map_err(|e| e.to_string())?;
-        let url = payload["url"].as_str().ok_or("payload needs url")?;
-        get(url).map(|s| format!("status {s}"))
+        let mut url = payload["url"].as_str().ok_or("payload needs url")?.to_owned();
+        // `{"secret": NAME}`: put that secret's value where the URL says `{secret}`.
+        if let Some(name) = payload["secret"].as_str() {
+            let value = keyhole::listener::secrets::get_secret(name, None)
+                .map_err(|e| format!("{e:?}"))?;
+            url = url.replace("{secret}", &value);
+        }
+        get(&url).map(|s| format!("status {s}"))
     }
 }
