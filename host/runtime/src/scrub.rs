@@ -8,31 +8,60 @@
 
 use keyhole_store::SecretValue;
 
-/// The values one run revealed, longest first, so a value containing
-/// another is replaced whole. Built once per run and applied to each text
-/// the run left (output streams and returned text).
+/// The values one run revealed, longest first. Built once per run and
+/// applied to each text the run left (output streams, returned text, HTTP
+/// calls).
 pub(crate) struct Scrubber<'a> {
     by_length: Vec<&'a (String, SecretValue)>,
 }
 
+/// One occurrence of a value in the text being scrubbed.
+struct Hit<'a> {
+    start: usize,
+    end: usize,
+    name: &'a str,
+}
+
 impl<'a> Scrubber<'a> {
     pub(crate) fn new(revealed: &'a [(String, SecretValue)]) -> Self {
-        let mut by_length: Vec<_> = revealed.iter().collect();
+        let mut by_length: Vec<_> = revealed
+            .iter()
+            .filter(|(_, v)| !v.expose().is_empty())
+            .collect();
         by_length.sort_by_key(|(_, v)| std::cmp::Reverse(v.expose().len()));
         Scrubber { by_length }
     }
 
     /// Replaces every occurrence of each revealed value in `text`. When
     /// `truncated`, also drops a tail that is a prefix of some value.
+    ///
+    /// Occurrences are found in the original text, overlapping ones too
+    /// (`aa` twice in `aaa`, or one value's end being another's start), and
+    /// each run of overlapping occurrences becomes one `[redacted:NAMES]`,
+    /// naming every value in it that is not inside a longer one. Replacing
+    /// value by value instead would leave the unmatched part of the second
+    /// of two overlapping values behind.
     pub(crate) fn scrub(&self, text: &mut String, truncated: bool) {
-        if text.is_empty() {
+        if text.is_empty() || self.by_length.is_empty() {
             return;
         }
+        let mut hits = Vec::new();
         for (name, value) in &self.by_length {
             let v = value.expose();
-            if !v.is_empty() && text.contains(v) {
-                *text = text.replace(v, &format!("[redacted:{name}]"));
+            let mut from = 0;
+            while let Some(i) = text[from..].find(v) {
+                let start = from + i;
+                hits.push(Hit {
+                    start,
+                    end: start + v.len(),
+                    name,
+                });
+                // The next char boundary: overlapping occurrences count too.
+                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
             }
+        }
+        if !hits.is_empty() {
+            *text = replace_hits(text, hits);
         }
         if truncated {
             for (name, value) in &self.by_length {
@@ -48,6 +77,36 @@ impl<'a> Scrubber<'a> {
             }
         }
     }
+}
+
+/// `text` with each run of overlapping hits replaced by one label.
+fn replace_hits(text: &str, mut hits: Vec<Hit<'_>>) -> String {
+    // By start, longest first, so a hit inside another sorts after it.
+    hits.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < hits.len() {
+        let mut end = hits[i].end;
+        let mut names: Vec<&str> = vec![hits[i].name];
+        let mut j = i + 1;
+        while j < hits.len() && hits[j].start < end {
+            // Named unless it lies inside the group's extent so far.
+            if hits[j].end > end && !names.contains(&hits[j].name) {
+                names.push(hits[j].name);
+            }
+            end = end.max(hits[j].end);
+            j += 1;
+        }
+        out.push_str(&text[copied..hits[i].start]);
+        out.push_str("[redacted:");
+        out.push_str(&names.join(","));
+        out.push(']');
+        copied = end;
+        i = j;
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 #[cfg(test)]
@@ -94,5 +153,36 @@ mod tests {
         let mut untouched = "log: supersec".to_string();
         scrub(&mut untouched, &revealed(&[("K", "supersecret")]), false);
         assert_eq!(untouched, "log: supersec");
+    }
+
+    #[test]
+    fn overlapping_values_leave_nothing_behind() {
+        let secrets = revealed(&[("A", "abcd"), ("B", "cdef")]);
+        let mut t = "x abcdef y".to_string();
+        scrub(&mut t, &secrets, false);
+        assert_eq!(t, "x [redacted:A,B] y");
+        let mut t = "aaa".to_string();
+        scrub(&mut t, &revealed(&[("K", "aa")]), false);
+        assert_eq!(t, "[redacted:K]");
+        let mut t = "cdef abcd".to_string();
+        scrub(&mut t, &secrets, false);
+        assert_eq!(t, "[redacted:B] [redacted:A]");
+    }
+
+    #[test]
+    fn multibyte_text_and_values() {
+        let mut t = "é秘密é秘密".to_string();
+        scrub(&mut t, &revealed(&[("S", "秘密")]), false);
+        assert_eq!(t, "é[redacted:S]é[redacted:S]");
+    }
+
+    #[test]
+    fn empty_values_and_texts_are_left_alone() {
+        let mut t = "text".to_string();
+        scrub(&mut t, &revealed(&[("E", "")]), true);
+        assert_eq!(t, "text");
+        let mut t = String::new();
+        scrub(&mut t, &revealed(&[("K", "v")]), true);
+        assert_eq!(t, "");
     }
 }
