@@ -269,6 +269,11 @@ pub struct ServeArgs {
     /// 24h.
     #[arg(long, default_value = "60s", value_parser = parse_timeout)]
     pub request_timeout: Duration,
+    /// Time a response may wait for a client to read it: a write that makes
+    /// no progress for this long (the client stopped reading) closes the
+    /// connection. 1ms to 24h.
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub write_timeout: Duration,
     /// Most client connections open at once. Beyond it new connections wait
     /// in the kernel's listen backlog until one closes, so clients cannot
     /// exhaust the daemon's file descriptors. 1 to 65536.

@@ -14,7 +14,11 @@
 //! connection and between keep-alive requests alike, and does not restart it
 //! as bytes trickle in, so a slowloris client and an idle keep-alive
 //! connection are both closed when it expires. Bodies have their own
-//! deadline (`--request-timeout`, see `api/deadline.rs`).
+//! deadline (`--request-timeout`, see `api/deadline.rs`). A client that
+//! stops reading its responses is closed once a write has made no progress
+//! for `--write-timeout` (hyper has no write timeout, so the socket is
+//! wrapped in `tokio-io-timeout`'s); otherwise it would hold its connection
+//! slot for ever, as hyper reads no further request head meanwhile.
 //!
 //! At most `--max-connections` connections are open at once: the loop takes
 //! a permit before it accepts, and a connection's permit is returned when it
@@ -38,6 +42,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_io_timeout::TimeoutStream;
 
 use crate::api::{self, ApiMetrics, AppState};
 use crate::cli::ServeArgs;
@@ -103,8 +108,10 @@ async fn serve(g: &Globals, args: ServeArgs, state: Arc<AppState>) -> Result<()>
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let mut stream = TimeoutStream::new(stream);
+                    stream.set_write_timeout(Some(args.write_timeout));
                     let service = TowerToHyperService::new(router.clone());
-                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    let conn = http.serve_connection(TokioIo::new(Box::pin(stream)), service);
                     tokio::spawn(run_connection(graceful.watch(conn), peer, slot));
                 }
                 Err(e) => accept_failed(e).await,

@@ -1,7 +1,8 @@
 //! Slow and idle clients against the real daemon, over raw sockets: a
 //! trickled request head and an idle keep-alive connection are cut off by
 //! `--header-timeout`, and a body that stops arriving is answered 408 (then
-//! the connection is closed) by `--request-timeout`. Other clients are served
+//! the connection is closed) by `--request-timeout`, and a client that stops
+//! reading is closed by `--write-timeout`. Other clients are served
 //! meanwhile. Beyond `--max-connections`, a client waits for a free slot.
 
 mod common;
@@ -263,4 +264,31 @@ fn connections_beyond_the_cap_wait_for_a_free_slot() {
         200
     );
     assert!(again.elapsed() < TIMEOUT, "took {:?}", again.elapsed());
+}
+
+/// A client that sends requests but never reads the responses stalls the
+/// daemon's writes once the socket buffers are full; `--write-timeout` then
+/// closes the connection, so it cannot hold its slot (here the only one).
+#[test]
+fn a_client_that_never_reads_is_closed_after_the_write_timeout() {
+    let (_k, server) = start_with(&["--write-timeout", "1s", "--max-connections", "1"]);
+    let mut s = connect(&server);
+    // 1,000 pipelined requests for the 27 KB OpenAPI document: far more
+    // response than loopback's socket buffers hold.
+    let request = format!(
+        "GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        server.token
+    );
+    s.write_all(request.repeat(1000).as_bytes()).unwrap();
+    let start = Instant::now();
+    // The only slot is held until the stalled connection is closed.
+    let r = server.http().send("GET", "/healthz", None, None);
+    let waited = start.elapsed();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        waited >= TIMEOUT - Duration::from_millis(300) && waited < TIMEOUT * 4,
+        "the next client was served after {waited:?}; expected about {TIMEOUT:?}"
+    );
+    // And the stalled connection is closed (reset, as requests are unread).
+    read_to_close(&mut s);
 }
