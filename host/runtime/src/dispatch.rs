@@ -341,25 +341,22 @@ impl Runtime {
             .map(|c| std::mem::take(&mut *c.lock().unwrap_or_else(|e| e.into_inner())))
             .unwrap_or_default();
         let mut revealed = std::mem::take(&mut state.secrets.revealed);
-        if !revealed.is_empty() {
-            let scrubber = Scrubber::new(&revealed);
-            scrubber.scrub(&mut stdout, out_dropped > 0);
-            scrubber.scrub(&mut stderr, err_dropped > 0);
-            if let Some(text) = outcome.text_mut() {
-                scrubber.scrub(text, false);
-            }
-            // A listener may send a secret to an allowed origin, in the path
-            // or query too; the record keeps the request without it.
-            for call in &mut http {
-                scrubber.scrub(&mut call.path, false);
-                if let Some(error) = &mut call.error {
-                    scrubber.scrub(error, false);
-                }
-            }
-        }
+        // Free when nothing was revealed: no allocation, every text skipped.
+        let scrubber = Scrubber::new(&revealed);
+        scrubber.scrub(&mut stdout, out_dropped > 0);
+        scrubber.scrub(&mut stderr, err_dropped > 0);
         if let Some(text) = outcome.text_mut() {
+            scrubber.scrub(text, false);
             // After scrubbing, so no cut can leave part of a value behind.
             cap_text(text);
+        }
+        // A listener may send a secret to an allowed origin, in the path or
+        // query too; the record keeps the request without it.
+        for call in &mut http {
+            scrubber.scrub(&mut call.path, false);
+            if let Some(error) = &mut call.error {
+                scrubber.scrub(error, false);
+            }
         }
         // Each name once, in the order first read; the values are zeroized
         // as they drop.
