@@ -20,7 +20,8 @@
 //! * **Online rotation** of the KEK and of each DEK (see `rotation.rs`).
 //!
 //! Module map: `crypto` (the AEAD), `keyring` (master key text and files),
-//! `keys` (sealing and DEK cache), `records` (on-disk layout), `store`
+//! `keys` (sealing and DEK cache), `sealed_cache` (records as stored, in
+//! front of sled on the read path), `records` (on-disk layout), `store`
 //! (the operations), `rotation`, `validate`, `model`, `error`.
 
 #![forbid(unsafe_code)]
@@ -34,6 +35,7 @@ mod model;
 mod race_tests;
 mod records;
 mod rotation;
+mod sealed_cache;
 mod store;
 #[cfg(test)]
 mod tamper_tests;

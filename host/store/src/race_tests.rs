@@ -2,7 +2,7 @@
 //! with [`crate::test_hooks`] rather than left to a stress test's luck.
 
 use crate::records;
-use crate::tamper_tests::setup;
+use crate::tamper_tests::{forget_caches, setup};
 use crate::test_hooks::{self, Point};
 use crate::{Scope, SecretStore, SecretValue};
 
@@ -36,7 +36,7 @@ fn first_write_racing_a_dek_rotation_keeps_its_dek() {
     assert_eq!(report.records_rewritten, 1);
 
     assert_eq!(get(&store, "FIRST"), "first");
-    store.inner.dek_cache.clear();
+    forget_caches(&store);
     assert_eq!(get(&store, "FIRST"), "first");
     let r = store.resolve("prod", None, "FIRST").unwrap();
     assert_eq!((r.value.expose(), r.version), ("first", 1));
@@ -49,7 +49,7 @@ fn first_write_racing_a_dek_rotation_keeps_its_dek() {
     let report = store.rotate_dek(&prod()).unwrap();
     assert_eq!((report.previous_version, report.new_version), (Some(2), 3));
     assert_eq!(report.records_rewritten, 2);
-    store.inner.dek_cache.clear();
+    forget_caches(&store);
     assert_eq!(get(&store, "FIRST"), "first");
     assert_eq!(get(&store, "SECOND"), "second");
 }
@@ -63,7 +63,7 @@ fn a_cache_miss_racing_a_dek_rotation_does_not_cache_the_retired_dek() {
     store
         .set_secret(&prod(), "K", &SecretValue::new("v".into()))
         .unwrap();
-    store.inner.dek_cache.clear();
+    forget_caches(&store);
     let rotator = store.clone();
     test_hooks::arm(Point::DekUnwrapped, move || {
         let report = rotator.rotate_dek(&prod()).unwrap();
@@ -72,6 +72,11 @@ fn a_cache_miss_racing_a_dek_rotation_does_not_cache_the_retired_dek() {
     // The read decrypts the record it read with the DEK it unwrapped.
     assert_eq!(get(&store, "K"), "v");
     assert!(!test_hooks::pending(), "the racing rotation ran");
+    assert_eq!(
+        store.inner.sealed_cache.len(),
+        0,
+        "the record sealed under retired DEK v1 was cached"
+    );
 
     let v1 = records::dek_key(&records::scope_key(&prod()), 1);
     assert!(!store.inner.trees.deks.contains_key(&v1).unwrap());
@@ -80,4 +85,62 @@ fn a_cache_miss_racing_a_dek_rotation_does_not_cache_the_retired_dek() {
         "retired DEK v1 is still cached"
     );
     assert_eq!(get(&store, "K"), "v");
+}
+
+/// A read that missed the sealed cache and read a record from sled just
+/// before a write replaced it returns the older value (it began first), but
+/// must not cache it: the next read sees the write.
+#[test]
+fn a_read_racing_a_write_does_not_cache_the_older_record() {
+    let (_d, _k, store) = setup();
+    store
+        .set_secret(&prod(), "K", &SecretValue::new("old".into()))
+        .unwrap();
+    forget_caches(&store);
+    let writer = store.clone();
+    test_hooks::arm(Point::DekUnwrapped, move || {
+        writer
+            .set_secret(&prod(), "K", &SecretValue::new("new".into()))
+            .unwrap();
+    });
+    assert_eq!(get(&store, "K"), "old");
+    assert!(!test_hooks::pending(), "the racing write ran");
+    assert_eq!(store.inner.sealed_cache.len(), 0);
+    assert_eq!(get(&store, "K"), "new");
+}
+
+/// Reads are served from the sealed cache, and every write through the
+/// store (set, delete, DEK rotation) is visible to the next read.
+#[test]
+fn writes_after_cached_reads_are_seen() {
+    let (_d, _k, store) = setup();
+    let set = |v: &str| {
+        store
+            .set_secret(&prod(), "K", &SecretValue::new(v.into()))
+            .unwrap()
+    };
+    set("one");
+    assert_eq!(get(&store, "K"), "one");
+    assert_eq!(
+        store.inner.sealed_cache.len(),
+        1,
+        "an authenticated read is cached"
+    );
+    assert_eq!(get(&store, "K"), "one");
+
+    set("two");
+    assert_eq!(get(&store, "K"), "two");
+
+    let report = store.rotate_dek(&prod()).unwrap();
+    assert_eq!(report.records_rewritten, 1);
+    assert_eq!(get(&store, "K"), "two");
+    store.rotate_kek().unwrap();
+    assert_eq!(get(&store, "K"), "two");
+
+    assert!(store.delete_secret(&prod(), "K").unwrap());
+    assert!(matches!(
+        store.get_secret(&prod(), "K"),
+        Err(crate::StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.inner.sealed_cache.len(), 0);
 }

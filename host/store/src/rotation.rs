@@ -98,6 +98,7 @@ impl SecretStore {
         }
         inner.db.flush()?;
         inner.dek_cache.clear();
+        inner.sealed_cache.invalidate();
 
         Ok(RotationReport {
             target: RotationTarget::Kek,
@@ -226,6 +227,7 @@ impl SecretStore {
                     .compare_and_swap(&key, Some(&old), Some(new))?
                     .is_ok()
                 {
+                    inner.sealed_cache.invalidate();
                     rewritten += 1;
                     break;
                 }
@@ -238,6 +240,7 @@ impl SecretStore {
             let k = records::dek_key(&sk, *v);
             inner.trees.deks.remove(&k)?;
             inner.dek_cache.remove(&k);
+            inner.sealed_cache.invalidate();
         }
         inner.db.flush()?;
 

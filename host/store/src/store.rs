@@ -26,8 +26,17 @@ use crate::model::{
     SpaceInfo, now_ms,
 };
 use crate::records::{self, EnvRecord, SecretRecord, SpaceRecord};
+use crate::sealed_cache::{SealedCache, SealedEntry};
 use crate::validate::{validate_id, validate_name, validate_value};
 use crate::{crypto, records::scope_key};
+
+/// A secret record read from sled.
+enum Loaded {
+    Missing,
+    /// Its DEK was retired after the record was read.
+    StaleDek,
+    Entry(Arc<SealedEntry>),
+}
 
 /// How many times a read re-reads a record that a rotation moved under it.
 const STALE_RETRIES: usize = 8;
@@ -50,6 +59,8 @@ pub(crate) struct Inner {
     /// rotations take it exclusively to switch keys.
     pub keys: RwLock<Keyring>,
     pub dek_cache: DekCache,
+    /// Secret records as stored, in front of sled on the read path.
+    pub sealed_cache: SealedCache,
     /// Serializes rotations with each other.
     pub rotation: Mutex<()>,
     /// keyhole's own lock on the data dir, declared last so it is released
@@ -108,6 +119,7 @@ impl SecretStore {
                 sealed,
                 keys: RwLock::new(ring),
                 dek_cache: DekCache::default(),
+                sealed_cache: SealedCache::default(),
                 rotation: Mutex::new(()),
                 _dir_lock: dir_lock,
             }),
@@ -298,6 +310,7 @@ impl SecretStore {
                         .secrets
                         .compare_and_swap(&key, old, Some(records::encode(&rec)))?;
                 if swapped.is_ok() {
+                    inner.sealed_cache.invalidate();
                     break SecretMeta {
                         scope: scope.clone(),
                         name: name.to_owned(),
@@ -318,6 +331,7 @@ impl SecretStore {
         self.require_scope(scope)?;
         let key = records::secret_key(&scope_key(scope), name);
         let existed = self.inner.trees.secrets.remove(key)?.is_some();
+        self.inner.sealed_cache.invalidate();
         self.inner.db.flush()?;
         Ok(existed)
     }
@@ -437,6 +451,8 @@ impl SecretStore {
     }
 
     /// Reads and decrypts one value; `None` if the record does not exist.
+    /// The record comes from the sealed cache, or from sled (and is cached
+    /// once it has authenticated).
     fn read_value(
         &self,
         sk: &[u8],
@@ -444,23 +460,30 @@ impl SecretStore {
         name: &str,
     ) -> Result<Option<(SecretValue, u64)>, StoreError> {
         let key = records::secret_key(sk, name);
+        let cache = &self.inner.sealed_cache;
         for _ in 0..STALE_RETRIES {
-            let Some(bytes) = self.inner.trees.secrets.get(&key)? else {
-                return Ok(None);
+            let (entry, generation) = match cache.get(&key) {
+                Some(entry) => (entry, None),
+                None => {
+                    let generation = cache.generation();
+                    match self.load_sealed(&key, sk, name)? {
+                        Loaded::Missing => return Ok(None),
+                        // A rotation retired the DEK after we read the
+                        // record: it has been re-encrypted, so read again.
+                        Loaded::StaleDek => continue,
+                        Loaded::Entry(entry) => (entry, Some(generation)),
+                    }
+                }
             };
-            let rec: SecretRecord<'_> = records::decode(&bytes, "secret record")?;
-            // A missing DEK means a rotation retired it after we read the
-            // record: the record has been re-encrypted, so read it again.
-            let Some(cipher) = self.inner.dek(None, sk, rec.dek_version)? else {
-                continue;
-            };
-            let ad = records::value_ad(sk, name, rec.version, rec.dek_version);
-            let mut plain = cipher.open(&rec.nonce, &ad, rec.sealed).map_err(|_| {
-                StoreError::integrity(format!(
-                    "secret {} in {scope} does not authenticate",
-                    Preview(name)
-                ))
-            })?;
+            let mut plain = entry
+                .cipher
+                .open(&entry.nonce, &entry.ad, &entry.sealed)
+                .map_err(|_| {
+                    StoreError::integrity(format!(
+                        "secret {} in {scope} does not authenticate",
+                        Preview(name)
+                    ))
+                })?;
             let value = match String::from_utf8(std::mem::take(&mut *plain)) {
                 Ok(s) => SecretValue::new(s),
                 Err(e) => {
@@ -471,12 +494,34 @@ impl SecretStore {
                     )));
                 }
             };
-            return Ok(Some((value, rec.version)));
+            let version = entry.version;
+            if let Some(generation) = generation {
+                cache.insert(generation, key, entry);
+            }
+            return Ok(Some((value, version)));
         }
         Err(StoreError::corrupt(format!(
             "secret {} in {scope} refers to a DEK that does not exist",
             Preview(name)
         )))
+    }
+
+    /// The record under `key` from sled, decoded, with its DEK.
+    fn load_sealed(&self, key: &[u8], sk: &[u8], name: &str) -> Result<Loaded, StoreError> {
+        let Some(bytes) = self.inner.trees.secrets.get(key)? else {
+            return Ok(Loaded::Missing);
+        };
+        let rec: SecretRecord<'_> = records::decode(&bytes, "secret record")?;
+        let Some(cipher) = self.inner.dek(None, sk, rec.dek_version)? else {
+            return Ok(Loaded::StaleDek);
+        };
+        Ok(Loaded::Entry(Arc::new(SealedEntry {
+            version: rec.version,
+            nonce: rec.nonce,
+            sealed: rec.sealed.into(),
+            ad: records::value_ad(sk, name, rec.version, rec.dek_version).into(),
+            cipher,
+        })))
     }
 }
 

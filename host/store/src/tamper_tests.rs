@@ -18,6 +18,13 @@ pub(crate) fn setup() -> (tempfile::TempDir, tempfile::TempDir, SecretStore) {
     (data, keys, store)
 }
 
+/// Drops every cached DEK and record, so the next read starts from sled.
+/// Shared with `race_tests`.
+pub(crate) fn forget_caches(store: &SecretStore) {
+    store.inner.dek_cache.clear();
+    store.inner.sealed_cache.invalidate();
+}
+
 fn secret_key(name: &str) -> Vec<u8> {
     records::secret_key(
         &records::scope_key(&Scope::Environment("prod".into())),
@@ -35,6 +42,8 @@ fn edit(store: &SecretStore, name: &str, edit: impl FnOnce(&mut SecretRecord<'_>
     edit(&mut rec, &mut sealed);
     rec.sealed = &sealed;
     tree.insert(&key, records::encode(&rec)).unwrap();
+    // Written behind the store's back, so the store's caches must forget.
+    forget_caches(store);
 }
 
 fn assert_integrity(store: &SecretStore, name: &str, what: &str) {
@@ -72,6 +81,7 @@ fn every_single_bit_flip_in_nonce_ciphertext_and_tag_fails_integrity() {
             .secrets
             .insert(secret_key("K"), original.clone())
             .unwrap();
+        forget_caches(&store);
         assert_eq!(store.get_secret(&prod, "K").unwrap().expose(), value);
     };
 
@@ -153,7 +163,7 @@ fn tampered_wrapped_dek_fails_integrity() {
     store
         .set_secret(&prod, "K", &SecretValue::new("v".into()))
         .unwrap();
-    store.inner.dek_cache.clear();
+    forget_caches(&store);
     let deks = &store.inner.trees.deks;
     let (k, v) = deks.iter().next().unwrap().unwrap();
     let mut rec: records::DekRecord<'_> = records::decode(&v, "t").unwrap();

@@ -1,0 +1,165 @@
+//! An in-memory cache of secret records *as stored* (still sealed), in front
+//! of sled on the read path.
+//!
+//! Why: a listener's `get-secret` is the store's hottest call, and sled's
+//! `get` (epoch pin, page-table walk, node search, value copy) plus decoding
+//! the record and looking up its DEK was most of it. A hit costs one hash
+//! lookup. The cache holds what the sled files hold, nonce, ciphertext and
+//! tag, beside the DEK cipher the store already keeps in memory, so every
+//! read still authenticates and decrypts on demand and a plaintext value is
+//! never kept.
+//!
+//! Consistency: every write to the secrets tree (set, delete, DEK rotation)
+//! and every DEK eviction calls [`SealedCache::invalidate`] *after* the
+//! write, which empties the cache and bumps its generation. A reader takes
+//! [`SealedCache::generation`] *before* it reads sled and inserts only if the
+//! generation is unchanged, under the same lock. So an entry read before a
+//! write is either refused or removed by that write's invalidation, and a
+//! read that starts after a write was acknowledged never sees the older
+//! value. Only records that authenticated are inserted.
+//!
+//! Bounded: at most [`MAX_ENTRIES`] records and [`MAX_BYTES`] of ciphertext;
+//! beyond that, reads simply go to sled.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::crypto::{Cipher, NONCE_LEN};
+use crate::store::{read_lock, write_lock};
+
+/// Most records cached.
+pub(crate) const MAX_ENTRIES: usize = 16_384;
+/// Most bytes of ciphertext (and associated data) cached.
+pub(crate) const MAX_BYTES: usize = 16 << 20;
+
+/// One secret record, sealed, with everything needed to open it.
+pub(crate) struct SealedEntry {
+    pub version: u64,
+    pub nonce: [u8; NONCE_LEN],
+    pub sealed: Box<[u8]>,
+    /// The associated data the value was sealed with.
+    pub ad: Box<[u8]>,
+    /// The DEK the record names (the same `Arc` the DEK cache holds).
+    pub cipher: Arc<Cipher>,
+}
+
+impl SealedEntry {
+    fn bytes(&self) -> usize {
+        self.sealed.len() + self.ad.len()
+    }
+}
+
+#[derive(Default)]
+struct Map {
+    generation: u64,
+    bytes: usize,
+    /// Keyed by the record's key in the secrets tree.
+    entries: HashMap<Box<[u8]>, Arc<SealedEntry>>,
+}
+
+#[derive(Default)]
+pub(crate) struct SealedCache(RwLock<Map>);
+
+impl SealedCache {
+    pub fn get(&self, key: &[u8]) -> Option<Arc<SealedEntry>> {
+        read_lock(&self.0).entries.get(key).cloned()
+    }
+
+    /// Take before reading the record from sled; pass to [`Self::insert`].
+    pub fn generation(&self) -> u64 {
+        read_lock(&self.0).generation
+    }
+
+    /// Caches `entry` unless an invalidation happened since `generation`
+    /// was taken, or the cache is full. Returns whether it was cached.
+    pub fn insert(&self, generation: u64, key: Vec<u8>, entry: Arc<SealedEntry>) -> bool {
+        let mut map = write_lock(&self.0);
+        if map.generation != generation
+            || map.entries.len() >= MAX_ENTRIES
+            || map.bytes + entry.bytes() > MAX_BYTES
+        {
+            return false;
+        }
+        map.bytes += entry.bytes();
+        if let Some(old) = map.entries.insert(key.into_boxed_slice(), entry) {
+            map.bytes -= old.bytes();
+        }
+        true
+    }
+
+    /// Empties the cache; call after every write to the secrets tree and
+    /// every DEK eviction.
+    pub fn invalidate(&self) {
+        let mut map = write_lock(&self.0);
+        map.generation += 1;
+        map.bytes = 0;
+        map.entries.clear();
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        read_lock(&self.0).entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(sealed_len: usize) -> Arc<SealedEntry> {
+        Arc::new(SealedEntry {
+            version: 1,
+            nonce: [0; NONCE_LEN],
+            sealed: vec![0; sealed_len].into(),
+            ad: Box::new([]),
+            cipher: Arc::new(Cipher::new(&[7; 32])),
+        })
+    }
+
+    #[test]
+    fn an_insert_after_an_invalidation_it_did_not_see_is_refused() {
+        let cache = SealedCache::default();
+        let before = cache.generation();
+        cache.invalidate();
+        assert!(!cache.insert(before, b"k".to_vec(), entry(16)));
+        assert!(cache.get(b"k").is_none());
+        assert!(cache.insert(cache.generation(), b"k".to_vec(), entry(16)));
+        assert!(cache.get(b"k").is_some());
+    }
+
+    #[test]
+    fn invalidate_empties_the_cache() {
+        let cache = SealedCache::default();
+        let g = cache.generation();
+        assert!(cache.insert(g, b"a".to_vec(), entry(16)));
+        assert!(cache.insert(g, b"b".to_vec(), entry(16)));
+        cache.invalidate();
+        assert_eq!(cache.len(), 0);
+        assert!(cache.get(b"a").is_none());
+    }
+
+    #[test]
+    fn the_byte_cap_is_kept_and_replacing_an_entry_frees_its_bytes() {
+        let cache = SealedCache::default();
+        let g = cache.generation();
+        assert!(cache.insert(g, b"a".to_vec(), entry(MAX_BYTES / 2)));
+        assert!(cache.insert(g, b"a".to_vec(), entry(MAX_BYTES / 2)));
+        assert!(cache.insert(g, b"b".to_vec(), entry(MAX_BYTES / 2)));
+        assert!(
+            !cache.insert(g, b"c".to_vec(), entry(1)),
+            "over the byte cap"
+        );
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn the_entry_cap_is_kept() {
+        let cache = SealedCache::default();
+        let g = cache.generation();
+        for i in 0..MAX_ENTRIES {
+            assert!(cache.insert(g, i.to_be_bytes().to_vec(), entry(0)));
+        }
+        assert!(!cache.insert(g, b"one more".to_vec(), entry(0)));
+        assert_eq!(cache.len(), MAX_ENTRIES);
+    }
+}
