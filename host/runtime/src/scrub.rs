@@ -6,13 +6,13 @@
 //! Output is captured with a byte cap, so a value can also be cut off at the
 //! end of the buffer; [`Scrubber::scrub`] removes a trailing partial value too.
 
-use keyhole_store::SecretValue;
+use crate::secrets::Revealed;
 
 /// The values one run revealed, longest first. Built once per run and
 /// applied to each text the run left (output streams, returned text, HTTP
 /// calls).
 pub(crate) struct Scrubber<'a> {
-    by_length: Vec<&'a (String, SecretValue)>,
+    by_length: Vec<&'a (String, Revealed)>,
 }
 
 /// One occurrence of a value in the text being scrubbed.
@@ -23,7 +23,7 @@ struct Hit<'a> {
 }
 
 impl<'a> Scrubber<'a> {
-    pub(crate) fn new(revealed: &'a [(String, SecretValue)]) -> Self {
+    pub(crate) fn new(revealed: &'a [(String, Revealed)]) -> Self {
         let mut by_length: Vec<_> = revealed
             .iter()
             .filter(|(_, v)| !v.expose().is_empty())
@@ -49,7 +49,11 @@ impl<'a> Scrubber<'a> {
         for (name, value) in &self.by_length {
             let v = value.expose();
             let mut from = 0;
-            while let Some(i) = text[from..].find(v) {
+            // `find` prepares a searcher for `v` on every call; a text too
+            // short to hold `v` (a run's short result, say) skips that.
+            while text.len() - from >= v.len()
+                && let Some(i) = text[from..].find(v)
+            {
                 let start = from + i;
                 hits.push(Hit {
                     start,
@@ -113,14 +117,14 @@ fn replace_hits(text: &str, mut hits: Vec<Hit<'_>>) -> String {
 mod tests {
     use super::*;
 
-    fn revealed(pairs: &[(&str, &str)]) -> Vec<(String, SecretValue)> {
+    fn revealed(pairs: &[(&str, &str)]) -> Vec<(String, Revealed)> {
         pairs
             .iter()
-            .map(|(n, v)| (n.to_string(), SecretValue::new(v.to_string())))
+            .map(|(n, v)| (n.to_string(), Revealed::new(v)))
             .collect()
     }
 
-    fn scrub(text: &mut String, revealed: &[(String, SecretValue)], truncated: bool) {
+    fn scrub(text: &mut String, revealed: &[(String, Revealed)], truncated: bool) {
         Scrubber::new(revealed).scrub(text, truncated);
     }
 
@@ -167,6 +171,20 @@ mod tests {
         let mut t = "cdef abcd".to_string();
         scrub(&mut t, &secrets, false);
         assert_eq!(t, "[redacted:B] [redacted:A]");
+    }
+
+    #[test]
+    fn values_at_the_very_end_and_texts_shorter_than_a_value() {
+        let secrets = revealed(&[("K", "key"), ("LONG", "a-much-longer-value")]);
+        let mut t = "ends in key".to_string();
+        scrub(&mut t, &secrets, false);
+        assert_eq!(t, "ends in [redacted:K]");
+        let mut t = "key".to_string();
+        scrub(&mut t, &secrets, false);
+        assert_eq!(t, "[redacted:K]");
+        let mut t = "ke".to_string();
+        scrub(&mut t, &secrets, false);
+        assert_eq!(t, "ke");
     }
 
     #[test]
