@@ -13,7 +13,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use keyhole_store::{SecretStore, SecretValue, StoreError};
+use keyhole_store::{SecretStore, StoreError};
+use zeroize::Zeroize;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Lift, Linker, WasmStr};
 
@@ -66,8 +67,40 @@ pub struct SecretsCtx {
     pub(crate) space: Option<Arc<str>>,
     pub(crate) grants: Arc<Grants>,
     /// Values revealed during this run, by name, for scrubbing.
-    pub(crate) revealed: Vec<(String, SecretValue)>,
+    pub(crate) revealed: Vec<(String, Revealed)>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// A value revealed to a guest, in the one copy the host makes of it: the
+/// run keeps it to scrub the record, and wasmtime lowers the same `Arc<str>`
+/// into guest memory (a host function may return `Arc<str>` for a WIT
+/// `string`). wasmtime drops its reference as soon as the call returns, so
+/// the run's is the last, and dropping it zeroizes the text.
+pub(crate) struct Revealed(Arc<str>);
+
+impl Revealed {
+    pub(crate) fn new(value: &str) -> Self {
+        Revealed(Arc::from(value))
+    }
+
+    /// The plaintext. Never log or persist it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Revealed {
+    fn drop(&mut self) {
+        if let Some(text) = Arc::get_mut(&mut self.0) {
+            text.zeroize();
+        }
+    }
+}
+
+impl std::fmt::Debug for Revealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// Implemented by the store data of every run.
@@ -157,15 +190,17 @@ fn bounded<T: 'static>(
 }
 
 impl SecretsCtx {
-    fn get_secret(&mut self, req: Request) -> Result<String, SecretError> {
+    fn get_secret(&mut self, req: Request) -> Result<Arc<str>, SecretError> {
         keyhole_store::validate_name(&req.name).map_err(to_wit_error)?;
         let (environment, space) = self.authorize(&req)?;
         let resolved = self
             .store
             .resolve(&environment, space, &req.name)
             .map_err(to_wit_error)?;
-        let value = resolved.value.expose().to_owned();
-        self.revealed.push((req.name, resolved.value));
+        // The store's copy zeroizes as it drops here; see `Revealed`.
+        let revealed = Revealed::new(resolved.value.expose());
+        let value = revealed.0.clone();
+        self.revealed.push((req.name, revealed));
         Ok(value)
     }
 
