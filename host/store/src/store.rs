@@ -136,7 +136,9 @@ impl SecretStore {
         keyring::generate_key_text()
     }
 
-    /// The underlying database, for other crates' own trees.
+    /// The underlying database, for other crates' own trees. Edits to the
+    /// store's own trees made through it bypass the store's caches (DEKs,
+    /// sealed records) and are seen only after a reopen.
     pub fn db(&self) -> &sled::Db {
         &self.inner.db
     }
