@@ -14,9 +14,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use keyhole_store::{SecretStore, StoreError};
-use zeroize::Zeroize;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Lift, Linker, WasmStr};
+use zeroize::Zeroize;
 
 use crate::bindings::keyhole::listener::secrets::SecretError;
 use crate::deploy::Grants;
