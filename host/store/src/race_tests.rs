@@ -138,9 +138,43 @@ fn writes_after_cached_reads_are_seen() {
     assert_eq!(get(&store, "K"), "two");
 
     assert!(store.delete_secret(&prod(), "K").unwrap());
+    for _ in 0..2 {
+        assert!(matches!(
+            store.get_secret(&prod(), "K"),
+            Err(crate::StoreError::NotFound { .. })
+        ));
+    }
+}
+
+/// The same for a name that did not exist yet: a read that found nothing
+/// just before a write created it must not cache "missing".
+#[test]
+fn a_read_racing_the_first_write_does_not_cache_missing() {
+    let (_d, _k, store) = setup();
+    let writer = store.clone();
+    test_hooks::arm(Point::SecretRecordRead, move || {
+        writer
+            .set_secret(&prod(), "NEW", &SecretValue::new("created".into()))
+            .unwrap();
+    });
     assert!(matches!(
-        store.get_secret(&prod(), "K"),
+        store.get_secret(&prod(), "NEW"),
         Err(crate::StoreError::NotFound { .. })
     ));
-    assert_eq!(store.inner.sealed_cache.len(), 0);
+    assert!(!test_hooks::pending(), "the racing write ran");
+    assert_eq!(get(&store, "NEW"), "created");
+}
+
+/// Misses are cached, and a write of the name replaces the cached miss.
+#[test]
+fn a_cached_miss_is_forgotten_when_the_name_is_written() {
+    let (_d, _k, store) = setup();
+    for _ in 0..2 {
+        assert!(store.get_secret(&prod(), "LATER").is_err());
+    }
+    assert_eq!(store.inner.sealed_cache.len(), 1, "the miss is cached");
+    store
+        .set_secret(&prod(), "LATER", &SecretValue::new("now".into()))
+        .unwrap();
+    assert_eq!(get(&store, "LATER"), "now");
 }

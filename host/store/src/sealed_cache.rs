@@ -7,7 +7,8 @@
 //! lookup. The cache holds what the sled files hold, nonce, ciphertext and
 //! tag, beside the DEK cipher the store already keeps in memory, so every
 //! read still authenticates and decrypts on demand and a plaintext value is
-//! never kept.
+//! never kept. Names known to be missing are cached too: a space's listener
+//! reading an inherited secret looks for the space's override first.
 //!
 //! Consistency: every write to the secrets tree (set, delete, DEK rotation)
 //! and every DEK eviction calls [`SealedCache::invalidate`] *after* the
@@ -18,8 +19,10 @@
 //! read that starts after a write was acknowledged never sees the older
 //! value. Only records that authenticated are inserted.
 //!
-//! Bounded: at most [`MAX_ENTRIES`] records and [`MAX_BYTES`] of ciphertext;
-//! beyond that, reads simply go to sled.
+//! Bounded: at most [`MAX_ENTRIES`] entries and [`MAX_BYTES`] of keys and
+//! ciphertext. An insert into a full cache empties it first, so a guest
+//! asking for many missing names costs sled reads, never stale answers or
+//! a cache that stops admitting the secrets in use.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -27,9 +30,9 @@ use std::sync::{Arc, RwLock};
 use crate::crypto::{Cipher, NONCE_LEN};
 use crate::store::{read_lock, write_lock};
 
-/// Most records cached.
+/// Most entries cached.
 pub(crate) const MAX_ENTRIES: usize = 16_384;
-/// Most bytes of ciphertext (and associated data) cached.
+/// Most bytes of keys, ciphertext and associated data cached.
 pub(crate) const MAX_BYTES: usize = 16 << 20;
 
 /// One secret record, sealed, with everything needed to open it.
@@ -43,9 +46,20 @@ pub(crate) struct SealedEntry {
     pub cipher: Arc<Cipher>,
 }
 
-impl SealedEntry {
+/// What the cache knows about one key.
+#[derive(Clone)]
+pub(crate) enum Cached {
+    /// No record under the key.
+    Missing,
+    Sealed(Arc<SealedEntry>),
+}
+
+impl Cached {
     fn bytes(&self) -> usize {
-        self.sealed.len() + self.ad.len()
+        match self {
+            Cached::Missing => 0,
+            Cached::Sealed(e) => e.sealed.len() + e.ad.len(),
+        }
     }
 }
 
@@ -54,14 +68,14 @@ struct Map {
     generation: u64,
     bytes: usize,
     /// Keyed by the record's key in the secrets tree.
-    entries: HashMap<Box<[u8]>, Arc<SealedEntry>>,
+    entries: HashMap<Box<[u8]>, Cached>,
 }
 
 #[derive(Default)]
 pub(crate) struct SealedCache(RwLock<Map>);
 
 impl SealedCache {
-    pub fn get(&self, key: &[u8]) -> Option<Arc<SealedEntry>> {
+    pub fn get(&self, key: &[u8]) -> Option<Cached> {
         read_lock(&self.0).entries.get(key).cloned()
     }
 
@@ -71,18 +85,26 @@ impl SealedCache {
     }
 
     /// Caches `entry` unless an invalidation happened since `generation`
-    /// was taken, or the cache is full. Returns whether it was cached.
-    pub fn insert(&self, generation: u64, key: Vec<u8>, entry: Arc<SealedEntry>) -> bool {
+    /// was taken (emptying a full cache first). Returns whether it was
+    /// cached.
+    pub fn insert(&self, generation: u64, key: Vec<u8>, entry: Cached) -> bool {
         let mut map = write_lock(&self.0);
-        if map.generation != generation
-            || map.entries.len() >= MAX_ENTRIES
-            || map.bytes + entry.bytes() > MAX_BYTES
-        {
+        if map.generation != generation {
             return false;
         }
-        map.bytes += entry.bytes();
+        let key_len = key.len();
+        let bytes = key_len + entry.bytes();
+        if bytes > MAX_BYTES {
+            return false;
+        }
+        if map.entries.len() >= MAX_ENTRIES || map.bytes + bytes > MAX_BYTES {
+            map.entries.clear();
+            map.bytes = 0;
+        }
+        map.bytes += bytes;
         if let Some(old) = map.entries.insert(key.into_boxed_slice(), entry) {
-            map.bytes -= old.bytes();
+            // The same key was counted with the old entry.
+            map.bytes -= key_len + old.bytes();
         }
         true
     }
@@ -106,14 +128,14 @@ impl SealedCache {
 mod tests {
     use super::*;
 
-    fn entry(sealed_len: usize) -> Arc<SealedEntry> {
-        Arc::new(SealedEntry {
+    fn entry(sealed_len: usize) -> Cached {
+        Cached::Sealed(Arc::new(SealedEntry {
             version: 1,
             nonce: [0; NONCE_LEN],
             sealed: vec![0; sealed_len].into(),
             ad: Box::new([]),
             cipher: Arc::new(Cipher::new(&[7; 32])),
-        })
+        }))
     }
 
     #[test]
@@ -142,24 +164,31 @@ mod tests {
     fn the_byte_cap_is_kept_and_replacing_an_entry_frees_its_bytes() {
         let cache = SealedCache::default();
         let g = cache.generation();
-        assert!(cache.insert(g, b"a".to_vec(), entry(MAX_BYTES / 2)));
-        assert!(cache.insert(g, b"a".to_vec(), entry(MAX_BYTES / 2)));
-        assert!(cache.insert(g, b"b".to_vec(), entry(MAX_BYTES / 2)));
+        let half = MAX_BYTES / 2 - 1;
+        assert!(cache.insert(g, b"a".to_vec(), entry(half)));
+        assert!(cache.insert(g, b"a".to_vec(), entry(half)));
+        assert!(cache.insert(g, b"b".to_vec(), entry(half)));
+        assert_eq!(cache.len(), 2, "replacing `a` freed its bytes");
+        // Full: the next insert starts over rather than being refused.
+        assert!(cache.insert(g, b"c".to_vec(), entry(2)));
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(b"c").is_some());
         assert!(
-            !cache.insert(g, b"c".to_vec(), entry(1)),
-            "over the byte cap"
+            !cache.insert(g, b"d".to_vec(), entry(MAX_BYTES)),
+            "never fits"
         );
-        assert_eq!(cache.len(), 2);
     }
 
     #[test]
-    fn the_entry_cap_is_kept() {
+    fn a_full_cache_starts_over() {
         let cache = SealedCache::default();
         let g = cache.generation();
         for i in 0..MAX_ENTRIES {
-            assert!(cache.insert(g, i.to_be_bytes().to_vec(), entry(0)));
+            assert!(cache.insert(g, i.to_be_bytes().to_vec(), Cached::Missing));
         }
-        assert!(!cache.insert(g, b"one more".to_vec(), entry(0)));
         assert_eq!(cache.len(), MAX_ENTRIES);
+        assert!(cache.insert(g, b"one more".to_vec(), entry(0)));
+        assert_eq!(cache.len(), 1);
+        assert!(matches!(cache.get(b"one more"), Some(Cached::Sealed(_))));
     }
 }

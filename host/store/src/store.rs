@@ -13,7 +13,7 @@
 //! Sealed stores answer metadata (listings, environments, spaces, deletes)
 //! but refuse every operation that needs a key with [`StoreError::Sealed`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use crate::model::{
     SpaceInfo, now_ms,
 };
 use crate::records::{self, EnvRecord, SecretRecord, SpaceRecord};
-use crate::sealed_cache::{SealedCache, SealedEntry};
+use crate::sealed_cache::{Cached, SealedCache, SealedEntry};
 use crate::validate::{validate_id, validate_name, validate_value};
 use crate::{crypto, records::scope_key};
 
@@ -61,6 +61,10 @@ pub(crate) struct Inner {
     pub dek_cache: DekCache,
     /// Secret records as stored, in front of sled on the read path.
     pub sealed_cache: SealedCache,
+    /// The environment of each space found so far (a space's environment
+    /// never changes and spaces are never deleted), so a read for a space
+    /// checks it without a sled lookup.
+    pub space_environments: RwLock<HashMap<String, String>>,
     /// Serializes rotations with each other.
     pub rotation: Mutex<()>,
     /// keyhole's own lock on the data dir, declared last so it is released
@@ -120,6 +124,7 @@ impl SecretStore {
                 keys: RwLock::new(ring),
                 dek_cache: DekCache::default(),
                 sealed_cache: SealedCache::default(),
+                space_environments: RwLock::default(),
                 rotation: Mutex::new(()),
                 _dir_lock: dir_lock,
             }),
@@ -138,7 +143,8 @@ impl SecretStore {
 
     /// The underlying database, for other crates' own trees. Edits to the
     /// store's own trees made through it bypass the store's caches (DEKs,
-    /// sealed records) and are seen only after a reopen.
+    /// sealed records): they may not be seen until the next write through
+    /// the store, or a reopen.
     pub fn db(&self) -> &sled::Db {
         &self.inner.db
     }
@@ -383,6 +389,12 @@ impl SecretStore {
 
     fn require_space_in(&self, space: &str, environment: &str) -> Result<(), StoreError> {
         validate_id(space)?;
+        let known = read_lock(&self.inner.space_environments)
+            .get(space)
+            .is_some_and(|e| e == environment);
+        if known {
+            return Ok(());
+        }
         let Some(bytes) = self.inner.trees.spaces.get(space)? else {
             return Err(StoreError::UnknownSpace(space.to_owned()));
         };
@@ -393,6 +405,7 @@ impl SecretStore {
                 environment: environment.to_owned(),
             });
         }
+        write_lock(&self.inner.space_environments).insert(space.to_owned(), environment.to_owned());
         Ok(())
     }
 
@@ -454,7 +467,7 @@ impl SecretStore {
 
     /// Reads and decrypts one value; `None` if the record does not exist.
     /// The record comes from the sealed cache, or from sled (and is cached
-    /// once it has authenticated).
+    /// once it has authenticated; a missing record is cached as missing).
     fn read_value(
         &self,
         sk: &[u8],
@@ -465,11 +478,15 @@ impl SecretStore {
         let cache = &self.inner.sealed_cache;
         for _ in 0..STALE_RETRIES {
             let (entry, generation) = match cache.get(&key) {
-                Some(entry) => (entry, None),
+                Some(Cached::Sealed(entry)) => (entry, None),
+                Some(Cached::Missing) => return Ok(None),
                 None => {
                     let generation = cache.generation();
                     match self.load_sealed(&key, sk, name)? {
-                        Loaded::Missing => return Ok(None),
+                        Loaded::Missing => {
+                            cache.insert(generation, key, Cached::Missing);
+                            return Ok(None);
+                        }
                         // A rotation retired the DEK after we read the
                         // record: it has been re-encrypted, so read again.
                         Loaded::StaleDek => continue,
@@ -498,7 +515,7 @@ impl SecretStore {
             };
             let version = entry.version;
             if let Some(generation) = generation {
-                cache.insert(generation, key, entry);
+                cache.insert(generation, key, Cached::Sealed(entry));
             }
             return Ok(Some((value, version)));
         }
@@ -510,7 +527,10 @@ impl SecretStore {
 
     /// The record under `key` from sled, decoded, with its DEK.
     fn load_sealed(&self, key: &[u8], sk: &[u8], name: &str) -> Result<Loaded, StoreError> {
-        let Some(bytes) = self.inner.trees.secrets.get(key)? else {
+        let read = self.inner.trees.secrets.get(key)?;
+        #[cfg(test)]
+        crate::test_hooks::hit(crate::test_hooks::Point::SecretRecordRead);
+        let Some(bytes) = read else {
             return Ok(Loaded::Missing);
         };
         let rec: SecretRecord<'_> = records::decode(&bytes, "secret record")?;

@@ -13,6 +13,9 @@ pub(crate) enum Point {
     /// `Inner::dek`, after a cache miss unwrapped a DEK (keyring lock
     /// released) and before the cipher goes into the cache.
     DekUnwrapped,
+    /// `SecretStore::load_sealed`, just after reading a secret record (or
+    /// its absence) from sled, before anything is cached.
+    SecretRecordRead,
 }
 
 type Hook = (Point, Box<dyn FnOnce()>);

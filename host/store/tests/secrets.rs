@@ -81,6 +81,10 @@ fn resolve_checks_space_membership_and_existence() {
     let s = &fx.store;
     s.set_secret(&space("team-s"), "K", &val("staging-space"))
         .unwrap();
+    // Found in its own environment (and remembered), the space is still
+    // refused in another.
+    let r = s.resolve("staging", Some("team-s"), "K").unwrap();
+    assert_eq!(r.value.expose(), "staging-space");
     assert!(matches!(
         s.resolve("prod", Some("team-s"), "K"),
         Err(StoreError::SpaceNotInEnvironment { .. })
