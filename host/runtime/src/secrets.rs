@@ -197,6 +197,16 @@ impl SecretsCtx {
             .store
             .resolve(&environment, space, &req.name)
             .map_err(to_wit_error)?;
+        // A value read again (same name, unchanged) is handed out from the
+        // copy already revealed: a guest calling get-secret in a loop must
+        // not grow host memory, or the scrubbing after the run, per call.
+        if let Some((_, seen)) = self
+            .revealed
+            .iter()
+            .find(|(n, v)| *n == req.name && v.expose() == resolved.value.expose())
+        {
+            return Ok(seen.0.clone());
+        }
         // The store's copy zeroizes as it drops here; see `Revealed`.
         let revealed = Revealed::new(resolved.value.expose());
         let value = revealed.0.clone();
@@ -251,5 +261,66 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
             SecretError::InvalidName(err.to_string())
         }
         other => SecretError::Unavailable(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyhole_store::{KeySource, Scope, SecretValue};
+
+    fn store(dir: &std::path::Path) -> SecretStore {
+        let key = dir.join("master.key");
+        SecretStore::init_key_file(&key).unwrap();
+        let store = SecretStore::open(&dir.join("data"), KeySource::File(key)).unwrap();
+        store.create_environment("prod").unwrap();
+        store
+    }
+
+    fn read(ctx: &mut SecretsCtx, name: &str) -> Arc<str> {
+        let req = Request {
+            name: name.into(),
+            environment: None,
+            space: None,
+            explicit: false,
+        };
+        ctx.get_secret(req).unwrap()
+    }
+
+    #[test]
+    fn reading_a_value_again_reveals_no_new_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let prod = Scope::Environment("prod".into());
+        let set = |v: &str| {
+            store
+                .set_secret(&prod, "K", &SecretValue::new(v.into()))
+                .unwrap()
+        };
+        set("first value");
+        let mut ctx = SecretsCtx {
+            store: store.clone(),
+            environment: "prod".into(),
+            space: None,
+            grants: Arc::default(),
+            revealed: Vec::new(),
+            metrics: Arc::default(),
+        };
+        let first = read(&mut ctx, "K");
+        for _ in 0..1_000 {
+            assert!(Arc::ptr_eq(&read(&mut ctx, "K"), &first));
+        }
+        assert_eq!(ctx.revealed.len(), 1);
+        // A changed value is a new one to scrub.
+        set("second value");
+        assert_eq!(&*read(&mut ctx, "K"), "second value");
+        assert_eq!(ctx.revealed.len(), 2);
+        drop(first);
+        // Once the guest's copies are gone, the run holds the only ones.
+        assert!(
+            ctx.revealed
+                .iter()
+                .all(|(_, v)| Arc::strong_count(&v.0) == 1)
+        );
     }
 }
