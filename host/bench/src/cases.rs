@@ -125,6 +125,20 @@ pub fn setup(
     Ok((store, runtime, start.elapsed()))
 }
 
+/// Environment of the bystander deployments ([`add_bystanders`]).
+pub const BYSTANDER_ENVIRONMENT: &str = "elsewhere";
+
+/// Deploys `module` `n` times to another environment, where no benchmark
+/// event goes: what it costs an event that other tenants deploy listeners.
+pub fn add_bystanders(kh: &Keyhole, module: &[u8], n: usize) -> Result<()> {
+    kh.store.create_environment(BYSTANDER_ENVIRONMENT)?;
+    for i in 0..n {
+        let spec = DeploySpec::new(&format!("bystander-{i:04}"), BYSTANDER_ENVIRONMENT);
+        kh.runtime.deploy(spec, module)?;
+    }
+    Ok(())
+}
+
 /// A fresh event for the benchmark topic.
 pub fn event() -> Event {
     Event::new(TOPIC, ENVIRONMENT, None)

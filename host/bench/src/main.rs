@@ -9,7 +9,8 @@
 //! Cases: `floor` (bare wasmtime, best settings: `floor.rs`), `keyhole`
 //! (`Runtime::emit_blocking`, the real path: `cases.rs`), `naive` (compile per
 //! event), the secret read alone, the HTTP API end to end (`api.rs`,
-//! optional), throughput on one and all cores, a 100-listener fan-out, a
+//! optional), throughput on one and all cores, a 100-listener fan-out, an
+//! event among 1,000 listeners deployed to another environment, a
 //! 1,000-listener restart, and memory. Floor and keyhole run interleaved in
 //! rounds so machine noise hits both alike.
 //!
@@ -90,6 +91,8 @@ impl Plan {
 
 const FANOUT: usize = 100;
 const RESTART_LISTENERS: usize = 1_000;
+/// Deployments in another environment for the "deployed elsewhere" case.
+const BYSTANDERS: usize = 1_000;
 
 /// One table row: a name and its figures, or why it was skipped.
 struct Row {
@@ -139,6 +142,16 @@ fn main() -> Result<()> {
     let (arena_floor_sum, arena_kh_sum) = compare(&arena_floor, &arena_kh, &plan)?;
     rows.push(row("floor, arena-reader", Ok(arena_floor_sum)));
     rows.push(row("keyhole, arena-reader", Ok(arena_kh_sum)));
+    progress("keyhole among bystanders");
+    let (crowded, _) = Keyhole::new(&arena_module, 1)?;
+    cases::add_bystanders(&crowded, &arena_module, BYSTANDERS)?;
+    let (crowded_floor_sum, crowded_sum) = compare(&arena_floor, &crowded, &plan)?;
+    drop(crowded);
+    let crowded_over_floor = crowded_sum.median_us / crowded_floor_sum.median_us;
+    rows.push(row(
+        "keyhole, arena-reader, 1,000 deployed elsewhere",
+        Ok(crowded_sum),
+    ));
     let fixed = floor::wit_event("ev_bench");
     let mut scratch = Samples::default();
 
@@ -290,6 +303,7 @@ fn main() -> Result<()> {
         "  arena-reader median {arena_over_floor:.2}x  p99 {:.2}x",
         arena_kh_sum.p99_us / arena_floor_sum.p99_us
     );
+    println!("  arena-reader, {BYSTANDERS} deployed elsewhere median {crowded_over_floor:.2}x");
     println!(
         "naive/keyhole  median {naive_over_keyhole:.0}x            (target ≥ 100)  {}",
         verdict(naive_over_keyhole >= 100.0)
@@ -314,6 +328,7 @@ fn main() -> Result<()> {
         "keyhole_over_floor_p99": round(kh_sum.p99_us / floor_sum.p99_us, 3),
         "naive_over_keyhole": round(naive_over_keyhole, 1),
         "keyhole_over_floor_arena": round(arena_over_floor, 3),
+        "keyhole_over_floor_arena_1000_elsewhere": round(crowded_over_floor, 3),
         "events_per_s_1core": tp.keyhole_1.round(),
         "events_per_s_all": tp.keyhole_all.round(),
         "floor_events_per_s_1core": tp.floor_1.round(),

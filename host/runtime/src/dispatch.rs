@@ -157,19 +157,17 @@ impl Runtime {
             .read()
             .unwrap_or_else(|e| e.into_inner());
         let topic = Topic::new(&event.topic);
-        let mut out: Vec<Arc<Loaded>> = map
-            .values()
+        // Already in name order.
+        map.in_environment(&event.environment)
+            .iter()
             .filter(|d| {
-                *d.environment == *event.environment
-                    && d.space
-                        .as_deref()
-                        .is_none_or(|s| Some(s) == event.space.as_deref())
+                d.space
+                    .as_deref()
+                    .is_none_or(|s| Some(s) == event.space.as_deref())
                     && d.topics.matches(&topic)
             })
             .cloned()
-            .collect();
-        out.sort_by(|a, b| a.record.spec.name.cmp(&b.record.spec.name));
-        out
+            .collect()
     }
 
     /// Dispatches `event` to every matching deployment concurrently and

@@ -4,13 +4,15 @@
 //! - [`deploy`]: what a deployment is and the checks a module must pass.
 //! - [`artifacts`]: precompiled components, so restarts never recompile.
 //! - [`sandbox`] and [`secrets`]: what a guest can reach (almost nothing).
-//! - [`dispatch`]: matching events to deployments and running them.
+//! - [`dispatch`]: matching events to deployments (indexed by environment
+//!   in `deployments.rs`) and running them.
 //! - [`runs`] and [`scrub`]: the record of every run, with secrets removed.
 //! - [`http`]: the opt-in outbound HTTP capability.
 #![deny(unsafe_code)]
 
 mod artifacts;
 pub mod deploy;
+mod deployments;
 pub mod dispatch;
 mod engine;
 mod error;

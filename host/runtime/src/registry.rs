@@ -15,6 +15,7 @@ use wasmtime::component::{Component, Linker};
 
 use crate::artifacts::{Artifacts, sha256_hex};
 use crate::deploy::{self, DeploySpec, Deployment};
+use crate::deployments::Deployments;
 use crate::engine::{EngineConfig, EpochTicker, new_engine};
 use crate::error::RuntimeError;
 use crate::http::AllowedOrigin;
@@ -104,7 +105,7 @@ pub(crate) struct Inner {
     http_linker: Linker<RunState>,
     artifacts: Artifacts,
     deployments_tree: sled::Tree,
-    pub(crate) deployments: RwLock<HashMap<String, Arc<Loaded>>>,
+    pub(crate) deployments: RwLock<Deployments>,
     pub(crate) runs: RunLog,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) permits: Arc<tokio::sync::Semaphore>,
@@ -166,14 +167,13 @@ impl Runtime {
     }
 
     fn load_all(&self) -> Result<(), RuntimeError> {
-        let mut loaded = HashMap::new();
+        let mut loaded = Deployments::default();
         for item in self.inner.deployments_tree.iter() {
             let (_, bytes) = item?;
             let record: Deployment = postcard::from_bytes(&bytes)
                 .map_err(|e| RuntimeError::Corrupt(format!("deployment record: {e}")))?;
             let component = self.inner.artifacts.load(&record.module_hash)?;
-            let name = record.spec.name.clone();
-            loaded.insert(name, Arc::new(self.prepare(record, &component)?));
+            loaded.insert(Arc::new(self.prepare(record, &component)?));
         }
         *self
             .inner
@@ -243,7 +243,7 @@ impl Runtime {
             .deployments
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(record.spec.name.clone(), Arc::new(loaded));
+            .insert(Arc::new(loaded));
         Ok(record)
     }
 
@@ -306,7 +306,7 @@ impl Runtime {
             .deployments
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<Deployment> = map.values().map(|l| l.record.clone()).collect();
+        let mut out: Vec<Deployment> = map.all().map(|l| l.record.clone()).collect();
         out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         out
     }

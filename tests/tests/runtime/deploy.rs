@@ -163,3 +163,49 @@ fn topic_and_space_filters_choose_listeners() {
     );
     assert!(h.runtime.undeploy("everything").is_err());
 }
+
+/// Each environment's listeners run in name order, only its own, however
+/// the names of several environments interleave; redeploying a name to
+/// another environment moves it; a restart rebuilds the same index.
+#[test]
+fn each_environment_runs_its_own_listeners_in_name_order() {
+    let mut h = Harness::new();
+    h.scopes("prod", &[]);
+    h.scopes("staging", &[]);
+    for env in ["prod", "staging"] {
+        h.set(Scope::Environment(env.into()), "SLACK_TOKEN", "t");
+    }
+    for (name, env) in [
+        ("d", "prod"),
+        ("a", "staging"),
+        ("c", "prod"),
+        ("b", "prod"),
+        ("e", "staging"),
+    ] {
+        h.deploy(PURE_READER, DeploySpec::new(name, env));
+    }
+    let names = |h: &Harness, env: &str| {
+        h.emit("x", env, None, "{}")
+            .into_iter()
+            .map(|r| r.listener)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&h, "prod"), ["b", "c", "d"]);
+    assert_eq!(names(&h, "staging"), ["a", "e"]);
+
+    h.deploy(PURE_READER, DeploySpec::new("c", "staging"));
+    assert_eq!(names(&h, "prod"), ["b", "d"]);
+    assert_eq!(names(&h, "staging"), ["a", "c", "e"]);
+
+    h = h.restart();
+    assert_eq!(names(&h, "prod"), ["b", "d"]);
+    assert_eq!(names(&h, "staging"), ["a", "c", "e"]);
+    assert_eq!(h.runtime.stats().deployments, 5);
+
+    for name in ["b", "d"] {
+        h.runtime.undeploy(name).unwrap();
+    }
+    assert!(names(&h, "prod").is_empty());
+    assert_eq!(names(&h, "staging"), ["a", "c", "e"]);
+    assert_eq!(h.runtime.deployments().len(), 3);
+}
