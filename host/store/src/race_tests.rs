@@ -178,3 +178,31 @@ fn a_cached_miss_is_forgotten_when_the_name_is_written() {
         .unwrap();
     assert_eq!(get(&store, "LATER"), "now");
 }
+
+/// A space's listener reading an inherited secret caches the space's miss;
+/// writing the override replaces it, and resolve reports the override.
+#[test]
+fn a_cached_space_miss_gives_way_to_a_new_override() {
+    let (_d, _k, store) = setup();
+    store.create_space("team-a", "prod").unwrap();
+    store
+        .set_secret(&prod(), "K", &SecretValue::new("inherited".into()))
+        .unwrap();
+    for _ in 0..2 {
+        let r = store.resolve("prod", Some("team-a"), "K").unwrap();
+        assert_eq!(r.value.expose(), "inherited");
+        assert_eq!(r.provenance, crate::Provenance::Environment);
+    }
+    assert_eq!(
+        store.inner.sealed_cache.len(),
+        2,
+        "the space's miss is cached"
+    );
+    let team_a = Scope::Space("team-a".into());
+    store
+        .set_secret(&team_a, "K", &SecretValue::new("override".into()))
+        .unwrap();
+    let r = store.resolve("prod", Some("team-a"), "K").unwrap();
+    assert_eq!(r.value.expose(), "override");
+    assert_eq!(r.provenance, crate::Provenance::SpaceOverride);
+}

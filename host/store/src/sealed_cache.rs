@@ -20,9 +20,11 @@
 //! value. Only records that authenticated are inserted.
 //!
 //! Bounded: at most [`MAX_ENTRIES`] entries and [`MAX_BYTES`] of keys and
-//! ciphertext. An insert into a full cache empties it first, so a guest
-//! asking for many missing names costs sled reads, never stale answers or
-//! a cache that stops admitting the secrets in use.
+//! ciphertext. Misses have their own, smaller cap ([`MAX_MISSES`]) beyond
+//! which they are not cached, so a guest asking for made-up names costs
+//! only its own sled reads and cannot push out the records other listeners
+//! use. An insert of a record into a full cache empties it first, so the
+//! cache never stops admitting the secrets in use.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -34,6 +36,8 @@ use crate::store::{read_lock, write_lock};
 pub(crate) const MAX_ENTRIES: usize = 16_384;
 /// Most bytes of keys, ciphertext and associated data cached.
 pub(crate) const MAX_BYTES: usize = 16 << 20;
+/// Most misses (names with no record) cached.
+pub(crate) const MAX_MISSES: usize = 1_024;
 
 /// One secret record, sealed, with everything needed to open it.
 pub(crate) struct SealedEntry {
@@ -67,8 +71,18 @@ impl Cached {
 struct Map {
     generation: u64,
     bytes: usize,
+    /// How many entries are [`Cached::Missing`].
+    misses: usize,
     /// Keyed by the record's key in the secrets tree.
     entries: HashMap<Box<[u8]>, Cached>,
+}
+
+impl Map {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+        self.misses = 0;
+    }
 }
 
 #[derive(Default)]
@@ -85,11 +99,13 @@ impl SealedCache {
     }
 
     /// Caches `entry` unless an invalidation happened since `generation`
-    /// was taken (emptying a full cache first). Returns whether it was
+    /// was taken, or it is a miss and [`MAX_MISSES`] are cached. A record
+    /// that does not fit empties the cache first. Returns whether it was
     /// cached.
     pub fn insert(&self, generation: u64, key: Vec<u8>, entry: Cached) -> bool {
         let mut map = write_lock(&self.0);
-        if map.generation != generation {
+        let miss = matches!(entry, Cached::Missing);
+        if map.generation != generation || (miss && map.misses >= MAX_MISSES) {
             return false;
         }
         let key_len = key.len();
@@ -98,13 +114,14 @@ impl SealedCache {
             return false;
         }
         if map.entries.len() >= MAX_ENTRIES || map.bytes + bytes > MAX_BYTES {
-            map.entries.clear();
-            map.bytes = 0;
+            map.clear();
         }
         map.bytes += bytes;
+        map.misses += usize::from(miss);
         if let Some(old) = map.entries.insert(key.into_boxed_slice(), entry) {
             // The same key was counted with the old entry.
             map.bytes -= key_len + old.bytes();
+            map.misses -= usize::from(matches!(old, Cached::Missing));
         }
         true
     }
@@ -114,8 +131,7 @@ impl SealedCache {
     pub fn invalidate(&self) {
         let mut map = write_lock(&self.0);
         map.generation += 1;
-        map.bytes = 0;
-        map.entries.clear();
+        map.clear();
     }
 
     #[cfg(test)]
@@ -184,11 +200,29 @@ mod tests {
         let cache = SealedCache::default();
         let g = cache.generation();
         for i in 0..MAX_ENTRIES {
-            assert!(cache.insert(g, i.to_be_bytes().to_vec(), Cached::Missing));
+            assert!(cache.insert(g, i.to_be_bytes().to_vec(), entry(0)));
         }
         assert_eq!(cache.len(), MAX_ENTRIES);
         assert!(cache.insert(g, b"one more".to_vec(), entry(0)));
         assert_eq!(cache.len(), 1);
         assert!(matches!(cache.get(b"one more"), Some(Cached::Sealed(_))));
+    }
+
+    #[test]
+    fn misses_have_their_own_cap_and_never_push_out_records() {
+        let cache = SealedCache::default();
+        let g = cache.generation();
+        assert!(cache.insert(g, b"record".to_vec(), entry(16)));
+        for i in 0..MAX_MISSES {
+            assert!(cache.insert(g, i.to_be_bytes().to_vec(), Cached::Missing));
+        }
+        assert!(!cache.insert(g, b"one miss too many".to_vec(), Cached::Missing));
+        assert!(matches!(cache.get(b"record"), Some(Cached::Sealed(_))));
+        assert_eq!(cache.len(), 1 + MAX_MISSES);
+        // A miss that becomes a record frees its miss slot.
+        assert!(cache.insert(g, 0usize.to_be_bytes().to_vec(), entry(16)));
+        assert!(cache.insert(g, b"now fits".to_vec(), Cached::Missing));
+        cache.invalidate();
+        assert!(cache.insert(cache.generation(), b"after".to_vec(), Cached::Missing));
     }
 }

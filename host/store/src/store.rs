@@ -63,7 +63,8 @@ pub(crate) struct Inner {
     pub sealed_cache: SealedCache,
     /// The environment of each space found so far (a space's environment
     /// never changes and spaces are never deleted), so a read for a space
-    /// checks it without a sled lookup.
+    /// checks it without a sled lookup. Anything that ever moves or deletes
+    /// a space must clear it.
     pub space_environments: RwLock<HashMap<String, String>>,
     /// Serializes rotations with each other.
     pub rotation: Mutex<()>,
@@ -143,8 +144,8 @@ impl SecretStore {
 
     /// The underlying database, for other crates' own trees. Edits to the
     /// store's own trees made through it bypass the store's caches (DEKs,
-    /// sealed records): they may not be seen until the next write through
-    /// the store, or a reopen.
+    /// sealed records, spaces' environments) and are seen only after a
+    /// reopen.
     pub fn db(&self) -> &sled::Db {
         &self.inner.db
     }
