@@ -45,6 +45,7 @@ impl Artifacts {
         let artifacts = data_dir.join("artifacts");
         for d in [&modules, &artifacts] {
             std::fs::create_dir_all(d).map_err(|e| RuntimeError::io(d, e))?;
+            remove_temporaries(d)?;
         }
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
@@ -164,8 +165,25 @@ fn path_key(path: &Path) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// Deletes what a write cut short by a crash left behind.
+fn remove_temporaries(dir: &Path) -> Result<(), RuntimeError> {
+    let io = |e| RuntimeError::io(dir, e);
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.extension().is_some_and(|e| e == "tmp") {
+            std::fs::remove_file(&path).map_err(|e| RuntimeError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `path` whole or not at all. Each call writes its own temporary
+/// file: two deploys of one module write the same paths at once, and with
+/// a shared temporary name one's rename found the file already moved.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
-    let tmp = path.with_extension("tmp");
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| RuntimeError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| RuntimeError::io(path, e))
 }

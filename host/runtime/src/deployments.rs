@@ -3,7 +3,7 @@
 //! Every event needs the deployments of its own environment, in name order.
 //! Scanning every deployment and sorting the matches made an event's cost
 //! grow with the deployments of *all* environments (`keyhole-bench`,
-//! "1 of 1,001 deployed"). Here each environment's deployments are kept in
+//! "keyhole, arena-reader, 1,000 deployed elsewhere"). Here each environment's deployments are kept in
 //! name order, so an event looks at its own environment's only and sorts
 //! nothing. Deploys and undeploys, which are rare, pay for the ordering.
 

@@ -106,6 +106,8 @@ pub(crate) struct Inner {
     artifacts: Artifacts,
     deployments_tree: sled::Tree,
     pub(crate) deployments: RwLock<Deployments>,
+    /// Serializes changes to `deployments_tree` + `deployments`.
+    deploy_writes: std::sync::Mutex<()>,
     pub(crate) runs: RunLog,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) permits: Arc<tokio::sync::Semaphore>,
@@ -149,6 +151,7 @@ impl Runtime {
                 deployments_tree: db.open_tree("deployments")?,
                 runs: RunLog::open(&data_dir.join("runs"), config.max_run_records)?,
                 deployments: RwLock::default(),
+                deploy_writes: std::sync::Mutex::default(),
                 metrics: Arc::default(),
                 permits: Arc::new(tokio::sync::Semaphore::new(
                     config.max_concurrent_runs.max(1),
@@ -235,6 +238,7 @@ impl Runtime {
         }
         let bytes =
             postcard::to_allocvec(&record).map_err(|e| RuntimeError::Corrupt(e.to_string()))?;
+        let _writing = self.writing();
         self.inner
             .deployments_tree
             .insert(record.spec.name.as_bytes(), bytes)?;
@@ -282,6 +286,7 @@ impl Runtime {
 
     /// Removes a deployment. Its stored module stays (others may share it).
     pub fn undeploy(&self, name: &str) -> Result<(), RuntimeError> {
+        let _writing = self.writing();
         if self
             .inner
             .deployments_tree
@@ -297,6 +302,16 @@ impl Runtime {
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
         Ok(())
+    }
+
+    /// Held while the deployments tree and the in-memory index change
+    /// together, so concurrent deploys and undeploys of one name leave them
+    /// agreeing. Events never take it.
+    fn writing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .deploy_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Every deployment, by name.

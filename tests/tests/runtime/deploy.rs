@@ -209,3 +209,61 @@ fn each_environment_runs_its_own_listeners_in_name_order() {
     assert_eq!(names(&h, "staging"), ["a", "c", "e"]);
     assert_eq!(h.runtime.deployments().len(), 3);
 }
+
+/// Deploys and undeploys of one name racing on several threads leave the
+/// stored deployments and the live ones agreeing (what a restart loads is
+/// what ran before it).
+#[test]
+fn racing_deploys_of_one_name_leave_store_and_memory_agreeing() {
+    let h = Harness::new();
+    h.scopes("prod", &[]);
+    h.scopes("staging", &[]);
+    let module = wasm(PURE_READER);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (rt, module) = (&h.runtime, &module);
+            s.spawn(move || {
+                for i in 0..50 {
+                    let env = if (t + i) % 2 == 0 { "prod" } else { "staging" };
+                    if (t * 7 + i) % 3 == 0 {
+                        let _ = rt.undeploy("contested");
+                    } else {
+                        rt.deploy(DeploySpec::new("contested", env), module)
+                            .unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let live = |h: &Harness| {
+        h.runtime
+            .deployments()
+            .into_iter()
+            .map(|d| (d.spec.name, d.spec.environment))
+            .collect::<Vec<_>>()
+    };
+    let before = live(&h);
+    let h = h.restart();
+    assert_eq!(live(&h), before);
+}
+
+/// A write cut short by a crash leaves a temporary file; the next start
+/// removes it and loads the real artifact.
+#[test]
+fn a_restart_removes_temporaries_a_crash_left() {
+    let h = Harness::new();
+    h.scopes("prod", &[]);
+    h.deploy(PURE_READER, DeploySpec::new("kept", "prod"));
+    let strays = [
+        "artifacts/cut-short.4242.0.tmp",
+        "modules/cut-short.4242.1.tmp",
+    ];
+    for stray in strays {
+        std::fs::write(h.data_dir().join(stray), b"half a file").unwrap();
+    }
+    let h = h.restart();
+    for stray in strays {
+        assert!(!h.data_dir().join(stray).exists(), "{stray} is still there");
+    }
+    assert_eq!(h.runtime.stats().loaded_from_artifact, 1);
+}
