@@ -89,56 +89,8 @@ impl Runtime {
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&event.payload) {
             return bad(format!("event payload is not valid JSON: {e}"));
         }
-        self.check_event_scope(&event.environment, event.space.as_deref())
-    }
-
-    /// The environment exists and the space (if any) belongs to it. Cached:
-    /// this runs on every event.
-    fn check_event_scope(
-        &self,
-        environment: &str,
-        space: Option<&str>,
-    ) -> Result<(), RuntimeError> {
-        let known = self
-            .inner
-            .known_scopes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(environment)
-            .is_some_and(|spaces| space.is_none_or(|s| spaces.contains(s)));
-        if known {
-            return Ok(());
-        }
-        let store = self.store();
-        if store.environment(environment)?.is_none() {
-            return Err(
-                keyhole_store::StoreError::UnknownEnvironment(environment.to_owned()).into(),
-            );
-        }
-        if let Some(space) = space {
-            match store.space(space)? {
-                Some(info) if info.environment == environment => {}
-                Some(_) => {
-                    return Err(keyhole_store::StoreError::SpaceNotInEnvironment {
-                        space: space.to_owned(),
-                        environment: environment.to_owned(),
-                    }
-                    .into());
-                }
-                None => {
-                    return Err(keyhole_store::StoreError::UnknownSpace(space.to_owned()).into());
-                }
-            }
-        }
-        let mut known = self
-            .inner
-            .known_scopes
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        let spaces = known.entry(environment.to_owned()).or_default();
-        if let Some(space) = space {
-            spaces.insert(space.to_owned());
-        }
+        self.store()
+            .require_event_scope(&event.environment, event.space.as_deref())?;
         Ok(())
     }
 

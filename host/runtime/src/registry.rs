@@ -5,7 +5,6 @@
 //! the sled tree `deployments`; writes to it are flushed before `deploy` and
 //! `undeploy` return.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -111,12 +110,6 @@ pub(crate) struct Inner {
     pub(crate) runs: RunLog,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) permits: Arc<tokio::sync::Semaphore>,
-    /// (environment, space) pairs already found valid. Environments and
-    /// spaces cannot be deleted, so a positive answer never goes stale; if
-    /// deletion is ever added, it must clear this.
-    /// Keyed by environment, each with its spaces found valid; looked up by
-    /// `&str` so the per-event check allocates nothing.
-    pub(crate) known_scopes: RwLock<HashMap<String, std::collections::HashSet<String>>>,
     /// The async runtime `emit_blocking` drives runs on, built on first use.
     pub(crate) blocking: BlockingRuntime,
     _ticker: EpochTicker,
@@ -157,7 +150,6 @@ impl Runtime {
                     config.max_concurrent_runs.max(1),
                 )),
                 _ticker: EpochTicker::start(engine.clone()),
-                known_scopes: RwLock::default(),
                 blocking: BlockingRuntime::default(),
                 store,
                 engine,

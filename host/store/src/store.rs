@@ -13,7 +13,7 @@
 //! Sealed stores answer metadata (listings, environments, spaces, deletes)
 //! but refuse every operation that needs a key with [`StoreError::Sealed`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
@@ -36,6 +36,13 @@ enum Loaded {
     /// Its DEK was retired after the record was read.
     StaleDek,
     Entry(Arc<SealedEntry>),
+}
+
+/// Environments found to exist, and each space found with its environment.
+#[derive(Default)]
+pub(crate) struct KnownScopes {
+    environments: HashSet<String>,
+    spaces: HashMap<String, String>,
 }
 
 /// How many times a read re-reads a record that a rotation moved under it.
@@ -61,11 +68,11 @@ pub(crate) struct Inner {
     pub dek_cache: DekCache,
     /// Secret records as stored, in front of sled on the read path.
     pub sealed_cache: SealedCache,
-    /// The environment of each space found so far (a space's environment
-    /// never changes and spaces are never deleted), so a read for a space
-    /// checks it without a sled lookup. Anything that ever moves or deletes
-    /// a space must clear it.
-    pub space_environments: RwLock<HashMap<String, String>>,
+    /// Environments and spaces found so far. Neither is ever deleted and a
+    /// space never moves, so a positive answer never goes stale and the
+    /// per-event and per-read scope checks skip sled. Anything that ever
+    /// deletes or moves one must clear this.
+    pub known: RwLock<KnownScopes>,
     /// Serializes rotations with each other.
     pub rotation: Mutex<()>,
     /// keyhole's own lock on the data dir, declared last so it is released
@@ -125,7 +132,7 @@ impl SecretStore {
                 keys: RwLock::new(ring),
                 dek_cache: DekCache::default(),
                 sealed_cache: SealedCache::default(),
-                space_environments: RwLock::default(),
+                known: RwLock::default(),
                 rotation: Mutex::new(()),
                 _dir_lock: dir_lock,
             }),
@@ -144,8 +151,7 @@ impl SecretStore {
 
     /// The underlying database, for other crates' own trees. Edits to the
     /// store's own trees made through it bypass the store's caches (DEKs,
-    /// sealed records, spaces' environments) and are seen only after a
-    /// reopen.
+    /// sealed records, known scopes) and are seen only after a reopen.
     pub fn db(&self) -> &sled::Db {
         &self.inner.db
     }
@@ -388,14 +394,38 @@ impl SecretStore {
         Ok(merged.into_values().collect())
     }
 
+    /// Errors unless `environment` exists and `space`, if given, belongs
+    /// to it: the check every event makes before it is dispatched. Answers
+    /// from memory once a scope has been found.
+    pub fn require_event_scope(
+        &self,
+        environment: &str,
+        space: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if !read_lock(&self.inner.known)
+            .environments
+            .contains(environment)
+        {
+            self.require_scope(&Scope::Environment(environment.to_owned()))?;
+            write_lock(&self.inner.known)
+                .environments
+                .insert(environment.to_owned());
+        }
+        match space {
+            Some(space) => self.require_space_in(space, environment),
+            None => Ok(()),
+        }
+    }
+
     fn require_space_in(&self, space: &str, environment: &str) -> Result<(), StoreError> {
-        validate_id(space)?;
-        let known = read_lock(&self.inner.space_environments)
+        let known = read_lock(&self.inner.known)
+            .spaces
             .get(space)
             .is_some_and(|e| e == environment);
         if known {
             return Ok(());
         }
+        validate_id(space)?;
         let Some(bytes) = self.inner.trees.spaces.get(space)? else {
             return Err(StoreError::UnknownSpace(space.to_owned()));
         };
@@ -406,7 +436,9 @@ impl SecretStore {
                 environment: environment.to_owned(),
             });
         }
-        write_lock(&self.inner.space_environments).insert(space.to_owned(), environment.to_owned());
+        write_lock(&self.inner.known)
+            .spaces
+            .insert(space.to_owned(), environment.to_owned());
         Ok(())
     }
 

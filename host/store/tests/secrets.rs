@@ -112,6 +112,37 @@ fn resolve_checks_space_membership_and_existence() {
 }
 
 #[test]
+fn event_scopes_are_checked_the_same_before_and_after_they_are_remembered() {
+    let fx = Fixture::new().with_layout();
+    let s = &fx.store;
+    for _ in 0..2 {
+        s.require_event_scope("prod", None).unwrap();
+        s.require_event_scope("prod", Some("team-a")).unwrap();
+        s.require_event_scope("staging", Some("team-s")).unwrap();
+        assert!(matches!(
+            s.require_event_scope("nope", None),
+            Err(StoreError::UnknownEnvironment(_))
+        ));
+        assert!(matches!(
+            s.require_event_scope("nope", Some("team-a")),
+            Err(StoreError::UnknownEnvironment(_))
+        ));
+        assert!(matches!(
+            s.require_event_scope("staging", Some("team-a")),
+            Err(StoreError::SpaceNotInEnvironment { .. })
+        ));
+        assert!(matches!(
+            s.require_event_scope("prod", Some("nope")),
+            Err(StoreError::UnknownSpace(_))
+        ));
+        assert!(matches!(
+            s.require_event_scope("bad id!", None),
+            Err(StoreError::InvalidId { .. })
+        ));
+    }
+}
+
+#[test]
 fn environments_and_spaces() {
     let fx = Fixture::new().with_layout();
     let s = &fx.store;
