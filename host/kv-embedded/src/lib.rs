@@ -1,0 +1,211 @@
+//! keyhole's embedded storage backend: the `keyhole-kv` seam on sled, in
+//! the data directory. The default, and the only code that names sled.
+//!
+//! Layout: one sled database in `DATA/db`; each bucket is a tree named
+//! `kv/<bucket>` whose values are `revision (8 bytes, big-endian) ||
+//! value`. Trees without the `kv/` prefix are the pre-seam layout of
+//! release 0.1 ([`keyhole_kv::Backend::legacy`]), which the layers that
+//! wrote them migrate on open.
+//!
+//! Revisions come from sled's monotonic id generator, which survives
+//! restarts, so they only grow. Every write to a bucket runs under that
+//! bucket's write lock: compare-and-set is a read and a write inside it,
+//! and the change is published to the bucket's watches (`feed.rs`) before
+//! the lock is released, so watches see changes in revision order. Reads
+//! take no lock.
+//!
+//! One [`EmbeddedKv`] per data directory: it holds an exclusive lock on
+//! `DATA/keyhole.lock` for its life (sled's own lock does not tell "another
+//! process" from "this process, a moment ago"). Clones share everything, so
+//! several stores in one process ("hosts" in tests) can share one backend.
+
+#![forbid(unsafe_code)]
+
+mod bucket;
+mod feed;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keyhole_kv::{Backend, Bucket, KvError, validate_bucket_name};
+
+use crate::bucket::SledBucket;
+
+/// Prefix of the trees that hold buckets.
+const BUCKET_TREE_PREFIX: &str = "kv/";
+
+/// sled's page cache. Its default is 1 GiB; 64 MiB keeps hot records cached
+/// while bounding memory.
+const CACHE_BYTES: u64 = 64 << 20;
+
+/// The embedded backend of one data directory.
+#[derive(Clone)]
+pub struct EmbeddedKv {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    buckets: Mutex<HashMap<String, Arc<SledBucket>>>,
+    /// Declared last: released only after the database has been dropped.
+    _lock: DirLock,
+}
+
+impl std::fmt::Debug for EmbeddedKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedKv").finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedKv {
+    /// Opens (creating) the backend in `data_dir`. Fails with
+    /// [`KvError::Locked`] while another process has it open.
+    pub fn open(data_dir: &Path) -> Result<Self, KvError> {
+        std::fs::create_dir_all(data_dir)?;
+        let lock = DirLock::acquire(data_dir)?;
+        let db = open_sled(data_dir)?;
+        Ok(EmbeddedKv {
+            inner: Arc::new(Inner {
+                db,
+                buckets: Mutex::default(),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// This backend as the seam's trait object.
+    pub fn into_backend(self) -> Arc<dyn Backend> {
+        Arc::new(self)
+    }
+}
+
+impl Backend for EmbeddedKv {
+    fn bucket(&self, name: &str) -> Result<Arc<dyn Bucket>, KvError> {
+        validate_bucket_name(name)?;
+        let mut buckets = self
+            .inner
+            .buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = buckets.get(name) {
+            return Ok(b.clone());
+        }
+        let tree = self
+            .inner
+            .db
+            .open_tree(format!("{BUCKET_TREE_PREFIX}{name}"))
+            .map_err(db_error)?;
+        let bucket = Arc::new(SledBucket::new(name, tree, self.inner.db.clone()));
+        buckets.insert(name.to_owned(), bucket.clone());
+        Ok(bucket)
+    }
+
+    fn legacy(&self, name: &str) -> Result<Option<Vec<(Vec<u8>, Vec<u8>)>>, KvError> {
+        if name.starts_with(BUCKET_TREE_PREFIX) || !self.has_tree(name) {
+            return Ok(None);
+        }
+        let tree = self.inner.db.open_tree(name).map_err(db_error)?;
+        let mut out = Vec::new();
+        for item in tree.iter() {
+            let (k, v) = item.map_err(db_error)?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(Some(out))
+    }
+
+    fn drop_legacy(&self, name: &str) -> Result<(), KvError> {
+        if !name.starts_with(BUCKET_TREE_PREFIX) && self.has_tree(name) {
+            self.inner.db.drop_tree(name).map_err(db_error)?;
+            self.inner.db.flush().map_err(db_error)?;
+        }
+        Ok(())
+    }
+}
+
+impl EmbeddedKv {
+    fn has_tree(&self, name: &str) -> bool {
+        self.inner
+            .db
+            .tree_names()
+            .iter()
+            .any(|t| t.as_ref() == name.as_bytes())
+    }
+
+    /// Test support: writes `records` into a tree named `name` outside any
+    /// bucket, as release 0.1 did.
+    #[doc(hidden)]
+    pub fn write_legacy(&self, name: &str, records: &[(&[u8], &[u8])]) -> Result<(), KvError> {
+        let tree = self.inner.db.open_tree(name).map_err(db_error)?;
+        for (k, v) in records {
+            tree.insert(k, *v).map_err(db_error)?;
+        }
+        self.inner.db.flush().map_err(db_error)?;
+        Ok(())
+    }
+}
+
+pub(crate) fn db_error(e: sled::Error) -> KvError {
+    match e {
+        sled::Error::Io(io) => KvError::Io(io),
+        other => KvError::Backend(other.to_string()),
+    }
+}
+
+/// An exclusive `flock` on `data_dir/keyhole.lock`, held for the life of the
+/// backend. It is what tells "another process has this directory" apart
+/// from sled's own lock, which a backend dropped in *this* process can still
+/// hold for a moment while sled's background threads let go of the file.
+struct DirLock(#[allow(dead_code)] std::fs::File);
+
+impl DirLock {
+    fn acquire(data_dir: &Path) -> Result<Self, KvError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join("keyhole.lock"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(KvError::Locked {
+                path: data_dir.to_path_buf(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// How long to wait for sled's lock once keyhole's own lock is held: only a
+/// backend dropped in this process can be holding it, and it lets go
+/// quickly.
+const SLED_LOCK_GRACE: Duration = Duration::from_secs(5);
+
+/// Opens sled under a held [`DirLock`]; sled's lock can then only be the
+/// residue of a backend this process just dropped, so it is waited out.
+fn open_sled(data_dir: &Path) -> Result<sled::Db, KvError> {
+    let deadline = Instant::now() + SLED_LOCK_GRACE;
+    let path: PathBuf = data_dir.join("db");
+    loop {
+        let opened = sled::Config::new()
+            .path(&path)
+            .cache_capacity(CACHE_BYTES)
+            .open();
+        match opened {
+            Err(sled::Error::Io(io)) if is_lock_error(&io) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(sled::Error::Io(io)) if is_lock_error(&io) => {
+                return Err(KvError::Locked {
+                    path: data_dir.to_path_buf(),
+                });
+            }
+            other => return other.map_err(db_error),
+        }
+    }
+}
+
+/// sled reports a held lock as an i/o error.
+fn is_lock_error(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock")
+}
