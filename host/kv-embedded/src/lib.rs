@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keyhole_kv::{Backend, Bucket, KvError, validate_bucket_name};
+use keyhole_kv::{Backend, Bucket, KvError, LegacyRecords, validate_bucket_name};
 
 use crate::bucket::SledBucket;
 
@@ -84,11 +84,7 @@ impl EmbeddedKv {
 impl Backend for EmbeddedKv {
     fn bucket(&self, name: &str) -> Result<Arc<dyn Bucket>, KvError> {
         validate_bucket_name(name)?;
-        let mut buckets = self
-            .inner
-            .buckets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut buckets = self.inner.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = buckets.get(name) {
             return Ok(b.clone());
         }
@@ -102,7 +98,7 @@ impl Backend for EmbeddedKv {
         Ok(bucket)
     }
 
-    fn legacy(&self, name: &str) -> Result<Option<Vec<(Vec<u8>, Vec<u8>)>>, KvError> {
+    fn legacy(&self, name: &str) -> Result<Option<LegacyRecords>, KvError> {
         if name.starts_with(BUCKET_TREE_PREFIX) || !self.has_tree(name) {
             return Ok(None);
         }

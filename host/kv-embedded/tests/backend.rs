@@ -37,21 +37,32 @@ fn legacy_trees_migrate_once_and_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let kv = EmbeddedKv::open(dir.path()).unwrap();
     assert!(kv.legacy("old-tree").unwrap().is_none());
-    kv.write_legacy("old-tree", &[(b"a", b"1"), (b"b", b"2"), (b"skip", b"3")])
+    kv.write_legacy("old-tree", &[(b"a", b"1"), (b"b", b"2"), (b"odd", b"3")])
         .unwrap();
     let rows = kv.legacy("old-tree").unwrap().unwrap();
     assert_eq!(rows.len(), 3);
     let bucket = kv.bucket("new").unwrap();
-    let moved = migrate_legacy(&kv, "old-tree", &*bucket, |k| {
-        (k != b"skip").then(|| [b"x/", k].concat())
-    })
-    .unwrap();
-    assert_eq!(moved, 2);
+    // A key that cannot be placed stops the migration; nothing is lost.
+    let refused = migrate_legacy(&kv, "old-tree", &*bucket, |k| {
+        if k == b"odd" {
+            Err("unexpected key".into())
+        } else {
+            Ok([b"x/", k].concat())
+        }
+    });
+    assert!(
+        matches!(refused, Err(KvError::Corrupt { .. })),
+        "{refused:?}"
+    );
+    assert!(bucket.get(b"x/a").unwrap().is_none(), "nothing written");
+    assert_eq!(kv.legacy("old-tree").unwrap().unwrap().len(), 3);
+    let moved = migrate_legacy(&kv, "old-tree", &*bucket, |k| Ok([b"x/", k].concat())).unwrap();
+    assert_eq!(moved, 3);
     assert_eq!(bucket.get(b"x/a").unwrap().unwrap().value, b"1");
-    assert!(bucket.get(b"x/skip").unwrap().is_none());
+    assert_eq!(bucket.get(b"x/odd").unwrap().unwrap().value, b"3");
     assert!(kv.legacy("old-tree").unwrap().is_none(), "dropped");
     assert_eq!(
-        migrate_legacy(&kv, "old-tree", &*bucket, |k| Some(k.to_vec())).unwrap(),
+        migrate_legacy(&kv, "old-tree", &*bucket, |k| Ok(k.to_vec())).unwrap(),
         0,
         "nothing left to migrate"
     );

@@ -33,7 +33,10 @@ pub fn crud_and_revisions(backend: &dyn Backend) {
     assert!(r2 > r1, "revisions grow across keys");
     let r3 = b.put(b"a", b"three").unwrap();
     assert!(r3 > r2, "revisions grow on rewrite");
-    assert!(b.revision() >= r3, "the bucket's revision covers own writes");
+    assert!(
+        b.revision() >= r3,
+        "the bucket's revision covers own writes"
+    );
     assert_eq!(b.get(b"a").unwrap().unwrap().value, b"three");
     let d = b.delete(b"a", r3).unwrap();
     assert!(matches!(d, Cas::Written(r) if r > r3), "{d:?}");
@@ -52,7 +55,11 @@ pub fn compare_and_set(backend: &dyn Backend) {
     let r1 = b.create(b"k", b"v1").unwrap().written().expect("created");
     assert_eq!(b.create(b"k", b"again").unwrap(), Cas::Conflict);
     assert_eq!(b.get(b"k").unwrap().unwrap().value, b"v1");
-    let r2 = b.update(b"k", b"v2", r1).unwrap().written().expect("updated");
+    let r2 = b
+        .update(b"k", b"v2", r1)
+        .unwrap()
+        .written()
+        .expect("updated");
     assert_eq!(b.update(b"k", b"stale", r1).unwrap(), Cas::Conflict);
     assert_eq!(b.update(b"absent", b"x", r2).unwrap(), Cas::Conflict);
     assert_eq!(b.delete(b"k", r1).unwrap(), Cas::Conflict);
@@ -143,8 +150,7 @@ pub fn watches(backend: &dyn Backend) {
         ]
     );
     assert!(
-        b.update(b"b", b"stale", r1).unwrap() == Cas::Conflict
-            && w.try_next().unwrap().is_none(),
+        b.update(b"b", b"stale", r1).unwrap() == Cas::Conflict && w.try_next().unwrap().is_none(),
         "a refused write is not a change"
     );
 

@@ -52,6 +52,9 @@ use std::time::Duration;
 /// to the bucket; `0` means "before any change".
 pub type Revision = u64;
 
+/// Records outside any bucket, as `(key, value)` in key order.
+pub type LegacyRecords = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A stored value and the revision that wrote it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -104,7 +107,9 @@ pub enum Change {
     },
     /// Changes up to `revision` were missed (the watcher fell too far
     /// behind): everything derived from the bucket may be stale.
-    Lagged { revision: Revision },
+    Lagged {
+        revision: Revision,
+    },
 }
 
 impl Change {
@@ -175,7 +180,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Records written by an older keyhole outside any bucket (the embedded
     /// layout of release 0.1), as `(key, value)` in key order; `None` if
     /// there is no such data. Other backends never have any.
-    fn legacy(&self, name: &str) -> Result<Option<Vec<(Vec<u8>, Vec<u8>)>>, KvError>;
+    fn legacy(&self, name: &str) -> Result<Option<LegacyRecords>, KvError>;
 
     /// Deletes the legacy data `name` once it has been migrated.
     fn drop_legacy(&self, name: &str) -> Result<(), KvError>;
@@ -240,8 +245,9 @@ pub fn validate_bucket_name(name: &str) -> Result<(), KvError> {
 }
 
 /// Moves the legacy data `legacy` into `bucket`, renaming each key with
-/// `rekey` (`None` skips the record), then deletes the legacy data.
-/// Returns how many records were moved.
+/// `rekey`, then deletes the legacy data. Returns how many records moved.
+/// A key `rekey` cannot place (`Err(why)`) stops the migration before
+/// anything is written: legacy data is never dropped unread.
 ///
 /// Crash-safe by order: records are `put` (so a repeated run writes the
 /// same keys again), flushed, and only then is the legacy data dropped. A
@@ -250,22 +256,26 @@ pub fn migrate_legacy(
     backend: &dyn Backend,
     legacy: &str,
     bucket: &dyn Bucket,
-    mut rekey: impl FnMut(&[u8]) -> Option<Vec<u8>>,
+    mut rekey: impl FnMut(&[u8]) -> Result<Vec<u8>, String>,
 ) -> Result<usize, KvError> {
     let Some(records) = backend.legacy(legacy)? else {
         return Ok(0);
     };
-    let mut moved = 0;
+    let mut moved = Vec::with_capacity(records.len());
     for (key, value) in &records {
-        if let Some(new_key) = rekey(key) {
-            bucket.put(&new_key, value)?;
-            moved += 1;
-        }
+        let new_key = rekey(key).map_err(|what| KvError::Corrupt {
+            bucket: legacy.to_owned(),
+            what,
+        })?;
+        moved.push((new_key, value));
+    }
+    for (key, value) in &moved {
+        bucket.put(key, value)?;
     }
     bucket.flush()?;
     backend.drop_legacy(legacy)?;
     bucket.flush()?;
-    Ok(moved)
+    Ok(moved.len())
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use keyhole_kv::KvError;
+
 use crate::model::Scope;
 
 /// Longest preview of a user-supplied name or id inside an error message.
@@ -45,10 +47,24 @@ pub enum StoreError {
     KeyFile { path: PathBuf, reason: String },
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
-    #[error("database error: {0}")]
-    Db(#[from] sled::Error),
+    /// Other writers kept changing what this operation depends on (a key
+    /// rotation racing another, say); nothing half-done was left behind.
+    #[error("{0} kept changing during the operation; try again")]
+    Contended(String),
+    #[error("{0}")]
+    Backend(KvError),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<KvError> for StoreError {
+    fn from(e: KvError) -> Self {
+        match e {
+            KvError::Locked { path } => StoreError::Locked { path },
+            KvError::Io(io) => StoreError::Io(io),
+            other => StoreError::Backend(other),
+        }
+    }
 }
 
 impl StoreError {
@@ -60,7 +76,8 @@ impl StoreError {
             StoreError::Sealed { .. }
                 | StoreError::Corrupt { .. }
                 | StoreError::Integrity { .. }
-                | StoreError::Db(_)
+                | StoreError::Contended(_)
+                | StoreError::Backend(_)
                 | StoreError::Io(_)
         )
     }

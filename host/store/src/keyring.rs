@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use zeroize::Zeroizing;
 
@@ -141,31 +141,29 @@ fn parse_key(text: &str) -> Result<Zeroizing<[u8; KEY_LEN]>, &'static str> {
 }
 
 /// Outcome of loading a key source.
-pub(crate) enum Loaded {
+pub(crate) enum KeyMaterial {
     Ring(Keyring),
     /// No key material: sealed with this reason.
     Missing(String),
 }
 
-pub(crate) fn load(source: &KeySource) -> Result<Loaded, StoreError> {
+pub(crate) fn load(source: &KeySource) -> Result<KeyMaterial, StoreError> {
     match source {
-        KeySource::None => Ok(Loaded::Missing(format!(
+        KeySource::None => Ok(KeyMaterial::Missing(format!(
             "master key not available at {}",
             source.location()
         ))),
-        KeySource::Inline(text) => {
-            Keyring::parse(text)
-                .map(Loaded::Ring)
-                .map_err(|reason| StoreError::KeyFile {
-                    path: PathBuf::from(source.location()),
-                    reason,
-                })
-        }
+        KeySource::Inline(text) => Keyring::parse(text)
+            .map(KeyMaterial::Ring)
+            .map_err(|reason| StoreError::KeyFile {
+                path: PathBuf::from(source.location()),
+                reason,
+            }),
         KeySource::File(path) => {
             let text = match fs::read_to_string(path) {
                 Ok(t) => Zeroizing::new(t),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Ok(Loaded::Missing(format!(
+                    return Ok(KeyMaterial::Missing(format!(
                         "master key not available at {}",
                         path.display()
                     )));
@@ -178,7 +176,7 @@ pub(crate) fn load(source: &KeySource) -> Result<Loaded, StoreError> {
                 }
             };
             Keyring::parse(&text)
-                .map(Loaded::Ring)
+                .map(KeyMaterial::Ring)
                 .map_err(|reason| StoreError::KeyFile {
                     path: path.clone(),
                     reason,
@@ -244,6 +242,71 @@ pub(crate) fn write_atomic(path: &Path, ring: &Keyring) -> Result<(), StoreError
         path: path.to_path_buf(),
         reason: format!("rewriting keyring: {e}"),
     })
+}
+
+/// An exclusive lock on a key file's sidecar `.<name>.lock`, held while a
+/// KEK rotation rewrites the file: two rotations sharing one file (two
+/// stores in one process, or two processes) must not each rewrite it from
+/// what they read before the other's write, or one's new version is lost.
+/// (A lock on the key file itself would not do: rewrites replace it.)
+pub(crate) struct KeyFileLock(#[allow(dead_code)] File);
+
+impl KeyFileLock {
+    pub(crate) fn acquire(path: &Path) -> Result<Self, StoreError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "keyring".into());
+        let lock_path = path.with_file_name(format!(".{name}.lock"));
+        let mut opts = OpenOptions::new();
+        opts.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts.open(&lock_path)?;
+        file.lock()?;
+        Ok(KeyFileLock(file))
+    }
+}
+
+/// True if `key_file` is `data_dir` or lies below it, resolving symlinks
+/// and `..` for the parts that exist (a key file that does not exist yet
+/// counts too): a key inside the data directory would travel with every
+/// copy of it.
+pub fn key_file_inside(key_file: &Path, data_dir: &Path) -> bool {
+    fn resolve(p: &Path) -> PathBuf {
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut norm = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                Component::ParentDir => {
+                    norm.pop();
+                }
+                Component::CurDir => {}
+                other => norm.push(other),
+            }
+        }
+        // Resolve symlinks in the longest prefix that exists.
+        let mut existing = norm.clone();
+        let mut rest = Vec::new();
+        let mut out = loop {
+            if let Ok(canon) = existing.canonicalize() {
+                break canon;
+            }
+            match existing.file_name() {
+                Some(name) => {
+                    rest.push(name.to_os_string());
+                    existing.pop();
+                }
+                None => return norm,
+            }
+        };
+        out.extend(rest.iter().rev());
+        out
+    }
+    resolve(key_file).starts_with(resolve(data_dir))
 }
 
 fn open_private(path: &Path, create_new: bool) -> io::Result<File> {
@@ -343,6 +406,21 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp left");
+    }
+
+    #[test]
+    fn inside_checks_resolve_missing_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        fs::create_dir(&data).unwrap();
+        assert!(key_file_inside(&data.join("keys/master.key"), &data));
+        assert!(key_file_inside(&data.join("x/../master.key"), &data));
+        assert!(!key_file_inside(&dir.path().join("master.key"), &data));
+        assert!(!key_file_inside(
+            &dir.path().join("data2/master.key"),
+            &data
+        ));
+        assert!(!key_file_inside(&data.join("x/../../master.key"), &data));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! keyhole's secret store: environments, spaces and envelope-encrypted
-//! secrets in sled.
+//! secrets, on the `keyhole-kv` storage seam.
 //!
 //! Why it is shaped this way:
 //!
@@ -9,48 +9,62 @@
 //!   and zeroizes on drop.
 //! * **Envelope encryption.** Each scope (environment or space) has its own
 //!   random data-encryption key (DEK); DEKs are stored only wrapped by the
-//!   master key (KEK), which never enters the data directory. Every
-//!   ciphertext is AES-256-GCM with a fresh random nonce and associated data
-//!   binding it to its place, so moved or altered records fail with
+//!   master key (KEK), which never enters the backend. Every ciphertext is
+//!   AES-256-GCM with a fresh random nonce and associated data binding it to
+//!   its place, so moved or altered records fail with
 //!   [`StoreError::Integrity`] instead of decrypting into garbage.
 //! * **Sealed, not broken.** A missing or wrong master key opens the store
 //!   *sealed*: metadata works, value operations return [`StoreError::Sealed`]
 //!   and nothing is written.
 //! * **Durable.** Every acknowledged write is flushed before returning.
-//! * **Online rotation** of the KEK and of each DEK (see `rotation.rs`).
+//! * **Shareable.** Several stores may share one backend (several hosts):
+//!   caches follow the backend's watch and key rotation coordinates through
+//!   the backend's revisions, not in-process locks.
+//! * **Online rotation** of the KEK and of each DEK (`rotation/`).
 //!
-//! Module map: `crypto` (the AEAD), `keyring` (master key text and files),
-//! `keys` (sealing and DEK cache), `sealed_cache` (records as stored, in
-//! front of sled on the read path), `records` (on-disk layout), `store`
-//! (the operations), `rotation`, `validate`, `model`, `error`.
+//! Module map: `open` (the store and opening it), `scopes` (environments,
+//! spaces, the membership check), `writes` (set, delete, the fenced sealed
+//! write), `read` (get, resolve), `listings`, `rotation/`, `keys/` (key
+//! management: keyring, DEK cache, unsealing), `keyring` (master key text
+//! and files), `crypto` (the AEAD), `records` (record formats and AD),
+//! `layout` (where records live in the bucket), `sealed_cache` (records as
+//! stored, in front of the backend), `cache_sync` (the watch that keeps the
+//! caches true), `migrate` (release 0.1's layout), `validate`, `model`,
+//! `error`.
 
 #![forbid(unsafe_code)]
 
+mod cache_sync;
 mod crypto;
 mod error;
 mod keyring;
 mod keys;
+mod layout;
+mod listings;
+mod locks;
+mod migrate;
 mod model;
+mod open;
 #[cfg(test)]
 mod race_tests;
+mod read;
 mod records;
 mod rotation;
+mod scopes;
 mod sealed_cache;
-mod store;
 #[cfg(test)]
 mod tamper_tests;
 #[cfg(test)]
 mod test_hooks;
 mod validate;
+mod writes;
 
 pub use error::StoreError;
-pub use keyring::KeySource;
+pub use keyhole_kv::Revision;
+pub use keyring::{KeySource, key_file_inside};
 pub use model::{
-    EffectiveMeta, EnvironmentInfo, Provenance, Resolved, RotationReport, RotationTarget, Scope,
-    SecretMeta, SecretValue, SpaceInfo,
+    EffectiveMeta, EnvironmentInfo, ParseScopeError, Provenance, Resolved, RotationReport,
+    RotationTarget, Scope, SecretMeta, SecretValue, SpaceInfo,
 };
-pub use records::{
-    TREE_DEK_CURRENT, TREE_DEKS, TREE_ENVIRONMENTS, TREE_META, TREE_SECRETS, TREE_SPACES,
-};
-pub use store::SecretStore;
+pub use open::SecretStore;
 pub use validate::{MAX_ID_LEN, MAX_NAME_LEN, MAX_VALUE_LEN, validate_id, validate_name};

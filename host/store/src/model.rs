@@ -36,6 +36,25 @@ impl fmt::Display for Scope {
     }
 }
 
+/// `env:NAME` or `space:NAME`, as [`Scope`]'s `Display` writes it. The id
+/// is not validated here (the store checks ids where it uses them).
+impl std::str::FromStr for Scope {
+    type Err = ParseScopeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some(("env", id)) if !id.is_empty() => Ok(Scope::Environment(id.to_owned())),
+            Some(("space", id)) if !id.is_empty() => Ok(Scope::Space(id.to_owned())),
+            _ => Err(ParseScopeError),
+        }
+    }
+}
+
+/// A scope that is neither `env:NAME` nor `space:NAME`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("expected env:NAME or space:NAME")]
+pub struct ParseScopeError;
+
 /// A secret value. Zeroized on drop; never printed, never serialized.
 #[derive(Clone)]
 pub struct SecretValue(Zeroizing<String>);
@@ -161,5 +180,23 @@ mod tests {
     fn scope_display() {
         assert_eq!(Scope::Environment("prod".into()).to_string(), "env:prod");
         assert_eq!(Scope::Space("team-a".into()).to_string(), "space:team-a");
+    }
+
+    #[test]
+    fn scopes_parse_what_they_display() {
+        for scope in [
+            Scope::Environment("prod".into()),
+            Scope::Space("team-a".into()),
+        ] {
+            assert_eq!(scope.to_string().parse::<Scope>(), Ok(scope));
+        }
+        for bad in ["prod", "env:", "space:", "vault:x", ""] {
+            assert_eq!(bad.parse::<Scope>(), Err(ParseScopeError), "{bad:?}");
+        }
+        // Only the first colon separates: the rest is the id.
+        assert_eq!(
+            "env:a:b".parse::<Scope>(),
+            Ok(Scope::Environment("a:b".into()))
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Deterministic interleavings of rotations with reads and writes, pinned
 //! with [`crate::test_hooks`] rather than left to a stress test's luck.
 
-use crate::records;
+use crate::layout;
 use crate::tamper_tests::{forget_caches, setup};
 use crate::test_hooks::{self, Point};
 use crate::{Scope, SecretStore, SecretValue};
@@ -78,10 +78,10 @@ fn a_cache_miss_racing_a_dek_rotation_does_not_cache_the_retired_dek() {
         "the record sealed under retired DEK v1 was cached"
     );
 
-    let v1 = records::dek_key(&records::scope_key(&prod()), 1);
-    assert!(!store.inner.trees.deks.contains_key(&v1).unwrap());
+    let v1 = layout::dek(&prod(), 1);
+    assert!(store.inner.bucket.get(&v1).unwrap().is_none());
     assert!(
-        !store.inner.dek_cache.contains(&v1),
+        !store.inner.keys.deks.contains(&v1),
         "retired DEK v1 is still cached"
     );
     assert_eq!(get(&store, "K"), "v");
@@ -163,6 +163,64 @@ fn a_read_racing_the_first_write_does_not_cache_missing() {
     ));
     assert!(!test_hooks::pending(), "the racing write ran");
     assert_eq!(get(&store, "NEW"), "created");
+}
+
+/// A writer that read the DEK pointer before a rotation switched it, and
+/// writes a new name after the rotation swept the scope and deleted the
+/// old DEK, would leave its value sealed under a DEK that no longer exists
+/// (no pass of the rotation saw the record). Its fence notices the pointer
+/// moved and seals the value again under the current DEK.
+#[test]
+fn a_write_that_picked_the_old_dek_is_resealed_by_its_fence() {
+    let (_d, _k, store) = setup();
+    store
+        .set_secret(&prod(), "K", &SecretValue::new("existing".into()))
+        .unwrap();
+    let rotator = store.clone();
+    test_hooks::arm(Point::BeforeSecretWrite, move || {
+        let report = rotator.rotate_dek(&prod()).unwrap();
+        assert_eq!(report.retired_versions, [1], "DEK v1 deleted mid-write");
+    });
+    store
+        .set_secret(&prod(), "NEW", &SecretValue::new("written late".into()))
+        .unwrap();
+    assert!(!test_hooks::pending(), "the racing rotation ran");
+    forget_caches(&store);
+    assert_eq!(get(&store, "NEW"), "written late");
+    assert_eq!(get(&store, "K"), "existing");
+    let stored = store
+        .inner
+        .bucket
+        .get(&layout::secret(&prod(), "NEW"))
+        .unwrap()
+        .unwrap();
+    let rec: crate::records::SecretRecord<'_> = crate::records::decode(&stored.value, "t").unwrap();
+    assert_eq!(rec.dek_version, 2, "re-sealed under the current DEK");
+}
+
+/// The same one level up: a scope's first write creates its DEK wrapped
+/// under the current master key. If a KEK rotation retires that master key
+/// between the writer reading the pointer and creating the DEK, the DEK's
+/// fence rewraps it under the new master key; otherwise it would be
+/// wrapped under a key the key file no longer holds.
+#[test]
+fn a_dek_created_under_a_retiring_master_key_is_rewrapped_by_its_fence() {
+    let (_d, keys, store) = setup();
+    store.create_environment("staging").unwrap();
+    let rotator = store.clone();
+    test_hooks::arm(Point::BeforeDekCreate, move || {
+        let report = rotator.rotate_kek().unwrap();
+        assert_eq!(report.retired_versions, [1], "KEK v1 retired mid-write");
+    });
+    let staging = Scope::Environment("staging".into());
+    store
+        .set_secret(&staging, "K", &SecretValue::new("first".into()))
+        .unwrap();
+    assert!(!test_hooks::pending(), "the racing rotation ran");
+    drop(store);
+    // A fresh open holds only what the key file holds (v2).
+    let store = crate::tamper_tests::reopen(&_d, &keys);
+    assert_eq!(store.get_secret(&staging, "K").unwrap().expose(), "first");
 }
 
 /// Misses are cached, and a write of the name replaces the cached miss.

@@ -1,18 +1,17 @@
-//! On-disk layout: sled trees, key encodings, record types and the
-//! associated data (AD) that binds each ciphertext to its place.
+//! Record types, their encoding, and the associated data (AD) that binds
+//! each ciphertext to its place. Where records live in the bucket is
+//! `layout.rs`'s business.
 //!
 //! Records are postcard-encoded inside a versioned enum so the format can
 //! grow without guessing. A record that fails to decode is reported as
-//! [`StoreError::Corrupt`], never papered over.
-//!
-//! Keys are `scope-key 0x00 suffix` where the scope key is `e:<id>` or
-//! `s:<id>`. Ids and names cannot contain `0x00`, so a prefix scan over
-//! `scope-key 0x00` returns exactly one scope's records.
+//! [`StoreError::Corrupt`], never papered over. The formats are those of
+//! release 0.1, so migrated records open unchanged.
 //!
 //! The AD of every ciphertext is length-prefixed and domain-separated, so a
 //! ciphertext moved to another name, scope, version or key slot (by a bug or
-//! by someone editing the database) fails authentication instead of
-//! decrypting into the wrong place.
+//! by someone editing the data) fails authentication instead of decrypting
+//! into the wrong place. It names the scope by its *AD scope key*, `e:<id>`
+//! or `s:<id>` ([`scope_key`]), which is independent of the storage layout.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,16 +19,6 @@ use crate::crypto::NONCE_LEN;
 use crate::error::StoreError;
 use crate::model::Scope;
 
-/// Tree names. Other crates open their own trees in the same db; these are
-/// prefixed so they cannot collide.
-pub const TREE_META: &str = "keyhole-store/meta";
-pub const TREE_ENVIRONMENTS: &str = "keyhole-store/environments";
-pub const TREE_SPACES: &str = "keyhole-store/spaces";
-pub const TREE_DEKS: &str = "keyhole-store/deks";
-pub const TREE_DEK_CURRENT: &str = "keyhole-store/dek-current";
-pub const TREE_SECRETS: &str = "keyhole-store/secrets";
-
-const KEK_CHECK_PREFIX: &[u8] = b"kek-check/";
 /// Plaintext of the KEK check record.
 pub(crate) const KEK_CHECK_MARKER: &[u8] = b"keyhole-store kek check v1";
 
@@ -86,13 +75,13 @@ pub(crate) struct SecretRecord<'a> {
     pub sealed: &'a [u8],
 }
 
-/// `e:<id>` or `s:<id>`.
+/// `e:<id>` or `s:<id>`: how AD names a scope.
 pub(crate) fn scope_key(scope: &Scope) -> Vec<u8> {
     let (tag, id) = match scope {
         Scope::Environment(id) => (b"e:", id),
         Scope::Space(id) => (b"s:", id),
     };
-    let mut k = Vec::with_capacity(2 + id.len() + 1 + 256);
+    let mut k = Vec::with_capacity(2 + id.len());
     k.extend_from_slice(tag);
     k.extend_from_slice(id.as_bytes());
     k
@@ -106,50 +95,6 @@ pub(crate) fn parse_scope_key(key: &[u8]) -> Option<Scope> {
         b"s:" => Some(Scope::Space(id)),
         _ => None,
     }
-}
-
-/// `scope-key 0x00`: prefix of all of one scope's records.
-pub(crate) fn scope_prefix(scope_key: &[u8]) -> Vec<u8> {
-    let mut p = scope_key.to_vec();
-    p.push(0);
-    p
-}
-
-pub(crate) fn secret_key(scope_key: &[u8], name: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(scope_key.len() + 1 + name.len());
-    k.extend_from_slice(scope_key);
-    k.push(0);
-    k.extend_from_slice(name.as_bytes());
-    k
-}
-
-pub(crate) fn dek_key(scope_key: &[u8], dek_version: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(scope_key.len() + 9);
-    k.extend_from_slice(scope_key);
-    k.push(0);
-    k.extend_from_slice(&dek_version.to_be_bytes());
-    k
-}
-
-/// Splits a record key into (scope key, suffix).
-pub(crate) fn split_key(key: &[u8]) -> Option<(&[u8], &[u8])> {
-    let pos = key.iter().position(|&b| b == 0)?;
-    Some((&key[..pos], &key[pos + 1..]))
-}
-
-pub(crate) fn kek_check_key(kek_version: u64) -> Vec<u8> {
-    let mut k = KEK_CHECK_PREFIX.to_vec();
-    k.extend_from_slice(&kek_version.to_be_bytes());
-    k
-}
-
-pub(crate) fn kek_check_prefix() -> &'static [u8] {
-    KEK_CHECK_PREFIX
-}
-
-pub(crate) fn parse_kek_check_key(key: &[u8]) -> Option<u64> {
-    let v = key.strip_prefix(KEK_CHECK_PREFIX)?;
-    Some(u64::from_be_bytes(v.try_into().ok()?))
 }
 
 pub(crate) fn u64_value(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
@@ -227,15 +172,15 @@ mod tests {
     }
 
     #[test]
-    fn keys_and_ad_are_unambiguous() {
+    fn scope_keys_and_ad_are_unambiguous() {
         let e = scope_key(&Scope::Environment("ab".into()));
         let s = scope_key(&Scope::Space("ab".into()));
         assert_ne!(e, s);
         assert_eq!(parse_scope_key(&s), Some(Scope::Space("ab".into())));
-        let k = secret_key(&e, "X");
-        assert_eq!(split_key(&k), Some((&e[..], &b"X"[..])));
+        assert_eq!(parse_scope_key(&e), Some(Scope::Environment("ab".into())));
         assert_ne!(value_ad(b"e:a", "bc", 1, 1), value_ad(b"e:ab", "c", 1, 1));
         assert_ne!(value_ad(b"e:a", "b", 1, 2), value_ad(b"e:a", "b", 2, 1));
-        assert_eq!(parse_kek_check_key(&kek_check_key(42)), Some(42));
+        assert_ne!(dek_ad(b"e:a", 1, 2), dek_ad(b"e:a", 2, 1));
+        assert_ne!(check_ad(1), check_ad(2));
     }
 }

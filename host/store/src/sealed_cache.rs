@@ -1,28 +1,31 @@
 //! An in-memory cache of secret records *as stored* (still sealed), in front
-//! of sled on the read path.
+//! of the backend on the read path.
 //!
-//! Why: a listener's `get-secret` is the store's hottest call, and sled's
-//! `get` (epoch pin, page-table walk, node search, value copy) plus decoding
-//! the record and looking up its DEK was most of it. A hit costs one hash
-//! lookup. The cache holds what the sled files hold, nonce, ciphertext and
-//! tag, beside the DEK cipher the store already keeps in memory, so every
-//! read still authenticates and decrypts on demand and a plaintext value is
-//! never kept. Names known to be missing are cached too: a space's listener
-//! reading an inherited secret looks for the space's override first.
+//! Why: a listener's `get-secret` is the store's hottest call, and the
+//! backend's `get` (for the embedded one: epoch pin, page-table walk, node search, value
+//! copy) plus decoding the record and looking up its DEK was most of it. A
+//! hit costs one hash lookup. The cache holds what the backend holds, nonce,
+//! ciphertext and tag, beside the DEK cipher the store already keeps in
+//! memory, so every read still authenticates and decrypts on demand and a
+//! plaintext value is never kept. Names known to be missing are cached too:
+//! a space's listener reading an inherited secret looks for the space's
+//! override first.
 //!
-//! Consistency: every write to the secrets tree (set, delete, DEK rotation)
-//! and every DEK eviction calls [`SealedCache::invalidate`] *after* the
-//! write, which empties the cache and bumps its generation. A reader takes
-//! [`SealedCache::generation`] *before* it reads sled and inserts only if the
-//! generation is unchanged, under the same lock. So an entry read before a
-//! write is either refused or removed by that write's invalidation, and a
-//! read that starts after a write was acknowledged never sees the older
-//! value. Only records that authenticated are inserted.
+//! Consistency: the store applies every change it observes on the bucket's
+//! watch before it reads (`cache_sync.rs`), and each change to a secret or
+//! a DEK calls [`SealedCache::invalidate`], which empties the cache and
+//! bumps its generation. A reader takes [`SealedCache::generation`] and the
+//! bucket's revision *before* it reads the backend, and inserts only if the
+//! generation is unchanged (checked under the cache's lock) and the bucket
+//! has seen no change since. So an entry read before a write is either
+//! refused or removed by that write's invalidation, and a read that starts
+//! after a write was observed never sees the older value, whichever store
+//! (host) wrote it. Only records that authenticated are inserted.
 //!
 //! Bounded: at most [`MAX_ENTRIES`] entries and [`MAX_BYTES`] of keys and
 //! ciphertext. Misses have their own, smaller cap ([`MAX_MISSES`]) beyond
 //! which they are not cached, so a guest asking for made-up names costs
-//! only its own sled reads and cannot push out the records other listeners
+//! only its own backend reads and cannot push out the records other listeners
 //! use. An insert of a record into a full cache empties it first, so the
 //! cache never stops admitting the secrets in use.
 
@@ -30,7 +33,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::crypto::{Cipher, NONCE_LEN};
-use crate::store::{read_lock, write_lock};
+use crate::locks::{read_lock, write_lock};
 
 /// Most entries cached.
 pub(crate) const MAX_ENTRIES: usize = 16_384;
@@ -73,7 +76,7 @@ struct Map {
     bytes: usize,
     /// How many entries are [`Cached::Missing`].
     misses: usize,
-    /// Keyed by the record's key in the secrets tree.
+    /// Keyed by the record's key in the bucket.
     entries: HashMap<Box<[u8]>, Cached>,
 }
 
@@ -93,7 +96,7 @@ impl SealedCache {
         read_lock(&self.0).entries.get(key).cloned()
     }
 
-    /// Take before reading the record from sled; pass to [`Self::insert`].
+    /// Take before reading the record from the backend; pass to [`Self::insert`].
     pub fn generation(&self) -> u64 {
         read_lock(&self.0).generation
     }
@@ -126,7 +129,7 @@ impl SealedCache {
         true
     }
 
-    /// Empties the cache; call after every write to the secrets tree and
+    /// Empties the cache; called for every change to a secret record and
     /// every DEK eviction.
     pub fn invalidate(&self) {
         let mut map = write_lock(&self.0);

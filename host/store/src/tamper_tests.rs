@@ -3,6 +3,7 @@
 //! record types, so they live inside the crate.
 
 use crate::crypto::{NONCE_LEN, TAG_LEN};
+use crate::layout;
 use crate::records::{self, SecretRecord};
 use crate::{KeySource, Scope, SecretStore, SecretValue, StoreError};
 
@@ -18,32 +19,41 @@ pub(crate) fn setup() -> (tempfile::TempDir, tempfile::TempDir, SecretStore) {
     (data, keys, store)
 }
 
-/// Drops every cached DEK and record, so the next read starts from sled.
-/// Shared with `race_tests`.
+/// Opens the store of [`setup`]'s directories again.
+pub(crate) fn reopen(data: &tempfile::TempDir, keys: &tempfile::TempDir) -> SecretStore {
+    for _ in 0..200 {
+        match SecretStore::open(data.path(), KeySource::File(keys.path().join("k"))) {
+            Err(StoreError::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(25))
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("data dir stayed locked");
+}
+
+/// Drops every cached DEK and record, so the next read starts from the
+/// backend. Shared with `race_tests`.
 pub(crate) fn forget_caches(store: &SecretStore) {
-    store.inner.dek_cache.clear();
+    store.inner.keys.deks.clear();
     store.inner.sealed_cache.invalidate();
 }
 
 fn secret_key(name: &str) -> Vec<u8> {
-    records::secret_key(
-        &records::scope_key(&Scope::Environment("prod".into())),
-        name,
-    )
+    layout::secret(&Scope::Environment("prod".into()), name)
 }
 
-/// Rewrites the stored record of `name` with `edit` applied.
+/// Rewrites the stored record of `name` with `edit` applied, behind the
+/// store's back (the store sees it through its watch).
 fn edit(store: &SecretStore, name: &str, edit: impl FnOnce(&mut SecretRecord<'_>, &mut Vec<u8>)) {
-    let tree = &store.inner.trees.secrets;
+    let bucket = &store.inner.bucket;
     let key = secret_key(name);
-    let bytes = tree.get(&key).unwrap().unwrap();
+    let bytes = bucket.get(&key).unwrap().unwrap().value;
     let mut rec: SecretRecord<'_> = records::decode(&bytes, "t").unwrap();
     let mut sealed = rec.sealed.to_vec();
     edit(&mut rec, &mut sealed);
     rec.sealed = &sealed;
-    tree.insert(&key, records::encode(&rec)).unwrap();
-    // Written behind the store's back, so the store's caches must forget.
-    forget_caches(store);
+    bucket.put(&key, &records::encode(&rec)).unwrap();
 }
 
 fn assert_integrity(store: &SecretStore, name: &str, what: &str) {
@@ -67,21 +77,13 @@ fn every_single_bit_flip_in_nonce_ciphertext_and_tag_fails_integrity() {
     store
         .set_secret(&prod, "K", &SecretValue::new(value.clone()))
         .unwrap();
-    let original = store
-        .inner
-        .trees
-        .secrets
-        .get(secret_key("K"))
-        .unwrap()
-        .unwrap();
+    let original = store.inner.bucket.get(&secret_key("K")).unwrap().unwrap();
     let restore = || {
         store
             .inner
-            .trees
-            .secrets
-            .insert(secret_key("K"), original.clone())
+            .bucket
+            .put(&secret_key("K"), &original.value)
             .unwrap();
-        forget_caches(&store);
         assert_eq!(store.get_secret(&prod, "K").unwrap().expose(), value);
     };
 
@@ -142,15 +144,13 @@ fn record_claiming_another_dek_version_never_yields_garbage() {
 
     // Points at a DEK that exists but did not seal it: integrity failure.
     let sk = records::scope_key(&prod);
-    let ring = store.inner.keys.read().unwrap();
+    let ring = store.inner.keys.ring();
     let (kv, kek) = ring.current().unwrap();
     let other = crate::keys::wrap_dek(&kek.cipher, kv, &sk, 9, &crate::crypto::random_key());
-    drop(ring);
     store
         .inner
-        .trees
-        .deks
-        .insert(records::dek_key(&sk, 9), other)
+        .bucket
+        .put(&layout::dek(&prod, 9), &other)
         .unwrap();
     edit(&store, "K", |r, _| r.dek_version = 9);
     assert_integrity(&store, "K", "foreign DEK");
@@ -164,13 +164,18 @@ fn tampered_wrapped_dek_fails_integrity() {
         .set_secret(&prod, "K", &SecretValue::new("v".into()))
         .unwrap();
     forget_caches(&store);
-    let deks = &store.inner.trees.deks;
-    let (k, v) = deks.iter().next().unwrap().unwrap();
-    let mut rec: records::DekRecord<'_> = records::decode(&v, "t").unwrap();
+    let bucket = &store.inner.bucket;
+    let (k, e) = bucket
+        .scan(layout::DEK_PREFIX)
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    let mut rec: records::DekRecord<'_> = records::decode(&e.value, "t").unwrap();
     let mut wrapped = rec.wrapped.to_vec();
     wrapped[0] ^= 1;
     rec.wrapped = &wrapped;
-    deks.insert(&k, records::encode(&rec)).unwrap();
+    bucket.put(&k, &records::encode(&rec)).unwrap();
     assert!(matches!(
         store.get_secret(&prod, "K"),
         Err(StoreError::Integrity { .. })

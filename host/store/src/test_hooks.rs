@@ -7,15 +7,21 @@ use std::cell::RefCell;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Point {
-    /// `rotate_dek`, just before it takes the keyring lock exclusively to
-    /// pick and install the new DEK version.
+    /// `rotate_dek`, just before it reads the current DEK pointer to pick
+    /// and install the next DEK version.
     BeforeDekSwitch,
-    /// `Inner::dek`, after a cache miss unwrapped a DEK (keyring lock
-    /// released) and before the cipher goes into the cache.
+    /// `KeyManager::dek`, after a cache miss unwrapped a DEK and before the
+    /// cipher goes into the cache.
     DekUnwrapped,
-    /// `SecretStore::load_sealed`, just after reading a secret record (or
-    /// its absence) from sled, before anything is cached.
+    /// `SecretStore::fetch`, just after reading a secret record (or its
+    /// absence) from the backend, before anything is cached.
     SecretRecordRead,
+    /// `set_secret`, after it read the DEK pointer and the old record and
+    /// before it writes the new record.
+    BeforeSecretWrite,
+    /// `KeyManager::create_first_dek`, after it read the KEK pointer and
+    /// before it writes the scope's first DEK.
+    BeforeDekCreate,
 }
 
 type Hook = (Point, Box<dyn FnOnce()>);

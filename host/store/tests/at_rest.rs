@@ -5,25 +5,7 @@
 mod common;
 
 use common::*;
-use keyhole_store::{KeySource, StoreError, TREE_SECRETS};
-
-fn secrets_tree(fx: &Fixture) -> sled::Tree {
-    fx.store.db().open_tree(TREE_SECRETS).unwrap()
-}
-
-/// The sled key of `name` in a scope: `<e:|s:><id> 0x00 <name>`.
-fn record_key(fx: &Fixture, scope_prefix: &str, name: &str) -> sled::IVec {
-    let mut want = scope_prefix.as_bytes().to_vec();
-    want.push(0);
-    want.extend_from_slice(name.as_bytes());
-    let tree = secrets_tree(fx);
-    let key = tree
-        .iter()
-        .keys()
-        .map(Result::unwrap)
-        .find(|k| k.as_ref() == want.as_slice());
-    key.unwrap_or_else(|| panic!("no record for {scope_prefix}/{name}"))
-}
+use keyhole_store::{KeySource, StoreError};
 
 #[test]
 fn planted_plaintext_never_reaches_disk() {
@@ -35,7 +17,7 @@ fn planted_plaintext_never_reaches_disk() {
         .set_secret(&space("team-a"), "PLANTED", &val(PLANTED))
         .unwrap();
     fx.store.rotate_dek(&env("prod")).unwrap();
-    fx.store.db().flush().unwrap();
+    fx.store.flush().unwrap();
     let check = |when: &str| {
         let files = files_under(fx.data.path());
         assert!(!files.is_empty());
@@ -71,17 +53,14 @@ fn ciphertext_swapped_between_names_fails_integrity() {
     let s = &fx.store;
     s.set_secret(&env("prod"), "A", &val("value-of-a")).unwrap();
     s.set_secret(&env("prod"), "B", &val("value-of-b")).unwrap();
-    let tree = secrets_tree(&fx);
-    let (ka, kb) = (
-        record_key(&fx, "e:prod", "A"),
-        record_key(&fx, "e:prod", "B"),
-    );
+    let tree = store_bucket(&fx.store);
+    let (ka, kb) = (record_key(&env("prod"), "A"), record_key(&env("prod"), "B"));
     let (va, vb) = (
-        tree.get(&ka).unwrap().unwrap(),
-        tree.get(&kb).unwrap().unwrap(),
+        tree.get(&ka).unwrap().unwrap().value,
+        tree.get(&kb).unwrap().unwrap().value,
     );
-    tree.insert(&ka, vb).unwrap();
-    tree.insert(&kb, va).unwrap();
+    tree.put(&ka, &vb).unwrap();
+    tree.put(&kb, &va).unwrap();
     for name in ["A", "B"] {
         let err = s.get_secret(&env("prod"), name).unwrap_err();
         assert!(
@@ -108,16 +87,16 @@ fn ciphertext_moved_between_scopes_fails_integrity() {
         .unwrap();
     s.set_secret(&space("team-b"), "K", &val("b-value"))
         .unwrap();
-    let tree = secrets_tree(&fx);
-    let kp = record_key(&fx, "e:prod", "K");
-    let ks = record_key(&fx, "e:staging", "K");
-    let ka = record_key(&fx, "s:team-a", "K");
-    let kb = record_key(&fx, "s:team-b", "K");
+    let tree = store_bucket(&fx.store);
+    let kp = record_key(&env("prod"), "K");
+    let ks = record_key(&env("staging"), "K");
+    let ka = record_key(&space("team-a"), "K");
+    let kb = record_key(&space("team-b"), "K");
     // env → env, and space → space within the same environment.
-    let vs = tree.get(&ks).unwrap().unwrap();
-    tree.insert(&kp, vs).unwrap();
-    let vb = tree.get(&kb).unwrap().unwrap();
-    tree.insert(&ka, vb).unwrap();
+    let vs = tree.get(&ks).unwrap().unwrap().value;
+    tree.put(&kp, &vs).unwrap();
+    let vb = tree.get(&kb).unwrap().unwrap().value;
+    tree.put(&ka, &vb).unwrap();
     assert!(matches!(
         s.get_secret(&env("prod"), "K"),
         Err(StoreError::Integrity { .. })
@@ -146,9 +125,9 @@ fn garbage_records_are_corrupt_not_panics() {
     let fx = Fixture::new().with_layout();
     let s = &fx.store;
     s.set_secret(&env("prod"), "K", &val("v")).unwrap();
-    let tree = secrets_tree(&fx);
-    let k = record_key(&fx, "e:prod", "K");
-    tree.insert(&k, &[0xff_u8, 0xff, 0xff][..]).unwrap();
+    let tree = store_bucket(&fx.store);
+    let k = record_key(&env("prod"), "K");
+    tree.put(&k, &[0xff_u8, 0xff, 0xff]).unwrap();
     assert!(matches!(
         s.get_secret(&env("prod"), "K"),
         Err(StoreError::Corrupt { .. })
@@ -198,21 +177,21 @@ fn wrong_key_opens_sealed_and_changes_nothing() {
     fx.store
         .set_secret(&space("team-a"), "S", &val("v"))
         .unwrap();
-    fx.store.db().flush().unwrap();
-    let before = snapshot(fx.store.db());
+    fx.store.flush().unwrap();
+    let before = snapshot(&fx.store);
 
     let wrong = fx.keys.path().join("wrong.key");
     keyhole_store::SecretStore::init_key_file(&wrong).unwrap();
     let fx = fx.reopen(KeySource::File(wrong.clone()));
     let expect = format!("master key at {} does not open this store", wrong.display());
     assert_sealed_but_listable(&fx, &expect);
-    assert_eq!(snapshot(fx.store.db()), before, "sealed open wrote nothing");
+    assert_eq!(snapshot(&fx.store), before, "sealed open wrote nothing");
 
     let fx = fx.reopen(KeySource::Inline(
         keyhole_store::SecretStore::generate_key_text(),
     ));
     assert_sealed_but_listable(&fx, "does not open this store");
-    assert_eq!(snapshot(fx.store.db()), before);
+    assert_eq!(snapshot(&fx.store), before);
 
     // The right key still works afterwards.
     let fx = fx.reopen_with_file();
@@ -227,17 +206,17 @@ fn wrong_key_opens_sealed_and_changes_nothing() {
 fn missing_key_opens_sealed_and_changes_nothing() {
     let fx = Fixture::new().with_layout();
     fx.store.set_secret(&env("prod"), "K", &val("v")).unwrap();
-    fx.store.db().flush().unwrap();
-    let before = snapshot(fx.store.db());
+    fx.store.flush().unwrap();
+    let before = snapshot(&fx.store);
     let missing = fx.keys.path().join("not-there.key");
     let fx = fx.reopen(KeySource::File(missing.clone()));
     let expect = format!("master key not available at {}", missing.display());
     assert_sealed_but_listable(&fx, &expect);
-    assert_eq!(snapshot(fx.store.db()), before);
+    assert_eq!(snapshot(&fx.store), before);
     assert!(!missing.exists(), "sealed open created no key file");
     let fx = fx.reopen(KeySource::None);
     assert_sealed_but_listable(&fx, "master key not available");
-    assert_eq!(snapshot(fx.store.db()), before);
+    assert_eq!(snapshot(&fx.store), before);
 }
 
 #[test]

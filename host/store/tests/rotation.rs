@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use keyhole_store::{KeySource, RotationTarget, SecretStore, StoreError, TREE_DEKS};
+use keyhole_store::{KeySource, RotationTarget, SecretStore, StoreError};
 
 const N: usize = 1000;
 
@@ -75,9 +75,7 @@ fn kek_rotation_rewraps_every_dek_and_retires_the_old_key() {
         fx.store.resolve("prod", None, &name(0)),
         Err(StoreError::Sealed { .. })
     ));
-    let deks = fx.store.db().open_tree(TREE_DEKS).unwrap();
-    assert_eq!(deks.len(), 2);
-    drop(deks); // a tree handle keeps the db (and its lock) alive
+    assert_eq!(store_bucket(&fx.store).scan(b"dek/").unwrap().len(), 2);
 
     let fx = fx.reopen_with_file();
     assert!(!fx.store.is_sealed());
@@ -97,8 +95,8 @@ fn kek_rotation_rewraps_every_dek_and_retires_the_old_key() {
 fn dek_rotation_reencrypts_every_value_and_deletes_the_old_dek() {
     let fx = Fixture::new().with_layout();
     fill(&fx);
-    let deks = fx.store.db().open_tree(TREE_DEKS).unwrap();
-    let before: Vec<_> = deks.iter().map(|r| r.unwrap()).collect();
+    let deks = store_bucket(&fx.store);
+    let before = deks.scan(b"dek/").unwrap();
 
     let report = fx.store.rotate_dek(&env("prod")).unwrap();
     assert_eq!(report.target, RotationTarget::Dek(env("prod")));
@@ -112,11 +110,11 @@ fn dek_rotation_reencrypts_every_value_and_deletes_the_old_dek() {
     check_all(&fx.store);
 
     // Old DEK records are gone; the new ones differ.
-    let after: Vec<_> = deks.iter().map(|r| r.unwrap()).collect();
+    let after = deks.scan(b"dek/").unwrap();
     assert_eq!(after.len(), 2);
     for (k, _) in &before {
         assert!(
-            !deks.contains_key(k).unwrap(),
+            deks.get(k).unwrap().is_none(),
             "old DEK record still present"
         );
     }
@@ -125,7 +123,7 @@ fn dek_rotation_reencrypts_every_value_and_deletes_the_old_dek() {
     let report = fx.store.rotate_dek(&env("staging")).unwrap();
     assert_eq!((report.previous_version, report.new_version), (None, 1));
     assert_eq!(report.records_rewritten, 0);
-    drop(deks); // a tree handle keeps the db (and its lock) alive
+    drop(deks); // a bucket handle keeps the backend (and its lock) alive
 
     // Survives reopen, then a KEK rotation on top.
     let fx = fx.reopen_with_file();

@@ -4,8 +4,7 @@ mod common;
 
 use common::*;
 use keyhole_store::{
-    Provenance, Scope, SecretStore, SecretValue, StoreError, TREE_SECRETS, validate_id,
-    validate_name,
+    Provenance, Scope, SecretStore, SecretValue, StoreError, validate_id, validate_name,
 };
 
 #[test]
@@ -116,27 +115,27 @@ fn event_scopes_are_checked_the_same_before_and_after_they_are_remembered() {
     let fx = Fixture::new().with_layout();
     let s = &fx.store;
     for _ in 0..2 {
-        s.require_event_scope("prod", None).unwrap();
-        s.require_event_scope("prod", Some("team-a")).unwrap();
-        s.require_event_scope("staging", Some("team-s")).unwrap();
+        s.check_scope("prod", None).unwrap();
+        s.check_scope("prod", Some("team-a")).unwrap();
+        s.check_scope("staging", Some("team-s")).unwrap();
         assert!(matches!(
-            s.require_event_scope("nope", None),
+            s.check_scope("nope", None),
             Err(StoreError::UnknownEnvironment(_))
         ));
         assert!(matches!(
-            s.require_event_scope("nope", Some("team-a")),
+            s.check_scope("nope", Some("team-a")),
             Err(StoreError::UnknownEnvironment(_))
         ));
         assert!(matches!(
-            s.require_event_scope("staging", Some("team-a")),
+            s.check_scope("staging", Some("team-a")),
             Err(StoreError::SpaceNotInEnvironment { .. })
         ));
         assert!(matches!(
-            s.require_event_scope("prod", Some("nope")),
+            s.check_scope("prod", Some("nope")),
             Err(StoreError::UnknownSpace(_))
         ));
         assert!(matches!(
-            s.require_event_scope("bad id!", None),
+            s.check_scope("bad id!", None),
             Err(StoreError::InvalidId { .. })
         ));
     }
@@ -230,7 +229,7 @@ fn listings_show_provenance_and_never_values() {
 fn invalid_input_is_rejected_naming_the_rule_and_nothing_is_written() {
     let fx = Fixture::new().with_layout();
     let s = &fx.store;
-    let before = snapshot(s.db());
+    let before = snapshot(s);
     let long = "A".repeat(257);
     let cases: &[(&str, &str)] = &[
         ("", "must not be empty"),
@@ -262,8 +261,8 @@ fn invalid_input_is_rejected_naming_the_rule_and_nothing_is_written() {
     let err = s.set_secret(&env("bad:id"), "OK", &val("v")).unwrap_err();
     assert!(matches!(err, StoreError::InvalidId { .. }));
     assert!(validate_id(&"a".repeat(65)).is_err());
-    assert_eq!(snapshot(s.db()), before, "nothing written");
-    assert!(s.db().open_tree(TREE_SECRETS).unwrap().is_empty());
+    assert_eq!(snapshot(s), before, "nothing written");
+    assert!(store_bucket(s).scan(b"secret/").unwrap().is_empty());
 
     // The limits themselves are accepted.
     s.set_secret(

@@ -1,5 +1,5 @@
-//! Shared fixtures: a real sled store on a temp dir with its key file in a
-//! sibling temp dir (never inside the data dir).
+//! Shared fixtures: a real store on the embedded backend in a temp dir, with
+//! its key file in a sibling temp dir (never inside the data dir).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -66,8 +66,8 @@ impl Fixture {
     }
 }
 
-/// sled releases its file lock from background threads shortly after the
-/// last handle drops; wait for that instead of failing.
+/// The embedded backend releases its file lock from background threads
+/// shortly after the last handle drops; wait for that instead of failing.
 pub fn open_retrying(dir: &Path, key: KeySource) -> SecretStore {
     for _ in 0..200 {
         match SecretStore::open(dir, key.clone()) {
@@ -114,25 +114,30 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Tree name → its (key, value) pairs.
-pub type Snapshot = Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)>;
+/// The store's bucket on its backend: tests look behind the store's back
+/// through it (the layout is in `src/layout.rs`).
+pub fn store_bucket(store: &SecretStore) -> std::sync::Arc<dyn keyhole_kv::Bucket> {
+    store.backend().bucket("store").unwrap()
+}
 
-/// A snapshot of every tree's contents, for before/after comparisons.
-pub fn snapshot(db: &sled::Db) -> Snapshot {
-    let mut names = db.tree_names();
-    names.sort();
-    names
+/// Where the value of `name` in `scope` is stored.
+pub fn record_key(scope: &Scope, name: &str) -> Vec<u8> {
+    match scope {
+        Scope::Environment(id) => format!("secret/env={id}/{name}"),
+        Scope::Space(id) => format!("secret/space={id}/{name}"),
+    }
+    .into_bytes()
+}
+
+/// Every record of the store: (key, value, revision).
+pub type Snapshot = Vec<(Vec<u8>, Vec<u8>, u64)>;
+
+/// A snapshot of the store's bucket, for before/after comparisons.
+pub fn snapshot(store: &SecretStore) -> Snapshot {
+    store_bucket(store)
+        .scan(b"")
+        .unwrap()
         .into_iter()
-        .map(|n| {
-            let t = db.open_tree(&n).unwrap();
-            let kvs = t
-                .iter()
-                .map(|r| {
-                    let (k, v) = r.unwrap();
-                    (k.to_vec(), v.to_vec())
-                })
-                .collect();
-            (n.to_vec(), kvs)
-        })
+        .map(|(k, e)| (k, e.value, e.revision))
         .collect()
 }

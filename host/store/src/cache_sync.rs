@@ -1,0 +1,115 @@
+//! Keeping the store's caches true when anyone writes, this store or
+//! another one on the same backend (another host).
+//!
+//! The store watches its bucket from the revision it opened at. Before every
+//! read that consults a cache it calls [`CacheSync::catch_up`], which applies
+//! every change the bucket has seen and the caches have not: a change to a
+//! secret empties the sealed-record cache, a deleted DEK is evicted from the
+//! DEK cache, a deleted environment or space is forgotten, and a lag notice
+//! (changes missed) empties them all. When nothing changed, `catch_up` is
+//! one comparison of two revisions, so the `get-secret` hot path stays a
+//! memory read.
+//!
+//! Writes through this store need no special treatment: they reach the
+//! watch like anyone else's, and a backend shows a writer its own change on
+//! the watch before the write returns (the embedded one publishes inside
+//! the write), so the writer's next read sees it.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use keyhole_kv::{Bucket, Change, Revision, Watch};
+
+use crate::error::StoreError;
+use crate::layout;
+use crate::locks::write_lock;
+use crate::open::Inner;
+
+pub(crate) struct CacheSync {
+    watch: Mutex<Box<dyn Watch>>,
+    /// Every change up to this revision has been applied to the caches.
+    applied: AtomicU64,
+}
+
+/// How often [`CacheSync::wait_for`] looks for changes while it waits.
+const WAIT_POLL: Duration = Duration::from_millis(1);
+
+impl CacheSync {
+    /// Watches `bucket` from its current revision.
+    pub(crate) fn new(bucket: &dyn Bucket) -> Result<Self, StoreError> {
+        let from = bucket.revision();
+        Ok(CacheSync {
+            watch: Mutex::new(bucket.watch(from)?),
+            applied: AtomicU64::new(from),
+        })
+    }
+
+    /// Applies every change the bucket has seen that the caches have not.
+    #[inline]
+    pub(crate) fn catch_up(&self, inner: &Inner) -> Result<(), StoreError> {
+        if inner.bucket.revision() > self.applied.load(Ordering::Acquire) {
+            self.drain(inner)?;
+        }
+        Ok(())
+    }
+
+    /// Applies every change waiting on the watch. Callers that raced here
+    /// wait for the first to finish, so none reads before the changes it
+    /// saw pending are applied.
+    fn drain(&self, inner: &Inner) -> Result<(), StoreError> {
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(change) = watch.try_next()? {
+            apply(inner, &change);
+            self.applied.store(change.revision(), Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Waits (at most `timeout`) until every change up to `revision` has
+    /// been applied; returns whether it has.
+    pub(crate) fn wait_for(
+        &self,
+        inner: &Inner,
+        revision: Revision,
+        timeout: Duration,
+    ) -> Result<bool, StoreError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.drain(inner)?;
+            if self.applied.load(Ordering::Acquire) >= revision {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(WAIT_POLL.min(deadline - now));
+        }
+    }
+}
+
+/// What one change means for the caches.
+fn apply(inner: &Inner, change: &Change) {
+    let deleted = matches!(change, Change::Delete { .. });
+    match change.key() {
+        None => {
+            inner.sealed_cache.invalidate();
+            inner.keys.deks.clear();
+            write_lock(&inner.known).clear();
+        }
+        Some(key) if key.starts_with(layout::SECRET_PREFIX) => inner.sealed_cache.invalidate(),
+        Some(key) if key.starts_with(layout::DEK_PREFIX) && deleted => {
+            inner.keys.deks.remove(key);
+            inner.sealed_cache.invalidate();
+        }
+        Some(key) if deleted => {
+            if let Some(id) = key.strip_prefix(layout::ENV_PREFIX) {
+                write_lock(&inner.known).forget_environment(id);
+            } else if let Some(id) = key.strip_prefix(layout::SPACE_PREFIX) {
+                write_lock(&inner.known).forget_space(id);
+            }
+        }
+        Some(_) => {}
+    }
+}

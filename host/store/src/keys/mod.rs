@@ -1,0 +1,146 @@
+//! Key management, with one owner: [`KeyManager`] holds the master keyring
+//! (KEK versions), the cache of unwrapped data keys (DEKs), and knows where
+//! wrapped DEKs and the current-key pointers live in the bucket. The rest
+//! of the store asks it for ciphers and never touches key records itself.
+//!
+//! - `unseal.rs`: whether the KEK opens the store, at open.
+//! - `deks.rs`: DEKs: the cache, wrapping, the current-DEK pointer.
+//! - here: the keyring and the current-KEK pointer.
+//!
+//! **Coordination without locks.** Several stores (hosts) may share one
+//! backend, so nothing here relies on an in-process lock to order writers
+//! against rotations. Each scope has a `dek-current` pointer and the store
+//! a `kek-current` pointer; a rotation moves a pointer with compare-and-set,
+//! re-encrypts (or rewraps) everything under the old key, and deletes the
+//! old key only once a scan finds nothing that refers to it. A writer reads
+//! the pointer, writes, and then reads the pointer again (its *fence*): if
+//! a rotation moved it meanwhile, the writer re-seals its own record under
+//! the new key, since the rotation's sweep may have passed that record
+//! already. See `docs/architecture.md` ("Key rotation") for the argument
+//! and the one residual case.
+//!
+//! **Keyring reloads.** Another store sharing the key file may rotate the
+//! KEK: a record wrapped under a version this process does not hold makes
+//! it re-read its key source once before giving up.
+
+mod deks;
+mod unseal;
+
+use std::sync::{Arc, RwLock};
+
+use keyhole_kv::{Bucket, Cas, Revision};
+
+pub(crate) use deks::{CurrentDek, DekCache, unwrap_dek, wrap_dek};
+pub(crate) use unseal::{unseal, write_check};
+
+use crate::crypto::KEY_LEN;
+use crate::error::StoreError;
+use crate::keyring::{self, KeyMaterial, KeySource, Keyring};
+use crate::layout;
+use crate::locks::{read_lock, write_lock};
+use crate::model::Scope;
+use crate::records;
+
+/// How many times a writer re-seals after a rotation moved a key under it
+/// before it reports contention (each round means another rotation).
+pub(crate) const FENCE_ROUNDS: usize = 16;
+
+pub(crate) struct KeyManager {
+    bucket: Arc<dyn Bucket>,
+    source: KeySource,
+    /// The KEK versions this process holds; replaced whole on reload.
+    ring: RwLock<Arc<Keyring>>,
+    pub(crate) deks: DekCache,
+}
+
+impl KeyManager {
+    pub(crate) fn new(bucket: Arc<dyn Bucket>, source: KeySource, ring: Keyring) -> Self {
+        KeyManager {
+            bucket,
+            source,
+            ring: RwLock::new(Arc::new(ring)),
+            deks: DekCache::default(),
+        }
+    }
+
+    pub(crate) fn source(&self) -> &KeySource {
+        &self.source
+    }
+
+    pub(crate) fn bucket(&self) -> &dyn Bucket {
+        &*self.bucket
+    }
+
+    /// The keyring as this process holds it.
+    pub(crate) fn ring(&self) -> Arc<Keyring> {
+        read_lock(&self.ring).clone()
+    }
+
+    /// Replaces the keyring (after a rotation rewrote the key file).
+    pub(crate) fn set_ring(&self, ring: Keyring) {
+        *write_lock(&self.ring) = Arc::new(ring);
+    }
+
+    /// A keyring holding KEK `version`, re-reading the key source once if
+    /// this process does not hold it (another store rotated the KEK).
+    pub(crate) fn ring_with(&self, version: u64) -> Result<Arc<Keyring>, StoreError> {
+        let ring = self.ring();
+        if ring.get(version).is_some() {
+            return Ok(ring);
+        }
+        if let KeyMaterial::Ring(fresh) = keyring::load(&self.source)? {
+            let mut merged = (*ring).clone();
+            merged.keys.extend(fresh.keys);
+            self.set_ring(merged);
+        }
+        let ring = self.ring();
+        if ring.get(version).is_some() {
+            Ok(ring)
+        } else {
+            Err(StoreError::corrupt(format!(
+                "a data key is wrapped under master key v{version}, which {} does not hold",
+                self.source.location()
+            )))
+        }
+    }
+
+    /// The KEK version new DEKs are wrapped under, read from the backend,
+    /// with a keyring holding it.
+    pub(crate) fn current_kek(&self) -> Result<(u64, Arc<Keyring>, Revision), StoreError> {
+        let entry = self
+            .bucket
+            .get(layout::KEK_CURRENT)?
+            .ok_or_else(|| StoreError::corrupt("no current master key recorded"))?;
+        let version = records::u64_value(&entry.value, "current KEK pointer")?;
+        Ok((version, self.ring_with(version)?, entry.revision))
+    }
+
+    /// The fence after writing DEK record `version` of `scope` wrapped under
+    /// KEK `used` at revision `rev`: while `kek-current` names another KEK,
+    /// rewrap it under that one. A conflict means a KEK rotation rewrapped
+    /// it or a DEK rotation retired it, and either is as good.
+    pub(crate) fn kek_fence(
+        &self,
+        scope: &Scope,
+        version: u64,
+        dek: &[u8; KEY_LEN],
+        mut used: u64,
+        mut rev: Revision,
+    ) -> Result<(), StoreError> {
+        let key = layout::dek(scope, version);
+        let sk = records::scope_key(scope);
+        for _ in 0..FENCE_ROUNDS {
+            let (current, ring, _) = self.current_kek()?;
+            if current == used {
+                return Ok(());
+            }
+            let kek = &ring.get(current).expect("ring_with holds it").cipher;
+            let rec = wrap_dek(kek, current, &sk, version, dek);
+            match self.bucket.update(&key, &rec, rev)? {
+                Cas::Written(r) => (used, rev) = (current, r),
+                Cas::Conflict => return Ok(()),
+            }
+        }
+        Err(StoreError::Contended("the current master key".into()))
+    }
+}

@@ -1,0 +1,53 @@
+//! Listing secrets: one scope's, or the merged view a listener sees. Names,
+//! provenance, versions and times only: a listing has no field that could
+//! hold a value.
+
+use std::collections::BTreeMap;
+
+use crate::error::StoreError;
+use crate::layout;
+use crate::model::{EffectiveMeta, Provenance, Scope, SecretMeta};
+use crate::open::SecretStore;
+use crate::records::{self, SecretRecord};
+use crate::scopes::utf8;
+
+impl SecretStore {
+    /// Metadata of the secrets of exactly this scope, by name.
+    pub fn list_secrets(&self, scope: &Scope) -> Result<Vec<SecretMeta>, StoreError> {
+        self.require_scope(scope)?;
+        let prefix = layout::secrets_of(scope);
+        let mut out = Vec::new();
+        for (k, e) in self.inner.bucket.scan(&prefix)? {
+            let rec: SecretRecord<'_> = records::decode(&e.value, "secret record")?;
+            out.push(SecretMeta {
+                scope: scope.clone(),
+                name: utf8(&k[prefix.len()..], "secret name")?,
+                version: rec.version,
+                created_at_ms: rec.created_at_ms,
+                updated_at_ms: rec.updated_at_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The merged view a listener in `environment` (and `space`) sees.
+    pub fn list_effective(
+        &self,
+        environment: &str,
+        space: Option<&str>,
+    ) -> Result<Vec<EffectiveMeta>, StoreError> {
+        self.check_scope(environment, space)?;
+        let mut merged = BTreeMap::new();
+        for meta in self.list_secrets(&Scope::Environment(environment.to_owned()))? {
+            let provenance = Provenance::Environment;
+            merged.insert(meta.name.clone(), EffectiveMeta { meta, provenance });
+        }
+        if let Some(space) = space {
+            for meta in self.list_secrets(&Scope::Space(space.to_owned()))? {
+                let provenance = Provenance::SpaceOverride;
+                merged.insert(meta.name.clone(), EffectiveMeta { meta, provenance });
+            }
+        }
+        Ok(merged.into_values().collect())
+    }
+}

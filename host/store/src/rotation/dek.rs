@@ -1,0 +1,182 @@
+//! Rotating one scope's data key: switch the pointer to a new DEK,
+//! re-encrypt every value under an older one, then delete the older DEKs
+//! that nothing refers to.
+
+use std::collections::HashSet;
+
+use keyhole_kv::Cas;
+
+use super::{SWEEP_PASSES, SWITCH_ATTEMPTS, delete_current};
+use crate::crypto;
+use crate::error::{Preview, StoreError};
+use crate::keys::wrap_dek;
+use crate::layout;
+use crate::model::{RotationReport, RotationTarget, Scope};
+use crate::open::SecretStore;
+use crate::records::{self, SecretRecord};
+use crate::scopes::utf8;
+use crate::writes::RecordMeta;
+
+impl SecretStore {
+    /// Replaces a scope's DEK: re-encrypts each of its values under a new
+    /// DEK version, then deletes the old DEK versions.
+    pub fn rotate_dek(&self, scope: &Scope) -> Result<RotationReport, StoreError> {
+        self.require_scope(scope)?;
+        self.check_unsealed()?;
+        #[cfg(test)]
+        crate::test_hooks::hit(crate::test_hooks::Point::BeforeDekSwitch);
+        let (previous, new_version) = self.switch_dek(scope)?;
+        self.flush()?;
+        let rewritten = self.reencrypt_scope(scope, new_version)?;
+        self.flush()?;
+        let retired = self.retire_deks(scope, new_version)?;
+        self.flush()?;
+        Ok(RotationReport {
+            target: RotationTarget::Dek(scope.clone()),
+            previous_version: previous,
+            new_version,
+            records_rewritten: rewritten,
+            retired_versions: retired,
+        })
+    }
+
+    /// Creates DEK `max + 1` (a version is never written twice: values
+    /// sealed under a version must always find the same key under it) and
+    /// moves `dek-current` to it with compare-and-set. Returns the previous
+    /// and the new version.
+    fn switch_dek(&self, scope: &Scope) -> Result<(Option<u64>, u64), StoreError> {
+        let keys = &self.inner.keys;
+        let bucket = &*self.inner.bucket;
+        let sk = records::scope_key(scope);
+        let pointer_key = layout::dek_current(scope);
+        for _ in 0..SWITCH_ATTEMPTS {
+            let pointer = keys.dek_pointer(scope)?;
+            // Versions only grow, and the current DEK is never deleted, so
+            // the highest existing version is the highest ever used.
+            let new_version = keys
+                .dek_versions(scope)?
+                .into_iter()
+                .chain(pointer.map(|(v, _)| v))
+                .max()
+                .unwrap_or(0)
+                .checked_add(1)
+                .ok_or_else(|| StoreError::corrupt("DEK version overflow"))?;
+            let (kek_version, ring, _) = keys.current_kek()?;
+            let kek = &ring.get(kek_version).expect("current_kek holds it").cipher;
+            let dek = crypto::random_key();
+            let rec = wrap_dek(kek, kek_version, &sk, new_version, &dek);
+            let dek_key = layout::dek(scope, new_version);
+            let Cas::Written(rev) = bucket.create(&dek_key, &rec)? else {
+                continue; // another rotation took this version
+            };
+            keys.kek_fence(scope, new_version, &dek, kek_version, rev)?;
+            let switched = match pointer {
+                Some((_, rev)) => bucket.update(&pointer_key, &new_version.to_be_bytes(), rev)?,
+                None => bucket.create(&pointer_key, &new_version.to_be_bytes())?,
+            };
+            if switched.written().is_some() {
+                return Ok((pointer.map(|(v, _)| v), new_version));
+            }
+            // Another rotation switched first. Ours was never current, so
+            // nothing is sealed under it: remove it and start over.
+            delete_current(bucket, &dek_key)?;
+        }
+        Err(StoreError::Contended(format!("the data key of {scope}")))
+    }
+
+    /// Re-encrypts every value of `scope` still under a DEK older than
+    /// `new_version`, pass after pass until one finds none (a writer that
+    /// read the old pointer may write after a pass went by; its own fence
+    /// re-seals it too). Returns how many values were re-encrypted.
+    fn reencrypt_scope(&self, scope: &Scope, new_version: u64) -> Result<usize, StoreError> {
+        let prefix = layout::secrets_of(scope);
+        let sk = records::scope_key(scope);
+        let mut rewritten = 0;
+        for _ in 0..SWEEP_PASSES {
+            let mut behind = 0;
+            for (key, entry) in self.inner.bucket.scan(&prefix)? {
+                let rec: SecretRecord<'_> = records::decode(&entry.value, "secret record")?;
+                if rec.dek_version >= new_version {
+                    continue;
+                }
+                behind += 1;
+                let name = utf8(&key[prefix.len()..], "secret name")?;
+                let Some(old_dek) = self.inner.keys.dek(scope, rec.dek_version)? else {
+                    // Retired under us by another rotation, which does so
+                    // only once nothing refers to it: the record has moved
+                    // on, or is about to (a writer's fence). Next pass.
+                    self.expect_moved(&key, entry.revision, scope, &name, rec.dek_version)?;
+                    continue;
+                };
+                let ad = records::value_ad(&sk, &name, rec.version, rec.dek_version);
+                let plain = old_dek.open(&rec.nonce, &ad, rec.sealed).map_err(|_| {
+                    StoreError::integrity(format!(
+                        "secret {} in {scope} does not authenticate",
+                        Preview(&name)
+                    ))
+                })?;
+                let meta = RecordMeta::of(&rec);
+                let cas = self.reseal(scope, &key, &name, &plain, meta, entry.revision)?;
+                rewritten += usize::from(cas.written().is_some());
+            }
+            if behind == 0 {
+                return Ok(rewritten);
+            }
+        }
+        Err(StoreError::Contended(format!("the values of {scope}")))
+    }
+
+    /// Waits briefly for a record whose DEK is gone to change; errors if it
+    /// does not (it really refers to a DEK that no longer exists).
+    fn expect_moved(
+        &self,
+        key: &[u8],
+        revision: keyhole_kv::Revision,
+        scope: &Scope,
+        name: &str,
+        dek_version: u64,
+    ) -> Result<(), StoreError> {
+        for wait_ms in [0, 1, 2, 4, 8, 16, 32, 64] {
+            std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+            if self
+                .inner
+                .bucket
+                .get(key)?
+                .is_none_or(|e| e.revision != revision)
+            {
+                return Ok(());
+            }
+        }
+        Err(StoreError::corrupt(format!(
+            "secret {} in {scope} refers to missing DEK v{dek_version}",
+            Preview(name)
+        )))
+    }
+
+    /// Deletes the DEKs of `scope` older than `new_version` that no record
+    /// refers to, if `new_version` is still current (otherwise a newer
+    /// rotation has taken over, and retires them itself). Returns the
+    /// versions deleted.
+    fn retire_deks(&self, scope: &Scope, new_version: u64) -> Result<Vec<u64>, StoreError> {
+        let keys = &self.inner.keys;
+        if keys.dek_pointer(scope)?.map(|(v, _)| v) != Some(new_version) {
+            return Ok(Vec::new());
+        }
+        let mut referenced = HashSet::new();
+        for (_, entry) in self.inner.bucket.scan(&layout::secrets_of(scope))? {
+            let rec: SecretRecord<'_> = records::decode(&entry.value, "secret record")?;
+            referenced.insert(rec.dek_version);
+        }
+        let mut retired = Vec::new();
+        for version in keys.dek_versions(scope)? {
+            if version >= new_version || referenced.contains(&version) {
+                continue;
+            }
+            let dek_key = layout::dek(scope, version);
+            delete_current(&*self.inner.bucket, &dek_key)?;
+            keys.deks.remove(&dek_key);
+            retired.push(version);
+        }
+        Ok(retired)
+    }
+}

@@ -1,0 +1,187 @@
+//! Writing secrets: set (a new version) and delete, and the sealed write
+//! with its fence that rotation's re-encryption shares.
+//!
+//! Durability: every acknowledged write flushes the backend before it
+//! returns, so a write the caller saw succeed survives a crash.
+//!
+//! Concurrency: versions are bumped with compare-and-set on the record's
+//! revision, so concurrent writers (in this process or another host) never
+//! lose an acknowledged write. A record is sealed under the scope's current
+//! DEK, and after the write the pointer is read again (the fence, see
+//! `keys/mod.rs`): if a DEK rotation moved it meanwhile, the record is
+//! sealed again under the new DEK, keeping its version.
+
+use keyhole_kv::{Cas, Revision};
+
+use crate::crypto;
+use crate::error::StoreError;
+use crate::keys::{CurrentDek, FENCE_ROUNDS};
+use crate::layout;
+use crate::model::{Scope, SecretMeta, SecretValue, now_ms};
+use crate::open::SecretStore;
+use crate::records::{self, SecretRecord};
+use crate::validate::{validate_name, validate_value};
+
+/// What a secret record keeps besides its sealed value.
+#[derive(Clone, Copy)]
+pub(crate) struct RecordMeta {
+    pub version: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+impl RecordMeta {
+    pub(crate) fn of(rec: &SecretRecord<'_>) -> Self {
+        RecordMeta {
+            version: rec.version,
+            created_at_ms: rec.created_at_ms,
+            updated_at_ms: rec.updated_at_ms,
+        }
+    }
+}
+
+/// The encoded record of `plain` sealed under `dek`.
+fn seal_record(
+    dek: &CurrentDek,
+    scope: &Scope,
+    name: &str,
+    plain: &[u8],
+    meta: RecordMeta,
+) -> Vec<u8> {
+    let nonce = crypto::random_nonce();
+    let ad = records::value_ad(&records::scope_key(scope), name, meta.version, dek.version);
+    let sealed = dek.cipher.seal(&nonce, &ad, plain);
+    records::encode(&SecretRecord {
+        version: meta.version,
+        created_at_ms: meta.created_at_ms,
+        updated_at_ms: meta.updated_at_ms,
+        dek_version: dek.version,
+        nonce,
+        sealed: &sealed,
+    })
+}
+
+impl SecretStore {
+    /// Creates or replaces a secret; its version grows by one.
+    pub fn set_secret(
+        &self,
+        scope: &Scope,
+        name: &str,
+        value: &SecretValue,
+    ) -> Result<SecretMeta, StoreError> {
+        validate_name(name)?;
+        validate_value(value.expose())?;
+        self.require_scope(scope)?;
+        self.check_unsealed()?;
+        let bucket = &*self.inner.bucket;
+        let key = layout::secret(scope, name);
+        let plain = value.expose().as_bytes();
+        let meta = loop {
+            let dek = self.inner.keys.current_dek(scope)?;
+            let old = bucket.get(&key)?;
+            let now = now_ms();
+            let meta = match &old {
+                Some(e) => {
+                    let r: SecretRecord<'_> = records::decode(&e.value, "secret record")?;
+                    RecordMeta {
+                        version: r.version + 1,
+                        created_at_ms: r.created_at_ms,
+                        updated_at_ms: now,
+                    }
+                }
+                None => RecordMeta {
+                    version: 1,
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                },
+            };
+            let rec = seal_record(&dek, scope, name, plain, meta);
+            #[cfg(test)]
+            crate::test_hooks::hit(crate::test_hooks::Point::BeforeSecretWrite);
+            let cas = match &old {
+                Some(e) => bucket.update(&key, &rec, e.revision)?,
+                None => bucket.create(&key, &rec)?,
+            };
+            if let Cas::Written(rev) = cas {
+                self.fence(scope, &key, name, plain, meta, dek.version, rev)?;
+                break meta;
+            }
+        };
+        self.flush()?;
+        Ok(SecretMeta {
+            scope: scope.clone(),
+            name: name.to_owned(),
+            version: meta.version,
+            created_at_ms: meta.created_at_ms,
+            updated_at_ms: meta.updated_at_ms,
+        })
+    }
+
+    /// Deletes a secret; `false` if it did not exist. Works while sealed.
+    pub fn delete_secret(&self, scope: &Scope, name: &str) -> Result<bool, StoreError> {
+        validate_name(name)?;
+        self.require_scope(scope)?;
+        let bucket = &*self.inner.bucket;
+        let key = layout::secret(scope, name);
+        let existed = loop {
+            let Some(entry) = bucket.get(&key)? else {
+                break false;
+            };
+            if bucket.delete(&key, entry.revision)?.written().is_some() {
+                break true;
+            }
+        };
+        self.flush()?;
+        Ok(existed)
+    }
+
+    /// Seals `plain` under the scope's current DEK over the record at
+    /// revision `expected`, keeping `meta` (rotation's re-encryption). A
+    /// conflict means someone wrote the record since; their write stands.
+    pub(crate) fn reseal(
+        &self,
+        scope: &Scope,
+        key: &[u8],
+        name: &str,
+        plain: &[u8],
+        meta: RecordMeta,
+        expected: Revision,
+    ) -> Result<Cas, StoreError> {
+        let dek = self.inner.keys.current_dek(scope)?;
+        let rec = seal_record(&dek, scope, name, plain, meta);
+        let cas = self.inner.bucket.update(key, &rec, expected)?;
+        if let Cas::Written(rev) = cas {
+            self.fence(scope, key, name, plain, meta, dek.version, rev)?;
+        }
+        Ok(cas)
+    }
+
+    /// The fence after a write sealed under DEK `used` at revision `rev`:
+    /// while the scope's current DEK is another one, seal the record again
+    /// under it. A conflict means a later write (which fences itself) or a
+    /// rotation's re-encryption replaced ours, and either is as good.
+    #[allow(clippy::too_many_arguments)]
+    fn fence(
+        &self,
+        scope: &Scope,
+        key: &[u8],
+        name: &str,
+        plain: &[u8],
+        meta: RecordMeta,
+        mut used: u64,
+        mut rev: Revision,
+    ) -> Result<(), StoreError> {
+        for _ in 0..FENCE_ROUNDS {
+            let dek = self.inner.keys.current_dek(scope)?;
+            if dek.version == used {
+                return Ok(());
+            }
+            let rec = seal_record(&dek, scope, name, plain, meta);
+            match self.inner.bucket.update(key, &rec, rev)? {
+                Cas::Written(r) => (used, rev) = (dek.version, r),
+                Cas::Conflict => return Ok(()),
+            }
+        }
+        Err(StoreError::Contended(format!("the data key of {scope}")))
+    }
+}
