@@ -174,7 +174,7 @@ pub enum KeysCmd {
     /// Rotate the master key (no --scope) or one scope's data key.
     Rotate {
         /// `env:NAME` or `space:NAME`; without it the master key is rotated.
-        #[arg(long, value_name = "env:NAME|space:NAME", value_parser = parse_scope)]
+        #[arg(long, value_name = "env:NAME|space:NAME")]
         scope: Option<Scope>,
     },
 }
@@ -311,15 +311,6 @@ fn parse_setting(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Parses `env:NAME` or `space:NAME`.
-pub fn parse_scope(s: &str) -> Result<Scope, String> {
-    match s.split_once(':') {
-        Some(("env", id)) if !id.is_empty() => Ok(Scope::Environment(id.to_string())),
-        Some(("space", id)) if !id.is_empty() => Ok(Scope::Space(id.to_string())),
-        _ => Err("expected env:NAME or space:NAME".into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,10 +335,16 @@ mod tests {
             ("a".to_string(), "b=c".to_string())
         );
         assert!(parse_setting("=x").is_err());
-        assert_eq!(
-            parse_scope("space:team-a").unwrap(),
-            Scope::Space("team-a".into())
-        );
-        assert!(parse_scope("prod").is_err());
+        // `--scope` parses with `Scope`'s own `FromStr`.
+        let cli = Cli::try_parse_from(["keyhole", "keys", "rotate", "--scope", "space:team-a"])
+            .unwrap();
+        let Command::Keys {
+            cmd: KeysCmd::Rotate { scope },
+        } = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        assert_eq!(scope, Some(Scope::Space("team-a".into())));
+        assert!(Cli::try_parse_from(["keyhole", "keys", "rotate", "--scope", "prod"]).is_err());
     }
 }

@@ -11,7 +11,7 @@
 //! scripts use `--listen 127.0.0.1:0`, and lets a CLI verb that finds the
 //! data directory locked say which process holds it and where its API is.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use keyhole_runtime::{Runtime, RuntimeConfig};
@@ -82,42 +82,6 @@ fn default_key_file() -> Result<PathBuf> {
     Ok(base.join("keyhole").join("master.key"))
 }
 
-/// True if `inner` is `outer` or lies below it, resolving symlinks and `..`
-/// for the parts that exist.
-pub fn is_inside(inner: &Path, outer: &Path) -> bool {
-    fn resolve(p: &Path) -> PathBuf {
-        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let mut norm = PathBuf::new();
-        for c in abs.components() {
-            match c {
-                Component::ParentDir => {
-                    norm.pop();
-                }
-                Component::CurDir => {}
-                other => norm.push(other),
-            }
-        }
-        // Resolve symlinks in the longest prefix that exists.
-        let mut existing = norm.clone();
-        let mut rest = Vec::new();
-        let mut out = loop {
-            if let Ok(canon) = existing.canonicalize() {
-                break canon;
-            }
-            match existing.file_name() {
-                Some(name) => {
-                    rest.push(name.to_os_string());
-                    existing.pop();
-                }
-                None => return norm,
-            }
-        };
-        out.extend(rest.iter().rev());
-        out
-    }
-    resolve(inner).starts_with(resolve(outer))
-}
-
 /// What a running `keyhole serve` tells the world.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ServeInfo {
@@ -150,18 +114,6 @@ impl ServeInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn inside_checks_resolve_missing_parts() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        assert!(is_inside(&data.join("keys/master.key"), &data));
-        assert!(is_inside(&data.join("x/../master.key"), &data));
-        assert!(!is_inside(&dir.path().join("master.key"), &data));
-        assert!(!is_inside(&dir.path().join("data2/master.key"), &data));
-        assert!(!is_inside(&data.join("x/../../master.key"), &data));
-    }
 
     #[test]
     fn serve_info_round_trips() {

@@ -3,7 +3,7 @@
 //! Every verb returns `anyhow::Result`; this module is the single place that
 //! decides what the user reads and which exit code a script sees. Store and
 //! runtime errors are classified by variant (never by message text), and a
-//! raw sled lock error can never reach the terminal: `StoreError::Locked`
+//! raw storage-engine lock error can never reach the terminal: `StoreError::Locked`
 //! is rewritten into a message that names the fix.
 
 use std::path::Path;
@@ -150,7 +150,12 @@ fn store_report(e: &StoreError, message: String) -> Report {
         ),
         S::AlreadyExists(_) => (Exit::Failure, None, message),
         S::Unsupported(_) => (Exit::Usage, None, message),
-        S::Corrupt { .. } | S::Integrity { .. } | S::Db(_) | S::Io(_) => {
+        S::Contended(_) => (
+            Exit::Failure,
+            Some("another change ran at the same time; run the command again".into()),
+            message,
+        ),
+        S::Corrupt { .. } | S::Integrity { .. } | S::Backend(_) | S::Io(_) => {
             (Exit::Failure, None, message)
         }
     };

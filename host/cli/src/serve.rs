@@ -55,7 +55,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn run(g: &Globals, args: ServeArgs) -> Result<()> {
     let runtime = g.open_runtime()?;
-    let Some(token) = TokenCheck::load(runtime.store().db())? else {
+    let Some(token) = TokenCheck::load(&**runtime.store().backend())? else {
         return Err(CliError::new(
             Exit::Failure,
             format!("data directory {} has no admin API token", g.data.display()),
@@ -125,7 +125,7 @@ async fn serve(g: &Globals, args: ServeArgs, state: Arc<AppState>) -> Result<()>
 }
 
 /// Descriptors kept free for the daemon's own files: the listen socket,
-/// sled, run-log segments, artifacts, logs.
+/// the database, run-log segments, artifacts, logs.
 const RESERVED_FDS: u64 = 128;
 
 /// Raises the open-files soft limit to the hard limit (as most servers do)

@@ -1,5 +1,5 @@
 //! The admin API token: created by `keyhole init` (or `keyhole token reset`),
-//! shown once, and stored only as its sha256 in a sled tree of its own.
+//! shown once, and stored only as its sha256 in a bucket of its own.
 //!
 //! Why a hash: the data directory may be backed up or copied; a copy must
 //! not let anyone call the API. Why constant time: the daemon compares the
@@ -7,14 +7,24 @@
 //! response timing says nothing about how much of a guess was right.
 
 use anyhow::{Context, Result};
+use keyhole_kv::Backend;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-/// The sled tree for API state, apart from the store's and runtime's trees.
-pub const TREE: &str = "keyhole-api";
+/// The bucket for API state, apart from the store's and runtime's.
+pub const BUCKET: &str = "api";
 const ADMIN_KEY: &[u8] = b"admin-token-sha256";
+/// Where release 0.1 kept it (same key and value), migrated on first use.
+const LEGACY_TREE: &str = "keyhole-api";
+
+fn bucket(backend: &dyn Backend) -> Result<std::sync::Arc<dyn keyhole_kv::Bucket>> {
+    let bucket = backend.bucket(BUCKET).context("opening the API bucket")?;
+    keyhole_kv::migrate_legacy(backend, LEGACY_TREE, &*bucket, |k| Ok(k.to_vec()))
+        .context("migrating the admin token hash")?;
+    Ok(bucket)
+}
 const PREFIX: &str = "kh_";
 
 /// A fresh random token: `kh_` and 64 hex digits (256 bits).
@@ -30,11 +40,12 @@ fn digest(token: &str) -> [u8; 32] {
 
 /// Stores `token`'s hash as the admin token, replacing any previous one,
 /// and flushes before returning.
-pub fn install(db: &sled::Db, token: &str) -> Result<()> {
-    let tree = db.open_tree(TREE).context("opening the API tree")?;
-    tree.insert(ADMIN_KEY, &digest(token)[..])
+pub fn install(backend: &dyn Backend, token: &str) -> Result<()> {
+    let bucket = bucket(backend)?;
+    bucket
+        .put(ADMIN_KEY, &digest(token))
         .context("storing the admin token hash")?;
-    db.flush().context("flushing the admin token hash")?;
+    bucket.flush().context("flushing the admin token hash")?;
     Ok(())
 }
 
@@ -45,12 +56,14 @@ pub struct TokenCheck {
 }
 
 impl TokenCheck {
-    pub fn load(db: &sled::Db) -> Result<Option<Self>> {
-        let tree = db.open_tree(TREE).context("opening the API tree")?;
-        let Some(bytes) = tree.get(ADMIN_KEY).context("reading the admin token")? else {
+    pub fn load(backend: &dyn Backend) -> Result<Option<Self>> {
+        let Some(entry) = bucket(backend)?
+            .get(ADMIN_KEY)
+            .context("reading the admin token")?
+        else {
             return Ok(None);
         };
-        let hash: [u8; 32] = bytes[..]
+        let hash: [u8; 32] = entry.value[..]
             .try_into()
             .map_err(|_| anyhow::anyhow!("corrupt admin token record"))?;
         Ok(Some(TokenCheck { hash }))
@@ -80,23 +93,36 @@ mod tests {
     #[test]
     fn install_and_verify() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        assert!(TokenCheck::load(&db).unwrap().is_none());
+        let kv = keyhole_kv_embedded::EmbeddedKv::open(dir.path()).unwrap();
+        assert!(TokenCheck::load(&kv).unwrap().is_none());
         let token = generate();
         assert!(token.starts_with(PREFIX) && token.len() == 67);
-        install(&db, &token).unwrap();
-        let check = TokenCheck::load(&db).unwrap().unwrap();
+        install(&kv, &token).unwrap();
+        let check = TokenCheck::load(&kv).unwrap().unwrap();
         assert!(check.verify(&token));
         assert!(!check.verify("kh_wrong"));
         let header = format!("Bearer {}", *token);
         assert!(check.verify_header(Some(header.as_bytes())));
         assert!(!check.verify_header(Some(token.as_bytes())));
         assert!(!check.verify_header(None));
-        let stored = db.open_tree(TREE).unwrap().get(ADMIN_KEY).unwrap().unwrap();
+        let stored = bucket(&kv).unwrap().get(ADMIN_KEY).unwrap().unwrap().value;
         assert!(
             !stored
                 .windows(8)
                 .any(|w| token.as_bytes().windows(8).any(|t| t == w))
         );
+    }
+
+    #[test]
+    fn a_release_0_1_admin_token_still_verifies() {
+        use keyhole_kv::Backend;
+        let dir = tempfile::tempdir().unwrap();
+        let kv = keyhole_kv_embedded::EmbeddedKv::open(dir.path()).unwrap();
+        let token = generate();
+        kv.write_legacy(LEGACY_TREE, &[(ADMIN_KEY, &digest(&token))])
+            .unwrap();
+        let check = TokenCheck::load(&kv).unwrap().expect("migrated");
+        assert!(check.verify(&token));
+        assert!(kv.legacy(LEGACY_TREE).unwrap().is_none(), "migrated once");
     }
 }

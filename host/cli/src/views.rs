@@ -22,16 +22,11 @@ pub fn secret_id(scope: &Scope, name: &str) -> String {
     format!("{scope}:{name}")
 }
 
-/// Splits a secret id back into scope and name.
+/// Splits a secret id back into scope and name (neither ids nor names
+/// contain `:`, so the name is what follows the last one).
 pub fn parse_secret_id(id: &str) -> Option<(Scope, String)> {
-    let (kind, rest) = id.split_once(':')?;
-    let (scope_id, name) = rest.split_once(':')?;
-    let scope = match kind {
-        "env" => Scope::Environment(scope_id.to_string()),
-        "space" => Scope::Space(scope_id.to_string()),
-        _ => return None,
-    };
-    Some((scope, name.to_string()))
+    let (scope, name) = id.rsplit_once(':')?;
+    Some((scope.parse().ok()?, name.to_string()))
 }
 
 #[derive(Debug, Serialize)]

@@ -3,7 +3,7 @@
 //! deployments, tokens) goes through, so that the store, the runtime and the
 //! CLI never name a storage engine.
 //!
-//! The embedded default (`keyhole-kv-embedded`, on sled, inside the data
+//! The embedded default (`keyhole-kv-embedded`, inside the data
 //! directory) is one implementation; a NATS JetStream KV backend is meant to
 //! be another. The shape follows what JetStream KV offers, so that backend
 //! fits without changes here:

@@ -304,7 +304,7 @@ fn errors_and_values_never_print_the_value() {
 }
 
 /// A store dropped in this process must not make the next open report
-/// "in use": sled's I/O threads may still hold its file lock for a moment
+/// "in use": the embedded backend's I/O threads may still hold its file lock for a moment
 /// after the drop (seen as a flaky `keyhole init`, which opens a fresh
 /// directory keyless to look, then again with the key).
 #[test]

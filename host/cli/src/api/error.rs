@@ -7,7 +7,7 @@
 //! | 400 | invalid input: names, ids, specs, modules, JSON, unknown fields |
 //! | 404 | unknown environment, space, secret or listener |
 //! | 408 | body not received within `--request-timeout` (see `deadline.rs`) |
-//! | 409 | already exists |
+//! | 409 | already exists, or a concurrent change won (try again) |
 //! | 413 | body or module too large |
 //! | 503 | store sealed (master key missing or wrong) |
 //! | 500 | anything else (details are logged, not returned) |
@@ -70,9 +70,9 @@ pub fn store_status(e: &StoreError) -> StatusCode {
         | S::SpaceNotInEnvironment { .. }
         | S::Unsupported(_) => StatusCode::BAD_REQUEST,
         S::UnknownEnvironment(_) | S::UnknownSpace(_) | S::NotFound { .. } => StatusCode::NOT_FOUND,
-        S::AlreadyExists(_) => StatusCode::CONFLICT,
+        S::AlreadyExists(_) | S::Contended(_) => StatusCode::CONFLICT,
         S::Sealed { .. } | S::KeyFile { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        S::Locked { .. } | S::Corrupt { .. } | S::Integrity { .. } | S::Db(_) | S::Io(_) => {
+        S::Locked { .. } | S::Corrupt { .. } | S::Integrity { .. } | S::Backend(_) | S::Io(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
     }

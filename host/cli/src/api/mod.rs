@@ -32,7 +32,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 pub use error::ApiError;
-pub use scopes::check_scope;
 
 use crate::token::TokenCheck;
 

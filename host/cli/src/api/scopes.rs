@@ -10,9 +10,7 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use keyhole_store::{
-    Provenance, RotationReport, RotationTarget, Scope, SecretStore, SecretValue, StoreError,
-};
+use keyhole_store::{Provenance, RotationReport, RotationTarget, Scope, SecretValue, StoreError};
 use serde::{Deserialize, Serialize};
 
 use super::Shared;
@@ -31,30 +29,6 @@ where
 pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t)
         .map_err(|r| ApiError::bad_request(r.body_text()))
-}
-
-/// Errors unless `space` (if any) exists inside `environment`.
-pub fn check_scope(
-    store: &SecretStore,
-    environment: &str,
-    space: Option<&str>,
-) -> Result<(), StoreError> {
-    if store.environment(environment)?.is_none() {
-        return Err(StoreError::UnknownEnvironment(environment.to_string()));
-    }
-    if let Some(space) = space {
-        match store.space(space)? {
-            None => return Err(StoreError::UnknownSpace(space.to_string())),
-            Some(info) if info.environment != environment => {
-                return Err(StoreError::SpaceNotInEnvironment {
-                    space: space.to_string(),
-                    environment: environment.to_string(),
-                });
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(())
 }
 
 #[derive(Serialize)]
@@ -190,7 +164,7 @@ pub async fn set_secret(
     let store = s.runtime.store().clone();
     let view = blocking(move || {
         keyhole_store::validate_name(&body.name)?;
-        check_scope(&store, &body.environment_id, body.space_id.as_deref())?;
+        store.check_scope(&body.environment_id, body.space_id.as_deref())?;
         let (scope, provenance) = match &body.space_id {
             Some(space) => (Scope::Space(space.clone()), Provenance::SpaceOverride),
             None => (
@@ -265,7 +239,10 @@ pub async fn rotate(State(s): State<Shared>, body: Body) -> Result<Json<Rotation
     };
     let scope = body
         .scope
-        .map(|s| crate::cli::parse_scope(&s).map_err(ApiError::bad_request))
+        .map(|s| {
+            s.parse::<Scope>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))
+        })
         .transpose()?;
     let store = s.runtime.store().clone();
     let report = blocking(move || {

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use keyhole_store::{KeySource, RotationReport, RotationTarget, Scope, SecretStore};
 
 use crate::cli::{EnvCmd, KeysCmd, SpaceCmd, TokenCmd};
-use crate::config::{Globals, is_inside};
+use crate::config::Globals;
 use crate::errors::{CliError, Exit};
 use crate::token;
 use crate::views::rfc3339;
@@ -33,7 +33,7 @@ pub fn init(g: &Globals) -> Result<()> {
             )
             .into());
         }
-        if is_inside(path, &g.data) {
+        if keyhole_store::key_file_inside(path, &g.data) {
             return Err(CliError::new(
                 Exit::Usage,
                 format!(
@@ -51,7 +51,7 @@ pub fn init(g: &Globals) -> Result<()> {
     {
         // Look before creating a key: an initialized data dir has a token.
         let probe = SecretStore::open(&g.data, KeySource::None)?;
-        if token::TokenCheck::load(probe.db())?.is_some() {
+        if token::TokenCheck::load(&**probe.backend())?.is_some() {
             return Err(CliError::new(
                 Exit::Failure,
                 format!("data directory {} is already initialized", g.data.display()),
@@ -68,7 +68,7 @@ pub fn init(g: &Globals) -> Result<()> {
         return Err(keyhole_store::StoreError::Sealed { reason }.into());
     }
     let admin = token::generate();
-    token::install(store.db(), &admin)?;
+    token::install(&**store.backend(), &admin)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "initialized data directory {}", g.data.display())?;
     match &g.key {
@@ -95,7 +95,7 @@ pub fn api_token(g: &Globals, cmd: TokenCmd) -> Result<()> {
         TokenCmd::Reset => {
             let store = g.open_store()?;
             let admin = token::generate();
-            token::install(store.db(), &admin)?;
+            token::install(&**store.backend(), &admin)?;
             println!(
                 "new admin API token (shown once; the old one no longer works):\n{}",
                 *admin

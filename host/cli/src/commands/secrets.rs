@@ -8,7 +8,7 @@
 use std::io::{IsTerminal, Read};
 
 use anyhow::{Context, Result};
-use keyhole_store::{Provenance, Scope, SecretStore, SecretValue, StoreError};
+use keyhole_store::{Provenance, Scope, SecretValue, StoreError};
 use zeroize::Zeroizing;
 
 use crate::cli::{ScopeArgs, SecretsCmd};
@@ -24,14 +24,10 @@ pub fn run(g: &Globals, cmd: SecretsCmd) -> Result<()> {
     }
 }
 
-fn check_scope(store: &SecretStore, scope: &ScopeArgs) -> Result<(), StoreError> {
-    crate::api::check_scope(store, &scope.env, scope.space.as_deref())
-}
-
 fn set(g: &Globals, name: &str, scope: &ScopeArgs, value: Option<String>) -> Result<()> {
     keyhole_store::validate_name(name)?;
     let store = g.open_store()?;
-    check_scope(&store, scope)?;
+    store.check_scope(&scope.env, scope.space.as_deref())?;
     if let Some(reason) = store.sealed_reason() {
         // Say so before waiting for a value that could not be stored.
         return Err(StoreError::Sealed { reason }.into());
@@ -123,7 +119,7 @@ fn list(g: &Globals, scope: &ScopeArgs, json: bool) -> Result<()> {
 fn rm(g: &Globals, name: &str, scope: &ScopeArgs) -> Result<()> {
     keyhole_store::validate_name(name)?;
     let store = g.open_store()?;
-    check_scope(&store, scope)?;
+    store.check_scope(&scope.env, scope.space.as_deref())?;
     let target = scope.target();
     if !store.delete_secret(&target, name)? {
         return Err(StoreError::NotFound {
