@@ -74,20 +74,18 @@ impl Event {
 impl Runtime {
     /// Checks an event against the store and the payload rules.
     pub fn validate_event(&self, event: &Event) -> Result<(), RuntimeError> {
-        let bad = |m: String| Err(RuntimeError::InvalidSpec(m));
+        let bad = |m: String| Err(RuntimeError::InvalidEvent(m));
         if event.topic.is_empty() || event.topic.len() > 256 {
-            return bad("event topic must be 1-256 characters".into());
+            return bad("topic must be 1-256 characters".into());
         }
         if event.id.is_empty() || event.id.len() > 128 {
-            return bad("event id must be 1-128 characters".into());
+            return bad("id must be 1-128 characters".into());
         }
         if event.payload.len() > MAX_PAYLOAD_BYTES {
-            return bad(format!(
-                "event payload is larger than {MAX_PAYLOAD_BYTES} bytes"
-            ));
+            return bad(format!("payload is larger than {MAX_PAYLOAD_BYTES} bytes"));
         }
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&event.payload) {
-            return bad(format!("event payload is not valid JSON: {e}"));
+            return bad(format!("payload is not valid JSON: {e}"));
         }
         self.store()
             .require_event_scope(&event.environment, event.space.as_deref())?;

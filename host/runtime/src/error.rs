@@ -23,6 +23,9 @@ pub enum RuntimeError {
     ForbiddenImport { import: String, hint: &'static str },
     #[error("invalid deployment: {0}")]
     InvalidSpec(String),
+    /// An emitted event broke the event rules (topic, id, payload).
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
     #[error("no listener named `{0}`")]
     UnknownListener(String),
     #[error("module too large: {size} bytes (limit {limit})")]
