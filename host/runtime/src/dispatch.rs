@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use crate::deployments::ReadyDeployment;
 use crate::error::RuntimeError;
 use crate::http::HttpCall;
 use crate::listener::EventArg;
-use crate::registry::{Loaded, Runtime};
 use crate::runs::{Outcome, RunRecord};
+use crate::runtime::Runtime;
 use crate::sandbox::{RunLimits, RunState};
 use crate::scrub::Scrubber;
 use crate::secrets::SecretsCtx;
@@ -94,13 +95,13 @@ impl Runtime {
 
     /// What both `emit`s do first: validate and count the event, and find
     /// the deployments it goes to.
-    fn accept(&self, event: &Event) -> Result<Vec<Arc<Loaded>>, RuntimeError> {
+    fn accept(&self, event: &Event) -> Result<Vec<Arc<ReadyDeployment>>, RuntimeError> {
         self.validate_event(event)?;
         self.inner.metrics.event();
         Ok(self.matching(event))
     }
 
-    fn matching(&self, event: &Event) -> Vec<Arc<Loaded>> {
+    fn matching(&self, event: &Event) -> Vec<Arc<ReadyDeployment>> {
         let map = self
             .inner
             .deployments
@@ -202,7 +203,7 @@ impl Runtime {
     /// One run: fresh instance, call `handle`, classify, scrub, record.
     async fn run(
         &self,
-        target: &Loaded,
+        target: &ReadyDeployment,
         event: &Event,
         caller: Caller,
     ) -> Result<RunRecord, RuntimeError> {

@@ -12,6 +12,7 @@
 
 mod artifacts;
 pub mod deploy;
+mod deploying;
 mod deployments;
 pub mod dispatch;
 mod engine;
@@ -21,8 +22,8 @@ mod listener;
 mod log_line;
 pub mod metrics;
 mod output;
-mod registry;
 pub mod runs;
+mod runtime;
 mod sandbox;
 mod scrub;
 pub mod secrets;
@@ -43,8 +44,8 @@ pub use deploy::{DeploySpec, Deployment, Grants, Limits};
 pub use dispatch::Event;
 pub use engine::{EPOCH_TICK, EngineConfig, MAX_MEMORY_BYTES, engine_config};
 pub use error::RuntimeError;
-pub use registry::{Runtime, RuntimeConfig, RuntimeStats};
 pub use runs::{Outcome, RunRecord};
+pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};
 
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
