@@ -19,7 +19,6 @@ mod engine;
 mod error;
 pub mod http;
 mod listener;
-mod log_line;
 pub mod metrics;
 mod output;
 pub mod runs;
@@ -44,7 +43,7 @@ pub use deploy::{DeploySpec, Deployment, Grants, Limits};
 pub use dispatch::Event;
 pub use engine::{EPOCH_TICK, EngineConfig, MAX_MEMORY_BYTES, engine_config};
 pub use error::RuntimeError;
-pub use runs::{Outcome, RunRecord};
+pub use runs::{Outcome, RunLog, RunQuery, RunRecord};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};
 
 pub(crate) fn now_ms() -> u64 {

@@ -20,7 +20,8 @@ use crate::deployments::Deployments;
 use crate::engine::{EngineConfig, EpochTicker, new_engine};
 use crate::error::RuntimeError;
 use crate::metrics::Metrics;
-use crate::runs::RunLog;
+use crate::runs::jsonl::JsonlRunLog;
+use crate::runs::{RunLog, RunQuery, RunRecord};
 use crate::sandbox::RunState;
 
 /// A tokio runtime for callers outside of one (`emit_blocking`: the CLI, the
@@ -60,7 +61,8 @@ pub struct RuntimeConfig {
     pub engine: EngineConfig,
     /// Runs that may execute at once (across all `emit` calls).
     pub max_concurrent_runs: usize,
-    /// Run records kept; older ones are trimmed.
+    /// Run records kept; older ones are trimmed (by the default run log;
+    /// see [`Runtime::open_with_run_log`]).
     pub max_run_records: usize,
 }
 
@@ -96,7 +98,8 @@ pub(crate) struct Inner {
     pub(crate) deployments: RwLock<Deployments>,
     /// Serializes changes to `deployments_tree` + `deployments`.
     pub(crate) deploy_writes: std::sync::Mutex<()>,
-    pub(crate) runs: RunLog,
+    /// Where run records go: the JSONL segment files unless chosen at open.
+    pub(crate) runs: Arc<dyn RunLog>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) permits: Arc<tokio::sync::Semaphore>,
     /// The async runtime `emit_blocking` drives runs on, built on first use.
@@ -113,10 +116,38 @@ pub struct Runtime {
 impl Runtime {
     /// Opens the runtime on `store`'s database, with modules and artifacts
     /// under `data_dir`, and makes every stored deployment ready to run.
+    /// Run records go to JSON-lines files under `data_dir/runs`, keeping
+    /// about `config.max_run_records`.
     pub fn open(
         store: SecretStore,
         data_dir: &Path,
         config: RuntimeConfig,
+    ) -> Result<Self, RuntimeError> {
+        let keep = config.max_run_records;
+        Self::open_inner(store, data_dir, config, || {
+            Ok(Arc::new(JsonlRunLog::open(&data_dir.join("runs"), keep)?))
+        })
+    }
+
+    /// Like [`Runtime::open`], with run records going to `runs` instead of
+    /// the JSON-lines files (`config.max_run_records` is then the log's
+    /// business).
+    pub fn open_with_run_log(
+        store: SecretStore,
+        data_dir: &Path,
+        config: RuntimeConfig,
+        runs: Arc<dyn RunLog>,
+    ) -> Result<Self, RuntimeError> {
+        Self::open_inner(store, data_dir, config, || Ok(runs))
+    }
+
+    /// `runs` is called where the run log has always been opened: after the
+    /// engine, the artifacts and the deployments tree.
+    fn open_inner(
+        store: SecretStore,
+        data_dir: &Path,
+        config: RuntimeConfig,
+        runs: impl FnOnce() -> Result<Arc<dyn RunLog>, RuntimeError>,
     ) -> Result<Self, RuntimeError> {
         let engine = new_engine(&config.engine)?;
         let mut linker = Linker::new(&engine);
@@ -131,7 +162,7 @@ impl Runtime {
             inner: Arc::new(Inner {
                 artifacts: Artifacts::open(&engine, data_dir, &db)?,
                 deployments_tree: db.open_tree("deployments")?,
-                runs: RunLog::open(&data_dir.join("runs"), config.max_run_records)?,
+                runs: runs()?,
                 deployments: RwLock::default(),
                 deploy_writes: std::sync::Mutex::default(),
                 metrics: Arc::default(),
@@ -167,8 +198,11 @@ impl Runtime {
         &self,
         listener: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<crate::RunRecord>, RuntimeError> {
-        self.inner.runs.recent(listener, limit)
+    ) -> Result<Vec<RunRecord>, RuntimeError> {
+        self.inner.runs.query(&RunQuery {
+            listener: listener.map(Into::into),
+            limit,
+        })
     }
 
     pub fn store(&self) -> &SecretStore {
@@ -198,5 +232,94 @@ impl Runtime {
         self.inner.runs.sync()?;
         self.inner.store.db().flush()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use keyhole_store::KeySource;
+
+    use super::*;
+    use crate::runs::Outcome;
+
+    /// A run log in memory that counts its syncs.
+    #[derive(Default)]
+    struct MemoryLog {
+        records: Mutex<Vec<RunRecord>>,
+        syncs: AtomicUsize,
+    }
+
+    impl RunLog for MemoryLog {
+        fn append(&self, record: &mut RunRecord) -> u64 {
+            let mut records = self.records.lock().unwrap();
+            record.id = records.len() as u64 + 1;
+            records.push(record.clone());
+            record.id
+        }
+
+        fn sync(&self) -> Result<(), RuntimeError> {
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+
+        fn query(&self, query: &RunQuery) -> Result<Vec<RunRecord>, RuntimeError> {
+            let records = self.records.lock().unwrap();
+            let wanted = |r: &&RunRecord| query.listener.as_ref().is_none_or(|l| *l == r.listener);
+            Ok(records
+                .iter()
+                .rev()
+                .filter(wanted)
+                .take(query.limit)
+                .cloned()
+                .collect())
+        }
+    }
+
+    fn record(listener: &str) -> RunRecord {
+        RunRecord {
+            id: 0,
+            event_id: "ev_1".into(),
+            topic: "t".into(),
+            listener: listener.into(),
+            module_hash: "00".into(),
+            outcome: Outcome::Ok {
+                value: String::new(),
+            },
+            started_at_ms: 0,
+            duration_us: 1,
+            stdout: String::new(),
+            stderr: String::new(),
+            output_dropped: 0,
+            secrets_read: vec![],
+            http: vec![],
+        }
+    }
+
+    #[test]
+    fn the_run_log_is_chosen_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("master.key");
+        SecretStore::init_key_file(&key).unwrap();
+        let store = SecretStore::open(&dir.path().join("data"), KeySource::File(key)).unwrap();
+        let log = Arc::new(MemoryLog::default());
+        let config = RuntimeConfig::default();
+        let runtime = Runtime::open_with_run_log(store, dir.path(), config, log.clone()).unwrap();
+        for listener in ["a", "b", "a"] {
+            log.append(&mut record(listener));
+        }
+        let ids: Vec<u64> = runtime
+            .runs(Some("a"), 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, [3, 1]);
+        assert_eq!(runtime.runs(None, 2).unwrap().len(), 2);
+        runtime.flush().unwrap();
+        assert_eq!(log.syncs.load(Ordering::Relaxed), 1);
+        assert!(!dir.path().join("runs").exists(), "no JSONL files");
     }
 }
