@@ -16,7 +16,7 @@ use crate::deploy::{self, DeploySpec, Deployment};
 use crate::deployments::{Deployments, ReadyDeployment};
 use crate::error::RuntimeError;
 use crate::http::AllowedOrigin;
-use crate::listener::Listener;
+use crate::run::call::Listener;
 use crate::runtime::Runtime;
 
 impl Runtime {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::deploy::{Deployment, Grants};
 use crate::http::AllowedOrigin;
-use crate::listener::Listener;
+use crate::run::call::Listener;
 use crate::topics::TopicFilter;
 
 /// A deployment ready to run: its stored record, its pre-linked listener,

@@ -17,10 +17,11 @@ mod deployments;
 pub mod dispatch;
 mod engine;
 mod error;
+mod event;
 pub mod http;
-mod listener;
 pub mod metrics;
 mod output;
+mod run;
 pub mod runs;
 mod runtime;
 mod sandbox;
@@ -32,7 +33,7 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "listener",
-        // Host-side types and import traits; `listener.rs` calls `handle`
+        // Host-side types and import traits; `run/call.rs` calls `handle`
         // itself (borrowing the event) and uses `ListenerPre` only to check
         // a component is a listener.
         exports: { default: async },

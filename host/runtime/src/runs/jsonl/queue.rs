@@ -10,7 +10,7 @@ use std::time::Duration;
 /// Most records waiting for the writer, and most bytes of them; beyond
 /// either `append` blocks (backpressure rather than unbounded memory). With
 /// the writer's buffer and `Vec` growth, the queue holds at most about four
-/// times `QUEUE_BYTES` plus one record (whose text `dispatch` caps).
+/// times `QUEUE_BYTES` plus one record (whose text `run/outcome.rs` caps).
 pub(super) const QUEUE: usize = 65_536;
 pub(super) const QUEUE_BYTES: usize = 64 << 20;
 /// The writer wakes when this many records wait, or after [`LINGER`].
