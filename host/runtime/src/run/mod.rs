@@ -17,6 +17,7 @@ mod outcome;
 mod setup;
 
 pub use outcome::OUTCOME_TEXT_LIMIT;
+pub(crate) use setup::Caller;
 
 use crate::deployments::ReadyDeployment;
 use crate::error::RuntimeError;
@@ -24,15 +25,6 @@ use crate::event::Event;
 use crate::runs::RunRecord;
 use crate::runtime::Runtime;
 use call::EventArg;
-
-/// Who is waiting for a run, which decides how it may execute.
-#[derive(Clone, Copy)]
-pub(crate) enum Caller {
-    /// An async task: the run must yield, so it runs on a fiber.
-    Async,
-    /// A thread that may block (`emit_blocking`).
-    MayBlock,
-}
 
 impl Runtime {
     /// One run: fresh instance, call `handle`, classify, scrub, record.

@@ -14,13 +14,21 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
-use super::Caller;
 use crate::deployments::ReadyDeployment;
 use crate::event::Event;
 use crate::http::HttpCall;
 use crate::runtime::Inner;
 use crate::sandbox::{RunLimits, RunState};
 use crate::secrets::SecretsCtx;
+
+/// Who is waiting for a run, which decides how it may execute.
+#[derive(Clone, Copy)]
+pub(crate) enum Caller {
+    /// An async task: the run must yield, so it runs on a fiber.
+    Async,
+    /// A thread that may block (`emit_blocking`).
+    MayBlock,
+}
 
 /// A run set up and not yet called.
 pub(super) struct Run {
