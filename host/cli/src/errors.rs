@@ -104,6 +104,7 @@ fn runtime_report(e: &RuntimeError, message: String) -> Report {
         | R::WrongWorld(_)
         | R::ForbiddenImport { .. }
         | R::InvalidSpec(_)
+        | R::InvalidEvent(_)
         | R::TooLarge { .. } => (Exit::Usage, None),
         R::Io { .. } | R::Corrupt(_) | R::Engine(_) => (Exit::Failure, None),
     };

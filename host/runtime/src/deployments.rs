@@ -1,4 +1,5 @@
-//! The live deployments, indexed the way dispatch reads them.
+//! The live deployments: each one ready to run ([`ReadyDeployment`]), and
+//! the index of them the way dispatch reads them ([`Deployments`]).
 //!
 //! Every event needs the deployments of its own environment, in name order.
 //! Scanning every deployment and sorting the matches made an event's cost
@@ -10,34 +11,50 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::registry::Loaded;
+use crate::deploy::{Deployment, Grants};
+use crate::http::AllowedOrigin;
+use crate::run::call::Listener;
+use crate::topics::TopicFilter;
+
+/// A deployment ready to run: its stored record, its pre-linked listener,
+/// and what each run reads from the spec, prepared once at deploy (compiled
+/// topic filters, parsed origins, shared grants and scope ids).
+pub(crate) struct ReadyDeployment {
+    pub(crate) record: Deployment,
+    pub(crate) listener: Listener,
+    pub(crate) topics: TopicFilter,
+    pub(crate) origins: Arc<[AllowedOrigin]>,
+    pub(crate) grants: Arc<Grants>,
+    pub(crate) environment: Arc<str>,
+    pub(crate) space: Option<Arc<str>>,
+}
 
 #[derive(Default)]
 pub(crate) struct Deployments {
-    by_name: HashMap<String, Arc<Loaded>>,
+    by_name: HashMap<String, Arc<ReadyDeployment>>,
     /// Each environment's deployments, sorted by name; no empty lists.
-    by_environment: HashMap<Arc<str>, Vec<Arc<Loaded>>>,
+    by_environment: HashMap<Arc<str>, Vec<Arc<ReadyDeployment>>>,
 }
 
 impl Deployments {
-    /// Adds `loaded`, replacing the deployment of the same name (which may
+    /// Adds `ready`, replacing the deployment of the same name (which may
     /// have been in another environment).
-    pub(crate) fn insert(&mut self, loaded: Arc<Loaded>) {
-        let name = loaded.record.spec.name.clone();
+    pub(crate) fn insert(&mut self, ready: Arc<ReadyDeployment>) {
+        let name = ready.record.spec.name.clone();
         self.remove(&name);
         let list = self
             .by_environment
-            .entry(loaded.environment.clone())
+            .entry(ready.environment.clone())
             .or_default();
         let at = list
             .binary_search_by(|d| d.record.spec.name.as_str().cmp(&name))
             .unwrap_or_else(|at| at);
-        list.insert(at, loaded.clone());
-        self.by_name.insert(name, loaded);
+        list.insert(at, ready.clone());
+        self.by_name.insert(name, ready);
     }
 
     /// Removes the deployment called `name`, if there is one.
-    pub(crate) fn remove(&mut self, name: &str) -> Option<Arc<Loaded>> {
+    pub(crate) fn remove(&mut self, name: &str) -> Option<Arc<ReadyDeployment>> {
         let old = self.by_name.remove(name)?;
         if let Some(list) = self.by_environment.get_mut(&old.environment) {
             list.retain(|d| d.record.spec.name != name);
@@ -49,14 +66,14 @@ impl Deployments {
     }
 
     /// The deployments of `environment`, by name.
-    pub(crate) fn in_environment(&self, environment: &str) -> &[Arc<Loaded>] {
+    pub(crate) fn in_environment(&self, environment: &str) -> &[Arc<ReadyDeployment>] {
         self.by_environment
             .get(environment)
             .map_or(&[], Vec::as_slice)
     }
 
     /// Every deployment, in no particular order.
-    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<Loaded>> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<ReadyDeployment>> {
         self.by_name.values()
     }
 

@@ -3,7 +3,7 @@
 //! Deploy-time problems are the user's to fix, so each variant names the cause
 //! in one line (the offending import, the missing export, the bad limit).
 //! Guest-visible failures never appear here: those are WIT `secret-error`
-//! values (see `secrets.rs`) or run outcomes (see `runs.rs`).
+//! values (see `secrets.rs`) or run outcomes (see `runs/record.rs`).
 
 use keyhole_store::StoreError;
 
@@ -23,6 +23,9 @@ pub enum RuntimeError {
     ForbiddenImport { import: String, hint: &'static str },
     #[error("invalid deployment: {0}")]
     InvalidSpec(String),
+    /// An emitted event broke the event rules (topic, id, payload).
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
     #[error("no listener named `{0}`")]
     UnknownListener(String),
     #[error("module too large: {size} bytes (limit {limit})")]

@@ -1,28 +1,50 @@
 //! keyhole's listener runtime: deploy WebAssembly components, dispatch events
 //! to them in a sandbox, and serve their `get-secret` calls from the store.
 //!
-//! - [`deploy`]: what a deployment is and the checks a module must pass.
-//! - [`artifacts`]: precompiled components, so restarts never recompile.
-//! - [`sandbox`] and [`secrets`]: what a guest can reach (almost nothing).
-//! - [`dispatch`]: matching events to deployments (indexed by environment
-//!   in `deployments.rs`) and running them.
-//! - [`runs`] and [`scrub`]: the record of every run, with secrets removed.
-//! - [`http`]: the opt-in outbound HTTP capability.
+//! Module map, from the operations down to what they stand on. Imports go
+//! one way, down this list (inside `runs/`, the log implements the trait
+//! beside the model); the one file out of place is `run/call.rs`, filed
+//! with its phase but imported by the deployments below it.
+//!
+//! - Operations, as `impl Runtime` blocks: [`dispatch`] (matching events to
+//!   deployments, the two `emit`s) and `deploying.rs` (deploy, undeploy,
+//!   loading what is stored at open).
+//! - One run, by phase, in `run/`: `setup.rs` (the `Store`, limits and
+//!   deadline), `call.rs` (instantiate the pre-linked component, call
+//!   `handle`), `outcome.rs` (classify, scrub, cap, record).
+//! - `runtime.rs`: the [`Runtime`] handle, its settings and shared state,
+//!   opening and flushing.
+//! - `deployments.rs`: each deployment ready to run (holding its linked
+//!   `run::call::Listener`), indexed by environment.
+//! - What a guest can reach, and what it leaves: `sandbox.rs` (a run's
+//!   deny-all WASI state and limits), `output.rs` (captured stdout and
+//!   stderr), `scrub.rs` (revealed values removed from all a run leaves),
+//!   [`secrets`] (`get-secret`).
+//! - [`runs`]: the run-record model and the [`RunLog`] trait records go
+//!   through; the default log is JSON lines in segment files (`runs/jsonl/`).
+//! - Models and checks: [`deploy`] (what a deployment is, the checks a
+//!   module passes), `event.rs` ([`Event`] and its rules), `topics.rs`,
+//!   [`metrics`].
+//! - Foundations: [`http`] (the outbound HTTP allow-list, its policy, and
+//!   the calls a record lists), `engine.rs` (the one wasmtime engine and its
+//!   epoch ticker), `artifacts.rs` (precompiled components, so restarts
+//!   never recompile), `error.rs`.
 #![deny(unsafe_code)]
 
 mod artifacts;
 pub mod deploy;
+mod deploying;
 mod deployments;
 pub mod dispatch;
 mod engine;
 mod error;
+mod event;
 pub mod http;
-mod listener;
-mod log_line;
 pub mod metrics;
 mod output;
-mod registry;
+mod run;
 pub mod runs;
+mod runtime;
 mod sandbox;
 mod scrub;
 pub mod secrets;
@@ -32,7 +54,7 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "listener",
-        // Host-side types and import traits; `listener.rs` calls `handle`
+        // Host-side types and import traits; `run/call.rs` calls `handle`
         // itself (borrowing the event) and uses `ListenerPre` only to check
         // a component is a listener.
         exports: { default: async },
@@ -43,8 +65,8 @@ pub use deploy::{DeploySpec, Deployment, Grants, Limits};
 pub use dispatch::Event;
 pub use engine::{EPOCH_TICK, EngineConfig, MAX_MEMORY_BYTES, engine_config};
 pub use error::RuntimeError;
-pub use registry::{Runtime, RuntimeConfig, RuntimeStats};
-pub use runs::{Outcome, RunRecord};
+pub use runs::{Outcome, RunLog, RunQuery, RunRecord};
+pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};
 
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -9,7 +9,29 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::secrets::CallOutcome;
+/// Outcome of one `get-secret` call, for metrics. Defined here, beside the
+/// counters it labels, so the secrets capability reports to metrics and
+/// nothing points back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    Ok,
+    NotFound,
+    AccessDenied,
+    InvalidName,
+    Unavailable,
+}
+
+impl CallOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::NotFound => "not_found",
+            CallOutcome::AccessDenied => "access_denied",
+            CallOutcome::InvalidName => "invalid_name",
+            CallOutcome::Unavailable => "unavailable",
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {

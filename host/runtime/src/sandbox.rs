@@ -154,7 +154,7 @@ impl WasiView for RunState {
 impl WasiHttpView for RunState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         // Only deployments with an HTTP grant are linked against wasi:http,
-        // and those always get an HTTP context in `dispatch.rs`.
+        // and those always get an HTTP context in `run/setup.rs`.
         let (ctx, hooks) = self
             .http
             .as_mut()

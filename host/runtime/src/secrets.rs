@@ -13,21 +13,18 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use keyhole_store::{SecretStore, StoreError};
+// The store's own limits: a name or id longer than the store accepts is
+// refused before it is copied out of guest memory.
+use keyhole_store::{MAX_ID_LEN, MAX_NAME_LEN, SecretStore, StoreError};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Lift, Linker, WasmStr};
 use zeroize::Zeroize;
 
 use crate::bindings::keyhole::listener::secrets::SecretError;
 use crate::deploy::Grants;
+use crate::metrics::{CallOutcome, Metrics};
 
 const INTERFACE: &str = "keyhole:listener/secrets@0.1.0";
-
-/// Longest secret name the store accepts; longer names are refused before
-/// they are copied out of guest memory.
-pub const MAX_NAME_LEN: usize = 256;
-/// Longest environment or space id.
-pub const MAX_ID_LEN: usize = 64;
 
 /// `record scope` as it sits in guest memory, not yet copied.
 #[derive(ComponentType, Lift)]
@@ -35,28 +32,6 @@ pub const MAX_ID_LEN: usize = 64;
 struct GuestScope {
     environment: Option<WasmStr>,
     space: Option<WasmStr>,
-}
-
-/// Outcome of one `get-secret` call, for metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CallOutcome {
-    Ok,
-    NotFound,
-    AccessDenied,
-    InvalidName,
-    Unavailable,
-}
-
-impl CallOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallOutcome::Ok => "ok",
-            CallOutcome::NotFound => "not_found",
-            CallOutcome::AccessDenied => "access_denied",
-            CallOutcome::InvalidName => "invalid_name",
-            CallOutcome::Unavailable => "unavailable",
-        }
-    }
 }
 
 /// Per-run state of the secrets capability: who is asking, what they may
@@ -68,7 +43,7 @@ pub struct SecretsCtx {
     pub(crate) grants: Arc<Grants>,
     /// Values revealed during this run, by name, for scrubbing.
     pub(crate) revealed: Vec<(String, Revealed)>,
-    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// A value revealed to a guest, in the one copy the host makes of it: the
@@ -260,7 +235,18 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
         StoreError::InvalidName { .. } | StoreError::InvalidId { .. } => {
             SecretError::InvalidName(err.to_string())
         }
-        other => SecretError::Unavailable(other.to_string()),
+        // Listed one by one, no catch-all: a new store error does not
+        // compile until someone decides what a guest sees for it.
+        StoreError::InvalidValue { .. }
+        | StoreError::AlreadyExists(_)
+        | StoreError::Sealed { .. }
+        | StoreError::Corrupt { .. }
+        | StoreError::Integrity { .. }
+        | StoreError::Locked { .. }
+        | StoreError::KeyFile { .. }
+        | StoreError::Unsupported(_)
+        | StoreError::Db(_)
+        | StoreError::Io(_) => SecretError::Unavailable(err.to_string()),
     }
 }
 

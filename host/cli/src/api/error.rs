@@ -88,7 +88,8 @@ pub fn runtime_status(e: &RuntimeError) -> StatusCode {
         | R::InvalidComponent(_)
         | R::WrongWorld(_)
         | R::ForbiddenImport { .. }
-        | R::InvalidSpec(_) => StatusCode::BAD_REQUEST,
+        | R::InvalidSpec(_)
+        | R::InvalidEvent(_) => StatusCode::BAD_REQUEST,
         R::UnknownListener(_) => StatusCode::NOT_FOUND,
         R::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         R::Io { .. } | R::Corrupt(_) | R::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,

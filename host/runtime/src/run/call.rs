@@ -1,4 +1,5 @@
-//! Calling a deployment's `handle` export.
+//! The call phase of a run: instantiating a deployment's component and
+//! calling its `handle` export.
 //!
 //! `bindgen!`'s generated `call_handle` takes the WIT `event` as an owned
 //! record, which would cost a copy of the event's id, topic, environment
@@ -19,6 +20,7 @@ use wasmtime::component::{
 };
 
 use crate::error::RuntimeError;
+use crate::event::Event;
 use crate::sandbox::RunState;
 
 /// The WIT `event` record, lowered from borrowed host data. Field names and
@@ -28,12 +30,26 @@ use crate::sandbox::RunState;
 #[derive(ComponentType, Lower)]
 #[component(record)]
 pub(crate) struct EventArg<'a> {
-    pub(crate) id: &'a str,
-    pub(crate) topic: &'a str,
-    pub(crate) environment: &'a str,
-    pub(crate) space: Option<&'a str>,
-    pub(crate) payload: &'a str,
-    pub(crate) settings: &'a [(String, String)],
+    id: &'a str,
+    topic: &'a str,
+    environment: &'a str,
+    space: Option<&'a str>,
+    payload: &'a str,
+    settings: &'a [(String, String)],
+}
+
+impl<'a> EventArg<'a> {
+    /// `event` as the guest sees it, with the deployment's `settings`.
+    pub(crate) fn new(event: &'a Event, settings: &'a [(String, String)]) -> Self {
+        EventArg {
+            id: &event.id,
+            topic: &event.topic,
+            environment: &event.environment,
+            space: event.space.as_deref(),
+            payload: &event.payload,
+            settings,
+        }
+    }
 }
 
 type HandleParams<'a> = (EventArg<'a>,);

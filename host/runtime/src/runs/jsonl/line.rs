@@ -12,10 +12,10 @@
 //! the derived `Deserialize`. [`write`] destructures the record, so a new
 //! field does not compile until it is written here too.
 
-use crate::runs::{Outcome, RunRecord};
+use crate::runs::record::{Outcome, RunRecord};
 
 /// Appends `record` and a newline to `buf`.
-pub(crate) fn write(buf: &mut Vec<u8>, record: &RunRecord) {
+pub(super) fn write(buf: &mut Vec<u8>, record: &RunRecord) {
     let RunRecord {
         id,
         event_id,

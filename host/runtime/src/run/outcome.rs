@@ -1,0 +1,138 @@
+//! After the call: what the run's record says, and nothing a guest read.
+//!
+//! The result is classified into an [`Outcome`] (a limit hit is "memory",
+//! an epoch interrupt is "deadline", other traps by name). Every text the
+//! run left (output, returned text, outbound HTTP paths and errors) is
+//! scrubbed of the values it revealed, the returned text is capped, and the
+//! record is counted in metrics and appended to the run log.
+
+use wasmtime::Trap;
+
+use super::setup::Run;
+use crate::deploy::Limits;
+use crate::deployments::ReadyDeployment;
+use crate::event::Event;
+use crate::http::HttpCall;
+use crate::runs::{Outcome, RunRecord};
+use crate::runtime::Inner;
+use crate::scrub::Scrubber;
+
+/// Most bytes of a run's returned text (its `ok` value, error or trap
+/// message) kept in the run record; the rest is replaced by a note of how
+/// much was dropped. Run records are a log, not a data channel, and a guest
+/// could otherwise return its whole memory.
+pub const OUTCOME_TEXT_LIMIT: usize = 64 << 10;
+
+/// Classifies, scrubs and caps what `run` left, and records it.
+pub(super) fn record(
+    inner: &Inner,
+    target: &ReadyDeployment,
+    event: &Event,
+    run: Run,
+    result: wasmtime::Result<Result<String, String>>,
+) -> RunRecord {
+    let duration = run.start.elapsed();
+    let spec = &target.record.spec;
+    let mut state = run.store.into_data();
+    let mut outcome = classify(result, state.limits.hit, &spec.limits);
+    let ((mut stdout, out_dropped), (mut stderr, err_dropped)) = state.take_output();
+    let mut http: Vec<HttpCall> = run
+        .http_calls
+        .map(|c| std::mem::take(&mut *c.lock().unwrap_or_else(|e| e.into_inner())))
+        .unwrap_or_default();
+    let mut revealed = std::mem::take(&mut state.secrets.revealed);
+    // Free when nothing was revealed: no allocation, every text skipped.
+    let scrubber = Scrubber::new(&revealed);
+    scrubber.scrub(&mut stdout, out_dropped > 0);
+    scrubber.scrub(&mut stderr, err_dropped > 0);
+    if let Some(text) = outcome.text_mut() {
+        scrubber.scrub(text, false);
+        // After scrubbing, so no cut can leave part of a value behind.
+        cap_text(text);
+    }
+    // A listener may send a secret to an allowed origin, in the path or
+    // query too; the record keeps the request without it.
+    for call in &mut http {
+        scrubber.scrub(&mut call.path, false);
+        if let Some(error) = &mut call.error {
+            scrubber.scrub(error, false);
+        }
+    }
+    // Each name once, in the order first read; the values are zeroized
+    // as they drop.
+    let mut secrets_read: Vec<String> = Vec::new();
+    for (name, _) in revealed.drain(..) {
+        if !secrets_read.contains(&name) {
+            secrets_read.push(name);
+        }
+    }
+    inner.metrics.run(outcome.label(), duration.as_secs_f64());
+    let mut record = RunRecord {
+        id: 0, // assigned by the run log
+        event_id: event.id.clone(),
+        topic: event.topic.clone(),
+        listener: spec.name.clone(),
+        module_hash: target.record.module_hash.clone(),
+        outcome,
+        started_at_ms: run.started_at_ms,
+        duration_us: duration.as_micros() as u64,
+        stdout,
+        stderr,
+        output_dropped: out_dropped + err_dropped,
+        secrets_read,
+        http,
+    };
+    inner.runs.append(&mut record);
+    record
+}
+
+/// How the call ended. `limit_hit`: the run's limiter refused to grow
+/// memory or a table, which is why the call failed if it did.
+fn classify(
+    result: wasmtime::Result<Result<String, String>>,
+    limit_hit: bool,
+    limits: &Limits,
+) -> Outcome {
+    match result {
+        Ok(Ok(value)) => Outcome::Ok { value },
+        Ok(Err(message)) => Outcome::GuestError { message },
+        Err(_) if limit_hit => Outcome::Memory {
+            limit_bytes: limits.memory_bytes,
+        },
+        Err(err) => match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => Outcome::Deadline {
+                timeout_ms: limits.timeout_ms,
+            },
+            Some(trap) => Outcome::Trap {
+                trap: trap_name(*trap),
+                message: format!("{err:#}"),
+            },
+            None => Outcome::Failed {
+                message: format!("{err:#}"),
+            },
+        },
+    }
+}
+
+/// Cuts `text` to [`OUTCOME_TEXT_LIMIT`] bytes (on a character boundary)
+/// plus a note of what was dropped.
+fn cap_text(text: &mut String) {
+    if text.len() <= OUTCOME_TEXT_LIMIT {
+        return;
+    }
+    let cut = text.floor_char_boundary(OUTCOME_TEXT_LIMIT);
+    let dropped = text.len() - cut;
+    text.truncate(cut);
+    text.push_str(&format!("…[{dropped} more bytes not recorded]"));
+}
+
+fn trap_name(trap: Trap) -> String {
+    match trap {
+        Trap::StackOverflow => "stack_overflow".into(),
+        Trap::UnreachableCodeReached => "unreachable".into(),
+        Trap::MemoryOutOfBounds => "memory_out_of_bounds".into(),
+        Trap::IntegerDivisionByZero => "integer_division_by_zero".into(),
+        Trap::CannotEnterComponent => "cannot_enter_component".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}

@@ -1,0 +1,103 @@
+//! Setting up a run: the `Store` a fresh instance lives in, before any
+//! guest code runs.
+//!
+//! The store's data is the run's [`RunState`]: the secrets capability
+//! scoped to the deployment and the event, the memory and table limits
+//! (whose limiter remembers a hit, so the run is recorded as "memory"), and
+//! for deployments with an HTTP grant the outbound policy. The wall-clock
+//! deadline is checked at each epoch tick, where a guest still within it
+//! yields to tokio (when it runs on a fiber) so it never holds a worker
+//! thread for long.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::deployments::ReadyDeployment;
+use crate::event::Event;
+use crate::http::HttpCall;
+use crate::runtime::Inner;
+use crate::sandbox::{RunLimits, RunState};
+use crate::secrets::SecretsCtx;
+
+/// Who is waiting for a run, which decides how it may execute.
+#[derive(Clone, Copy)]
+pub(crate) enum Caller {
+    /// An async task: the run must yield, so it runs on a fiber.
+    Async,
+    /// A thread that may block (`emit_blocking`).
+    MayBlock,
+}
+
+/// A run set up and not yet called.
+pub(super) struct Run {
+    pub(super) store: Store<RunState>,
+    /// The outbound requests the run makes, as the HTTP hooks record them
+    /// (only with an HTTP grant).
+    pub(super) http_calls: Option<Arc<Mutex<Vec<HttpCall>>>>,
+    pub(super) started_at_ms: u64,
+    pub(super) start: Instant,
+    /// Whether the call may block its thread (see `call.rs`).
+    pub(super) may_block: bool,
+}
+
+/// A fresh store for `target` handling `event`, limits and deadline set.
+pub(super) fn set_up(
+    inner: &Inner,
+    target: &ReadyDeployment,
+    event: &Event,
+    caller: Caller,
+) -> Run {
+    let started_at_ms = crate::now_ms();
+    let start = Instant::now();
+    let spec = &target.record.spec;
+    let timeout = Duration::from_millis(spec.limits.timeout_ms);
+    let secrets = SecretsCtx {
+        store: inner.store.clone(),
+        environment: target.environment.clone(),
+        space: event.space.as_deref().map(Into::into),
+        grants: target.grants.clone(),
+        revealed: Vec::new(),
+        metrics: inner.metrics.clone(),
+    };
+    let limits = RunLimits {
+        memory_bytes: spec.limits.memory_bytes,
+        table_elements: 100_000,
+        hit: false,
+    };
+    let mut state = RunState::new(secrets, limits);
+    let http_calls = (!target.origins.is_empty()).then(|| {
+        state.with_http(
+            target.origins.clone(),
+            spec.limits.max_http_requests,
+            spec.limits.max_http_response_bytes,
+            start + timeout,
+        )
+    });
+    let mut store = Store::new(&inner.engine, state);
+    store.limiter(|s| &mut s.limits);
+    // A synchronous call (no fiber) where the caller's thread may block
+    // and the component needs no async host calls; otherwise async, and
+    // only a run on a fiber can yield to tokio at an epoch tick.
+    let may_block = matches!(caller, Caller::MayBlock);
+    let deadline = start + timeout;
+    let yields = !target.listener.runs_sync(may_block);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else if yields {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        } else {
+            UpdateDeadline::Continue(1)
+        })
+    });
+    Run {
+        store,
+        http_calls,
+        started_at_ms,
+        start,
+        may_block,
+    }
+}

@@ -1,0 +1,48 @@
+//! Run records and the log that keeps them.
+//!
+//! Every run appends one record, so the run log is the one high-volume write
+//! in keyhole. The runtime sees it only through the [`RunLog`] trait, chosen
+//! when the runtime opens ([`crate::Runtime::open_with_run_log`]), so a
+//! different store for records can be put in without touching dispatch. The
+//! default is the JSONL segment files in `runs/jsonl/`.
+//!
+//! The trait is called once per run (`append`), never per `get-secret`
+//! call: one virtual call per run is all the indirection costs.
+//!
+//! - `record.rs`: the model ([`RunRecord`], [`Outcome`]).
+//! - `jsonl/`: the default log, JSON lines in segment files under
+//!   `DATA/runs/`.
+
+pub(crate) mod jsonl;
+mod record;
+
+pub use record::{Outcome, RunRecord};
+
+use crate::error::RuntimeError;
+
+/// Where run records go, and where they are read back from.
+///
+/// Implementations must be cheap to `append` to: it is called on the event
+/// path, once per run, after the guest has returned.
+pub trait RunLog: Send + Sync {
+    /// Gives `record` the next run id and stores it (possibly later, in the
+    /// background); returns the id. Ids are consecutive and continue across
+    /// restarts.
+    fn append(&self, record: &mut RunRecord) -> u64;
+
+    /// Waits until every record appended so far is durably stored.
+    fn sync(&self) -> Result<(), RuntimeError>;
+
+    /// Records matching `query`, newest first. Sees every record appended
+    /// before the call, so callers read their own runs.
+    fn query(&self, query: &RunQuery) -> Result<Vec<RunRecord>, RuntimeError>;
+}
+
+/// Which run records to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunQuery {
+    /// Only this listener's runs, or everyone's.
+    pub listener: Option<String>,
+    /// At most this many records.
+    pub limit: usize,
+}

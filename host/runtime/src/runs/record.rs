@@ -1,0 +1,86 @@
+//! The run-record model: what happened each time a listener handled an
+//! event.
+//!
+//! Kept apart from any log that stores records, so dispatch and readers
+//! (the CLI, the API) share one type whatever the storage is. The serde
+//! derives are the stored form too: the JSONL log writes and reads records
+//! with them (`runs/jsonl/line.rs` writes the same bytes by hand).
+
+use serde::{Deserialize, Serialize};
+
+use crate::http::HttpCall;
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// `handle` returned `ok(text)`.
+    Ok { value: String },
+    /// `handle` returned `err(text)`.
+    GuestError { message: String },
+    /// The run passed its wall-clock deadline and was interrupted.
+    Deadline { timeout_ms: u64 },
+    /// The guest asked for more memory (or table space) than its limit.
+    Memory { limit_bytes: u64 },
+    /// The guest trapped (panic, stack overflow, ...).
+    Trap { trap: String, message: String },
+    /// The host could not run the listener (e.g. instantiation failed).
+    Failed { message: String },
+}
+
+impl Outcome {
+    /// The text the run returned or failed with, if the outcome has one.
+    pub(crate) fn text_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Outcome::Ok { value: t }
+            | Outcome::GuestError { message: t }
+            | Outcome::Trap { message: t, .. }
+            | Outcome::Failed { message: t } => Some(t),
+            Outcome::Deadline { .. } | Outcome::Memory { .. } => None,
+        }
+    }
+
+    /// Short label for metrics and listings.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Ok { .. } => "ok",
+            Outcome::GuestError { .. } => "guest_error",
+            Outcome::Deadline { .. } => "deadline",
+            Outcome::Memory { .. } => "memory",
+            Outcome::Trap { .. } => "trap",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// One recorded run. Secret values never appear here: see `scrub.rs`.
+///
+/// In the log, empty output, lists and a zero drop count are left out of a
+/// record's line (most runs have them), and read back as empty.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: u64,
+    pub event_id: String,
+    pub topic: String,
+    pub listener: String,
+    pub module_hash: String,
+    pub outcome: Outcome,
+    pub started_at_ms: u64,
+    pub duration_us: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stdout: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
+    /// Bytes of output dropped beyond the capture limit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub output_dropped: u64,
+    /// Names (never values) of the secrets this run read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets_read: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpCall>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}

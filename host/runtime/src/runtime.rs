@@ -1,0 +1,325 @@
+//! The [`Runtime`] handle: what it owns, how it opens, and what it reports.
+//!
+//! Everything the runtime does is a method on this one cheap-to-clone
+//! handle, but the work lives by phase in other files: deploying and
+//! loading in `deploying.rs`, matching and emitting in `dispatch.rs`, one
+//! run in `run/`. This file only holds the shared state they all read
+//! ([`Inner`]), so that opening the runtime (engine, linkers, artifacts,
+//! run log, the epoch ticker) is in one place and in one order.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use keyhole_store::SecretStore;
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+use crate::artifacts::Artifacts;
+use crate::deploy::Deployment;
+use crate::deployments::Deployments;
+use crate::engine::{EngineConfig, EpochTicker, new_engine};
+use crate::error::RuntimeError;
+use crate::metrics::Metrics;
+use crate::runs::jsonl::JsonlRunLog;
+use crate::runs::{RunLog, RunQuery, RunRecord};
+use crate::sandbox::RunState;
+
+/// A tokio runtime for callers outside of one (`emit_blocking`: the CLI, the
+/// benchmark, tests). Futures run on the calling thread via `block_on`; the
+/// runtime supplies the timers and I/O that WASI and outbound HTTP need.
+#[derive(Default)]
+pub(crate) struct BlockingRuntime(std::sync::OnceLock<tokio::runtime::Runtime>);
+
+impl BlockingRuntime {
+    pub(crate) fn get(&self) -> Result<&tokio::runtime::Runtime, RuntimeError> {
+        if let Some(rt) = self.0.get() {
+            return Ok(rt);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("keyhole-io")
+            .enable_all()
+            .build()
+            .map_err(|e| RuntimeError::Engine(format!("starting the async runtime: {e}")))?;
+        Ok(self.0.get_or_init(|| rt))
+    }
+}
+
+impl Drop for BlockingRuntime {
+    /// Dropping a tokio runtime blocks, which panics inside another runtime
+    /// (a `Runtime` may be dropped last from an async task); don't wait.
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Runtime-wide settings.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    pub engine: EngineConfig,
+    /// Runs that may execute at once (across all `emit` calls).
+    pub max_concurrent_runs: usize,
+    /// Run records kept; older ones are trimmed (by the default run log;
+    /// see [`Runtime::open_with_run_log`]).
+    pub max_run_records: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        RuntimeConfig {
+            engine: EngineConfig::default(),
+            max_concurrent_runs: cores * 4,
+            max_run_records: 100_000,
+        }
+    }
+}
+
+/// Counters that show whether restarts reuse compiled artifacts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Modules compiled by this process (deploys, or artifacts that failed
+    /// verification).
+    pub compiled: u64,
+    /// Artifacts loaded from disk without compiling.
+    pub loaded_from_artifact: u64,
+    pub deployments: usize,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: SecretStore,
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<RunState>,
+    pub(crate) http_linker: Linker<RunState>,
+    pub(crate) artifacts: Artifacts,
+    pub(crate) deployments_tree: sled::Tree,
+    pub(crate) deployments: RwLock<Deployments>,
+    /// Serializes changes to `deployments_tree` + `deployments`.
+    pub(crate) deploy_writes: std::sync::Mutex<()>,
+    /// Where run records go: the JSONL segment files unless chosen at open.
+    pub(crate) runs: Arc<dyn RunLog>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) permits: Arc<tokio::sync::Semaphore>,
+    /// The async runtime `emit_blocking` drives runs on, built on first use.
+    pub(crate) blocking: BlockingRuntime,
+    _ticker: EpochTicker,
+}
+
+/// keyhole's listener runtime. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Runtime {
+    /// Opens the runtime on `store`'s database, with modules and artifacts
+    /// under `data_dir`, and makes every stored deployment ready to run.
+    /// Run records go to JSON-lines files under `data_dir/runs`, keeping
+    /// about `config.max_run_records`.
+    pub fn open(
+        store: SecretStore,
+        data_dir: &Path,
+        config: RuntimeConfig,
+    ) -> Result<Self, RuntimeError> {
+        let keep = config.max_run_records;
+        Self::open_inner(store, data_dir, config, || {
+            Ok(Arc::new(JsonlRunLog::open(&data_dir.join("runs"), keep)?))
+        })
+    }
+
+    /// Like [`Runtime::open`], with run records going to `runs` instead of
+    /// the JSON-lines files (`config.max_run_records` is then the log's
+    /// business).
+    pub fn open_with_run_log(
+        store: SecretStore,
+        data_dir: &Path,
+        config: RuntimeConfig,
+        runs: Arc<dyn RunLog>,
+    ) -> Result<Self, RuntimeError> {
+        Self::open_inner(store, data_dir, config, || Ok(runs))
+    }
+
+    /// `runs` is called where the run log has always been opened: after the
+    /// engine, the artifacts and the deployments tree.
+    fn open_inner(
+        store: SecretStore,
+        data_dir: &Path,
+        config: RuntimeConfig,
+        runs: impl FnOnce() -> Result<Arc<dyn RunLog>, RuntimeError>,
+    ) -> Result<Self, RuntimeError> {
+        let engine = new_engine(&config.engine)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::engine)?;
+        crate::secrets::add_to_linker(&mut linker).map_err(RuntimeError::engine)?;
+        let mut http_linker = linker.clone();
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
+            .map_err(RuntimeError::engine)?;
+
+        let db = store.db().clone();
+        let runtime = Runtime {
+            inner: Arc::new(Inner {
+                artifacts: Artifacts::open(&engine, data_dir, &db)?,
+                deployments_tree: db.open_tree("deployments")?,
+                runs: runs()?,
+                deployments: RwLock::default(),
+                deploy_writes: std::sync::Mutex::default(),
+                metrics: Arc::default(),
+                permits: Arc::new(tokio::sync::Semaphore::new(
+                    config.max_concurrent_runs.max(1),
+                )),
+                _ticker: EpochTicker::start(engine.clone()),
+                blocking: BlockingRuntime::default(),
+                store,
+                engine,
+                linker,
+                http_linker,
+            }),
+        };
+        runtime.load_all()?;
+        Ok(runtime)
+    }
+
+    /// Every deployment, by name.
+    pub fn deployments(&self) -> Vec<Deployment> {
+        let map = self
+            .inner
+            .deployments
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Deployment> = map.all().map(|l| l.record.clone()).collect();
+        out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        out
+    }
+
+    /// Recent run records, newest first.
+    pub fn runs(
+        &self,
+        listener: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, RuntimeError> {
+        self.inner.runs.query(&RunQuery {
+            listener: listener.map(Into::into),
+            limit,
+        })
+    }
+
+    pub fn store(&self) -> &SecretStore {
+        &self.inner.store
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn stats(&self) -> RuntimeStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        RuntimeStats {
+            compiled: self.inner.artifacts.compiled.load(Relaxed),
+            loaded_from_artifact: self.inner.artifacts.loaded.load(Relaxed),
+            deployments: self
+                .inner
+                .deployments
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .len(),
+        }
+    }
+
+    /// Flushes run records and everything else to disk.
+    pub fn flush(&self) -> Result<(), RuntimeError> {
+        self.inner.runs.sync()?;
+        self.inner.store.db().flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use keyhole_store::KeySource;
+
+    use super::*;
+    use crate::runs::Outcome;
+
+    /// A run log in memory that counts its syncs.
+    #[derive(Default)]
+    struct MemoryLog {
+        records: Mutex<Vec<RunRecord>>,
+        syncs: AtomicUsize,
+    }
+
+    impl RunLog for MemoryLog {
+        fn append(&self, record: &mut RunRecord) -> u64 {
+            let mut records = self.records.lock().unwrap();
+            record.id = records.len() as u64 + 1;
+            records.push(record.clone());
+            record.id
+        }
+
+        fn sync(&self) -> Result<(), RuntimeError> {
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+
+        fn query(&self, query: &RunQuery) -> Result<Vec<RunRecord>, RuntimeError> {
+            let records = self.records.lock().unwrap();
+            let wanted = |r: &&RunRecord| query.listener.as_ref().is_none_or(|l| *l == r.listener);
+            Ok(records
+                .iter()
+                .rev()
+                .filter(wanted)
+                .take(query.limit)
+                .cloned()
+                .collect())
+        }
+    }
+
+    fn record(listener: &str) -> RunRecord {
+        RunRecord {
+            id: 0,
+            event_id: "ev_1".into(),
+            topic: "t".into(),
+            listener: listener.into(),
+            module_hash: "00".into(),
+            outcome: Outcome::Ok {
+                value: String::new(),
+            },
+            started_at_ms: 0,
+            duration_us: 1,
+            stdout: String::new(),
+            stderr: String::new(),
+            output_dropped: 0,
+            secrets_read: vec![],
+            http: vec![],
+        }
+    }
+
+    #[test]
+    fn the_run_log_is_chosen_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("master.key");
+        SecretStore::init_key_file(&key).unwrap();
+        let store = SecretStore::open(&dir.path().join("data"), KeySource::File(key)).unwrap();
+        let log = Arc::new(MemoryLog::default());
+        let config = RuntimeConfig::default();
+        let runtime = Runtime::open_with_run_log(store, dir.path(), config, log.clone()).unwrap();
+        for listener in ["a", "b", "a"] {
+            log.append(&mut record(listener));
+        }
+        let ids: Vec<u64> = runtime
+            .runs(Some("a"), 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, [3, 1]);
+        assert_eq!(runtime.runs(None, 2).unwrap().len(), 2);
+        runtime.flush().unwrap();
+        assert_eq!(log.syncs.load(Ordering::Relaxed), 1);
+        assert!(!dir.path().join("runs").exists(), "no JSONL files");
+    }
+}
