@@ -336,8 +336,8 @@ mod tests {
         );
         assert!(parse_setting("=x").is_err());
         // `--scope` parses with `Scope`'s own `FromStr`.
-        let cli = Cli::try_parse_from(["keyhole", "keys", "rotate", "--scope", "space:team-a"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["keyhole", "keys", "rotate", "--scope", "space:team-a"]).unwrap();
         let Command::Keys {
             cmd: KeysCmd::Rotate { scope },
         } = cli.command

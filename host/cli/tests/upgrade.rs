@@ -45,7 +45,9 @@ fn a_release_0_1_data_directory_opens_and_keeps_working() {
     assert!(k.ok(&["space", "list"]).contains("team-a"));
     let listed = json(
         &k,
-        &["secrets", "list", "--env", "prod", "--space", "team-a", "--json"],
+        &[
+            "secrets", "list", "--env", "prod", "--space", "team-a", "--json",
+        ],
     );
     let names: Vec<(&str, &str)> = listed
         .as_array()
@@ -83,7 +85,11 @@ fn a_release_0_1_data_directory_opens_and_keeps_working() {
         .iter()
         .map(|r| r["id"].as_u64().unwrap())
         .collect();
-    assert_eq!(ids, [3, 2, 1], "the 0.1 run record is kept and ids continue");
+    assert_eq!(
+        ids,
+        [3, 2, 1],
+        "the 0.1 run record is kept and ids continue"
+    );
 
     // Keys rotate on, and the result opens again.
     let out = k.ok(&["keys", "rotate"]);

@@ -14,6 +14,12 @@
 //! the lock is released, so watches see changes in revision order. Reads
 //! take no lock.
 //!
+//! Not for high-volume appends: sled 0.34's per-insert cost was most of the
+//! run-log writer's time when run records lived here, and under that load it
+//! can deadlock in `flush` (spacejam/sled#1412; seen as a hang dropping the
+//! tree after 10,000 hostile runs). Run records and audit entries go to
+//! files of their own.
+//!
 //! One [`EmbeddedKv`] per data directory: it holds an exclusive lock on
 //! `DATA/keyhole.lock` for its life (sled's own lock does not tell "another
 //! process" from "this process, a moment ago"). Clones share everything, so

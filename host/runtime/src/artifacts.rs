@@ -4,15 +4,15 @@
 //! (`Engine::precompile_component`) under `artifacts/`, named by module hash
 //! and the engine's compatibility hash so a wasmtime upgrade or a different
 //! configuration falls back to compiling once more. The sha256 of each
-//! artifact is recorded in sled when it is written and checked before it is
+//! artifact is recorded in the bucket `artifacts` when it is written and checked before it is
 //! loaded: a truncated or altered file is recompiled from the module, never
 //! deserialized.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -28,7 +28,7 @@ pub(crate) struct Artifacts {
     engine: Engine,
     modules: PathBuf,
     artifacts: PathBuf,
-    digests: sled::Tree,
+    digests: Arc<dyn keyhole_kv::Bucket>,
     compat: String,
     cache: Mutex<HashMap<String, Component>>,
     pub(crate) compiled: AtomicU64,
@@ -39,7 +39,7 @@ impl Artifacts {
     pub(crate) fn open(
         engine: &Engine,
         data_dir: &Path,
-        db: &sled::Db,
+        backend: &dyn keyhole_kv::Backend,
     ) -> Result<Self, RuntimeError> {
         let modules = data_dir.join("modules");
         let artifacts = data_dir.join("artifacts");
@@ -53,7 +53,7 @@ impl Artifacts {
             engine: engine.clone(),
             modules,
             artifacts,
-            digests: db.open_tree("artifacts")?,
+            digests: open_digests(backend)?,
             compat: format!("{:016x}", h.finish()),
             cache: Mutex::default(),
             compiled: AtomicU64::new(0),
@@ -94,7 +94,7 @@ impl Artifacts {
         let path = self.artifact_path(module_hash);
         write_atomic(&path, artifact)?;
         self.digests
-            .insert(path_key(&path), sha256_hex(artifact).as_bytes())?;
+            .put(&path_key(&path), sha256_hex(artifact).as_bytes())?;
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -118,7 +118,7 @@ impl Artifacts {
             return Ok(c);
         }
         let path = self.artifact_path(module_hash);
-        let recorded = self.digests.get(path_key(&path))?;
+        let recorded = self.digests.get(&path_key(&path))?.map(|e| e.value);
         let component = match (std::fs::read(&path), recorded) {
             (Ok(bytes), Some(digest)) if sha256_hex(&bytes).as_bytes() == &digest[..] => {
                 self.loaded.fetch_add(1, Ordering::Relaxed);
@@ -137,7 +137,7 @@ impl Artifacts {
                 let (component, artifact) = self.compile(&module)?;
                 write_atomic(&path, &artifact)?;
                 self.digests
-                    .insert(path_key(&path), sha256_hex(&artifact).as_bytes())?;
+                    .put(&path_key(&path), sha256_hex(&artifact).as_bytes())?;
                 component
             }
         };
@@ -152,11 +152,21 @@ impl Artifacts {
     fn deserialize(&self, artifact: &[u8]) -> Result<Component, RuntimeError> {
         // SAFETY: `artifact` is either fresh output of this engine's
         // `precompile_component`, or a file this module wrote whose sha256
-        // matches the digest recorded in sled when it was written. The file
+        // matches the digest recorded in the bucket when it was written. The file
         // name carries the engine's compatibility hash, and wasmtime checks
         // the engine/config header again on deserialize.
         unsafe { Component::deserialize(&self.engine, artifact) }.map_err(RuntimeError::engine)
     }
+}
+
+/// The bucket of artifact digests (file name -> sha256 hex), with release
+/// 0.1's tree of the same records migrated into it.
+fn open_digests(
+    backend: &dyn keyhole_kv::Backend,
+) -> Result<Arc<dyn keyhole_kv::Bucket>, RuntimeError> {
+    let bucket = backend.bucket("artifacts")?;
+    keyhole_kv::migrate_legacy(backend, "artifacts", &*bucket, |k| Ok(k.to_vec()))?;
+    Ok(bucket)
 }
 
 fn path_key(path: &Path) -> Vec<u8> {

@@ -3,11 +3,13 @@
 //!
 //! Each deployment is kept as a pre-linked [`Listener`] so an event costs
 //! one instantiation, never a link or a compile; the link happens here, at
-//! deploy and at open. Deployment records live in the sled tree
-//! `deployments`; writes to it are flushed before `deploy` and `undeploy`
-//! return, and every check runs before anything is written.
+//! deploy and at open. Deployment records live in the bucket
+//! `deployments`, by name; writes to it are flushed before `deploy` and
+//! `undeploy` return, and every check runs before anything is written.
 
 use std::sync::Arc;
+
+use keyhole_store::Scope;
 
 use wasmtime::component::Component;
 
@@ -23,9 +25,8 @@ impl Runtime {
     /// Makes every stored deployment ready to run (at open).
     pub(crate) fn load_all(&self) -> Result<(), RuntimeError> {
         let mut index = Deployments::default();
-        for item in self.inner.deployments_tree.iter() {
-            let (_, bytes) = item?;
-            let record: Deployment = postcard::from_bytes(&bytes)
+        for (_, entry) in self.inner.deployment_records.scan(b"")? {
+            let record: Deployment = postcard::from_bytes(&entry.value)
                 .map_err(|e| RuntimeError::Corrupt(format!("deployment record: {e}")))?;
             let component = self.inner.artifacts.load(&record.module_hash)?;
             index.insert(Arc::new(self.prepare(record, &component)?));
@@ -95,10 +96,9 @@ impl Runtime {
         let bytes =
             postcard::to_allocvec(&record).map_err(|e| RuntimeError::Corrupt(e.to_string()))?;
         let _writing = self.writing();
-        self.inner
-            .deployments_tree
-            .insert(record.spec.name.as_bytes(), bytes)?;
-        self.inner.deployments_tree.flush()?;
+        let records = &self.inner.deployment_records;
+        records.put(record.spec.name.as_bytes(), &bytes)?;
+        records.flush()?;
         self.inner
             .deployments
             .write()
@@ -107,35 +107,15 @@ impl Runtime {
         Ok(record)
     }
 
+    /// The deployment's scope, and every scope it is granted, must exist.
     fn check_scopes(&self, spec: &DeploySpec) -> Result<(), RuntimeError> {
         let store = &self.inner.store;
-        if store.environment(&spec.environment)?.is_none() {
-            return Err(
-                keyhole_store::StoreError::UnknownEnvironment(spec.environment.clone()).into(),
-            );
-        }
-        if let Some(space) = &spec.space {
-            match store.space(space)? {
-                None => return Err(keyhole_store::StoreError::UnknownSpace(space.clone()).into()),
-                Some(info) if info.environment != spec.environment => {
-                    return Err(keyhole_store::StoreError::SpaceNotInEnvironment {
-                        space: space.clone(),
-                        environment: spec.environment.clone(),
-                    }
-                    .into());
-                }
-                Some(_) => {}
-            }
-        }
+        store.check_scope(&spec.environment, spec.space.as_deref())?;
         for env in &spec.grants.environments {
-            if store.environment(env)?.is_none() {
-                return Err(keyhole_store::StoreError::UnknownEnvironment(env.clone()).into());
-            }
+            store.require_scope(&Scope::Environment(env.clone()))?;
         }
         for space in &spec.grants.spaces {
-            if store.space(space)?.is_none() {
-                return Err(keyhole_store::StoreError::UnknownSpace(space.clone()).into());
-            }
+            store.require_scope(&Scope::Space(space.clone()))?;
         }
         Ok(())
     }
@@ -143,15 +123,20 @@ impl Runtime {
     /// Removes a deployment. Its stored module stays (others may share it).
     pub fn undeploy(&self, name: &str) -> Result<(), RuntimeError> {
         let _writing = self.writing();
-        if self
-            .inner
-            .deployments_tree
-            .remove(name.as_bytes())?
-            .is_none()
-        {
-            return Err(RuntimeError::UnknownListener(name.to_string()));
+        let records = &self.inner.deployment_records;
+        loop {
+            let Some(entry) = records.get(name.as_bytes())? else {
+                return Err(RuntimeError::UnknownListener(name.to_string()));
+            };
+            if records
+                .delete(name.as_bytes(), entry.revision)?
+                .written()
+                .is_some()
+            {
+                break;
+            }
         }
-        self.inner.deployments_tree.flush()?;
+        records.flush()?;
         self.inner
             .deployments
             .write()
@@ -160,7 +145,7 @@ impl Runtime {
         Ok(())
     }
 
-    /// Held while the deployments tree and the in-memory index change
+    /// Held while the deployment records and the in-memory index change
     /// together, so concurrent deploys and undeploys of one name leave them
     /// agreeing. Events never take it.
     fn writing(&self) -> std::sync::MutexGuard<'_, ()> {

@@ -57,8 +57,8 @@ impl RuntimeError {
     }
 }
 
-impl From<sled::Error> for RuntimeError {
-    fn from(err: sled::Error) -> Self {
-        RuntimeError::Store(StoreError::Db(err))
+impl From<keyhole_kv::KvError> for RuntimeError {
+    fn from(err: keyhole_kv::KvError) -> Self {
+        RuntimeError::Store(StoreError::from(err))
     }
 }

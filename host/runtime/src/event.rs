@@ -44,7 +44,7 @@ impl Event {
     /// `store`.
     pub(crate) fn check(&self, store: &SecretStore) -> Result<(), RuntimeError> {
         self.check_shape()?;
-        store.require_event_scope(&self.environment, self.space.as_deref())?;
+        store.check_scope(&self.environment, self.space.as_deref())?;
         Ok(())
     }
 

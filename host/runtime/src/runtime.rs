@@ -24,6 +24,8 @@ use crate::runs::jsonl::JsonlRunLog;
 use crate::runs::{RunLog, RunQuery, RunRecord};
 use crate::sandbox::RunState;
 
+/// The bucket of deployment records (name -> postcard `Deployment`).
+const DEPLOYMENTS_BUCKET: &str = "deployments";
 /// A tokio runtime for callers outside of one (`emit_blocking`: the CLI, the
 /// benchmark, tests). Futures run on the calling thread via `block_on`; the
 /// runtime supplies the timers and I/O that WASI and outbound HTTP need.
@@ -94,9 +96,10 @@ pub(crate) struct Inner {
     pub(crate) linker: Linker<RunState>,
     pub(crate) http_linker: Linker<RunState>,
     pub(crate) artifacts: Artifacts,
-    pub(crate) deployments_tree: sled::Tree,
+    /// Deployment records by name (bucket `deployments`).
+    pub(crate) deployment_records: Arc<dyn keyhole_kv::Bucket>,
     pub(crate) deployments: RwLock<Deployments>,
-    /// Serializes changes to `deployments_tree` + `deployments`.
+    /// Serializes changes to `deployment_records` + `deployments`.
     pub(crate) deploy_writes: std::sync::Mutex<()>,
     /// Where run records go: the JSONL segment files unless chosen at open.
     pub(crate) runs: Arc<dyn RunLog>,
@@ -157,11 +160,16 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
             .map_err(RuntimeError::engine)?;
 
-        let db = store.db().clone();
+        let backend = store.backend().clone();
+        let deployment_records = backend.bucket(DEPLOYMENTS_BUCKET)?;
+        // Release 0.1 kept the same records (name -> deployment) in a tree.
+        keyhole_kv::migrate_legacy(&*backend, "deployments", &*deployment_records, |k| {
+            Ok(k.to_vec())
+        })?;
         let runtime = Runtime {
             inner: Arc::new(Inner {
-                artifacts: Artifacts::open(&engine, data_dir, &db)?,
-                deployments_tree: db.open_tree("deployments")?,
+                artifacts: Artifacts::open(&engine, data_dir, &*backend)?,
+                deployment_records,
                 runs: runs()?,
                 deployments: RwLock::default(),
                 deploy_writes: std::sync::Mutex::default(),
@@ -230,7 +238,8 @@ impl Runtime {
     /// Flushes run records and everything else to disk.
     pub fn flush(&self) -> Result<(), RuntimeError> {
         self.inner.runs.sync()?;
-        self.inner.store.db().flush()?;
+        self.inner.deployment_records.flush()?;
+        self.inner.store.flush()?;
         Ok(())
     }
 }

@@ -245,7 +245,8 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
         | StoreError::Locked { .. }
         | StoreError::KeyFile { .. }
         | StoreError::Unsupported(_)
-        | StoreError::Db(_)
+        | StoreError::Contended(_)
+        | StoreError::Backend(_)
         | StoreError::Io(_) => SecretError::Unavailable(err.to_string()),
     }
 }

@@ -6,12 +6,11 @@
 //! across restarts. The oldest segments are deleted beyond
 //! `RuntimeConfig::max_run_records`.
 //!
-//! Not sled: run records are the one high-volume write, sled's per-insert
-//! cost was most of the writer thread's time, and under that load sled
-//! 0.34 can deadlock in `flush` (spacejam/sled#1412; seen here as a hang
-//! dropping the tree after 10,000 hostile runs). Appending lines to a file
-//! needs neither. Secrets and deployments, which are few and small, stay in
-//! sled.
+//! Not a bucket of the storage seam: run records are the one high-volume
+//! write, and the embedded backend's per-insert cost was most of the writer
+//! thread's time, with a flush deadlock under that load (see
+//! `keyhole-kv-embedded`'s docs). Appending lines to a file needs neither.
+//! Secrets and deployments, which are few and small, stay in buckets.
 //!
 //! Records are written by a background thread in batches (`writer.rs`),
 //! without an fsync on the hot path (a crash can lose the last moments of
