@@ -4,7 +4,7 @@
 //! Every fixture is built from scratch (`SecretStore::init_key_file`,
 //! `SecretStore::open`, an environment, a secret, `Runtime::open`, deploys),
 //! so an event pays for everything a production event pays for: policy,
-//! the sled read, AES-GCM decryption, scrubbing and the run record.
+//! the backend read, AES-GCM decryption, scrubbing and the run record.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -53,7 +53,7 @@ impl Keyhole {
         Ok((fixture, deploy))
     }
 
-    /// Drops the runtime and store (releasing sled's lock) and opens both
+    /// Drops the runtime and store (releasing the data directory's lock) and opens both
     /// again, timing each step.
     pub fn restart(self) -> Result<(Self, Restart)> {
         let Keyhole {
@@ -168,7 +168,7 @@ pub fn timed_emit(rt: &Runtime, samples: &mut Samples, runs: usize) -> Result<()
     check(&records, runs)
 }
 
-/// `store.resolve` alone: policy-free secret read (sled get + AES-GCM open).
+/// `store.resolve` alone: policy-free secret read (sealed cache + AES-GCM open).
 pub fn secret_read(store: &SecretStore, iterations: usize) -> Result<Samples> {
     let mut s = Samples::with_capacity(iterations);
     for _ in 0..iterations / 10 {

@@ -1,6 +1,6 @@
 //! The master key (KEK) and where it comes from.
 //!
-//! The KEK never enters the sled directory: a copy of the data dir (backup,
+//! The KEK never enters the data directory: a copy of the data dir (backup,
 //! disk image, stolen laptop) must be useless without it. It lives either in
 //! a key file outside the data dir or in an environment variable that the
 //! caller passes as [`KeySource::Inline`].

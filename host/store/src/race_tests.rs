@@ -87,7 +87,7 @@ fn a_cache_miss_racing_a_dek_rotation_does_not_cache_the_retired_dek() {
     assert_eq!(get(&store, "K"), "v");
 }
 
-/// A read that missed the sealed cache and read a record from sled just
+/// A read that missed the sealed cache and read a record from the backend just
 /// before a write replaced it returns the older value (it began first), but
 /// must not cache it: the next read sees the write.
 #[test]
