@@ -1,8 +1,8 @@
 //! Reading one HTTP/1.1 request and writing a JSON answer, std only.
 //!
-//! Shared by the test suite's loopback stand-in (`stub_server.rs`) and the
-//! demo's Slack stand-in (`host/cli/examples/slack_stand_in.rs`, which
-//! includes this file by path so it can be compiled with plain `rustc`).
+//! Used only by the demo's Slack stand-in (`host/cli/examples/
+//! slack_stand_in.rs`, which includes this file by path so it can be
+//! compiled with plain `rustc`); the test suite's stub server is on hyper.
 
 use std::io::{BufRead, Write};
 
