@@ -40,8 +40,7 @@ fn main() {
     // Each example's own files, not guest-examples/ as a whole: cargo would
     // rescan js-listener's node_modules (~6,000 files) on every build. (So
     // a new example folder is noticed when this script next runs for another
-    // reason; see the README.) Its `.package-lock.json` changes when
-    // `npm ci` reinstalls.
+    // reason; see the README.)
     let examples = root.join("guest-examples");
     for ws in rust_examples(&examples) {
         for (guest, path) in build(&ws, &target, guest_build::discover(&ws)) {
@@ -57,10 +56,21 @@ fn main() {
             }
         }
     }
+    // js-listener's `.package-lock.json` changes when `npm ci` reinstalls.
+    // Before `npm ci` has run there is no node_modules to scan, so the
+    // folder itself is watched (node_modules appearing changes it): a
+    // watched path that does not exist reruns this script on every build.
+    let js = examples.join("js-listener");
+    let js_installed = js.join("node_modules/.package-lock.json");
+    let js_watched = if js.join("node_modules").exists() {
+        js_installed
+    } else {
+        js.clone()
+    };
     for path in [
         examples.join("python-listener/app.py"),
-        examples.join("js-listener/listener.js"),
-        examples.join("js-listener/node_modules/.package-lock.json"),
+        js.join("listener.js"),
+        js_watched,
     ] {
         println!("cargo:rerun-if-changed={}", path.display());
     }
