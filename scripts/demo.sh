@@ -3,11 +3,12 @@
 # HTTP request made by a sandboxed listener, without the listener's code,
 # configuration or environment ever containing it.
 #
-# Self-contained on a clean clone: installs the wasm32-wasip2 target, builds
+# Self-contained on a clean clone: installs the wasm32 targets, builds
 # keyhole and the example listener guest-examples/slack-notifier, and starts
 # a LOCAL STAND-IN for the Slack API on 127.0.0.1 (host/cli/examples/
-# slack_stand_in.rs; it is not Slack, and the tokens below are fake). Works
-# in a temporary directory, removed on exit. Nothing leaves this machine.
+# slack_stand_in.rs, built with cargo; it is not Slack, and the tokens below
+# are fake). Works in a temporary directory, removed on exit. Nothing leaves
+# this machine.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,8 +18,10 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
 kh() { printf '\033[2m$ keyhole %s\033[0m\n' "$*"; "$KEYHOLE" "$@"; }
 
-step "Toolchain: the wasm32-wasip2 target for listeners"
-rustup target add wasm32-wasip2
+# wasm32-wasip2 for listeners; building the stand-in also builds the test
+# guests (see below), some of them for wasm32-unknown-unknown.
+step "Toolchain: the wasm32 targets"
+rustup target add wasm32-wasip2 wasm32-unknown-unknown
 
 step "Building keyhole (cargo build --release -p keyhole)"
 cargo build --release -p keyhole
@@ -38,9 +41,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "Building and starting the local Slack API stand-in (std-only, loopback)"
-rustc --edition 2024 -O -o "$WORK/slack_stand_in" host/cli/examples/slack_stand_in.rs
-"$WORK/slack_stand_in" --port-file "$WORK/port" >"$WORK/slack.log" 2>&1 &
+step "Building and starting the local Slack API stand-in (loopback only)"
+# An example of the keyhole package: the test suite's loopback stub server
+# (hyper), printing what it receives. Building it builds keyhole's test
+# harness too (the package's dev-dependency), guests included.
+cargo build --release -p keyhole --example slack_stand_in
+"$TARGET/release/examples/slack_stand_in" --port-file "$WORK/port" >"$WORK/slack.log" 2>&1 &
 STAND_IN_PID=$!
 for _ in $(seq 100); do [[ -s "$WORK/port" ]] && break; sleep 0.1; done
 PORT="$(cat "$WORK/port")"

@@ -3,84 +3,76 @@
 //! (the nested cargo builds and componentizing are `keyhole-guest-build`'s), and
 //! generates `guests.rs`: one path constant per guest plus `foreach_guest!`,
 //! which the tests use so that a guest without a test fails to compile.
+//!
+//! No guest is listed here. A test guest is a folder of tests/guests (the
+//! workspace's `members = ["*"]`), built for the targets its own Cargo.toml
+//! names under `[package.metadata.keyhole]` (see
+//! `keyhole_guest_build::discover`); a Rust guest example is a folder of
+//! guest-examples/ with a Cargo.toml, built for wasm32-wasip2. Only the
+//! Python and JavaScript examples, built by their own toolchains, are named
+//! below.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use keyhole_guest_build as guest_build;
-
-/// Guests built for wasm32-wasip2 (each a cdylib component).
-const WASIP2_GUESTS: &[&str] = &[
-    "secret-reader",
-    "leaky",
-    "spin-loop",
-    "memory-bomb",
-    "deep-recursion",
-    "wasi-prober",
-    "socket-prober",
-    "huge-name",
-    "panicker",
-    "http-caller",
-    "wrong-world",
-];
-/// Guests built for wasm32-unknown-unknown and wrapped into a component
-/// here, as `wasm-tools component new` would: no WASI imports at all.
-/// (package, guest name): `spin-loop` is built both ways, since pure and
-/// WASI components take different call paths in `emit_blocking`.
-const PURE_GUESTS: &[(&str, &str)] = &[
-    ("pure-reader", "pure-reader"),
-    ("arena-reader", "arena-reader"),
-    ("spin-loop", "pure-spin-loop"),
-];
-/// Example workspaces under guest-examples/ and the crates they build.
-const EXAMPLES: &[(&str, &str)] = &[
-    ("rust-listener", "rust-listener"),
-    ("slack-notifier", "slack-notifier"),
-];
+use keyhole_guest_build::{self as guest_build, Guest, Target};
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
     let target = guest_build::target_dir(&root);
+    // The whole guests folder: a new guest folder changes it too.
     println!(
         "cargo:rerun-if-changed={}",
         manifest.join("guests").display()
     );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
-    // Each example's sources, not guest-examples/ as a whole: cargo would
-    // rescan js-listener's node_modules (~6,000 files) on every build. Its
-    // `.package-lock.json` changes when `npm ci` reinstalls.
-    let examples = root.join("guest-examples");
-    for path in EXAMPLES.iter().map(|(dir, _)| examples.join(dir)).chain([
-        examples.join("python-listener/app.py"),
-        examples.join("js-listener/listener.js"),
-        examples.join("js-listener/node_modules/.package-lock.json"),
-    ]) {
-        println!("cargo:rerun-if-changed={}", path.display());
-    }
 
     let mut consts = String::new();
     let mut names = Vec::new();
 
     let guests = manifest.join("guests/Cargo.toml");
-    let built = guest_build::cargo_build(&guests, &target, "wasm32-wasip2", WASIP2_GUESTS);
-    for (g, path) in WASIP2_GUESTS.iter().zip(&built) {
-        push(&mut consts, &mut names, g, path);
+    for (guest, path) in build(&guests, &target, guest_build::discover(&guests)) {
+        push(&mut consts, &mut names, &guest.name, &path);
     }
 
-    let packages: Vec<&str> = PURE_GUESTS.iter().map(|(p, _)| *p).collect();
-    let built = guest_build::cargo_build(&guests, &target, "wasm32-unknown-unknown", &packages);
-    for ((_, g), core) in PURE_GUESTS.iter().zip(&built) {
-        let out = target.join(format!("{}.component.wasm", g.replace('-', "_")));
-        guest_build::componentize(core, &out);
-        push(&mut consts, &mut names, g, &out);
-    }
-
-    for (dir, krate) in EXAMPLES {
-        let ws = root.join("guest-examples").join(dir).join("Cargo.toml");
-        for path in guest_build::cargo_build(&ws, &target, "wasm32-wasip2", &[krate]) {
-            push(&mut consts, &mut names, &format!("example-{krate}"), &path);
+    // Each example's own files, not guest-examples/ as a whole: cargo would
+    // rescan js-listener's node_modules (~6,000 files) on every build. (So
+    // a new example folder is noticed when this script next runs for another
+    // reason; see the README.)
+    let examples = root.join("guest-examples");
+    for ws in rust_examples(&examples) {
+        for (guest, path) in build(&ws, &target, guest_build::discover(&ws)) {
+            let name = format!("example-{}", guest.name);
+            push(&mut consts, &mut names, &name, &path);
         }
+        // After the build, which writes a missing Cargo.lock; a watched
+        // path that does not exist would rerun this script every time.
+        let dir = ws.parent().unwrap();
+        for watched in ["Cargo.toml", "Cargo.lock", "src"].map(|f| dir.join(f)) {
+            if watched.exists() {
+                println!("cargo:rerun-if-changed={}", watched.display());
+            }
+        }
+    }
+    // js-listener's `.package-lock.json` changes when `npm ci` reinstalls.
+    // Before `npm ci` has run there is no node_modules to scan, so the
+    // folder itself is watched (node_modules appearing changes it): a
+    // watched path that does not exist reruns this script on every build.
+    let js = examples.join("js-listener");
+    let js_installed = js.join("node_modules/.package-lock.json");
+    let js_watched = if js.join("node_modules").exists() {
+        js_installed
+    } else {
+        js.clone()
+    };
+    for path in [
+        examples.join("python-listener/app.py"),
+        js.join("listener.js"),
+        js_watched,
+    ] {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
 
     // The Python example needs componentize-py (PyPI); scripts/test.sh
@@ -147,6 +139,50 @@ fn main() {
     consts.push_str("    };\n}\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("guests.rs");
     std::fs::write(out, consts).unwrap();
+}
+
+/// Builds `guests` of the workspace at `manifest` (one nested cargo build
+/// per target), componentizes the pure ones, and returns each guest with
+/// its component.
+fn build(manifest: &Path, target: &Path, guests: Vec<Guest>) -> Vec<(Guest, PathBuf)> {
+    let mut by_target: BTreeMap<&str, Vec<&Guest>> = BTreeMap::new();
+    for g in &guests {
+        by_target.entry(g.target.triple()).or_default().push(g);
+    }
+    let mut built = Vec::new();
+    for (triple, group) in by_target {
+        let packages: Vec<&str> = group.iter().map(|g| g.package.as_str()).collect();
+        let wasms = guest_build::cargo_build(manifest, target, triple, &packages);
+        for (g, wasm) in group.into_iter().zip(wasms) {
+            let path = match g.target {
+                Target::Wasip2 => wasm,
+                Target::Pure => {
+                    let out = target.join(format!("{}.component.wasm", g.name.replace('-', "_")));
+                    guest_build::componentize(&wasm, &out);
+                    out
+                }
+            };
+            built.push((g.clone(), path));
+        }
+    }
+    built.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    built
+}
+
+/// The manifests of guest-examples/*/Cargo.toml (each its own workspace),
+/// sorted.
+fn rust_examples(examples: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(examples)
+        .unwrap_or_else(|e| panic!("read {}: {e}", examples.display()))
+        .map(|e| {
+            e.expect("read guest-examples entry")
+                .path()
+                .join("Cargo.toml")
+        })
+        .filter(|m| m.is_file())
+        .collect();
+    found.sort();
+    found
 }
 
 fn push(consts: &mut String, names: &mut Vec<String>, guest: &str, path: &Path) {

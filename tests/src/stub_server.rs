@@ -1,34 +1,110 @@
 //! A real HTTP/1.1 server on loopback that records what it receives and
-//! answers with a fixed response: a stand-in for Slack in tests and the demo.
+//! answers with a fixed JSON response: a stand-in for Slack in tests and in
+//! the demo (`host/cli/examples/slack_stand_in.rs`).
+//!
+//! hyper serves it, on a current-thread tokio runtime of its own, on its own
+//! thread, so tests need no runtime of theirs. It binds 127.0.0.1 only, and
+//! everything it does is bounded: [`MAX_CONNECTIONS`] connections in its
+//! life, one request each, request heads within [`HEADER_TIMEOUT`], bodies up
+//! to [`MAX_BODY_BYTES`], and each connection done within
+//! [`CONNECTION_TIME`]. Dropping the server stops it.
 
-use std::io::BufReader;
-use std::net::{TcpListener, TcpStream};
+use std::convert::Infallible;
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-pub use crate::http1::Received;
-use crate::http1::{read_request, write_json};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+
+/// Connections a server accepts in its life; then it stops.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// Time a client has to send a request head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time one connection may take, request and response.
+pub const CONNECTION_TIME: Duration = Duration::from_secs(60);
+/// Largest request body read; a larger one is answered 413.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// One request as the server saw it. Header names are lower-case.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    /// The request target as sent: path and query.
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 pub struct StubServer {
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Dropped to stop the server.
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl StubServer {
-    /// Starts a server answering every request with `status` and `body`.
+    /// Starts a server answering every request with `status` and `body`
+    /// (as `application/json`).
     pub fn start(status: u16, body: &'static str) -> Self {
+        Self::start_with(status, body, |_| {})
+    }
+
+    /// The same, calling `on_request` with each request as it arrives,
+    /// before answering it.
+    pub fn start_with(
+        status: u16,
+        body: &'static str,
+        on_request: impl Fn(&Received) + Send + Sync + 'static,
+    ) -> Self {
+        let status = StatusCode::from_u16(status).expect("an HTTP status code");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().unwrap().port();
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let received = Arc::new(Mutex::new(Vec::new()));
-        let log = received.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let log = log.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &log, status, body);
-                });
-            }
+        let handler = Arc::new(Handler {
+            status,
+            body,
+            log: received.clone(),
+            on_request: Box::new(on_request),
         });
-        StubServer { port, received }
+        let (stop, stopped) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("stub-server-{port}"))
+            .spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime")
+                    .block_on(serve(listener, handler, stopped))
+            })
+            .expect("spawn stub server thread");
+        StubServer {
+            port,
+            received,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     pub fn origin(&self) -> String {
@@ -38,19 +114,149 @@ impl StubServer {
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
+
+    /// Blocks until the server stops by itself (after [`MAX_CONNECTIONS`]).
+    pub fn wait(mut self) {
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("stub server thread");
+        }
+    }
 }
 
-fn serve(
-    stream: TcpStream,
-    log: &Mutex<Vec<Received>>,
-    status: u16,
-    body: &str,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    if let Some(req) = read_request(&mut reader)? {
-        log.lock().unwrap().push(req);
-        let mut out = stream;
-        write_json(&mut out, status, body)?;
+impl Drop for StubServer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
-    Ok(())
+}
+
+struct Handler {
+    status: StatusCode,
+    body: &'static str,
+    log: Arc<Mutex<Vec<Received>>>,
+    on_request: Box<dyn Fn(&Received) + Send + Sync>,
+}
+
+impl Handler {
+    async fn handle(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return Ok(json(StatusCode::PAYLOAD_TOO_LARGE, r#"{"ok":false}"#)),
+        };
+        let req = Received {
+            method: parts.method.to_string(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.to_string(), |p| p.as_str().to_string()),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    let v = String::from_utf8_lossy(v.as_bytes());
+                    (k.as_str().to_string(), v.trim().to_string())
+                })
+                .collect(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
+        (self.on_request)(&req);
+        self.log.lock().unwrap().push(req);
+        Ok(json(self.status, self.body))
+    }
+}
+
+fn json(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// Accepts and serves connections until `stopped` fires (or its sender is
+/// dropped) or [`MAX_CONNECTIONS`] were accepted; then lets the connections
+/// in flight finish.
+async fn serve(listener: TcpListener, handler: Arc<Handler>, mut stopped: oneshot::Receiver<()>) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+    let mut connections = JoinSet::new();
+    for _ in 0..MAX_CONNECTIONS {
+        let stream = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+        };
+        let handler = handler.clone();
+        let conn = http1::Builder::new()
+            .keep_alive(false)
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(
+                TokioIo::new(stream),
+                service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { handler.handle(req).await }
+                }),
+            );
+        connections.spawn(tokio::time::timeout(CONNECTION_TIME, conn));
+        while connections.try_join_next().is_some() {}
+    }
+    tokio::select! {
+        _ = stopped => {}
+        _ = connections.join_all() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use super::*;
+
+    /// Sends `request` on a new connection; returns the whole answer.
+    fn exchange(server: &StubServer, request: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("read to close");
+        answer
+    }
+
+    #[test]
+    fn records_each_request_answers_it_and_stops_when_dropped() {
+        let server = StubServer::start(201, r#"{"ok":true}"#);
+        let answer = exchange(
+            &server,
+            "POST /chat.postMessage?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Authorization: Bearer t0k\r\nContent-Length: 5\r\n\r\nhello",
+        );
+        let lower = answer.to_ascii_lowercase();
+        assert!(answer.starts_with("HTTP/1.1 201 "), "{answer}");
+        assert!(lower.contains("content-type: application/json"), "{answer}");
+        assert!(lower.contains("connection: close"), "{answer}");
+        assert!(answer.ends_with(r#"{"ok":true}"#), "{answer}");
+        exchange(
+            &server,
+            "PUT /x HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+             3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        );
+
+        let got = server.received();
+        assert_eq!(got.len(), 2);
+        let first = (&got[0].method[..], &got[0].path[..], &got[0].body[..]);
+        assert_eq!(first, ("POST", "/chat.postMessage?x=1", "hello"));
+        assert_eq!(got[0].header("Authorization"), Some("Bearer t0k"));
+        assert!(got[0].headers.iter().all(|(k, _)| *k == k.to_lowercase()));
+        assert_eq!((&got[1].method[..], &got[1].body[..]), ("PUT", "abcde"));
+
+        let port = server.port;
+        drop(server);
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
 }

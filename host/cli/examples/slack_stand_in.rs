@@ -1,22 +1,20 @@
 //! A LOCAL STAND-IN FOR THE SLACK API, for `scripts/demo.sh` only.
 //!
-//! It is not Slack and talks to nothing else: a std-only HTTP/1.1 server on
-//! 127.0.0.1 that prints every request it receives (method, path,
-//! `Authorization` header, body) and answers `{"ok":true}`, so the demo can
-//! show a secret travelling from `keyhole secrets set` to an outbound
+//! It is not Slack and talks to nothing else: an HTTP/1.1 server on
+//! 127.0.0.1 (the test suite's loopback stub server, `keyhole_tests::
+//! StubServer`, on hyper) that prints every request it receives (method,
+//! path, `Authorization` header, body) and answers `{"ok":true}`, so the demo
+//! can show a secret travelling from `keyhole secrets set` to an outbound
 //! request. The tokens the demo uses are fake.
 //!
 //! Usage: `slack_stand_in [--port-file PATH]`. Binds 127.0.0.1:0, prints the
-//! port, and writes it to PATH if given. Bodies may be sent with
-//! Content-Length or chunked transfer encoding.
+//! port, and writes it to PATH if given; serves until killed (or until the
+//! stub server's connection bound, `MAX_CONNECTIONS`). Built by the demo with
+//! `cargo build --release -p keyhole --example slack_stand_in`.
 
-use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 
-// The request parser the test suite's stand-in uses too.
-#[path = "../../../tests/src/http1.rs"]
-#[allow(dead_code)]
-mod http1;
+use keyhole_tests::{Received, StubServer};
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -30,37 +28,23 @@ fn main() -> std::io::Result<()> {
             }
         }
     }
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
+    let server = StubServer::start_with(200, r#"{"ok":true}"#, print);
     println!(
-        "[slack stand-in] local stand-in for the Slack API listening on http://127.0.0.1:{port}"
+        "[slack stand-in] local stand-in for the Slack API listening on {}",
+        server.origin()
     );
+    std::io::stdout().flush()?;
     if let Some(path) = port_file {
         // Write then rename, so a reader never sees a partial port number.
         let tmp = format!("{path}.tmp");
-        std::fs::write(&tmp, port.to_string())?;
+        std::fs::write(&tmp, server.port.to_string())?;
         std::fs::rename(&tmp, &path)?;
     }
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                std::thread::spawn(move || {
-                    if let Err(e) = handle(stream) {
-                        println!("[slack stand-in] connection error: {e}");
-                    }
-                });
-            }
-            Err(e) => println!("[slack stand-in] accept error: {e}"),
-        }
-    }
+    server.wait();
     Ok(())
 }
 
-fn handle(stream: TcpStream) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let Some(req) = http1::read_request(&mut reader)? else {
-        return Ok(());
-    };
+fn print(req: &Received) {
     println!(
         "[slack stand-in] {} {}\n[slack stand-in]   Authorization: {}\n[slack stand-in]   body: {}",
         req.method,
@@ -68,7 +52,5 @@ fn handle(stream: TcpStream) -> std::io::Result<()> {
         req.header("authorization").unwrap_or("(none)"),
         req.body
     );
-    std::io::stdout().flush()?;
-    let mut out = stream;
-    http1::write_json(&mut out, 200, r#"{"ok":true}"#)
+    let _ = std::io::stdout().flush();
 }

@@ -18,8 +18,7 @@ fn init_secrets_deploy_emit_runs() {
     assert!(k.key.exists() && !k.key.starts_with(&k.data));
     let mut seen = out.clone();
 
-    seen += &k.ok(&["env", "create", "prod"]);
-    seen += &k.ok(&["space", "create", "team-a", "--env", "prod"]);
+    seen += &k.scopes("prod", &["team-a"]);
     assert!(k.ok(&["env", "list"]).contains("prod"));
     assert!(k.ok(&["space", "list", "--env", "prod"]).contains("team-a"));
 
@@ -139,7 +138,7 @@ fn init_secrets_deploy_emit_runs() {
     );
 
     // A failing guest is an outcome, not a failure of `emit`.
-    k.ok(&["env", "create", "dev"]);
+    k.scopes("dev", &[]);
     k.ok(&[
         "deploy",
         EXAMPLE_RUST_LISTENER,
@@ -209,7 +208,7 @@ fn init_secrets_deploy_emit_runs() {
 fn misuse_has_clear_messages_and_exit_codes() {
     let k = Install::new();
     k.init();
-    k.ok(&["env", "create", "prod"]);
+    k.scopes("prod", &[]);
 
     // 3: unknown environment, with a hint naming the fix.
     let out = k.run_stdin(&["secrets", "set", "A", "--env", "staging"], "v");
@@ -388,7 +387,7 @@ fn every_verb_has_help() {
 fn a_running_daemon_locks_the_data_dir_with_a_clear_message() {
     let k = Install::new();
     let token = k.init();
-    k.ok(&["env", "create", "prod"]);
+    k.scopes("prod", &[]);
     let server = Server::start(&k, &token, &[]);
     for args in [
         &["env", "list"][..],

@@ -24,7 +24,7 @@ const TOKEN_VALUE: &str = "load-test-token-value-0c7d";
 fn ten_thousand_events_from_32_clients_then_sigterm_and_restart() {
     let k = Install::new();
     let token = k.init();
-    k.ok(&["env", "create", "prod"]);
+    k.scopes("prod", &[]);
     let out = k.run_stdin(
         &["secrets", "set", "SLACK_TOKEN", "--env", "prod"],
         TOKEN_VALUE,

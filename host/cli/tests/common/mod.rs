@@ -78,6 +78,16 @@ impl Install {
         out.stdout
     }
 
+    /// `keyhole env create ENV`, then `keyhole space create S --env ENV` for
+    /// each of `spaces`, each asserted to succeed; returns what they printed.
+    pub fn scopes(&self, env: &str, spaces: &[&str]) -> String {
+        let mut out = self.ok(&["env", "create", env]);
+        for space in spaces {
+            out += &self.ok(&["space", "create", space, "--env", env]);
+        }
+        out
+    }
+
     /// `keyhole init`; returns the admin token.
     pub fn init(&self) -> String {
         let out = self.ok(&["init"]);
