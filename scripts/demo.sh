@@ -18,10 +18,8 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
 kh() { printf '\033[2m$ keyhole %s\033[0m\n' "$*"; "$KEYHOLE" "$@"; }
 
-# wasm32-wasip2 for listeners; building the stand-in also builds the test
-# guests (see below), some of them for wasm32-unknown-unknown.
-step "Toolchain: the wasm32 targets"
-rustup target add wasm32-wasip2 wasm32-unknown-unknown
+step "Toolchain: the wasm32-wasip2 target (for listeners)"
+rustup target add wasm32-wasip2
 
 step "Building keyhole (cargo build --release -p keyhole)"
 cargo build --release -p keyhole
@@ -42,11 +40,10 @@ cleanup() {
 trap cleanup EXIT
 
 step "Building and starting the local Slack API stand-in (loopback only)"
-# An example of the keyhole package: the test suite's loopback stub server
-# (hyper), printing what it receives. Building it builds keyhole's test
-# harness too (the package's dev-dependency), guests included.
-cargo build --release -p keyhole --example slack_stand_in
-"$TARGET/release/examples/slack_stand_in" --port-file "$WORK/port" >"$WORK/slack.log" 2>&1 &
+# The test suite's loopback stub server (hyper, tests/stub-server), printing
+# what it receives.
+cargo build --release -p keyhole-stub-server --bin slack_stand_in
+"$TARGET/release/slack_stand_in" --port-file "$WORK/port" >"$WORK/slack.log" 2>&1 &
 STAND_IN_PID=$!
 for _ in $(seq 100); do [[ -s "$WORK/port" ]] && break; sleep 0.1; done
 PORT="$(cat "$WORK/port")"

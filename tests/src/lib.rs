@@ -2,8 +2,7 @@
 //! temporary directory (master key file outside it), a real runtime, and the
 //! guests `build.rs` compiled from source.
 
-pub mod stub_server;
-pub use stub_server::{Received, StubServer};
+pub use keyhole_stub_server::{Received, StubServer};
 
 use std::path::{Path, PathBuf};
 

@@ -1,8 +1,8 @@
 //! A LOCAL STAND-IN FOR THE SLACK API, for `scripts/demo.sh` only.
 //!
 //! It is not Slack and talks to nothing else: an HTTP/1.1 server on
-//! 127.0.0.1 (the test suite's loopback stub server, `keyhole_tests::
-//! StubServer`, on hyper) that prints every request it receives (method,
+//! 127.0.0.1 (the test suite's loopback stub server, [`StubServer`], on
+//! hyper) that prints every request it receives (method,
 //! path, `Authorization` header, body) and answers `{"ok":true}`, so the demo
 //! can show a secret travelling from `keyhole secrets set` to an outbound
 //! request. The tokens the demo uses are fake.
@@ -10,11 +10,11 @@
 //! Usage: `slack_stand_in [--port-file PATH]`. Binds 127.0.0.1:0, prints the
 //! port, and writes it to PATH if given; serves until killed (or until the
 //! stub server's connection bound, `MAX_CONNECTIONS`). Built by the demo with
-//! `cargo build --release -p keyhole --example slack_stand_in`.
+//! `cargo build --release -p keyhole-stub-server --bin slack_stand_in`.
 
 use std::io::Write;
 
-use keyhole_tests::{Received, StubServer};
+use keyhole_stub_server::{Received, StubServer};
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);

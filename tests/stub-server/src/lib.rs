@@ -1,6 +1,6 @@
 //! A real HTTP/1.1 server on loopback that records what it receives and
 //! answers with a fixed JSON response: a stand-in for Slack in tests and in
-//! the demo (`host/cli/examples/slack_stand_in.rs`).
+//! the demo (`src/bin/slack_stand_in.rs`).
 //!
 //! hyper serves it, on a current-thread tokio runtime of its own, on its own
 //! thread, so tests need no runtime of theirs. It binds 127.0.0.1 only, and
