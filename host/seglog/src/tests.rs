@@ -1,0 +1,221 @@
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::*;
+
+struct Plain;
+impl Hooks for Plain {}
+
+fn config(keep: usize) -> Config {
+    Config::keeping("test-log", keep)
+}
+
+fn open(dir: &Path, keep: usize) -> SegLog {
+    SegLog::open(dir, config(keep), |_, _| Ok(Plain)).unwrap()
+}
+
+fn put(log: &SegLog, text: &str) -> u64 {
+    log.append(0, |_, out| out.extend_from_slice(text.as_bytes()))
+}
+
+fn newest(log: &SegLog) -> Vec<String> {
+    let mut out = Vec::new();
+    log.newest_first(|l| {
+        out.push(String::from_utf8(l.to_vec()).unwrap());
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn sequence_numbers_are_consecutive_and_continue_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 1000);
+    let seqs: Vec<u64> = (0..150).map(|i| put(&log, &format!("line {i}"))).collect();
+    assert_eq!(seqs, (1..=150).collect::<Vec<_>>());
+    log.sync(Duration::from_secs(10)).unwrap();
+    drop(log);
+    let mut last_seen = None;
+    let log = SegLog::open(dir.path(), config(1000), |last, next| {
+        last_seen = Some((last.map(<[u8]>::to_vec), next));
+        Ok(Plain)
+    })
+    .unwrap();
+    assert_eq!(last_seen, Some((Some(b"line 149".to_vec()), 151)));
+    assert_eq!(put(&log, "after"), 151);
+    let lines = newest(&log);
+    assert_eq!(lines.len(), 151);
+    assert_eq!(
+        (lines[0].as_str(), lines[1].as_str()),
+        ("after", "line 149")
+    );
+    assert!(segments(dir.path()).unwrap().len() > 1, "several segments");
+}
+
+#[test]
+fn a_torn_last_line_is_cut_off_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 1000);
+    for i in 0..5 {
+        put(&log, &format!("{i}"));
+    }
+    drop(log);
+    let (_, last) = segments(dir.path()).unwrap().pop().unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .unwrap();
+    f.write_all(b"half a li").unwrap();
+    drop(f);
+    let log = open(dir.path(), 1000);
+    assert_eq!(put(&log, "next"), 6);
+    assert_eq!(newest(&log), ["next", "4", "3", "2", "1", "0"]);
+}
+
+/// Deletes beyond `keep`, and appends the hook's line about it.
+struct Trimming(Arc<Mutex<Vec<u64>>>);
+impl Hooks for Trimming {
+    fn trimmed(&mut self, first_kept: u64) -> Option<Vec<u8>> {
+        self.0.lock().unwrap().push(first_kept);
+        Some(format!("trimmed before {first_kept}").into_bytes())
+    }
+}
+
+#[test]
+fn old_segments_are_trimmed_beyond_keep_and_the_hook_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hook = Trimming(seen.clone());
+    let keep = 200;
+    let log = SegLog::open(dir.path(), config(keep), |_, _| Ok(hook)).unwrap();
+    for round in 0..10 {
+        for i in 0..100 {
+            put(&log, &format!("{}", round * 100 + i));
+        }
+        log.sync(Duration::from_secs(10)).unwrap();
+    }
+    let lines = newest(&log);
+    assert!(
+        (keep..=keep + keep / 10 + keep / 8 + 20).contains(&lines.len()),
+        "{} lines kept",
+        lines.len()
+    );
+    let trims = seen.lock().unwrap().clone();
+    assert!(!trims.is_empty());
+    let notes = lines.iter().filter(|l| l.starts_with("trimmed")).count();
+    assert!(notes >= 1, "the trim was recorded");
+    assert!(lines.iter().any(|l| l == "999"), "the newest are kept");
+}
+
+/// Fails `after_write` a given number of times.
+struct Flaky {
+    failures: Arc<AtomicUsize>,
+}
+impl Hooks for Flaky {
+    fn after_write(&mut self, _: u64, _: &[u8]) -> std::io::Result<()> {
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(std::io::Error::other("disk on fire"));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_write_refuses_new_lines_retries_and_loses_or_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let failures = Arc::new(AtomicUsize::new(0));
+    let hook = Flaky {
+        failures: failures.clone(),
+    };
+    let mut cfg = config(1000);
+    cfg.retry = Duration::from_millis(20);
+    let log = SegLog::open(dir.path(), cfg, |_, _| Ok(hook)).unwrap();
+    put(&log, "before");
+    log.sync(Duration::from_secs(10)).unwrap();
+
+    failures.store(5, Ordering::SeqCst);
+    put(&log, "during");
+    let err = log.sync(Duration::from_secs(10)).unwrap_err();
+    assert!(err.0.contains("disk on fire"), "{err}");
+    assert!(log.failing().is_some());
+    assert!(
+        log.try_append(0, |_, out| out.extend_from_slice(b"refused"))
+            .is_err(),
+        "fails closed"
+    );
+    // It heals by itself once writes work again.
+    let healed = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        log.failing().is_none()
+    });
+    assert!(healed, "still failing");
+    log.try_append(0, |_, out| out.extend_from_slice(b"after"))
+        .unwrap();
+    log.sync(Duration::from_secs(10)).unwrap();
+    assert_eq!(newest(&log), ["after", "during", "before"]);
+}
+
+/// Reports the highest mark of each batch.
+struct Marks(Arc<Mutex<Vec<u64>>>);
+impl Hooks for Marks {
+    fn before_write(&mut self, mark: u64, _: &dyn Fn() -> bool) {
+        self.0.lock().unwrap().push(mark);
+    }
+    fn store(&mut self, seq: u64, body: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(format!("{seq}:").as_bytes());
+        out.extend_from_slice(body);
+    }
+}
+
+#[test]
+fn batches_carry_their_highest_mark_and_lines_their_stored_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let marks = Arc::new(Mutex::new(Vec::new()));
+    let hook = Marks(marks.clone());
+    let log = SegLog::open(dir.path(), config(1000), |_, _| Ok(hook)).unwrap();
+    log.append(7, |_, out| out.extend_from_slice(b"a"));
+    log.append(3, |_, out| out.extend_from_slice(b"b"));
+    log.sync(Duration::from_secs(10)).unwrap();
+    assert_eq!(marks.lock().unwrap().last(), Some(&7));
+    assert_eq!(newest(&log), ["2:b", "1:a"]);
+    let mut oldest = Vec::new();
+    read_oldest_first(dir.path(), |l| {
+        oldest.push(l.to_vec());
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(oldest, [b"1:a".to_vec(), b"2:b".to_vec()]);
+}
+
+/// Never lets a batch through until the log is being dropped.
+struct Stuck;
+impl Hooks for Stuck {
+    fn before_write(&mut self, _: u64, closing: &dyn Fn() -> bool) {
+        while !closing() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn a_blocked_barrier_lets_go_when_the_log_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SegLog::open(dir.path(), config(1000), |_, _| Ok(Stuck)).unwrap();
+    log.append(1, |_, out| out.extend_from_slice(b"waits"));
+    assert!(!log.wait_written(1, Duration::from_millis(100)));
+    let started = std::time::Instant::now();
+    drop(log);
+    assert!(started.elapsed() < Duration::from_secs(5), "drop hung");
+    assert_eq!(
+        std::fs::read_to_string(&segments(dir.path()).unwrap()[0].1).unwrap(),
+        "waits\n"
+    );
+}

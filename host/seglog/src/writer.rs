@@ -1,0 +1,275 @@
+//! The writer thread: drains the queue in batches, stores each line
+//! through the hooks, appends the batch to segment files, syncs when asked,
+//! trims the oldest segments, and retries a batch that failed.
+//!
+//! All file I/O of a log happens here, off the callers' path.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::files::{Segments, complete_lines};
+use crate::{Config, Hooks, SegLog, Shared};
+
+/// How many times a closing log retries a failed batch before giving up.
+const CLOSING_RETRIES: usize = 50;
+
+/// A batch taken from the queue, already in its stored form.
+struct Batch {
+    /// Stored lines, each ending in `\n`.
+    stored: Vec<u8>,
+    first_seq: u64,
+    lines: u64,
+    mark: u64,
+    /// The `appended` count the batch brings `written` to.
+    through: u64,
+}
+
+/// The writer's open segment.
+struct Current {
+    file: std::fs::File,
+    path: PathBuf,
+    lines: usize,
+}
+
+pub(crate) fn run<H: Hooks>(
+    mut segments: Segments,
+    mut next_seq: u64,
+    shared: &Shared,
+    config: Config,
+    mut hooks: H,
+) {
+    let mut current: Option<Current> = None;
+    let mut retry: Option<Batch> = None;
+    // Failed writes since the log began closing: a log being dropped
+    // gives up on a batch the disk keeps refusing rather than hang.
+    let mut closing_failures = 0;
+    let mut spare = Vec::new();
+    loop {
+        let (batch, sync, closed) = match retry.take() {
+            Some(batch) => {
+                let q = shared.lock();
+                let (sync, closed) = (q.sync_wanted > q.synced, q.closed);
+                drop(q);
+                (Some(batch), sync, closed)
+            }
+            None => {
+                let mut q = shared.lock();
+                if q.pending == 0 && q.sync_wanted <= q.synced && !q.closed {
+                    q = shared
+                        .work
+                        .wait_timeout(q, config.linger)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                let lines = std::mem::replace(&mut q.lines, std::mem::take(&mut spare));
+                let count = std::mem::take(&mut q.pending) as u64;
+                let mark = std::mem::take(&mut q.mark);
+                let (through, sync, closed) = (q.appended, q.sync_wanted > q.synced, q.closed);
+                drop(q);
+                shared.progress.notify_all();
+                let batch = (count > 0).then(|| {
+                    let mut stored = Vec::with_capacity(lines.len() + lines.len() / 2);
+                    for (seq, body) in (next_seq..).zip(complete_lines(&lines)) {
+                        hooks.store(seq, body, &mut stored);
+                        stored.push(b'\n');
+                    }
+                    let batch = Batch {
+                        stored,
+                        first_seq: next_seq,
+                        lines: count,
+                        mark,
+                        through,
+                    };
+                    next_seq += count;
+                    batch
+                });
+                spare = lines;
+                spare.clear();
+                spare.shrink_to(1 << 20);
+                (batch, sync, closed)
+            }
+        };
+        let mut result = Ok(());
+        if let Some(b) = &batch {
+            hooks.before_write(b.mark, &|| shared.lock().closed);
+            let mut touched = Vec::new();
+            result = append_all(
+                &mut segments,
+                &mut current,
+                b,
+                config.per_segment,
+                &mut touched,
+            );
+            if result.is_ok() {
+                let last = complete_lines(&b.stored).next_back().unwrap_or_default();
+                result = hooks.after_write(b.first_seq + b.lines - 1, last);
+            }
+            if result.is_err() {
+                cut_back(&mut segments, &mut current, touched);
+            }
+        }
+        if result.is_ok() && (sync || closed) {
+            result = current.as_mut().map_or(Ok(()), |c| c.file.sync_data());
+        }
+        let mut trimmed_line = None;
+        // Trimming is housekeeping: a failure leaves old segments for the
+        // next batch to delete, and never makes a written batch be retried.
+        if result.is_ok() && segments.total(next_seq) > config.keep.saturating_add(config.keep / 10)
+        {
+            match trim(&mut segments, next_seq, config.keep) {
+                Ok(Some(first_kept)) => trimmed_line = hooks.trimmed(first_kept),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("deleting old segments of {}: {e}", config.thread_name),
+            }
+        }
+        let mut q = shared.lock();
+        match result {
+            Ok(()) => {
+                if let Some(b) = &batch {
+                    q.written = b.through;
+                }
+                if sync || closed {
+                    q.synced = q.written;
+                }
+                q.failing = None;
+            }
+            Err(e) => {
+                tracing::error!("writing {}: {e}", config.thread_name);
+                q.failing = Some(format!("{e}"));
+                closing_failures += usize::from(closed);
+                if closing_failures > CLOSING_RETRIES {
+                    tracing::error!(
+                        "{}: giving up on {} lines the disk keeps refusing, at shutdown",
+                        config.thread_name,
+                        batch.as_ref().map_or(0, |b| b.lines)
+                    );
+                    q.written = q.appended;
+                    q.synced = q.written;
+                } else {
+                    retry = batch;
+                }
+            }
+        }
+        let done = closed && q.pending == 0 && retry.is_none() && trimmed_line.is_none();
+        let failing = q.failing.is_some();
+        drop(q);
+        if let Some(body) = trimmed_line {
+            let q = shared.lock();
+            SegLog::push(shared, q, &config, 0, |_, out| out.extend_from_slice(&body));
+        }
+        shared.progress.notify_all();
+        if done {
+            return;
+        }
+        if failing {
+            std::thread::sleep(config.retry);
+        }
+    }
+}
+
+/// Appends a batch, starting a new segment every `per_segment` lines, and
+/// notes in `touched` each file it reached with its length before.
+fn append_all(
+    segments: &mut Segments,
+    current: &mut Option<Current>,
+    batch: &Batch,
+    per_segment: usize,
+    touched: &mut Vec<Touched>,
+) -> std::io::Result<()> {
+    let bytes = &batch.stored;
+    (|| {
+        let (mut offset, mut seq) = (0, batch.first_seq);
+        while offset < bytes.len() {
+            let open = match current {
+                Some(c) if c.lines < per_segment => c,
+                _ => {
+                    *current = None;
+                    // Continue the last segment after a restart if it has room.
+                    let (first, lines) = match segments.files.last() {
+                        Some((first, _)) if seq - first < per_segment as u64 => {
+                            (*first, (seq - first) as usize)
+                        }
+                        _ => (seq, 0),
+                    };
+                    let path = segments.path(first);
+                    let file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)?;
+                    if lines == 0 && segments.files.last().map(|(f, _)| *f) != Some(first) {
+                        segments.files.push((first, path.clone()));
+                    }
+                    current.insert(Current { file, path, lines })
+                }
+            };
+            if !touched.iter().any(|t| t.path == open.path) {
+                touched.push(Touched {
+                    path: open.path.clone(),
+                    len: open.file.metadata()?.len(),
+                    file: open.file.try_clone()?,
+                });
+            }
+            // As many whole lines as the segment has room for, in one write.
+            let (mut end, mut n) = (offset, 0);
+            while n < per_segment - open.lines && end < bytes.len() {
+                end += bytes[end..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(bytes.len() - end, |i| i + 1);
+                n += 1;
+            }
+            open.file.write_all(&bytes[offset..end])?;
+            open.lines += n;
+            seq += n as u64;
+            offset = end;
+        }
+        Ok(())
+    })()
+}
+
+/// A file a batch wrote to, and its length before.
+struct Touched {
+    path: PathBuf,
+    len: u64,
+    /// Its open handle: cutting back through it works even if the file was
+    /// moved or its directory replaced under the log.
+    file: std::fs::File,
+}
+
+/// Cuts every file a failed batch reached back to where it was (removing
+/// the ones it created), so a retry writes each line once.
+fn cut_back(segments: &mut Segments, current: &mut Option<Current>, touched: Vec<Touched>) {
+    *current = None;
+    for t in touched {
+        if let Err(e) = t.file.set_len(t.len) {
+            tracing::error!(path = %t.path.display(), "cutting back a failed write: {e}");
+        }
+        if t.len == 0 {
+            let _ = std::fs::remove_file(&t.path);
+            segments.files.retain(|(_, p)| *p != t.path);
+        }
+    }
+}
+
+/// Deletes the oldest whole segments while at least `keep` lines remain.
+/// Returns the first line kept, if anything was deleted.
+fn trim(segments: &mut Segments, next_seq: u64, keep: usize) -> std::io::Result<Option<u64>> {
+    let mut deleted = false;
+    while segments.files.len() > 1 {
+        let second_first = segments.files[1].0;
+        if ((next_seq - second_first) as usize) < keep {
+            break;
+        }
+        let (first, path) = segments.files.remove(0);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                segments.files.insert(0, (first, path));
+                return Err(e);
+            }
+        }
+        deleted = true;
+    }
+    Ok(deleted.then(|| segments.files[0].0))
+}
