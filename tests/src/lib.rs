@@ -1,5 +1,5 @@
-//! Shared harness for keyhole's integration tests: a real sled store in a
-//! temporary directory (master key file outside it), a real runtime, and the
+//! Shared harness for keyhole's integration tests: a real store on the
+//! embedded backend in a temporary directory (master key file outside it), a real runtime, and the
 //! guests `build.rs` compiled from source.
 
 pub use keyhole_stub_server::{Received, StubServer};
@@ -19,9 +19,15 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Self {
+        Self::with_config(RuntimeConfig::default())
+    }
+
+    /// A harness whose runtime opens with `config` (a restart opens the
+    /// default config).
+    pub fn with_config(config: RuntimeConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         SecretStore::init_key_file(&dir.path().join("master.key")).expect("init key");
-        let runtime = open(dir.path());
+        let runtime = open_with(dir.path(), config);
         Harness { dir, runtime }
     }
 
@@ -112,9 +118,13 @@ impl Default for Harness {
 }
 
 fn open(dir: &Path) -> Runtime {
+    open_with(dir, RuntimeConfig::default())
+}
+
+fn open_with(dir: &Path, config: RuntimeConfig) -> Runtime {
     let store = SecretStore::open(&dir.join("data"), KeySource::File(dir.join("master.key")))
         .expect("open store");
-    Runtime::open(store, &dir.join("data"), RuntimeConfig::default()).expect("open runtime")
+    Runtime::open(store, &dir.join("data"), config).expect("open runtime")
 }
 
 const NEIGHBOUR_TOKEN: &str = "neighbour-token";

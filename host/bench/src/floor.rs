@@ -10,9 +10,10 @@
 //!   precompile/pre-link design buys.
 //!
 //! The engine uses keyhole's own configuration
-//! ([`keyhole_runtime::engine_config`]: pool shape and reset tuning, wasm
-//! stack, epochs), so the comparison is of dispatch paths, not of
-//! configurations.
+//! ([`keyhole_runtime::engine_config`] of the runtime's default config: pool
+//! shape, slot reset and decommit policy, wasm stack, epochs), so the
+//! comparison is of dispatch paths, not of configurations. What the host
+//! memory budget costs a run (a reservation) is keyhole's, and counted.
 
 use anyhow::{Result, ensure};
 use wasmtime::component::{Component, Linker, WasmStr};
@@ -26,9 +27,12 @@ use keyhole::listener::types::Event as WitEvent;
 /// The value the floor's `get-secret` returns.
 pub const CONSTANT_SECRET: &str = "constant";
 
-/// The engine keyhole builds, setting for setting.
+/// The engine keyhole builds, setting for setting: the pool of the
+/// runtime's default config (sized to the default memory budget), and so
+/// the same slot reset and decommit policy.
 fn pooled_engine() -> Result<Engine> {
-    let config = keyhole_runtime::engine_config(&keyhole_runtime::EngineConfig::default());
+    let runtime_default = keyhole_runtime::RuntimeConfig::default();
+    let config = keyhole_runtime::engine_config(&runtime_default.engine);
     Ok(Engine::new(&config)?)
 }
 

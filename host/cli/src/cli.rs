@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use keyhole_store::Scope;
 
+use crate::auth::Role;
 use crate::errors::EXIT_CODES_HELP;
 
 /// keyhole: run sandboxed WebAssembly event listeners that reach secrets
@@ -41,7 +42,7 @@ pub struct Cli {
 pub enum Command {
     /// Create the data directory, the master key file and an admin API token.
     Init,
-    /// Replace the admin API token (the old one stops working).
+    /// API tokens: create, list, rotate, revoke (roles and scopes).
     Token {
         #[command(subcommand)]
         cmd: TokenCmd,
@@ -77,13 +78,51 @@ pub enum Command {
     Emit(EmitArgs),
     /// Show recent run records.
     Runs(RunsArgs),
+    /// Read and verify the audit log: every admin action and every
+    /// get-secret call, with who made it (never a value).
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
     /// Run the daemon: the HTTP API on a loopback address.
     Serve(ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCmd {
-    /// Create a new admin API token, print it once, and forget the old one.
+    /// Create a named API token and print it once (keyhole keeps only its
+    /// sha256).
+    Create {
+        /// Token name: 1-64 characters of A-Z a-z 0-9 _ -.
+        name: String,
+        /// admin, secrets-writer, deployer, auditor or monitor.
+        #[arg(long, value_name = "ROLE")]
+        role: Role,
+        /// Limit the token to this environment and its spaces
+        /// (secrets-writer and deployer only).
+        #[arg(long = "env", value_name = "ENV")]
+        env: Option<String>,
+        /// Limit the token to this space of --env.
+        #[arg(long = "space", value_name = "SPACE", requires = "env")]
+        space: Option<String>,
+        /// Expire after this long, e.g. 1h, 30d (at least 1s). Default: never.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expires: Option<Duration>,
+    },
+    /// List tokens: name, role, scope, created, expires, last used. Never a
+    /// token or its hash.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: the next request with it is refused.
+    Revoke { name: String },
+    /// Give a token a new secret (role, scope and expiry kept), print it
+    /// once; the old one stops working.
+    Rotate { name: String },
+    /// Create a new `admin` token (role admin), print it once, and forget
+    /// the old one.
     Reset,
 }
 
@@ -249,6 +288,45 @@ pub struct RunsArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Show audit entries, newest last; with --follow, keep showing new
+    /// ones until interrupted.
+    Tail(AuditTailArgs),
+    /// Check the whole chain and name the first entry that does not hold
+    /// (edited, deleted, reordered, truncated). Exit 1 if one does not.
+    Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditTailArgs {
+    /// How many of the newest matching entries to show first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Keep showing new entries as they are written.
+    #[arg(long)]
+    pub follow: bool,
+    /// Only reads of this secret name.
+    #[arg(long, value_name = "NAME")]
+    pub secret: Option<String>,
+    /// Only reads by this deployment (listener).
+    #[arg(long, value_name = "LISTENER")]
+    pub deployment: Option<String>,
+    /// Only admin actions by this actor, e.g. token:ci or local:alice.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this outcome: ok, not_found, access_denied, invalid_name,
+    /// unavailable (reads); ok, denied, failed (admin actions).
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Only entries from the last DURATION (e.g. 10m, 2h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on. Port 0 picks a free port; the bound address is
@@ -279,6 +357,23 @@ pub struct ServeArgs {
     /// exhaust the daemon's file descriptors. 1 to 65536.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub max_connections: u32,
+    /// Host memory budget for all runs together plus the memory the
+    /// instance pool keeps resident, e.g. 8GiB. Each run reserves its
+    /// deployment's --memory from it before it starts; a run that finds no
+    /// room waits (at most its own timeout), then is recorded as
+    /// `memory_budget` without running. Default: half the machine's memory
+    /// (MemTotal, or the cgroup limit if lower). 256MiB to 1TiB.
+    #[arg(long, value_parser = parse_max_memory)]
+    pub max_memory: Option<u64>,
+}
+
+/// `serve --max-memory`: 256 MiB to 1 TiB.
+fn parse_max_memory(s: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(s)?;
+    if !(256 << 20..=1 << 40).contains(&bytes) {
+        return Err("must be between 256MiB and 1TiB".into());
+    }
+    Ok(bytes)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

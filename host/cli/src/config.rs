@@ -19,6 +19,7 @@ use keyhole_store::{KeySource, SecretStore};
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{CliError, Exit};
+use crate::trail::{Trail, local_actor};
 
 /// The environment variable holding key text; wins over any key file.
 pub const MASTER_KEY_ENV: &str = "KEYHOLE_MASTER_KEY";
@@ -50,8 +51,31 @@ impl Globals {
 
     /// Opens the store and the runtime on it.
     pub fn open_runtime(&self) -> Result<Runtime> {
+        self.open_runtime_with(RuntimeConfig::default())
+    }
+
+    /// Opens the store and the runtime on it, with `config`.
+    pub fn open_runtime_with(&self, config: RuntimeConfig) -> Result<Runtime> {
         let store = self.open_store()?;
-        Ok(Runtime::open(store, &self.data, RuntimeConfig::default())?)
+        Ok(Runtime::open(store, &self.data, config)?)
+    }
+
+    /// Where this CLI's admin actions on `store` are audited (as
+    /// `local:USER`).
+    pub fn trail(&self, store: &SecretStore) -> Result<Trail> {
+        let keep = RuntimeConfig::default().max_audit_entries;
+        let log = keyhole_runtime::audit::open(store, &self.data, keep)?;
+        Ok(Trail::new(log, store.sealed_reason(), local_actor(), None))
+    }
+
+    /// The same, for verbs that opened the runtime (which has the log).
+    pub fn runtime_trail(runtime: &Runtime) -> Trail {
+        Trail::new(
+            runtime.audit().cloned(),
+            runtime.store().sealed_reason(),
+            local_actor(),
+            Some(runtime.metrics_handle()),
+        )
     }
 
     /// A store that must be unsealed for this verb.

@@ -11,7 +11,9 @@ use std::path::Path;
 use keyhole_runtime::RuntimeError;
 use keyhole_store::StoreError;
 
+use crate::auth::{TokenError, role_names};
 use crate::config::ServeInfo;
+use crate::trail::Refused;
 
 /// Exit codes, as documented in `keyhole --help`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +22,7 @@ pub enum Exit {
     Failure = 1,
     /// Bad usage or invalid input (clap uses 2 for its own errors too).
     Usage = 2,
-    /// A named environment, space, secret, listener or file does not exist.
+    /// A named environment, space, secret, listener, token or file does not exist.
     NotFound = 3,
     /// The data directory is held by another keyhole process.
     Locked = 4,
@@ -33,7 +35,7 @@ Exit codes:
   0  success (a listener that fails is still a successful `emit`)
   1  runtime or other error
   2  usage error or invalid input (bad name, spec, module or payload)
-  3  not found: unknown environment, space, secret, listener or file
+  3  not found: unknown environment, space, secret, listener, token or file
   4  data directory in use by another keyhole process (`keyhole serve`?)
   5  sealed: master key missing, wrong or unreadable";
 
@@ -82,8 +84,14 @@ pub fn report(err: &anyhow::Error) -> Report {
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return store_report(e, message);
         }
+        if let Some(e) = cause.downcast_ref::<Refused>() {
+            return refused_report(e, message);
+        }
         if let Some(e) = cause.downcast_ref::<RuntimeError>() {
             return runtime_report(e, message);
+        }
+        if let Some(e) = cause.downcast_ref::<TokenError>() {
+            return token_report(e, message);
         }
     }
     Report {
@@ -105,6 +113,7 @@ fn runtime_report(e: &RuntimeError, message: String) -> Report {
         | R::ForbiddenImport { .. }
         | R::InvalidSpec(_)
         | R::InvalidEvent(_)
+        | R::ExceedsLimits(_)
         | R::TooLarge { .. } => (Exit::Usage, None),
         R::Io { .. } | R::Corrupt(_) | R::Engine(_) => (Exit::Failure, None),
     };
@@ -159,6 +168,56 @@ fn store_report(e: &StoreError, message: String) -> Report {
         S::Corrupt { .. } | S::Integrity { .. } | S::Backend(_) | S::Io(_) => {
             (Exit::Failure, None, message)
         }
+    };
+    Report {
+        code,
+        message,
+        hint,
+    }
+}
+
+/// An admin action the audit log could not record, so it was not applied.
+fn refused_report(e: &Refused, message: String) -> Report {
+    let (code, hint) = match e {
+        Refused::Sealed(_) => (
+            Exit::Sealed,
+            "admin changes are audited, and the audit log needs the master key; \
+             point KEYHOLE_MASTER_KEY or --key-file at it",
+        ),
+        Refused::Unavailable(_) => (
+            Exit::Failure,
+            "nothing was changed; fix the data directory's disk (space, permissions) and try again",
+        ),
+    };
+    Report {
+        code,
+        message,
+        hint: Some(hint.into()),
+    }
+}
+
+fn token_report(e: &TokenError, message: String) -> Report {
+    use TokenError as T;
+    let (code, hint) = match e {
+        T::Storage(keyhole_kv::KvError::Locked { path }) => return locked_report(path),
+        T::InvalidName | T::SpaceWithoutEnvironment | T::InvalidExpiry(_) => (Exit::Usage, None),
+        T::Unscopable(_) => (
+            Exit::Usage,
+            Some(format!(
+                "only secrets-writer and deployer tokens take --env/--space (roles: {})",
+                role_names()
+            )),
+        ),
+        T::NotFound(_) => (Exit::NotFound, Some("see `keyhole token list`".into())),
+        T::Exists(_) => (
+            Exit::Failure,
+            Some("pick another name, or `keyhole token rotate NAME` for a new secret".into()),
+        ),
+        T::Contended(_) => (
+            Exit::Failure,
+            Some("another change ran at the same time; run the command again".into()),
+        ),
+        T::Corrupt(_) | T::Storage(_) => (Exit::Failure, None),
     };
     Report {
         code,

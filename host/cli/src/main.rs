@@ -2,8 +2,9 @@
 //!
 //! Module map: `cli` (the clap definitions), `config` (data dir, master key,
 //! `serve.json`), `errors` (exit codes and one-line messages with hints),
-//! `commands` (the CLI verbs), `serve` and `api` (the daemon), `token` (the
-//! admin API token), `views` (JSON shapes shared by API and CLI).
+//! `commands` (the CLI verbs), `serve` and `api` (the daemon), `auth` (API
+//! tokens, roles and permissions), `views` (JSON shapes shared by API and
+//! CLI).
 //!
 //! Logs go to stderr through `tracing` (`RUST_LOG` overrides the level);
 //! secret values are never logged: the store hands them out only as
@@ -12,12 +13,13 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod auth;
 mod cli;
 mod commands;
 mod config;
 mod errors;
 mod serve;
-mod token;
+mod trail;
 mod views;
 
 use std::io::IsTerminal;
@@ -60,7 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let g = Globals::resolve(cli.data, cli.key_file)?;
     match cli.command {
         Command::Init => commands::admin::init(&g),
-        Command::Token { cmd } => commands::admin::api_token(&g, cmd),
+        Command::Token { cmd } => commands::tokens::run(&g, cmd),
         Command::Env { cmd } => commands::admin::env(&g, cmd),
         Command::Space { cmd } => commands::admin::space(&g, cmd),
         Command::Keys { cmd } => commands::admin::keys(&g, cmd),
@@ -69,6 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Listeners { cmd } => commands::listeners::listeners(&g, cmd),
         Command::Emit(args) => commands::listeners::emit(&g, args),
         Command::Runs(args) => commands::listeners::runs(&g, args),
+        Command::Audit { cmd } => commands::audit::run(&g, cmd),
         Command::Serve(args) => serve::run(&g, args),
     }
 }

@@ -28,6 +28,12 @@
 //! (the run log opens segments as it goes): serve raises the soft limit to
 //! the hard one, and lowers the cap, with a warning, if it still does not fit.
 //!
+//! Runs share one host memory budget (`--max-memory`, by default half the
+//! machine's memory): each reserves its deployment's memory limit before
+//! it starts and waits, at most its timeout, for room (the runtime's
+//! `budget.rs`). The budget also covers what the instance pool keeps
+//! resident, so many large runs cannot push the daemon past it.
+//!
 //! Only HTTP/1.1 is served, as before (axum's `http2` feature is off): hyper
 //! has no header or idle timeout for HTTP/2, so serving it would reopen the
 //! hole.
@@ -45,30 +51,41 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_io_timeout::TimeoutStream;
 
 use crate::api::{self, ApiMetrics, AppState};
+use crate::auth::{TokenView, Tokens};
 use crate::cli::ServeArgs;
 use crate::config::{Globals, ServeInfo};
 use crate::errors::{CliError, Exit};
-use crate::token::TokenCheck;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn run(g: &Globals, args: ServeArgs) -> Result<()> {
-    let runtime = g.open_runtime()?;
-    let Some(token) = TokenCheck::load(&**runtime.store().backend())? else {
+    let max_memory = args
+        .max_memory
+        .unwrap_or_else(keyhole_runtime::default_max_memory);
+    let config = keyhole_runtime::RuntimeConfig::default().with_max_memory(max_memory);
+    let runtime = g.open_runtime_with(config)?;
+    let memory = runtime.memory_stats();
+    tracing::info!(
+        budget = %bytesize::ByteSize(memory.budget_bytes),
+        pool_allowance = %bytesize::ByteSize(memory.pool_allowance_bytes),
+        "memory budget for runs and the instance pool"
+    );
+    let tokens = TokenView::load(Tokens::open(&**runtime.store().backend())?)?;
+    if tokens.is_empty() {
         return Err(CliError::new(
             Exit::Failure,
-            format!("data directory {} has no admin API token", g.data.display()),
+            format!("data directory {} has no API token", g.data.display()),
         )
         .hint("run `keyhole init` for a new installation, or `keyhole token reset`")
         .into());
-    };
+    }
     if let Some(reason) = runtime.store().sealed_reason() {
         tracing::warn!(%reason, "store is sealed: secret reads and writes will fail with 503");
     }
     let state = Arc::new(AppState {
         runtime: runtime.clone(),
-        token,
+        tokens,
         max_module_bytes: usize::try_from(args.max_module_bytes).unwrap_or(usize::MAX),
         request_timeout: args.request_timeout,
         metrics: ApiMetrics::default(),
@@ -78,8 +95,11 @@ pub fn run(g: &Globals, args: ServeArgs) -> Result<()> {
         .thread_name("keyhole-serve")
         .build()
         .context("starting the async runtime")?;
-    let result = tokio_rt.block_on(serve(g, args, state));
+    let result = tokio_rt.block_on(serve(g, args, state.clone()));
     ServeInfo::remove(&g.data);
+    if let Err(e) = state.tokens.write_back() {
+        tracing::warn!("writing back token last-used times: {e}");
+    }
     // Run records are written without a flush on the hot path: flush now.
     runtime.flush().context("flushing the data directory")?;
     tracing::info!("stopped");
@@ -92,6 +112,7 @@ async fn serve(g: &Globals, args: ServeArgs, state: Arc<AppState>) -> Result<()>
         .with_context(|| format!("binding {}", args.listen))?;
     announce(g, listener.local_addr()?)?;
 
+    api::spawn_last_used_writer(&state);
     let router = api::router(state);
     let http = http1_builder(args.header_timeout);
     let graceful = GracefulShutdown::new();

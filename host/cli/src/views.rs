@@ -11,6 +11,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use keyhole_runtime::http::HttpCall;
 use keyhole_runtime::{Deployment, Outcome, RunRecord};
 use keyhole_store::{Provenance, Scope, SecretMeta};
+
+use crate::auth::Token;
 use serde::Serialize;
 
 pub fn rfc3339(ms: u64) -> String {
@@ -124,9 +126,13 @@ pub struct RunView {
     pub id: u64,
     pub event_id: String,
     pub topic: String,
+    /// The event's environment (absent for runs recorded by older
+    /// releases) and space.
+    pub environment_id: Option<String>,
+    pub space_id: Option<String>,
     pub listener: String,
     pub module_hash: String,
-    /// `{"kind": "ok" | "guest_error" | "deadline" | "memory" | "trap" | "failed", ...}`
+    /// `{"kind": "ok" | "guest_error" | "deadline" | "memory" | "trap" | "failed" | "memory_budget", ...}`
     pub outcome: Outcome,
     pub started_at: String,
     pub duration_us: u64,
@@ -144,6 +150,8 @@ impl From<RunRecord> for RunView {
             started_at: rfc3339(r.started_at_ms),
             event_id: r.event_id,
             topic: r.topic,
+            environment_id: Some(r.environment).filter(|e| !e.is_empty()),
+            space_id: r.space,
             listener: r.listener,
             module_hash: r.module_hash,
             outcome: r.outcome,
@@ -153,6 +161,45 @@ impl From<RunRecord> for RunView {
             output_dropped: r.output_dropped,
             secrets_read: r.secrets_read,
             http: r.http,
+        }
+    }
+}
+
+/// An API token as listed: never the token, never its hash.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: &'static str,
+    /// `all`, `env:E` or `env:E/space:S`.
+    pub scope: String,
+    pub environment_id: Option<String>,
+    pub space_id: Option<String>,
+    pub created_at: String,
+    pub created_by: String,
+    pub expires_at: Option<String>,
+    pub expired: bool,
+    pub last_used_at: Option<String>,
+}
+
+impl TokenInfo {
+    /// `last_used_ms`: a fresher time than the record's, if known.
+    pub fn new(t: &Token, last_used_ms: Option<u64>) -> Self {
+        let last_used = t.last_used_ms.max(last_used_ms);
+        let now = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        TokenInfo {
+            name: t.name.clone(),
+            role: t.role.name(),
+            scope: t.scope.to_string(),
+            environment_id: t.scope.environment().map(Into::into),
+            space_id: t.scope.space().map(Into::into),
+            created_at: rfc3339(t.created_at_ms),
+            created_by: t.created_by.clone(),
+            expires_at: t.expires_at_ms.map(rfc3339),
+            expired: t.expired_at(now),
+            last_used_at: last_used.map(rfc3339),
         }
     }
 }
@@ -171,6 +218,15 @@ pub fn outcome_text(o: &Outcome) -> String {
         }
         Outcome::Trap { trap, message } => format!("{trap}: {message}"),
         Outcome::Failed { message } => message.clone(),
+        Outcome::MemoryBudget {
+            limit_bytes,
+            budget_bytes,
+            waited_ms,
+        } => format!(
+            "not run: no room for its {} memory limit in the host's {} memory budget (waited {waited_ms} ms)",
+            bytesize::ByteSize(*limit_bytes),
+            bytesize::ByteSize(*budget_bytes)
+        ),
     }
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use keyhole_tests::{EXAMPLE_RUST_LISTENER, wasm};
+use keyhole_tests::{BIG_MEMORY, EXAMPLE_RUST_LISTENER, SECRET_READER, wasm};
 use serde_json::{Value, json};
 
 const VALUE: &str = "api-planted-secret-value-5b2e";
@@ -38,6 +38,7 @@ fn api_routes_auth_limits_and_openapi() {
         let r = h.send("GET", "/v1/environments", bad, None);
         assert_eq!(r.status, 401, "{bad:?}");
         assert!(r.body.is_empty(), "401 must carry no detail: {:?}", r.body);
+        assert_eq!(r.www_authenticate.as_deref(), Some("Bearer"));
     }
     let r = h.send("GET", "/metrics", None, None);
     assert_eq!((r.status, r.body.as_str()), (401, ""));
@@ -203,6 +204,8 @@ fn api_routes_auth_limits_and_openapi() {
     let runs = h.get("/v1/runs?listener=hello&limit=5").json();
     assert_eq!(runs.as_array().unwrap().len(), 1);
     assert_eq!(runs[0]["eventId"], ev["eventId"]);
+    assert_eq!(runs[0]["environmentId"], "prod");
+    assert_eq!(runs[0]["spaceId"], "team-a");
     assert_json_error(&h.get("/v1/runs?limit=many"), 400);
 
     // Key rotation, then secrets still resolve.
@@ -292,6 +295,10 @@ fn check_openapi_against_server(h: &Http) {
                 }
                 ("DELETE", "/v1/secrets/{id}") => h.delete("/v1/secrets/env:prod:DOC_CHECK"),
                 ("DELETE", "/v1/listeners/{name}") => h.delete("/v1/listeners/doc-check"),
+                ("POST", "/v1/tokens") => {
+                    h.post_json(path, &json!({"name": "doc-token", "role": "auditor"}))
+                }
+                ("DELETE", "/v1/tokens/{name}") => h.delete("/v1/tokens/doc-token"),
                 other => panic!("documented operation {other:?} has no request in this test"),
             };
             assert!(
@@ -301,5 +308,42 @@ fn check_openapi_against_server(h: &Http) {
             checked += 1;
         }
     }
-    assert_eq!(checked, 16, "operations checked");
+    assert_eq!(checked, 21, "operations checked");
+}
+
+/// A component that could never run is invalid input: 400 with a message
+/// in the user's terms, no ERROR in the daemon's log, nothing deployed.
+#[test]
+fn a_module_that_can_never_run_is_a_bad_request() {
+    let k = Install::new();
+    let token = k.init();
+    k.scopes("prod", &[]);
+    let log = k.dir.path().join("serve.log");
+    let server = Server::start_logging_to(&k, &token, &[], &log);
+    let h = server.http();
+
+    let r = h.deploy(
+        &json!({"name": "big", "environmentId": "prod"}),
+        &wasm(BIG_MEMORY),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(
+        r.json()["error"],
+        "the module needs 601 MiB of memory at start; the most a listener may have is 512 MiB"
+    );
+    // Over the deployment's own limit (secret-reader starts above 1 MiB).
+    let small =
+        json!({"name": "small", "environmentId": "prod", "limits": {"memoryBytes": 1 << 20}});
+    let r = h.deploy(&small, &wasm(SECRET_READER));
+    assert_eq!(r.status, 400, "{r:?}");
+    let message = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        message.ends_with("of memory at start; this deployment's memory limit is 1 MiB"),
+        "{message}"
+    );
+    assert_eq!(h.get("/v1/listeners").json(), json!([]));
+
+    assert!(server.terminate().success());
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(!log.contains("ERROR"), "the daemon logged an error: {log}");
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use keyhole_tests::EXAMPLE_RUST_LISTENER;
+use keyhole_tests::{BIG_MEMORY, EXAMPLE_RUST_LISTENER, SECRET_READER};
 
 const ENV_VALUE: &str = "xoxb-env-planted-value-93f1c";
 const SPACE_VALUE: &str = "xoxb-space-override-77aa0e1";
@@ -349,6 +349,10 @@ fn every_verb_has_help() {
         &[],
         &["init"],
         &["token", "reset"],
+        &["token", "create"],
+        &["token", "list"],
+        &["token", "revoke"],
+        &["token", "rotate"],
         &["env"],
         &["env", "create"],
         &["env", "list"],
@@ -425,4 +429,47 @@ fn a_running_daemon_locks_the_data_dir_with_a_clear_message() {
     assert!(status.success(), "{status:?}");
     assert!(!k.data.join("serve.json").exists());
     assert!(k.ok(&["env", "list"]).contains("prod"));
+}
+
+/// `keyhole deploy` of a module that could never run, or of a directory,
+/// is invalid input (exit 2) with a message saying why; nothing deployed.
+#[test]
+fn deploying_what_cannot_run_is_invalid_input() {
+    let k = Install::new();
+    k.init();
+    k.scopes("prod", &[]);
+    let deploy = |file: &str, extra: &[&str]| {
+        let mut args = vec!["deploy", file, "--name", "x", "--env", "prod"];
+        args.extend_from_slice(extra);
+        k.run(&args)
+    };
+
+    let out = deploy(BIG_MEMORY, &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "the module needs 601 MiB of memory at start; the most a listener may have is 512 MiB"
+        ),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("pooling allocator"), "{out:?}");
+
+    let out = deploy(SECRET_READER, &["--memory", "1MiB"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("of memory at start; this deployment's memory limit is 1 MiB"),
+        "{out:?}"
+    );
+
+    let dir = k.dir.path().join("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    let out = deploy(dir.to_str().unwrap(), &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("is a directory") && out.stderr.contains(".wasm"),
+        "{out:?}"
+    );
+
+    assert!(k.ok(&["listeners", "list"]).starts_with("no listeners"));
 }

@@ -2,8 +2,10 @@
 //!
 //! A deployment binds a listener component (by sha256) to an environment,
 //! optionally a space, topic filters, grants and limits. Checks run in order
-//! of cost: header bytes, then compilation, then the import allow-list, then
-//! linking against the `listener` world. Nothing is written unless all pass.
+//! of cost: header bytes, then what the component needs to start (its
+//! memories, tables and core instances, `needs.rs`), then compilation, then
+//! the import allow-list, then linking against the `listener` world. Nothing
+//! is written unless all pass.
 
 use std::time::Duration;
 

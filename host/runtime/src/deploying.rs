@@ -63,6 +63,8 @@ impl Runtime {
             grants: Arc::new(record.spec.grants.clone()),
             environment: record.spec.environment.as_str().into(),
             space: record.spec.space.as_deref().map(Into::into),
+            name: record.spec.name.as_str().into(),
+            module_hash: record.module_hash.as_str().into(),
             listener,
             record,
         })
@@ -74,6 +76,9 @@ impl Runtime {
         deploy::check_spec(&spec)?;
         self.check_scopes(&spec)?;
         deploy::check_header(module)?;
+        // Before compiling, and for a module already compiled too: the
+        // deployment's own memory limit may be what it does not fit.
+        crate::needs::check(module, &spec.limits)?;
         let module_hash = sha256_hex(module);
         let (component, artifact) = match self.inner.artifacts.load_cached(&module_hash) {
             Some(c) => (c, None),

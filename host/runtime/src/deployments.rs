@@ -27,6 +27,10 @@ pub(crate) struct ReadyDeployment {
     pub(crate) grants: Arc<Grants>,
     pub(crate) environment: Arc<str>,
     pub(crate) space: Option<Arc<str>>,
+    /// The deployment's name and module hash, shared with each run's audit
+    /// entries.
+    pub(crate) name: Arc<str>,
+    pub(crate) module_hash: Arc<str>,
 }
 
 #[derive(Default)]

@@ -15,6 +15,23 @@
 //!   thread and back cost 30-90 µs per event on this 2-core VM. A running
 //!   guest yields to tokio at every epoch tick, so it holds a worker thread
 //!   for at most [`EPOCH_TICK`] at a time.
+//! - **Slots returned at once** (`decommit_batch_size(1)`): when a run's
+//!   store drops, wasmtime zeroes the pages it dirtied, keeps up to
+//!   [`LINEAR_MEMORY_KEEP_RESIDENT`] of them resident in the slot, and hands
+//!   the rest back to the kernel before the drop returns. Batching those
+//!   decommits (it was 16) kept every finished instance's whole memory
+//!   resident until a batch filled: a listener touching 240 MiB per run
+//!   held the idle daemon at up to 3.1 GiB with `--memory 256MiB`. The
+//!   memory budget (`budget.rs`) counts on memory being back when the store
+//!   is gone, and on the bound below for what slots keep.
+//!
+//! What the pool can keep resident between runs is bounded by its shape:
+//! every memory slot at most [`LINEAR_MEMORY_KEEP_RESIDENT`], every table
+//! slot [`TABLE_KEEP_RESIDENT`], and every fiber stack (never zeroed, so
+//! never decommitted) its whole [`ASYNC_STACK_BYTES`]:
+//! [`EngineConfig::retained_bound`]. The budget sets that much aside, and
+//! [`EngineConfig::for_budget`] sizes the pool so it stays a small part of
+//! the budget.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +51,24 @@ pub const MAX_MEMORY_BYTES: u64 = 512 << 20;
 /// Maximum wasm stack per call.
 pub const MAX_WASM_STACK: usize = 512 << 10;
 
+/// The fiber stack an async run executes on: the wasm stack plus the host
+/// calls made from it (wasmtime's default, stated so the bound below is
+/// right).
+pub const ASYNC_STACK_BYTES: u64 = 2 << 20;
+
+/// Dirty bytes of a linear memory zeroed in place (and kept resident) when
+/// its slot is reset; the rest is decommitted. See the module docs.
+pub const LINEAR_MEMORY_KEEP_RESIDENT: u64 = 4 << 20;
+
+/// The same for a table.
+pub const TABLE_KEEP_RESIDENT: u64 = 16 << 10;
+
+/// Largest pool; the default when the budget has room for it.
+pub const MAX_POOL_INSTANCES: u32 = 256;
+
+/// Smallest pool [`EngineConfig::for_budget`] picks.
+pub const MIN_POOL_INSTANCES: u32 = 8;
+
 /// Engine-wide capacity knobs.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -44,10 +79,42 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            pool_instances: 256,
+            pool_instances: MAX_POOL_INSTANCES,
         }
     }
 }
+
+impl EngineConfig {
+    /// The pool for a host memory budget of `budget` bytes: as many
+    /// instances (at most [`MAX_POOL_INSTANCES`], at least
+    /// [`MIN_POOL_INSTANCES`]) as keep [`Self::retained_bound`] within an
+    /// eighth of the budget.
+    pub fn for_budget(budget: u64) -> Self {
+        let per_instance = Self::retained_per_instance();
+        let fit = (budget / 8) / per_instance;
+        let n = fit.clamp(u64::from(MIN_POOL_INSTANCES), u64::from(MAX_POOL_INSTANCES));
+        EngineConfig {
+            pool_instances: n as u32,
+        }
+    }
+
+    /// The most memory this pool can keep resident with no instance live:
+    /// every slot warm and keeping all it may (see the module docs).
+    pub fn retained_bound(&self) -> u64 {
+        u64::from(self.pool_instances) * Self::retained_per_instance()
+    }
+
+    /// Per pool instance: two memory slots, four table slots, one stack.
+    fn retained_per_instance() -> u64 {
+        MEMORIES_PER_INSTANCE * LINEAR_MEMORY_KEEP_RESIDENT
+            + TABLES_PER_INSTANCE * TABLE_KEEP_RESIDENT
+            + ASYNC_STACK_BYTES
+    }
+}
+
+/// Pool slots per instance of [`EngineConfig::pool_instances`].
+const MEMORIES_PER_INSTANCE: u64 = 2;
+const TABLES_PER_INSTANCE: u64 = 4;
 
 /// keyhole's wasmtime configuration. Public so the benchmark's bare-engine
 /// floor runs on exactly the same settings.
@@ -57,28 +124,30 @@ pub fn engine_config(cfg: &EngineConfig) -> Config {
     pool.total_component_instances(n)
         .total_stacks(n)
         .total_core_instances(n * 4)
-        .total_memories(n * 2)
-        .total_tables(n * 4)
+        .total_memories(n * MEMORIES_PER_INSTANCE as u32)
+        .total_tables(n * TABLES_PER_INSTANCE as u32)
         .max_memory_size(MAX_MEMORY_BYTES as usize)
         .max_core_instances_per_component(64)
         .max_memories_per_component(8)
         .max_tables_per_component(16)
         .table_elements(100_000)
         // Resetting a slot for reuse: find the pages a run dirtied with
-        // Linux's PAGEMAP_SCAN and zero them with memset (up to 4 MiB kept
-        // resident) instead of madvise, whose TLB shootdowns serialize the
-        // cores; decommit what remains in batches. Measured by keyhole-bench:
-        // the per-event floor drops from ~30 to ~18 µs.
+        // Linux's PAGEMAP_SCAN and zero them with memset (up to
+        // LINEAR_MEMORY_KEEP_RESIDENT kept resident) instead of madvise,
+        // whose TLB shootdowns serialize the cores. Measured by
+        // keyhole-bench: the per-event floor drops from ~30 to ~18 µs.
         .pagemap_scan(wasmtime::Enabled::Auto)
-        .linear_memory_keep_resident(4 << 20)
-        .table_keep_resident(16 << 10)
-        .decommit_batch_size(16);
+        .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT as usize)
+        .table_keep_resident(TABLE_KEEP_RESIDENT as usize)
+        // What remains is decommitted as the store drops, not batched.
+        .decommit_batch_size(1);
 
     let mut config = Config::new();
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(ASYNC_STACK_BYTES as usize)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }

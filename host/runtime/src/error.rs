@@ -28,6 +28,10 @@ pub enum RuntimeError {
     InvalidEvent(String),
     #[error("no listener named `{0}`")]
     UnknownListener(String),
+    /// The module needs more than a listener may have to start at all (its
+    /// initial memory, its tables, its core instances): it could never run.
+    #[error("{0}")]
+    ExceedsLimits(String),
     #[error("module too large: {size} bytes (limit {limit})")]
     TooLarge { size: usize, limit: usize },
     #[error(transparent)]

@@ -23,15 +23,20 @@
 //! - [`runs`]: the run-record model and the [`RunLog`] trait records go
 //!   through; the default log is JSON lines in segment files (`runs/jsonl/`).
 //! - Models and checks: [`deploy`] (what a deployment is, the checks a
-//!   module passes), `event.rs` ([`Event`] and its rules), `topics.rs`,
+//!   module passes), `needs.rs` (what a component needs of the engine to
+//!   start, refused at deploy when no listener may have it), `event.rs` ([`Event`] and its rules), `topics.rs`,
 //!   [`metrics`].
 //! - Foundations: [`http`] (the outbound HTTP allow-list, its policy, and
-//!   the calls a record lists), `engine.rs` (the one wasmtime engine and its
-//!   epoch ticker), `artifacts.rs` (precompiled components, so restarts
+//!   the calls a record lists), `budget.rs` (the host-wide memory budget
+//!   every run reserves from), `engine.rs` (the one wasmtime engine, its
+//!   pool and epoch ticker), `machine.rs` (the default budget, from the
+//!   machine's memory), `artifacts.rs` (precompiled components, so restarts
 //!   never recompile), `error.rs`.
 #![deny(unsafe_code)]
 
 mod artifacts;
+pub mod audit;
+mod budget;
 pub mod deploy;
 mod deploying;
 mod deployments;
@@ -40,7 +45,9 @@ mod engine;
 mod error;
 mod event;
 pub mod http;
+mod machine;
 pub mod metrics;
+mod needs;
 mod output;
 mod run;
 pub mod runs;
@@ -61,12 +68,18 @@ mod bindings {
     });
 }
 
+pub use budget::MemoryStats;
 pub use deploy::{DeploySpec, Deployment, Grants, Limits};
 pub use dispatch::Event;
-pub use engine::{EPOCH_TICK, EngineConfig, MAX_MEMORY_BYTES, engine_config};
+pub use engine::{
+    ASYNC_STACK_BYTES, EPOCH_TICK, EngineConfig, LINEAR_MEMORY_KEEP_RESIDENT, MAX_MEMORY_BYTES,
+    TABLE_KEEP_RESIDENT, engine_config,
+};
 pub use error::RuntimeError;
+pub use machine::{default_max_memory, machine_memory};
 pub use runs::{Outcome, RunLog, RunQuery, RunRecord};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};
+pub use sandbox::OUTPUT_LIMIT;
 
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()

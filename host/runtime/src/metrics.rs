@@ -1,8 +1,10 @@
 //! Prometheus metrics for events, runs and `get-secret` calls.
 //!
 //! Kept in the runtime (not the API) so that every path that dispatches — the
-//! daemon, the CLI, the benchmark — counts the same way.
+//! daemon, the CLI, the benchmark — counts the same way. The memory budget
+//! and the pool's retained memory are read at each scrape (`budget.rs`).
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -47,11 +49,28 @@ pub struct Metrics {
     /// Pre-resolved counters so the hot path skips the family lookup.
     get_secret_ok: Counter,
     runs_ok: Counter,
+    audit_entries: Counter,
+    audit_refused: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl Metrics {
+    /// These metrics and those `collector` reads at each scrape (the
+    /// runtime's memory budget and pool, `budget.rs`).
+    pub(crate) fn with_collector(collector: Box<dyn Collector>) -> Self {
+        Self::new(Some(collector))
+    }
+
+    fn new(collector: Option<Box<dyn Collector>>) -> Self {
         let mut registry = Registry::with_prefix("keyhole");
+        if let Some(collector) = collector {
+            registry.register_collector(collector);
+        }
         let events = Counter::default();
         let runs = Family::<OutcomeLabel, Counter>::default();
         let get_secret = Family::<OutcomeLabel, Counter>::default();
@@ -68,6 +87,18 @@ impl Default for Metrics {
             "Listener run duration",
             run_seconds.clone(),
         );
+        let audit_entries = Counter::default();
+        let audit_refused = Counter::default();
+        registry.register(
+            "audit_entries",
+            "Audit entries accepted (get-secret calls and admin actions)",
+            audit_entries.clone(),
+        );
+        registry.register(
+            "audit_refused",
+            "Audit entries the log could not accept (each failed closed)",
+            audit_refused.clone(),
+        );
         let get_secret_ok = get_secret
             .get_or_create(&OutcomeLabel { outcome: "ok" })
             .clone();
@@ -80,6 +111,8 @@ impl Default for Metrics {
             get_secret,
             run_seconds,
             get_secret_ok,
+            audit_entries,
+            audit_refused,
         }
     }
 }
@@ -107,6 +140,16 @@ impl Metrics {
                 })
                 .inc(),
         };
+    }
+
+    /// An audit entry was accepted.
+    pub fn audit_entry(&self) {
+        self.audit_entries.inc();
+    }
+
+    /// An audit entry was refused, and what it was for did not happen.
+    pub fn audit_refused(&self) {
+        self.audit_refused.inc();
     }
 
     /// The Prometheus text exposition of every metric.

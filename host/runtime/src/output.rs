@@ -4,6 +4,10 @@
 //! makes Rust's `println!` panic inside the guest. A listener that logs too
 //! much should lose log lines, not its run, so this pipe accepts everything
 //! and keeps the first `limit` bytes, counting what it dropped.
+//!
+//! The bytes are handed over as they are: the cap may have cut a character,
+//! and a secret value with it, so they are scrubbed before they become text
+//! (`scrub.rs`).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -42,15 +46,11 @@ impl CapturedOutput {
         buf.dropped += (data.len() - take) as u64;
     }
 
-    /// The captured text (lossy UTF-8) and how many bytes were dropped.
-    pub(crate) fn take(&self) -> (String, u64) {
+    /// The captured bytes, not yet text (see module docs), and how many
+    /// bytes were dropped.
+    pub(crate) fn take(&self) -> (Vec<u8>, u64) {
         let mut buf = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let bytes = std::mem::take(&mut buf.bytes);
-        let text = match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        };
-        (text, buf.dropped)
+        (std::mem::take(&mut buf.bytes), buf.dropped)
     }
 }
 

@@ -10,11 +10,13 @@
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use keyhole_audit::AuditLog;
 use keyhole_store::SecretStore;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 use crate::artifacts::Artifacts;
+use crate::budget::{MemoryBudget, MemoryGauges, MemoryStats};
 use crate::deploy::Deployment;
 use crate::deployments::Deployments;
 use crate::engine::{EngineConfig, EpochTicker, new_engine};
@@ -60,12 +62,21 @@ impl Drop for BlockingRuntime {
 /// Runtime-wide settings.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
+    /// The pool; [`RuntimeConfig::with_max_memory`] sizes it to the budget.
     pub engine: EngineConfig,
     /// Runs that may execute at once (across all `emit` calls).
     pub max_concurrent_runs: usize,
     /// Run records kept; older ones are trimmed (by the default run log;
     /// see [`Runtime::open_with_run_log`]).
     pub max_run_records: usize,
+    /// Audit entries kept; older segments are deleted, and the deletion is
+    /// itself recorded.
+    pub max_audit_entries: usize,
+    /// The host memory budget: live runs' memory limits plus what the pool
+    /// may keep resident (see `budget.rs`). Defaults to
+    /// [`default_max_memory`](crate::default_max_memory), half the
+    /// machine's memory.
+    pub max_memory_bytes: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -75,7 +86,23 @@ impl Default for RuntimeConfig {
             engine: EngineConfig::default(),
             max_concurrent_runs: cores * 4,
             max_run_records: 100_000,
+            max_audit_entries: 10_000_000,
+            max_memory_bytes: 0,
         }
+        .with_max_memory(crate::machine::default_max_memory())
+    }
+}
+
+impl RuntimeConfig {
+    /// This config with a memory budget of `bytes`, and a pool sized to
+    /// it ([`EngineConfig::for_budget`], but never smaller than
+    /// `max_concurrent_runs` allows for).
+    pub fn with_max_memory(mut self, bytes: u64) -> Self {
+        let concurrent = u32::try_from(self.max_concurrent_runs).unwrap_or(u32::MAX);
+        let pool = EngineConfig::for_budget(bytes).pool_instances;
+        self.engine.pool_instances = pool.max(concurrent.min(crate::engine::MAX_POOL_INSTANCES));
+        self.max_memory_bytes = bytes;
+        self
     }
 }
 
@@ -102,9 +129,17 @@ pub(crate) struct Inner {
     /// Serializes changes to `deployment_records` + `deployments`.
     pub(crate) deploy_writes: std::sync::Mutex<()>,
     /// Where run records go: the JSONL segment files unless chosen at open.
+    /// Declared before `audit`, so it is dropped (and has written what it
+    /// holds, after the audit entries its runs wait for) first.
     pub(crate) runs: Arc<dyn RunLog>,
+    /// The audit log; `None` while the store is sealed (nothing can be
+    /// audited then, so secret reads and admin writes are refused).
+    pub(crate) audit: Option<Arc<AuditLog>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) permits: Arc<tokio::sync::Semaphore>,
+    /// Every run reserves its memory limit here first (`budget.rs`).
+    pub(crate) budget: Arc<MemoryBudget>,
+    memory: MemoryGauges,
     /// The async runtime `emit_blocking` drives runs on, built on first use.
     pub(crate) blocking: BlockingRuntime,
     _ticker: EpochTicker,
@@ -127,8 +162,12 @@ impl Runtime {
         config: RuntimeConfig,
     ) -> Result<Self, RuntimeError> {
         let keep = config.max_run_records;
-        Self::open_inner(store, data_dir, config, || {
-            Ok(Arc::new(JsonlRunLog::open(&data_dir.join("runs"), keep)?))
+        Self::open_inner(store, data_dir, config, |audit| {
+            Ok(Arc::new(JsonlRunLog::open(
+                &data_dir.join("runs"),
+                keep,
+                audit.cloned(),
+            )?))
         })
     }
 
@@ -141,18 +180,21 @@ impl Runtime {
         config: RuntimeConfig,
         runs: Arc<dyn RunLog>,
     ) -> Result<Self, RuntimeError> {
-        Self::open_inner(store, data_dir, config, || Ok(runs))
+        Self::open_inner(store, data_dir, config, |_| Ok(runs))
     }
 
     /// `runs` is called where the run log has always been opened: after the
-    /// engine, the artifacts and the deployments tree.
+    /// engine, the artifacts and the deployments tree (and the audit log,
+    /// which the default run log waits for).
     fn open_inner(
         store: SecretStore,
         data_dir: &Path,
         config: RuntimeConfig,
-        runs: impl FnOnce() -> Result<Arc<dyn RunLog>, RuntimeError>,
+        runs: impl FnOnce(Option<&Arc<AuditLog>>) -> Result<Arc<dyn RunLog>, RuntimeError>,
     ) -> Result<Self, RuntimeError> {
         let engine = new_engine(&config.engine)?;
+        let budget = Arc::new(MemoryBudget::new(config.max_memory_bytes, &config.engine)?);
+        let memory = MemoryGauges::new(budget.clone(), &engine);
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::engine)?;
         crate::secrets::add_to_linker(&mut linker).map_err(RuntimeError::engine)?;
@@ -166,17 +208,22 @@ impl Runtime {
         keyhole_kv::migrate_legacy(&*backend, "deployments", &*deployment_records, |k| {
             Ok(k.to_vec())
         })?;
+        let artifacts = Artifacts::open(&engine, data_dir, &*backend)?;
+        let audit = crate::audit::open(&store, data_dir, config.max_audit_entries)?;
         let runtime = Runtime {
             inner: Arc::new(Inner {
-                artifacts: Artifacts::open(&engine, data_dir, &*backend)?,
+                artifacts,
                 deployment_records,
-                runs: runs()?,
+                runs: runs(audit.as_ref())?,
+                audit,
                 deployments: RwLock::default(),
                 deploy_writes: std::sync::Mutex::default(),
-                metrics: Arc::default(),
+                metrics: Arc::new(Metrics::with_collector(Box::new(memory.clone()))),
                 permits: Arc::new(tokio::sync::Semaphore::new(
                     config.max_concurrent_runs.max(1),
                 )),
+                budget,
+                memory,
                 _ticker: EpochTicker::start(engine.clone()),
                 blocking: BlockingRuntime::default(),
                 store,
@@ -207,18 +254,35 @@ impl Runtime {
         listener: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RunRecord>, RuntimeError> {
-        self.inner.runs.query(&RunQuery {
-            listener: listener.map(Into::into),
-            limit,
-        })
+        self.query_runs(&RunQuery::recent(listener, limit))
+    }
+
+    /// The run records `query` asks for, newest first.
+    pub fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, RuntimeError> {
+        self.inner.runs.query(query)
+    }
+
+    /// The audit log, unless the store is sealed.
+    pub fn audit(&self) -> Option<&Arc<AuditLog>> {
+        self.inner.audit.as_ref()
     }
 
     pub fn store(&self) -> &SecretStore {
         &self.inner.store
     }
 
+    /// The metrics, shareable (for callers that count into them too).
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The memory budget and what the pool keeps resident, now.
+    pub fn memory_stats(&self) -> MemoryStats {
+        self.inner.memory.stats()
     }
 
     pub fn stats(&self) -> RuntimeStats {
@@ -276,7 +340,7 @@ mod tests {
 
         fn query(&self, query: &RunQuery) -> Result<Vec<RunRecord>, RuntimeError> {
             let records = self.records.lock().unwrap();
-            let wanted = |r: &&RunRecord| query.listener.as_ref().is_none_or(|l| *l == r.listener);
+            let wanted = |r: &&RunRecord| query.matches(r);
             Ok(records
                 .iter()
                 .rev()
@@ -292,6 +356,8 @@ mod tests {
             id: 0,
             event_id: "ev_1".into(),
             topic: "t".into(),
+            environment: "e".into(),
+            space: None,
             listener: listener.into(),
             module_hash: "00".into(),
             outcome: Outcome::Ok {
@@ -304,6 +370,7 @@ mod tests {
             output_dropped: 0,
             secrets_read: vec![],
             http: vec![],
+            notes: vec![],
         }
     }
 

@@ -23,26 +23,47 @@ pub const OUTPUT_LIMIT: usize = 16 << 10;
 
 /// Memory and table limits for one run, remembering whether a limit was hit
 /// so the run can be recorded as "memory" rather than a generic trap.
+///
+/// The memory limit is for all of the run's linear memories together (a
+/// component may have several): it is what the run reserved from the
+/// host's memory budget (`budget.rs`).
 pub(crate) struct RunLimits {
     pub(crate) memory_bytes: u64,
     pub(crate) table_elements: usize,
     pub(crate) hit: bool,
+    /// Bytes of all the run's memories so far (wasmtime asks before it
+    /// creates a memory too, with `current` 0).
+    pub(crate) memory_used: u64,
+}
+
+impl RunLimits {
+    pub(crate) fn new(memory_bytes: u64, table_elements: usize) -> Self {
+        RunLimits {
+            memory_bytes,
+            table_elements,
+            hit: false,
+            memory_used: 0,
+        }
+    }
 }
 
 impl ResourceLimiter for RunLimits {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.memory_bytes {
+        let total =
+            (self.memory_used.saturating_sub(current as u64)).saturating_add(desired as u64);
+        if total > self.memory_bytes {
             self.hit = true;
             wasmtime::bail!(
-                "memory limit of {} bytes exceeded (wanted {desired})",
+                "memory limit of {} bytes exceeded (wanted {total})",
                 self.memory_bytes
             );
         }
+        self.memory_used = total;
         Ok(true)
     }
 
@@ -93,11 +114,12 @@ impl RunState {
         }
     }
 
-    /// Captured stdout and stderr, each with the count of bytes dropped.
-    pub(crate) fn take_output(&self) -> ((String, u64), (String, u64)) {
+    /// Captured stdout and stderr, as raw bytes to scrub before they
+    /// become text, each with the count of bytes dropped.
+    pub(crate) fn take_output(&self) -> ((Vec<u8>, u64), (Vec<u8>, u64)) {
         match &self.output {
             Some((out, err)) => (out.take(), err.take()),
-            None => ((String::new(), 0), (String::new(), 0)),
+            None => ((Vec::new(), 0), (Vec::new(), 0)),
         }
     }
 

@@ -3,8 +3,19 @@
 //! Every value a listener read during a run is replaced by `[redacted:NAME]`
 //! in its captured output, returned text and outbound HTTP paths and errors
 //! before the run record is stored.
-//! Output is captured with a byte cap, so a value can also be cut off at the
-//! end of the buffer; [`Scrubber::scrub`] removes a trailing partial value too.
+//!
+//! Scrubbing works on bytes. Output is captured with a byte cap that can
+//! cut anywhere, inside a multibyte character too, so a value can end the
+//! buffer as a prefix of any byte length: [`Scrubber::scrub_output`]
+//! removes occurrences and that trailing prefix from the raw bytes, and
+//! only then makes text of them. Converting first would turn the cut
+//! character into U+FFFD, which no prefix of the value matches, and leave
+//! the rest of the prefix in the record. The lossy conversion can itself
+//! make a value (invalid bytes becoming a U+FFFD the value contains), so
+//! text that needed it is scrubbed again. Every other cap (the returned
+//! text's, in `run/outcome.rs`) cuts after scrubbing.
+
+use memchr::memmem::Finder;
 
 use crate::secrets::Revealed;
 
@@ -12,10 +23,17 @@ use crate::secrets::Revealed;
 /// applied to each text the run left (output streams, returned text, HTTP
 /// calls).
 pub(crate) struct Scrubber<'a> {
-    by_length: Vec<&'a (String, Revealed)>,
+    by_length: Vec<Value<'a>>,
 }
 
-/// One occurrence of a value in the text being scrubbed.
+/// One revealed value and its searcher, prepared once per run.
+struct Value<'a> {
+    name: &'a str,
+    bytes: &'a [u8],
+    finder: Finder<'a>,
+}
+
+/// One occurrence of a value in the bytes being scrubbed.
 struct Hit<'a> {
     start: usize,
     end: usize,
@@ -27,67 +45,105 @@ impl<'a> Scrubber<'a> {
         let mut by_length: Vec<_> = revealed
             .iter()
             .filter(|(_, v)| !v.expose().is_empty())
+            .map(|(name, v)| Value {
+                name,
+                bytes: v.expose().as_bytes(),
+                finder: Finder::new(v.expose().as_bytes()),
+            })
             .collect();
-        by_length.sort_by_key(|(_, v)| std::cmp::Reverse(v.expose().len()));
+        by_length.sort_by_key(|v| std::cmp::Reverse(v.bytes.len()));
         Scrubber { by_length }
+    }
+
+    /// Captured output, as raw bytes, made into text for the record with
+    /// every revealed value removed. `truncated`: the capture cap cut the
+    /// stream (at any byte), so a trailing prefix of a value goes too.
+    pub(crate) fn scrub_output(&self, bytes: Vec<u8>, truncated: bool) -> String {
+        let bytes = match self.scrub_bytes(&bytes, truncated) {
+            Some(scrubbed) => scrubbed,
+            None => bytes,
+        };
+        match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                // Invalid bytes become U+FFFD, which a value may contain.
+                let mut text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                self.scrub(&mut text, truncated);
+                text
+            }
+        }
     }
 
     /// Replaces every occurrence of each revealed value in `text`. When
     /// `truncated`, also drops a tail that is a prefix of some value.
+    pub(crate) fn scrub(&self, text: &mut String, truncated: bool) {
+        if let Some(bytes) = self.scrub_bytes(text.as_bytes(), truncated) {
+            // Always valid: in valid UTF-8, a value (valid UTF-8 itself)
+            // can only match from one character boundary to another, and a
+            // trailing prefix starts at one. Lossy rather than a panic.
+            *text = match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            };
+        }
+    }
+
+    /// `text` scrubbed, or `None` when nothing in it needed scrubbing (no
+    /// allocation then).
     ///
-    /// Occurrences are found in the original text, overlapping ones too
+    /// Occurrences are found in the original bytes, overlapping ones too
     /// (`aa` twice in `aaa`, or one value's end being another's start), and
     /// each run of overlapping occurrences becomes one `[redacted:NAMES]`,
     /// naming every value in it that is not inside a longer one. Replacing
     /// value by value instead would leave the unmatched part of the second
     /// of two overlapping values behind.
-    pub(crate) fn scrub(&self, text: &mut String, truncated: bool) {
+    fn scrub_bytes(&self, text: &[u8], truncated: bool) -> Option<Vec<u8>> {
         if text.is_empty() || self.by_length.is_empty() {
-            return;
+            return None;
         }
         let mut hits = Vec::new();
-        for (name, value) in &self.by_length {
-            let v = value.expose();
+        for value in &self.by_length {
             let mut from = 0;
-            // `find` prepares a searcher for `v` on every call; a text too
-            // short to hold `v` (a run's short result, say) skips that.
-            while text.len() - from >= v.len()
-                && let Some(i) = text[from..].find(v)
+            // A text too short to hold the value (a run's short result,
+            // say) skips the search.
+            while text.len() - from >= value.bytes.len()
+                && let Some(i) = value.finder.find(&text[from..])
             {
                 let start = from + i;
                 hits.push(Hit {
                     start,
-                    end: start + v.len(),
-                    name,
+                    end: start + value.bytes.len(),
+                    name: value.name,
                 });
-                // The next char boundary: overlapping occurrences count too.
-                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
+                // Overlapping occurrences count too.
+                from = start + 1;
             }
         }
-        if !hits.is_empty() {
-            *text = replace_hits(text, hits);
-        }
+        let mut out = (!hits.is_empty()).then(|| replace_hits(text, hits));
         if truncated {
-            for (name, value) in &self.by_length {
-                let v = value.expose();
-                let longest = (1..v.len().min(text.len() + 1))
+            for value in &self.by_length {
+                let tail = out.as_deref().unwrap_or(text);
+                // Any byte length: the cut may split a character.
+                let longest = (1..value.bytes.len().min(tail.len() + 1))
                     .rev()
-                    .filter(|&n| v.is_char_boundary(n))
-                    .find(|&n| text.ends_with(&v[..n]));
+                    .find(|&n| tail.ends_with(&value.bytes[..n]));
                 if let Some(n) = longest {
-                    text.truncate(text.len() - n);
-                    text.push_str(&format!("[redacted:{name}]"));
+                    let kept = tail.len() - n;
+                    let out = out.get_or_insert_with(|| text.to_vec());
+                    out.truncate(kept);
+                    push_label(out, &[value.name]);
                 }
             }
         }
+        out
     }
 }
 
 /// `text` with each run of overlapping hits replaced by one label.
-fn replace_hits(text: &str, mut hits: Vec<Hit<'_>>) -> String {
+fn replace_hits(text: &[u8], mut hits: Vec<Hit<'_>>) -> Vec<u8> {
     // By start, longest first, so a hit inside another sorts after it.
     hits.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
-    let mut out = String::with_capacity(text.len());
+    let mut out = Vec::with_capacity(text.len());
     let mut copied = 0;
     let mut i = 0;
     while i < hits.len() {
@@ -102,15 +158,25 @@ fn replace_hits(text: &str, mut hits: Vec<Hit<'_>>) -> String {
             end = end.max(hits[j].end);
             j += 1;
         }
-        out.push_str(&text[copied..hits[i].start]);
-        out.push_str("[redacted:");
-        out.push_str(&names.join(","));
-        out.push(']');
+        out.extend_from_slice(&text[copied..hits[i].start]);
+        push_label(&mut out, &names);
         copied = end;
         i = j;
     }
-    out.push_str(&text[copied..]);
+    out.extend_from_slice(&text[copied..]);
     out
+}
+
+/// Appends `[redacted:A,B]`.
+fn push_label(out: &mut Vec<u8>, names: &[&str]) {
+    out.extend_from_slice(b"[redacted:");
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(name.as_bytes());
+    }
+    out.push(b']');
 }
 
 #[cfg(test)]
@@ -202,5 +268,49 @@ mod tests {
         let mut t = String::new();
         scrub(&mut t, &revealed(&[("K", "v")]), true);
         assert_eq!(t, "");
+    }
+
+    fn output(bytes: &[u8], revealed: &[(String, Revealed)], truncated: bool) -> String {
+        Scrubber::new(revealed).scrub_output(bytes.to_vec(), truncated)
+    }
+
+    #[test]
+    fn a_cut_inside_a_character_of_a_value_leaves_nothing() {
+        let secrets = revealed(&[("K", "KHCUT-€-x")]);
+        // `€` is E2 82 AC: cut after one and after two of its bytes.
+        for cut in [b"log: KHCUT-\xE2".as_slice(), b"log: KHCUT-\xE2\x82"] {
+            assert_eq!(output(cut, &secrets, true), "log: [redacted:K]");
+        }
+        assert_eq!(
+            output("log: KHCUT-€".as_bytes(), &secrets, true),
+            "log: [redacted:K]"
+        );
+        // Not cut: the guest wrote that much itself, and it is no value.
+        assert_eq!(
+            output(b"log: KHCUT-\xE2", &secrets, false),
+            "log: KHCUT-\u{FFFD}"
+        );
+    }
+
+    #[test]
+    fn a_cut_character_that_is_no_value_becomes_a_replacement_character() {
+        let secrets = revealed(&[("K", "zzz")]);
+        assert_eq!(output(b"ok \xE2\x82", &secrets, true), "ok \u{FFFD}");
+        assert_eq!(output(b"ok \xE2\x82", &[], true), "ok \u{FFFD}");
+        assert_eq!(output(b"a zzz b", &secrets, false), "a [redacted:K] b");
+    }
+
+    #[test]
+    fn values_holding_a_replacement_character_are_scrubbed_after_conversion() {
+        let secrets = revealed(&[("K", "ab\u{FFFD}cd")]);
+        // Written as is, or made by the conversion from an invalid byte.
+        assert_eq!(
+            output("x ab\u{FFFD}cd".as_bytes(), &secrets, false),
+            "x [redacted:K]"
+        );
+        assert_eq!(output(b"x ab\xFFcd y", &secrets, false), "x [redacted:K] y");
+        // Cut inside its U+FFFD (EF BF BD), or after an invalid byte.
+        assert_eq!(output(b"x ab\xEF\xBF", &secrets, true), "x [redacted:K]");
+        assert_eq!(output(b"x ab\xFF", &secrets, true), "x [redacted:K]");
     }
 }

@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 // The store's own limits: a name or id longer than the store accepts is
 // refused before it is copied out of guest memory.
-use keyhole_store::{MAX_ID_LEN, MAX_NAME_LEN, SecretStore, StoreError};
+use keyhole_audit::{AuditLog, ReadOutcome, RequestedScope, ResolvedScope, SecretRead};
+use keyhole_store::{
+    MAX_ID_LEN, MAX_NAME_LEN, Provenance, Resolved, Scope, SecretStore, StoreError,
+};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Lift, Linker, WasmStr};
 use zeroize::Zeroize;
@@ -44,7 +47,25 @@ pub struct SecretsCtx {
     /// Values revealed during this run, by name, for scrubbing.
     pub(crate) revealed: Vec<(String, Revealed)>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Where each call is audited; `None` while the store is sealed.
+    pub(crate) audit: Option<AuditCtx>,
+    /// What the run record should say about calls that were refused
+    /// because they could not be audited.
+    pub(crate) notes: Vec<String>,
 }
+
+/// The audit log, and what every entry of this run says about the run.
+pub(crate) struct AuditCtx {
+    pub(crate) log: Arc<AuditLog>,
+    pub(crate) event_id: Box<str>,
+    pub(crate) topic: Box<str>,
+    pub(crate) deployment: Arc<str>,
+    pub(crate) module_hash: Arc<str>,
+}
+
+/// What a guest sees when its call could not be audited: the reason goes
+/// to the run record, not to the guest.
+const AUDIT_UNAVAILABLE: &str = "audit log unavailable";
 
 /// A value revealed to a guest, in the one copy the host makes of it: the
 /// run keeps it to scrub the record, and wasmtime lowers the same `Arc<str>`
@@ -93,7 +114,8 @@ pub fn add_to_linker<T: SecretsView + 'static>(linker: &mut Linker<T>) -> wasmti
             let ctx = cx.data_mut().secrets();
             let result = match request {
                 Ok(req) => ctx.get_secret(req),
-                Err(e) => Err(e),
+                // Refused before anything was copied: the entry has no name.
+                Err(e) => ctx.audited("", None, None, error_outcome(&e)).and(Err(e)),
             };
             let outcome = match &result {
                 Ok(_) => CallOutcome::Ok,
@@ -166,12 +188,24 @@ fn bounded<T: 'static>(
 
 impl SecretsCtx {
     fn get_secret(&mut self, req: Request) -> Result<Arc<str>, SecretError> {
-        keyhole_store::validate_name(&req.name).map_err(to_wit_error)?;
-        let (environment, space) = self.authorize(&req)?;
-        let resolved = self
-            .store
-            .resolve(&environment, space, &req.name)
-            .map_err(to_wit_error)?;
+        let looked_up = self.look_up(&req);
+        let requested = req.explicit.then_some(RequestedScope {
+            environment: req.environment.as_deref(),
+            space: req.space.as_deref(),
+        });
+        let found = looked_up.as_ref().ok().map(|r| ResolvedScope {
+            space: matches!(r.scope, Scope::Space(_)),
+            id: r.scope.id(),
+            provenance: match r.provenance {
+                Provenance::Environment => "environment",
+                Provenance::SpaceOverride => "space-override",
+            },
+            version: r.version,
+        });
+        // The entry is accepted before the value is handed out; if it
+        // cannot be, the value drops (and zeroizes) here, unrevealed.
+        self.audited(&req.name, requested, found, read_outcome(&looked_up))?;
+        let resolved = looked_up?;
         // A value read again (same name, unchanged) is handed out from the
         // copy already revealed: a guest calling get-secret in a loop must
         // not grow host memory, or the scrubbing after the run, per call.
@@ -189,8 +223,73 @@ impl SecretsCtx {
         Ok(value)
     }
 
+    /// What the store has for the request, if the deployment may read it.
+    fn look_up(&self, req: &Request) -> Result<Resolved, SecretError> {
+        keyhole_store::validate_name(&req.name).map_err(to_wit_error)?;
+        let (environment, space) = self.authorize(req)?;
+        self.store
+            .resolve(&environment, space, &req.name)
+            .map_err(to_wit_error)
+    }
+
+    /// Records the call in the audit log, or refuses it (`unavailable`) if
+    /// the entry cannot be accepted: fail closed.
+    fn audited(
+        &mut self,
+        name: &str,
+        requested: Option<RequestedScope<'_>>,
+        resolved: Option<ResolvedScope<'_>>,
+        outcome: ReadOutcome,
+    ) -> Result<(), SecretError> {
+        let refused = match &self.audit {
+            // Only a sealed store has no audit log, and it serves nothing.
+            None => Some("the store is sealed".to_owned()),
+            Some(a) => a
+                .log
+                .secret_read(&SecretRead {
+                    time_ms: crate::now_ms(),
+                    event_id: &a.event_id,
+                    topic: &a.topic,
+                    deployment: &a.deployment,
+                    module_sha256: &a.module_hash,
+                    name,
+                    requested,
+                    resolved,
+                    outcome,
+                })
+                .err()
+                .map(|e| e.0),
+        };
+        match refused {
+            None => {
+                self.metrics.audit_entry();
+                Ok(())
+            }
+            // Sealed: the call failed anyway, and says why.
+            Some(_) if outcome != ReadOutcome::Ok && self.audit.is_none() => Ok(()),
+            Some(why) => {
+                self.metrics.audit_refused();
+                self.notes
+                    .push(format!("get-secret {name}: {AUDIT_UNAVAILABLE} ({why})"));
+                Err(SecretError::Unavailable(AUDIT_UNAVAILABLE.into()))
+            }
+        }
+    }
+
     /// Decides which scope a request reads, or denies it. Denial happens
-    /// before any lookup of the name, so it reveals nothing about existence.
+    /// before any lookup of the name, so it reveals nothing about whether
+    /// the name exists; and it does not depend on whether a scope exists
+    /// outside what the deployment may read, so it reveals nothing about
+    /// which scopes exist either:
+    ///
+    /// - an environment is denied unless it is the own one or granted,
+    ///   whether it exists or not;
+    /// - a space named alone is denied unless it is granted or belongs to
+    ///   the own or a granted environment, so a space that exists nowhere
+    ///   is denied like another environment's (answering `not-found` for
+    ///   it would tell a listener which space ids exist on the host);
+    /// - a space named with an allowed environment reads from that
+    ///   environment: a space outside it, existing or not, is `not-found`.
     fn authorize<'r>(&'r self, req: &'r Request) -> Result<ReadScope<'r>, SecretError> {
         if !req.explicit {
             return Ok((Cow::Borrowed(&*self.environment), self.space.as_deref()));
@@ -203,7 +302,8 @@ impl SecretsCtx {
             // A space named alone reads from the environment it belongs to.
             (None, Some(space)) => match self.store.space(space) {
                 Ok(Some(info)) => Cow::Owned(info.environment),
-                Ok(None) => Cow::Borrowed(&*self.environment),
+                // In no environment, so in none the deployment may read.
+                Ok(None) => return Err(SecretError::AccessDenied),
                 Err(e) => return Err(to_wit_error(e)),
             },
             (None, None) => Cow::Borrowed(&*self.environment),
@@ -224,6 +324,20 @@ impl SecretsCtx {
 
 /// The environment and optional space a request reads from.
 type ReadScope<'r> = (Cow<'r, str>, Option<&'r str>);
+
+/// A call's outcome as its audit entry says it.
+fn read_outcome<T>(result: &Result<T, SecretError>) -> ReadOutcome {
+    result.as_ref().err().map_or(ReadOutcome::Ok, error_outcome)
+}
+
+fn error_outcome(e: &SecretError) -> ReadOutcome {
+    match e {
+        SecretError::NotFound => ReadOutcome::NotFound,
+        SecretError::AccessDenied => ReadOutcome::AccessDenied,
+        SecretError::InvalidName(_) => ReadOutcome::InvalidName,
+        SecretError::Unavailable(_) => ReadOutcome::Unavailable,
+    }
+}
 
 /// The one mapping from store errors onto WIT `secret-error` variants.
 pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
@@ -292,6 +406,16 @@ mod tests {
             grants: Arc::default(),
             revealed: Vec::new(),
             metrics: Arc::default(),
+            audit: Some(AuditCtx {
+                log: crate::audit::open(&store, dir.path(), 1_000)
+                    .unwrap()
+                    .unwrap(),
+                event_id: "ev_1".into(),
+                topic: "t".into(),
+                deployment: "reader".into(),
+                module_hash: "00".into(),
+            }),
+            notes: Vec::new(),
         };
         let first = read(&mut ctx, "K");
         for _ in 0..1_000 {

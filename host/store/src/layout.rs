@@ -10,6 +10,7 @@
 //! | `dek-current/<scope>` | which DEK version new values are sealed under |
 //! | `kek-check/<version>` | a marker sealed under one master key version |
 //! | `kek-current` | which master key version new DEKs are wrapped under |
+//! | `audit-root` | the audit log's root key, wrapped under the master key |
 //!
 //! `<scope>` is `env=<id>` or `space=<id>` and versions are 16 hex digits,
 //! so keys sort by version and every key is a valid JetStream KV key.
@@ -31,6 +32,8 @@ pub(crate) const SECRET_PREFIX: &[u8] = b"secret/";
 pub(crate) const DEK_PREFIX: &[u8] = b"dek/";
 pub(crate) const KEK_CHECK_PREFIX: &[u8] = b"kek-check/";
 pub(crate) const KEK_CURRENT: &[u8] = b"kek-current";
+/// The audit log's root key, wrapped under the KEK.
+pub(crate) const AUDIT_ROOT: &[u8] = b"audit-root";
 
 fn key(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
@@ -140,6 +143,7 @@ mod tests {
             dek_current(&s),
             kek_check(1),
             KEK_CURRENT.to_vec(),
+            AUDIT_ROOT.to_vec(),
         ] {
             assert!(valid(&k), "{}", String::from_utf8_lossy(&k));
         }

@@ -151,6 +151,14 @@ impl SecretStore {
         self.inner.sync.wait_for(&self.inner, revision, timeout)
     }
 
+    /// The audit log's root key, created on first use (see
+    /// `keyhole-audit`): the audit log derives the key that authenticates
+    /// its chain from it. Needs the master key.
+    pub fn audit_root_key(&self) -> Result<zeroize::Zeroizing<[u8; 32]>, StoreError> {
+        self.check_unsealed()?;
+        self.inner.keys.audit_root()
+    }
+
     /// Makes every write so far durable (every acknowledged write already
     /// is).
     pub fn flush(&self) -> Result<(), StoreError> {

@@ -134,3 +134,31 @@ fn dek_rotation_reencrypts_every_value_and_deletes_the_old_dek() {
     let fx = fx.reopen_with_file();
     check_all(&fx.store);
 }
+
+/// The audit log's root key is made once, survives KEK rotations and
+/// reopens unchanged (old audit entries must stay verifiable), is never on
+/// disk in the clear, and is refused while sealed.
+#[test]
+fn the_audit_root_key_is_stable_across_rotations_and_reopens() {
+    let fx = Fixture::new().with_layout();
+    let root = fx.store.audit_root_key().unwrap();
+    assert_eq!(*fx.store.audit_root_key().unwrap(), *root);
+    fx.store.rotate_kek().unwrap();
+    assert_eq!(*fx.store.audit_root_key().unwrap(), *root);
+    let fx = fx.reopen_with_file();
+    assert_eq!(*fx.store.audit_root_key().unwrap(), *root);
+    fx.store.rotate_kek().unwrap();
+    fx.store.flush().unwrap();
+    for (path, bytes) in files_under(fx.data.path()) {
+        assert!(
+            !contains(&bytes, &root[..]),
+            "root key in {}",
+            path.display()
+        );
+    }
+    let fx = fx.reopen(KeySource::None);
+    assert!(matches!(
+        fx.store.audit_root_key(),
+        Err(StoreError::Sealed { .. })
+    ));
+}

@@ -267,3 +267,46 @@ fn a_restart_removes_temporaries_a_crash_left() {
     }
     assert_eq!(h.runtime.stats().loaded_from_artifact, 1);
 }
+
+/// Acceptance: a component that could never be instantiated (600 MiB of
+/// initial memory, over the 512 MiB any listener may have) is refused as
+/// invalid input, in the user's terms, and nothing is stored; so is one
+/// whose initial memory is over its own deployment's memory limit.
+#[test]
+pub fn big_memory() {
+    let h = Harness::new();
+    h.scopes("prod", &[]);
+    let err = h
+        .runtime
+        .deploy(DeploySpec::new("big", "prod"), &wasm(BIG_MEMORY))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the module needs 601 MiB of memory at start; the most a listener may have is 512 MiB"
+    );
+    assert!(matches!(err, RuntimeError::ExceedsLimits(_)), "{err:?}");
+
+    // secret-reader starts with a little over 1 MiB (Rust's 1 MiB stack
+    // and its data): under a 1 MiB limit every run would fail.
+    let err = h
+        .runtime
+        .deploy(limited("small", 1_000, 1), &wasm(SECRET_READER))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("the module needs 1.")
+            && msg.ends_with(" MiB of memory at start; this deployment's memory limit is 1 MiB"),
+        "{msg}"
+    );
+    assert!(matches!(err, RuntimeError::ExceedsLimits(_)), "{err:?}");
+    h.deploy(SECRET_READER, limited("small", 1_000, 2));
+
+    assert_eq!(h.runtime.deployments().len(), 1);
+    assert_eq!(
+        std::fs::read_dir(h.data_dir().join("modules"))
+            .unwrap()
+            .count(),
+        1,
+        "only secret-reader's module is stored"
+    );
+}

@@ -3,14 +3,17 @@
 //! `foreach_guest!` below).
 
 mod alloc_probe;
+mod audit;
+mod budget;
 mod deploy;
 mod examples;
 mod http;
 mod sandbox;
+mod scrubbing;
 mod secrets;
 
 #[allow(unused_imports)]
-use {deploy::*, examples::*, http::*, sandbox::*, secrets::*};
+use {budget::*, deploy::*, examples::*, http::*, sandbox::*, scrubbing::*, secrets::*};
 
 macro_rules! assert_test_exists {
     ($name:ident) => {

@@ -150,6 +150,88 @@ fn cross_environment_needs_a_grant() {
     assert_eq!(r[2]["fnv"], fnv("qa-pw"));
 }
 
+/// A scope id tells a listener nothing about which spaces exist: a space of
+/// another environment and a space that exists nowhere get the same answer,
+/// whether the name exists or not, named alone or with an environment.
+/// Reads of the own environment's spaces and of granted spaces still work.
+#[test]
+fn space_ids_reveal_nothing_about_existence() {
+    let h = Harness::new();
+    h.scopes("prod", &["team-a"]);
+    h.scopes("staging", &["qa"]);
+    h.set(Scope::Space("team-a".into()), "DB_PASSWORD", "team-a-pw");
+    h.set(Scope::Space("qa".into()), "DB_PASSWORD", "qa-pw");
+    h.deploy(SECRET_READER, DeploySpec::new("nogrant", "prod"));
+    let mut space_only = DeploySpec::new("spacegrant", "prod");
+    space_only.grants = Grants {
+        environments: vec![],
+        spaces: vec!["qa".into()],
+    };
+    h.deploy(SECRET_READER, space_only);
+
+    // Each scope once with the foreign space `qa`, once with `no-such`.
+    let scopes = [
+        json!({}),
+        json!({ "environment": "prod" }),
+        json!({ "environment": "staging" }),
+        json!({ "environment": "no-such-env" }),
+    ];
+    let mut list = Vec::new();
+    for scope in &scopes {
+        for space in ["qa", "no-such"] {
+            for name in ["DB_PASSWORD", "NO_SUCH_NAME"] {
+                let mut read = scope.clone();
+                read["space"] = json!(space);
+                read["name"] = json!(name);
+                list.push(read);
+            }
+        }
+    }
+    // The own environment's space, and a granted one.
+    list.push(json!({ "name": "DB_PASSWORD", "space": "team-a" }));
+    list.push(json!({ "name": "NO_SUCH_NAME", "space": "team-a" }));
+    list.push(json!({ "name": "DB_PASSWORD", "environment": "prod", "space": "team-a" }));
+    list.push(json!({ "name": "DB_PASSWORD", "space": "qa" }));
+    let runs = h.emit("x", "prod", None, &reads(json!(list)));
+    let by = |n: &str| results(runs.iter().find(|r| r.listener == n).unwrap());
+
+    let r = by("nogrant");
+    for (i, scope) in scopes.iter().enumerate() {
+        let group = &r[i * 4..i * 4 + 4];
+        for name in 0..2 {
+            assert_eq!(
+                group[name]["error"],
+                group[2 + name]["error"],
+                "scope {scope} with name {}: a foreign space (left) and a missing one (right) differ",
+                group[name]["name"]
+            );
+        }
+    }
+    assert_eq!(
+        r[0]["error"], "access-denied",
+        "a foreign space named alone"
+    );
+    assert_eq!(
+        r[2]["error"], "access-denied",
+        "a missing space named alone"
+    );
+    assert_eq!(r[4]["error"], "not-found", "own environment, foreign space");
+    assert_eq!(r[8]["error"], "access-denied", "another environment");
+    assert_eq!(r[16]["fnv"], fnv("team-a-pw"), "own space named alone");
+    assert_eq!(r[17]["error"], "not-found");
+    assert_eq!(r[18]["fnv"], fnv("team-a-pw"), "own environment and space");
+    assert_eq!(r[19]["error"], "access-denied");
+
+    let r = by("spacegrant");
+    assert_eq!(r[0]["fnv"], fnv("qa-pw"), "a granted space named alone");
+    assert_eq!(r[1]["error"], "not-found");
+    assert_eq!(
+        r[2]["error"], "access-denied",
+        "a missing space named alone"
+    );
+    assert_eq!(r[19]["fnv"], fnv("qa-pw"));
+}
+
 /// Acceptance: a 10 MiB name (and scope id) is refused with `invalid-name`
 /// and the host never allocates anything near that size.
 #[test]

@@ -5,11 +5,13 @@
 //! | status | meaning |
 //! | --- | --- |
 //! | 400 | invalid input: names, ids, specs, modules, JSON, unknown fields |
-//! | 404 | unknown environment, space, secret or listener |
+//! | 401 | no, malformed, unknown, revoked or expired token: no body (`auth.rs`) |
+//! | 403 | the token lacks the permission, or the target is outside its scope: `{"error", "missingPermission"}` |
+//! | 404 | unknown environment, space, secret, listener or token |
 //! | 408 | body not received within `--request-timeout` (see `deadline.rs`) |
 //! | 409 | already exists, or a concurrent change won (try again) |
 //! | 413 | body or module too large |
-//! | 503 | store sealed (master key missing or wrong) |
+//! | 503 | store sealed (master key missing or wrong), or the audit log cannot record an admin change (nothing changed) |
 //! | 500 | anything else (details are logged, not returned) |
 
 use axum::Json;
@@ -22,10 +24,17 @@ use keyhole_runtime::RuntimeError;
 use keyhole_store::StoreError;
 use serde::de::DeserializeOwned;
 
+use keyhole_audit::AuditError;
+
+use crate::auth::{Permission, TokenError};
+use crate::trail::Refused;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// For a 403: the permission the caller lacks.
+    pub missing_permission: Option<Permission>,
 }
 
 impl ApiError {
@@ -33,6 +42,15 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            missing_permission: None,
+        }
+    }
+
+    /// A 403 naming the permission the caller lacks.
+    pub fn forbidden(missing: Permission, message: impl Into<String>) -> Self {
+        ApiError {
+            missing_permission: Some(missing),
+            ..Self::new(StatusCode::FORBIDDEN, message)
         }
     }
 
@@ -50,13 +68,27 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.status.as_u16())
+    }
+}
+
+/// On a 403's response, for the auth middleware's audit entry: why.
+#[derive(Clone, Debug)]
+pub struct Denial(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
+        let body = match self.missing_permission {
+            None => serde_json::json!({ "error": self.message }),
+            Some(p) => serde_json::json!({ "error": self.message, "missingPermission": p.name() }),
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.missing_permission.is_some() {
+            response.extensions_mut().insert(Denial(self.message));
+        }
+        response
     }
 }
 
@@ -89,10 +121,24 @@ pub fn runtime_status(e: &RuntimeError) -> StatusCode {
         | R::WrongWorld(_)
         | R::ForbiddenImport { .. }
         | R::InvalidSpec(_)
-        | R::InvalidEvent(_) => StatusCode::BAD_REQUEST,
+        | R::InvalidEvent(_)
+        | R::ExceedsLimits(_) => StatusCode::BAD_REQUEST,
         R::UnknownListener(_) => StatusCode::NOT_FOUND,
         R::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         R::Io { .. } | R::Corrupt(_) | R::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The status for a token error.
+pub fn token_status(e: &TokenError) -> StatusCode {
+    use TokenError as T;
+    match e {
+        T::InvalidName | T::Unscopable(_) | T::SpaceWithoutEnvironment | T::InvalidExpiry(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        T::NotFound(_) => StatusCode::NOT_FOUND,
+        T::Exists(_) | T::Contended(_) => StatusCode::CONFLICT,
+        T::Corrupt(_) | T::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -113,6 +159,35 @@ impl From<StoreError> for ApiError {
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
         from_status(runtime_status(&e), e.to_string())
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        from_status(token_status(&e), e.to_string())
+    }
+}
+
+impl From<Refused> for ApiError {
+    /// Not applied: the audit log could not record it.
+    fn from(e: Refused) -> Self {
+        let message = match &e {
+            Refused::Sealed(reason) => format!(
+                "not changed: admin changes are audited, and the audit log needs the master key (store sealed: {reason})"
+            ),
+            Refused::Unavailable(_) => format!("not changed: {e}"),
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+}
+
+impl From<AuditError> for ApiError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Io(_) | AuditError::Storage(_) | AuditError::Corrupt { .. } => {
+                ApiError::internal(e)
+            }
+        }
     }
 }
 
@@ -222,6 +297,14 @@ mod tests {
         assert_eq!(
             runtime_status(&RuntimeError::Store(StoreError::InvalidValue { rule: "r" })),
             StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            token_status(&TokenError::NotFound("ci".into())),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            token_status(&TokenError::Exists("ci".into())),
+            StatusCode::CONFLICT
         );
         let e = ApiError::from(RuntimeError::Engine("secret detail".into()));
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);

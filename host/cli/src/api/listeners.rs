@@ -5,21 +5,29 @@
 //! `--max-module-bytes`). The module is read into memory part by part and
 //! refused with 413 as soon as it passes the limit; nothing is stored unless
 //! the runtime accepts the whole deployment.
+//!
+//! A scoped token may deploy, undeploy, list and emit only inside its scope
+//! (`auth.rs`), and its deployments may be granted only scopes it reaches
+//! itself; it sees the runs of events in its scope.
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::multipart::MultipartError;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::StatusCode;
-use keyhole_runtime::{DeploySpec, Event, Grants, Limits};
+use axum::{Extension, Json};
+use keyhole_runtime::{DeploySpec, Event, Grants, Limits, RunQuery};
+use keyhole_store::Scope;
 use serde::{Deserialize, Serialize};
 
+use super::audit::audited;
+use super::auth::{denied_item, sees, within, within_scope};
 use super::error::{ApiError, ApiJson, body_rejection, parse_json, read_body};
 use super::scopes::{blocking, query};
 use super::{JSON_BODY_LIMIT, Shared, upload_limit};
+use crate::auth::{Permission, Principal, TokenScope};
 use crate::views::{ListenerView, RunView};
 
 /// Default and largest `limit` of `GET /v1/runs`.
@@ -105,8 +113,39 @@ fn too_large(what: &str, limit: usize) -> ApiError {
     )
 }
 
+/// A scoped token may deploy only into its scope, grant only scopes it
+/// reaches, and not replace a listener of the same name outside it.
+fn check_deploy_scope(s: &Shared, who: &Principal, spec: &ListenerSpec) -> Result<(), ApiError> {
+    let (p, store) = (Permission::ListenersDeploy, s.runtime.store());
+    within(
+        who,
+        p,
+        store,
+        &spec.environment_id,
+        spec.space_id.as_deref(),
+    )?;
+    for env in &spec.grants.environments {
+        within(who, p, store, env, None)?;
+    }
+    for space in &spec.grants.spaces {
+        within_scope(who, p, store, &Scope::Space(space.clone()))?;
+    }
+    if who.scope != TokenScope::All
+        && let Some(d) = s
+            .runtime
+            .deployments()
+            .into_iter()
+            .find(|d| d.spec.name == spec.name)
+        && !sees(who, &d.spec.environment, d.spec.space.as_deref())
+    {
+        return Err(denied_item(who, p, &format!("listener {}", spec.name)));
+    }
+    Ok(())
+}
+
 pub async fn deploy(
     State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
     req: Request,
 ) -> Result<(StatusCode, Json<ListenerView>), ApiError> {
     // Read the whole upload first, so an oversize one is answered with a
@@ -151,16 +190,27 @@ pub async fn deploy(
             "multipart body needs a `spec` part (JSON) and a `module` part (wasm)",
         ));
     };
-    let runtime = s.runtime.clone();
-    let deployment = blocking(move || Ok(runtime.deploy(spec.into(), &module)?)).await?;
+    let state = s.clone();
+    let deployment = blocking(move || {
+        check_deploy_scope(&state, &who, &spec)?;
+        let target = format!("listener:{}", spec.name);
+        audited(&state, &who, "listener.deploy", &target, || {
+            Ok(state.runtime.deploy(spec.into(), &module)?)
+        })
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(ListenerView::from(&deployment))))
 }
 
-pub async fn list(State(s): State<Shared>) -> Json<Vec<ListenerView>> {
+pub async fn list(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+) -> Json<Vec<ListenerView>> {
     Json(
         s.runtime
             .deployments()
             .iter()
+            .filter(|d| sees(&who, &d.spec.environment, d.spec.space.as_deref()))
             .map(ListenerView::from)
             .collect(),
     )
@@ -168,10 +218,28 @@ pub async fn list(State(s): State<Shared>) -> Json<Vec<ListenerView>> {
 
 pub async fn undeploy(
     State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let runtime = s.runtime.clone();
-    blocking(move || Ok(runtime.undeploy(&name)?)).await?;
+    // A scoped token learns nothing about listeners outside its scope: a
+    // missing one and another scope's are the same 403.
+    if who.scope != TokenScope::All {
+        let mine = s.runtime.deployments().into_iter().any(|d| {
+            d.spec.name == name && sees(&who, &d.spec.environment, d.spec.space.as_deref())
+        });
+        if !mine {
+            let what = format!("listener {}", name.chars().take(64).collect::<String>());
+            return Err(denied_item(&who, Permission::ListenersDeploy, &what));
+        }
+    }
+    let state = s.clone();
+    blocking(move || {
+        let target = format!("listener:{name}");
+        audited(&state, &who, "listener.undeploy", &target, || {
+            Ok(state.runtime.undeploy(&name)?)
+        })
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -199,8 +267,16 @@ pub struct EmitResponse {
 
 pub async fn emit(
     State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
     ApiJson(body): ApiJson<EmitBody>,
 ) -> Result<Json<EmitResponse>, ApiError> {
+    within(
+        &who,
+        Permission::EventsEmit,
+        s.runtime.store(),
+        &body.environment_id,
+        body.space_id.as_deref(),
+    )?;
     let payload = serde_json::to_string(&body.payload)
         .map_err(|e| ApiError::bad_request(format!("payload: {e}")))?;
     let event = Event::new(&body.topic, &body.environment_id, body.space_id.as_deref())
@@ -228,11 +304,18 @@ pub struct RunsQuery {
 
 pub async fn runs(
     State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
     q: Result<Query<RunsQuery>, QueryRejection>,
 ) -> Result<Json<Vec<RunView>>, ApiError> {
     let q = query(q)?;
-    let limit = q.limit.unwrap_or(RUNS_DEFAULT).min(RUNS_MAX);
+    // A scoped token reads the runs of events in its scope only.
+    let query = RunQuery {
+        listener: q.listener,
+        environment: who.scope.environment().map(Into::into),
+        space: who.scope.space().map(Into::into),
+        limit: q.limit.unwrap_or(RUNS_DEFAULT).min(RUNS_MAX),
+    };
     let runtime = s.runtime.clone();
-    let runs = blocking(move || Ok(runtime.runs(q.listener.as_deref(), limit)?)).await?;
+    let runs = blocking(move || Ok(runtime.query_runs(&query)?)).await?;
     Ok(Json(runs.into_iter().map(RunView::from).collect()))
 }

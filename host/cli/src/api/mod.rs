@@ -6,21 +6,31 @@
 //! route cannot be added without documenting it, nor documented without
 //! existing.
 //!
-//! Every route but `GET /healthz` needs `Authorization: Bearer <admin
-//! token>`; a wrong or missing token gets a bare 401. Bodies are bounded: JSON
-//! bodies by [`JSON_BODY_LIMIT`], module uploads by `--max-module-bytes`, and
-//! the time to receive any body by `--request-timeout` ([`deadline`]).
+//! Every route says what access it needs ([`Access`]): `GET /healthz` is
+//! public, every other route needs `Authorization: Bearer <token>` and
+//! names the permission its caller's role must hold, so no route can be
+//! added without deciding who may call it. A missing, wrong, revoked or
+//! expired token gets a bare 401; a token without the permission, or
+//! outside its scope, a 403 naming the permission (`auth.rs`). The caller's
+//! `auth::Principal` is in each request's extensions.
+//!
+//! Bodies are bounded: JSON bodies by [`JSON_BODY_LIMIT`], module uploads by
+//! `--max-module-bytes`, and the time to receive any body by
+//! `--request-timeout` ([`deadline`]).
 
+mod audit;
+mod auth;
 mod deadline;
 mod error;
 mod listeners;
 mod scopes;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
@@ -32,8 +42,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 pub use error::ApiError;
+pub use tokens::spawn_last_used_writer;
 
-use crate::token::TokenCheck;
+use crate::auth::{Permission, TokenView};
 
 /// Largest JSON request body.
 pub const JSON_BODY_LIMIT: usize = 1 << 20;
@@ -43,7 +54,7 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// Everything a handler needs.
 pub struct AppState {
     pub runtime: Runtime,
-    pub token: TokenCheck,
+    pub tokens: TokenView,
     pub max_module_bytes: usize,
     /// Time allowed to receive a request body (`--request-timeout`).
     pub request_timeout: Duration,
@@ -52,20 +63,35 @@ pub struct AppState {
 
 pub type Shared = Arc<AppState>;
 
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without a token.
+    Public,
+    /// Any valid token, whatever its role.
+    AnyToken,
+    /// A token whose role holds this permission.
+    Needs(Permission),
+}
+
 /// One served route.
 pub struct Route {
     pub method: Method,
     pub path: &'static str,
-    /// Served without a token.
-    pub public: bool,
+    pub access: Access,
     pub handler: MethodRouter<Shared>,
 }
 
-fn route(method: Method, path: &'static str, handler: MethodRouter<Shared>) -> Route {
+fn route(
+    method: Method,
+    path: &'static str,
+    needs: Permission,
+    handler: MethodRouter<Shared>,
+) -> Route {
     Route {
         method,
         path,
-        public: false,
+        access: Access::Needs(needs),
         handler,
     }
 }
@@ -79,57 +105,118 @@ pub fn upload_limit(max_module_bytes: usize) -> usize {
 /// Every route the daemon serves.
 pub fn routes(max_module_bytes: usize) -> Vec<Route> {
     use Method as M;
+    use Permission as P;
     let upload_limit = upload_limit(max_module_bytes);
     vec![
         Route {
-            public: true,
-            ..route(M::GET, "/healthz", get(healthz))
+            method: M::GET,
+            path: "/healthz",
+            access: Access::Public,
+            handler: get(healthz),
         },
-        route(M::GET, "/metrics", get(metrics)),
-        route(M::GET, "/v1/openapi.json", get(openapi)),
-        route(M::GET, "/v1/environments", get(scopes::list_environments)),
+        Route {
+            method: M::GET,
+            path: "/v1/openapi.json",
+            access: Access::AnyToken,
+            handler: get(openapi),
+        },
+        route(M::GET, "/metrics", P::MetricsRead, get(metrics)),
+        route(
+            M::GET,
+            "/v1/environments",
+            P::ScopesRead,
+            get(scopes::list_environments),
+        ),
         route(
             M::POST,
             "/v1/environments",
+            P::EnvironmentsWrite,
             post(scopes::create_environment),
         ),
-        route(M::GET, "/v1/spaces", get(scopes::list_spaces)),
-        route(M::POST, "/v1/spaces", post(scopes::create_space)),
-        route(M::GET, "/v1/secrets", get(scopes::list_secrets)),
-        route(M::POST, "/v1/secrets", post(scopes::set_secret)),
-        route(M::DELETE, "/v1/secrets/{id}", delete(scopes::delete_secret)),
-        route(M::POST, "/v1/keys/rotate", post(scopes::rotate)),
-        route(M::GET, "/v1/listeners", get(listeners::list)),
+        route(
+            M::GET,
+            "/v1/spaces",
+            P::ScopesRead,
+            get(scopes::list_spaces),
+        ),
+        route(
+            M::POST,
+            "/v1/spaces",
+            P::ScopesWrite,
+            post(scopes::create_space),
+        ),
+        route(
+            M::GET,
+            "/v1/secrets",
+            P::SecretsRead,
+            get(scopes::list_secrets),
+        ),
+        route(
+            M::POST,
+            "/v1/secrets",
+            P::SecretsWrite,
+            post(scopes::set_secret),
+        ),
+        route(
+            M::DELETE,
+            "/v1/secrets/{id}",
+            P::SecretsWrite,
+            delete(scopes::delete_secret),
+        ),
+        route(
+            M::POST,
+            "/v1/keys/rotate",
+            P::KeysRotate,
+            post(scopes::rotate),
+        ),
+        route(
+            M::GET,
+            "/v1/listeners",
+            P::ListenersRead,
+            get(listeners::list),
+        ),
         route(
             M::POST,
             "/v1/listeners",
+            P::ListenersDeploy,
             post(listeners::deploy).layer(DefaultBodyLimit::max(upload_limit)),
         ),
         route(
             M::DELETE,
             "/v1/listeners/{name}",
+            P::ListenersDeploy,
             delete(listeners::undeploy),
         ),
-        route(M::POST, "/v1/events", post(listeners::emit)),
-        route(M::GET, "/v1/runs", get(listeners::runs)),
+        route(M::POST, "/v1/events", P::EventsEmit, post(listeners::emit)),
+        route(M::GET, "/v1/runs", P::RunsRead, get(listeners::runs)),
+        route(M::GET, "/v1/audit", P::AuditRead, get(audit::list)),
+        route(M::GET, "/v1/audit/verify", P::AuditRead, get(audit::verify)),
+        route(M::GET, "/v1/tokens", P::TokensAdmin, get(tokens::list)),
+        route(M::POST, "/v1/tokens", P::TokensAdmin, post(tokens::create)),
+        route(
+            M::DELETE,
+            "/v1/tokens/{name}",
+            P::TokensAdmin,
+            delete(tokens::revoke),
+        ),
     ]
 }
 
 /// The complete application.
 pub fn router(state: Shared) -> Router {
-    let mut public = Router::new();
-    let mut private = Router::new();
+    let mut router = Router::new();
     for r in routes(state.max_module_bytes) {
-        tracing::debug!(method = %r.method, path = r.path, public = r.public, "route");
-        if r.public {
-            public = public.route(r.path, r.handler);
-        } else {
-            private = private.route(r.path, r.handler);
-        }
+        tracing::debug!(method = %r.method, path = r.path, access = ?r.access, "route");
+        let handler = match r.access {
+            Access::Public => r.handler,
+            access => r.handler.route_layer(middleware::from_fn_with_state(
+                (state.clone(), access),
+                auth::authorize,
+            )),
+        };
+        router = router.route(r.path, handler);
     }
-    private
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .merge(public)
+    router
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -141,23 +228,6 @@ pub fn router(state: Shared) -> Router {
             deadline::limit_body_time,
         ))
         .with_state(state)
-}
-
-async fn require_token(State(s): State<Shared>, req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    if s.token.verify_header(header) {
-        next.run(req).await
-    } else {
-        // No detail: whether the token was missing, malformed or wrong.
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-        )
-            .into_response()
-    }
 }
 
 async fn not_found() -> ApiError {
@@ -264,11 +334,34 @@ mod tests {
         assert_eq!(served, documented());
     }
 
+    /// Each operation's `x-permission` in the document is what its route
+    /// needs (`none` for public, `any` for any valid token).
+    #[test]
+    fn the_document_names_each_route_s_permission() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        for r in routes(1) {
+            let op = &doc["paths"][r.path][r.method.as_str().to_lowercase()];
+            let want = match r.access {
+                Access::Public => "none",
+                Access::AnyToken => "any",
+                Access::Needs(p) => p.name(),
+            };
+            assert_eq!(op["x-permission"], want, "{} {}", r.method, r.path);
+            if let Access::Needs(_) = r.access {
+                assert_eq!(
+                    op["responses"]["403"]["$ref"], "#/components/responses/Forbidden",
+                    "{} {}",
+                    r.method, r.path
+                );
+            }
+        }
+    }
+
     #[test]
     fn only_healthz_is_public_in_code_and_document() {
         let public: Vec<&str> = routes(1)
             .iter()
-            .filter(|r| r.public)
+            .filter(|r| r.access == Access::Public)
             .map(|r| r.path)
             .collect();
         assert_eq!(public, ["/healthz"]);

@@ -4,17 +4,24 @@
 //! naming their scope (`env:prod:SLACK_TOKEN`, `space:team-a:SLACK_TOKEN`),
 //! writes are upserts, and no response ever carries a value. Store calls
 //! that write (and so fsync) run on the blocking pool.
+//!
+//! The caller's scope is checked first (`auth::within`), before the target
+//! is looked up; lists show only what the caller's scope reaches.
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use keyhole_store::{Provenance, RotationReport, RotationTarget, Scope, SecretValue, StoreError};
 use serde::{Deserialize, Serialize};
 
 use super::Shared;
+use super::audit::audited;
+use super::auth::{sees, within, within_scope};
 use super::error::{ApiError, ApiJson, parse_json, read_body};
+use crate::auth::{Permission, Principal};
+use crate::trail::secret_target;
 use crate::views::{SecretView, parse_secret_id, rfc3339};
 
 /// Runs a store call on the blocking pool.
@@ -67,10 +74,13 @@ pub struct SpaceQuery {
 
 pub async fn list_environments(
     State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
 ) -> Result<Json<Vec<EnvironmentView>>, ApiError> {
     let envs = s.runtime.store().list_environments()?;
+    let mine = who.scope.environment();
     Ok(Json(
         envs.into_iter()
+            .filter(|e| mine.is_none_or(|m| m == e.id))
             .map(|e| EnvironmentView {
                 id: e.id,
                 created_at: rfc3339(e.created_at_ms),
@@ -81,10 +91,17 @@ pub async fn list_environments(
 
 pub async fn create_environment(
     State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
     ApiJson(body): ApiJson<CreateEnvironment>,
 ) -> Result<(StatusCode, Json<EnvironmentView>), ApiError> {
-    let store = s.runtime.store().clone();
-    let e = blocking(move || Ok(store.create_environment(&body.id)?)).await?;
+    let state = s.clone();
+    let e = blocking(move || {
+        let target = format!("env:{}", body.id);
+        audited(&state, &who, "environment.create", &target, || {
+            Ok(state.runtime.store().create_environment(&body.id)?)
+        })
+    })
+    .await?;
     let view = EnvironmentView {
         id: e.id,
         created_at: rfc3339(e.created_at_ms),
@@ -94,11 +111,24 @@ pub async fn create_environment(
 
 pub async fn list_spaces(
     State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
     q: Result<Query<SpaceQuery>, QueryRejection>,
 ) -> Result<Json<Vec<SpaceView>>, ApiError> {
     let q = query(q)?;
-    let spaces = s.runtime.store().list_spaces(q.environment_id.as_deref())?;
-    Ok(Json(spaces.into_iter().map(space_view).collect()))
+    let store = s.runtime.store();
+    if let Some(env) = &q.environment_id
+        && who.scope.environment().is_some_and(|mine| mine != env)
+    {
+        within(&who, Permission::ScopesRead, store, env, None)?;
+    }
+    let spaces = store.list_spaces(q.environment_id.as_deref())?;
+    Ok(Json(
+        spaces
+            .into_iter()
+            .filter(|sp| sees(&who, &sp.environment, Some(&sp.id)))
+            .map(space_view)
+            .collect(),
+    ))
 }
 
 fn space_view(s: keyhole_store::SpaceInfo) -> SpaceView {
@@ -111,10 +141,27 @@ fn space_view(s: keyhole_store::SpaceInfo) -> SpaceView {
 
 pub async fn create_space(
     State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
     ApiJson(body): ApiJson<CreateSpace>,
 ) -> Result<(StatusCode, Json<SpaceView>), ApiError> {
     let store = s.runtime.store().clone();
-    let info = blocking(move || Ok(store.create_space(&body.id, &body.environment_id)?)).await?;
+    // A new space is a change to its environment: a space-scoped token
+    // cannot make one.
+    within(
+        &who,
+        Permission::ScopesWrite,
+        &store,
+        &body.environment_id,
+        None,
+    )?;
+    let state = s.clone();
+    let info = blocking(move || {
+        let target = format!("space:{} (env:{})", body.id, body.environment_id);
+        audited(&state, &who, "space.create", &target, || {
+            Ok(store.create_space(&body.id, &body.environment_id)?)
+        })
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(space_view(info))))
 }
 
@@ -127,16 +174,22 @@ pub struct SecretQuery {
 
 pub async fn list_secrets(
     State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
     q: Result<Query<SecretQuery>, QueryRejection>,
 ) -> Result<Json<Vec<SecretView>>, ApiError> {
     let q = query(q)?;
     let env = q
         .environment_id
         .ok_or_else(|| ApiError::bad_request("query parameter environmentId is required"))?;
-    let effective = s
-        .runtime
-        .store()
-        .list_effective(&env, q.space_id.as_deref())?;
+    let store = s.runtime.store();
+    within(
+        &who,
+        Permission::SecretsRead,
+        store,
+        &env,
+        q.space_id.as_deref(),
+    )?;
+    let effective = store.list_effective(&env, q.space_id.as_deref())?;
     Ok(Json(
         effective
             .iter()
@@ -156,13 +209,22 @@ pub struct SetSecret {
 
 pub async fn set_secret(
     State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
     ApiJson(mut body): ApiJson<SetSecret>,
 ) -> Result<Json<SecretView>, ApiError> {
     // Into a zeroizing buffer at once; the request's own bytes are gone
     // when the extractor returns.
     let value = SecretValue::new(std::mem::take(&mut body.value));
     let store = s.runtime.store().clone();
+    let state = s.clone();
     let view = blocking(move || {
+        within(
+            &who,
+            Permission::SecretsWrite,
+            &store,
+            &body.environment_id,
+            body.space_id.as_deref(),
+        )?;
         keyhole_store::validate_name(&body.name)?;
         store.check_scope(&body.environment_id, body.space_id.as_deref())?;
         let (scope, provenance) = match &body.space_id {
@@ -172,7 +234,10 @@ pub async fn set_secret(
                 Provenance::Environment,
             ),
         };
-        let meta = store.set_secret(&scope, &body.name, &value)?;
+        let target = secret_target(&scope, &body.name);
+        let meta = audited(&state, &who, "secret.set", &target, || {
+            Ok(store.set_secret(&scope, &body.name, &value)?)
+        })?;
         Ok(SecretView::new(&meta, &body.environment_id, provenance))
     })
     .await?;
@@ -181,18 +246,24 @@ pub async fn set_secret(
 
 pub async fn delete_secret(
     State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (scope, name) = parse_secret_id(&id).ok_or_else(|| {
         ApiError::bad_request("secret id must be env:ENV:NAME or space:SPACE:NAME")
     })?;
     let store = s.runtime.store().clone();
+    let state = s.clone();
     blocking(move || {
-        if store.delete_secret(&scope, &name)? {
-            Ok(StatusCode::NO_CONTENT)
-        } else {
-            Err(StoreError::NotFound { scope, name }.into())
-        }
+        within_scope(&who, Permission::SecretsWrite, &store, &scope)?;
+        let target = secret_target(&scope, &name);
+        audited(&state, &who, "secret.delete", &target, || {
+            if store.delete_secret(&scope, &name)? {
+                Ok(StatusCode::NO_CONTENT)
+            } else {
+                Err(StoreError::NotFound { scope, name }.into())
+            }
+        })
     })
     .await
 }
@@ -230,7 +301,11 @@ impl From<RotationReport> for RotationView {
     }
 }
 
-pub async fn rotate(State(s): State<Shared>, body: Body) -> Result<Json<RotationView>, ApiError> {
+pub async fn rotate(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    body: Body,
+) -> Result<Json<RotationView>, ApiError> {
     let body = read_body(body, super::JSON_BODY_LIMIT).await?;
     let body: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
         Rotate::default()
@@ -244,11 +319,15 @@ pub async fn rotate(State(s): State<Shared>, body: Body) -> Result<Json<Rotation
                 .map_err(|e| ApiError::bad_request(e.to_string()))
         })
         .transpose()?;
-    let store = s.runtime.store().clone();
+    let state = s.clone();
     let report = blocking(move || {
-        Ok(match &scope {
-            None => store.rotate_kek()?,
-            Some(scope) => store.rotate_dek(scope)?,
+        let store = state.runtime.store();
+        let target = scope.as_ref().map_or("kek".to_owned(), |s| s.to_string());
+        audited(&state, &who, "keys.rotate", &target, || {
+            Ok(match &scope {
+                None => store.rotate_kek()?,
+                Some(scope) => store.rotate_dek(scope)?,
+            })
         })
     })
     .await?;

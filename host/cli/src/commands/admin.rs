@@ -1,5 +1,5 @@
-//! Setting up and administering a data directory: `init`, `token reset`,
-//! `env`, `space` and `keys rotate`.
+//! Setting up and administering a data directory: `init`, `env`, `space`
+//! and `keys rotate` (tokens are `tokens.rs`).
 //!
 //! `init` is careful about the two things that cannot be undone: it never
 //! overwrites a master key (losing one loses every secret it protects), and
@@ -11,11 +11,14 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use keyhole_store::{KeySource, RotationReport, RotationTarget, Scope, SecretStore};
 
-use crate::cli::{EnvCmd, KeysCmd, SpaceCmd, TokenCmd};
+use crate::auth::{Principal, Tokens};
+use crate::cli::{EnvCmd, KeysCmd, SpaceCmd};
 use crate::config::Globals;
 use crate::errors::{CliError, Exit};
-use crate::token;
 use crate::views::rfc3339;
+
+/// How the audit log names the admin token `init` and `token reset` make.
+pub const ADMIN_TARGET: &str = "token:admin (role admin, scope all)";
 
 pub fn init(g: &Globals) -> Result<()> {
     if let KeySource::File(path) = &g.key {
@@ -51,7 +54,7 @@ pub fn init(g: &Globals) -> Result<()> {
     {
         // Look before creating a key: an initialized data dir has a token.
         let probe = SecretStore::open(&g.data, KeySource::None)?;
-        if token::TokenCheck::load(&**probe.backend())?.is_some() {
+        if Tokens::open(&**probe.backend())?.any()? {
             return Err(CliError::new(
                 Exit::Failure,
                 format!("data directory {} is already initialized", g.data.display()),
@@ -67,8 +70,10 @@ pub fn init(g: &Globals) -> Result<()> {
     if let Some(reason) = store.sealed_reason() {
         return Err(keyhole_store::StoreError::Sealed { reason }.into());
     }
-    let admin = token::generate();
-    token::install(&**store.backend(), &admin)?;
+    let tokens = Tokens::open(&**store.backend())?;
+    let admin = g.trail(&store)?.record("token.create", ADMIN_TARGET, || {
+        tokens.install_admin(&Principal::local().actor())
+    })??;
     let mut out = std::io::stdout().lock();
     writeln!(out, "initialized data directory {}", g.data.display())?;
     match &g.key {
@@ -82,26 +87,11 @@ pub fn init(g: &Globals) -> Result<()> {
             "master key: from $KEYHOLE_MASTER_KEY (no file written)"
         )?,
     }
-    writeln!(
-        out,
-        "admin API token (shown once; keyhole keeps only its sha256):\n{}",
-        *admin
+    drop(out);
+    super::tokens::print_once(
+        "API token `admin`, role admin (shown once; keyhole keeps only its sha256):",
+        &admin,
     )?;
-    Ok(())
-}
-
-pub fn api_token(g: &Globals, cmd: TokenCmd) -> Result<()> {
-    match cmd {
-        TokenCmd::Reset => {
-            let store = g.open_store()?;
-            let admin = token::generate();
-            token::install(&**store.backend(), &admin)?;
-            println!(
-                "new admin API token (shown once; the old one no longer works):\n{}",
-                *admin
-            );
-        }
-    }
     Ok(())
 }
 
@@ -109,7 +99,10 @@ pub fn env(g: &Globals, cmd: EnvCmd) -> Result<()> {
     let store = g.open_store()?;
     match cmd {
         EnvCmd::Create { name } => {
-            store.create_environment(&name)?;
+            g.trail(&store)?
+                .record("environment.create", &format!("env:{name}"), || {
+                    store.create_environment(&name)
+                })??;
             println!("created environment {name}");
         }
         EnvCmd::List => {
@@ -131,7 +124,9 @@ pub fn space(g: &Globals, cmd: SpaceCmd) -> Result<()> {
     let store = g.open_store()?;
     match cmd {
         SpaceCmd::Create { name, env } => {
-            store.create_space(&name, &env)?;
+            let target = format!("space:{name} (env:{env})");
+            g.trail(&store)?
+                .record("space.create", &target, || store.create_space(&name, &env))??;
             println!("created space {name} in environment {env}");
         }
         SpaceCmd::List { env } => {
@@ -157,10 +152,13 @@ pub fn space(g: &Globals, cmd: SpaceCmd) -> Result<()> {
 pub fn keys(g: &Globals, cmd: KeysCmd) -> Result<()> {
     let KeysCmd::Rotate { scope } = cmd;
     let store = g.open_unsealed_store()?;
-    let report = match &scope {
-        None => store.rotate_kek()?,
-        Some(scope) => store.rotate_dek(scope)?,
-    };
+    let target = scope.as_ref().map_or("kek".to_owned(), |s| s.to_string());
+    let report = g
+        .trail(&store)?
+        .record("keys.rotate", &target, || match &scope {
+            None => store.rotate_kek(),
+            Some(scope) => store.rotate_dek(scope),
+        })??;
     println!("{}", rotation_text(&report));
     Ok(())
 }

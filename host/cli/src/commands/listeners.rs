@@ -15,14 +15,7 @@ use crate::errors::{CliError, Exit};
 use crate::views::{ListenerView, RunView, duration_text, one_line, outcome_text, rfc3339};
 
 pub fn deploy(g: &Globals, args: DeployArgs) -> Result<()> {
-    let module = std::fs::read(&args.file).map_err(|e| {
-        let code = if e.kind() == std::io::ErrorKind::NotFound {
-            Exit::NotFound
-        } else {
-            Exit::Failure
-        };
-        CliError::new(code, format!("reading {}: {e}", args.file.display()))
-    })?;
+    let module = read_module(&args.file)?;
     let spec = DeploySpec {
         name: args.name,
         environment: args.scope.env,
@@ -42,8 +35,10 @@ pub fn deploy(g: &Globals, args: DeployArgs) -> Result<()> {
     };
     let runtime = g.open_runtime()?;
     let name = spec.name.clone();
-    let d = runtime
-        .deploy(spec, &module)
+    let d = Globals::runtime_trail(&runtime)
+        .record("listener.deploy", &format!("listener:{name}"), || {
+            runtime.deploy(spec, &module)
+        })?
         .with_context(|| format!("deploying {}", args.file.display()))?;
     runtime.flush()?;
     println!(
@@ -53,6 +48,30 @@ pub fn deploy(g: &Globals, args: DeployArgs) -> Result<()> {
         d.spec.topics.join(", ")
     );
     Ok(())
+}
+
+/// The module file's bytes. A missing file is "not found"; a directory (or
+/// anything else that is not a file) is invalid input, said plainly.
+fn read_module(path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::ErrorKind;
+    if path.is_dir() {
+        return Err(CliError::new(
+            Exit::Usage,
+            format!(
+                "{} is a directory; give the path of the listener's component file (.wasm)",
+                path.display()
+            ),
+        )
+        .into());
+    }
+    std::fs::read(path).map_err(|e| {
+        let code = match e.kind() {
+            ErrorKind::NotFound => Exit::NotFound,
+            ErrorKind::IsADirectory => Exit::Usage,
+            _ => Exit::Failure,
+        };
+        CliError::new(code, format!("reading {}: {e}", path.display())).into()
+    })
 }
 
 fn scope_text(env: &str, space: Option<&str>) -> String {
@@ -115,7 +134,11 @@ pub fn listeners(g: &Globals, cmd: ListenersCmd) -> Result<()> {
             }
         }
         ListenersCmd::Rm { name } => {
-            runtime.undeploy(&name)?;
+            Globals::runtime_trail(&runtime).record(
+                "listener.undeploy",
+                &format!("listener:{name}"),
+                || runtime.undeploy(&name),
+            )??;
             println!("removed listener {name}");
         }
     }

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 use crate::cli::{ScopeArgs, SecretsCmd};
 use crate::config::Globals;
 use crate::errors::{CliError, Exit};
+use crate::trail::secret_target;
 use crate::views::{SecretView, rfc3339};
 
 pub fn run(g: &Globals, cmd: SecretsCmd) -> Result<()> {
@@ -42,11 +43,13 @@ fn set(g: &Globals, name: &str, scope: &ScopeArgs, value: Option<String>) -> Res
         }
         None => read_stdin(name)?,
     };
-    let meta = store.set_secret(
-        &scope.target(),
-        name,
-        &SecretValue::new(std::mem::take(&mut *value)),
-    )?;
+    let target = scope.target();
+    let value = SecretValue::new(std::mem::take(&mut *value));
+    let meta = g
+        .trail(&store)?
+        .record("secret.set", &secret_target(&target, name), || {
+            store.set_secret(&target, name, &value)
+        })??;
     println!("set {name} in {} (version {})", meta.scope, meta.version);
     Ok(())
 }
@@ -121,7 +124,10 @@ fn rm(g: &Globals, name: &str, scope: &ScopeArgs) -> Result<()> {
     let store = g.open_store()?;
     store.check_scope(&scope.env, scope.space.as_deref())?;
     let target = scope.target();
-    if !store.delete_secret(&target, name)? {
+    let trail = g.trail(&store)?;
+    if !trail.record("secret.delete", &secret_target(&target, name), || {
+        store.delete_secret(&target, name)
+    })?? {
         return Err(StoreError::NotFound {
             scope: target,
             name: name.to_string(),

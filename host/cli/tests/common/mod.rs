@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -113,12 +113,32 @@ pub struct Server {
 
 impl Server {
     pub fn start(install: &Install, token: &str, extra: &[&str]) -> Server {
-        let child = install
-            .cmd()
+        let mut cmd = install.cmd();
+        cmd.stderr(Stdio::inherit());
+        Self::spawn(cmd, install, token, extra)
+    }
+
+    /// As [`Server::start`], with the daemon's log (its stderr) written to
+    /// `log` instead of the test's stderr.
+    pub fn start_logging_to(install: &Install, token: &str, extra: &[&str], log: &Path) -> Server {
+        let mut cmd = install.cmd();
+        cmd.stderr(std::fs::File::create(log).expect("create log file"));
+        Self::spawn(cmd, install, token, extra)
+    }
+
+    /// Like [`Server::start_logging_to`], logging at debug level.
+    pub fn start_logged(install: &Install, token: &str, extra: &[&str], log: &Path) -> Server {
+        let mut cmd = install.cmd();
+        cmd.env("RUST_LOG", "debug")
+            .stderr(std::fs::File::create(log).expect("create log file"));
+        Self::spawn(cmd, install, token, extra)
+    }
+
+    fn spawn(mut cmd: Command, install: &Install, token: &str, extra: &[&str]) -> Server {
+        let child = cmd
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn keyhole serve");
         let pid = child.id();
@@ -172,11 +192,12 @@ impl Drop for Server {
     }
 }
 
-/// A response: status and body text.
+/// A response: status, body text and the `WWW-Authenticate` header.
 #[derive(Debug)]
 pub struct Resp {
     pub status: u16,
     pub body: String,
+    pub www_authenticate: Option<String>,
 }
 
 impl Resp {
@@ -229,13 +250,27 @@ impl Http {
         };
         let mut resp = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = resp.status().as_u16();
+        let www_authenticate = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = resp
             .body_mut()
             .with_config()
             .limit(64 << 20)
             .read_to_string()
             .unwrap();
-        Resp { status, body }
+        Resp {
+            status,
+            body,
+            www_authenticate,
+        }
+    }
+
+    /// The same server, with another token.
+    pub fn with_token(&self, token: &str) -> Http {
+        Http::new(&self.base, token)
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -250,6 +285,22 @@ impl Http {
         self.post_raw(path, body.to_string().into_bytes())
     }
 
+    /// POSTs JSON; `false` if the request did not get a response (the
+    /// server went away), whatever the status.
+    pub fn try_post_json(&self, path: &str, body: &serde_json::Value) -> bool {
+        let req = ureq::http::Request::builder()
+            .method("POST")
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(body.to_string().into_bytes())
+            .unwrap();
+        match self.agent.run(req) {
+            Ok(mut resp) => resp.body_mut().read_to_string().is_ok(),
+            Err(_) => false,
+        }
+    }
+
     pub fn post_raw(&self, path: &str, body: Vec<u8>) -> Resp {
         self.send(
             "POST",
@@ -257,6 +308,13 @@ impl Http {
             Some(&self.token.clone()),
             Some(("application/json", body)),
         )
+    }
+
+    /// `POST /v1/tokens`; returns the new token (asserting a 201).
+    pub fn create_token(&self, body: &serde_json::Value) -> String {
+        let r = self.post_json("/v1/tokens", body);
+        assert_eq!(r.status, 201, "POST /v1/tokens {body}: {r:?}");
+        r.json()["token"].as_str().unwrap().to_string()
     }
 
     /// `POST /v1/listeners` with a spec and a module.

@@ -1,5 +1,7 @@
-//! One run: a deployment handling one event, cut into its three phases.
+//! One run: a deployment handling one event, cut into its phases.
 //!
+//! - `admit.rs`: the run's reservation of the host memory budget, waited
+//!   for at most its timeout (or a `memory_budget` record instead);
 //! - `setup.rs`: a fresh `Store` holding the run's state (secrets,
 //!   limits, outbound HTTP), its memory limiter and wall-clock deadline;
 //! - `call.rs`: instantiating the pre-linked component and calling
@@ -12,6 +14,7 @@
 //! same per run whatever the guest does, nothing here is paid per
 //! `get-secret` call, and the run log is called once per run.
 
+mod admit;
 pub(crate) mod call;
 mod outcome;
 mod setup;
@@ -27,14 +30,19 @@ use crate::runtime::Runtime;
 use call::EventArg;
 
 impl Runtime {
-    /// One run: fresh instance, call `handle`, classify, scrub, record.
+    /// One run: memory reserved, fresh instance, call `handle`, classify,
+    /// scrub, record.
     pub(crate) async fn run(
         &self,
         target: &ReadyDeployment,
         event: &Event,
         caller: Caller,
     ) -> Result<RunRecord, RuntimeError> {
-        let mut run = setup::set_up(&self.inner, target, event, caller);
+        let reservation = match admit::admit(&self.inner, target, event).await {
+            Ok(reservation) => reservation,
+            Err(refused) => return Ok(refused),
+        };
+        let mut run = setup::set_up(&self.inner, target, event, caller, reservation);
         let arg = EventArg::new(event, &target.record.spec.settings);
         let result = target
             .listener

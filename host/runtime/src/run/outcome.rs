@@ -5,6 +5,10 @@
 //! run left (output, returned text, outbound HTTP paths and errors) is
 //! scrubbed of the values it revealed, the returned text is capped, and the
 //! record is counted in metrics and appended to the run log.
+//!
+//! No cap here cuts a value before it is scrubbed: output arrives already
+//! capped and is scrubbed as bytes, with the cut in mind; the returned text
+//! is capped only after scrubbing; HTTP paths and errors are not capped.
 
 use wasmtime::Trap;
 
@@ -35,7 +39,7 @@ pub(super) fn record(
     let spec = &target.record.spec;
     let mut state = run.store.into_data();
     let mut outcome = classify(result, state.limits.hit, &spec.limits);
-    let ((mut stdout, out_dropped), (mut stderr, err_dropped)) = state.take_output();
+    let ((stdout, out_dropped), (stderr, err_dropped)) = state.take_output();
     let mut http: Vec<HttpCall> = run
         .http_calls
         .map(|c| std::mem::take(&mut *c.lock().unwrap_or_else(|e| e.into_inner())))
@@ -43,8 +47,10 @@ pub(super) fn record(
     let mut revealed = std::mem::take(&mut state.secrets.revealed);
     // Free when nothing was revealed: no allocation, every text skipped.
     let scrubber = Scrubber::new(&revealed);
-    scrubber.scrub(&mut stdout, out_dropped > 0);
-    scrubber.scrub(&mut stderr, err_dropped > 0);
+    // Scrubbed as bytes, before they become text: the capture cap may
+    // have cut a character of a value (see `scrub.rs`).
+    let stdout = scrubber.scrub_output(stdout, out_dropped > 0);
+    let stderr = scrubber.scrub_output(stderr, err_dropped > 0);
     if let Some(text) = outcome.text_mut() {
         scrubber.scrub(text, false);
         // After scrubbing, so no cut can leave part of a value behind.
@@ -71,6 +77,8 @@ pub(super) fn record(
         id: 0, // assigned by the run log
         event_id: event.id.clone(),
         topic: event.topic.clone(),
+        environment: event.environment.clone(),
+        space: event.space.clone(),
         listener: spec.name.clone(),
         module_hash: target.record.module_hash.clone(),
         outcome,
@@ -81,6 +89,7 @@ pub(super) fn record(
         output_dropped: out_dropped + err_dropped,
         secrets_read,
         http,
+        notes: std::mem::take(&mut state.secrets.notes),
     };
     inner.runs.append(&mut record);
     record

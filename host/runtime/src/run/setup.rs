@@ -7,19 +7,21 @@
 //! for deployments with an HTTP grant the outbound policy. The wall-clock
 //! deadline is checked at each epoch tick, where a guest still within it
 //! yields to tokio (when it runs on a fiber) so it never holds a worker
-//! thread for long.
+//! thread for long. The run holds its reservation of the host memory
+//! budget (`admit.rs`) until its store is gone.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
+use crate::budget::Reservation;
 use crate::deployments::ReadyDeployment;
 use crate::event::Event;
 use crate::http::HttpCall;
 use crate::runtime::Inner;
 use crate::sandbox::{RunLimits, RunState};
-use crate::secrets::SecretsCtx;
+use crate::secrets::{AuditCtx, SecretsCtx};
 
 /// Who is waiting for a run, which decides how it may execute.
 #[derive(Clone, Copy)]
@@ -32,6 +34,8 @@ pub(crate) enum Caller {
 
 /// A run set up and not yet called.
 pub(super) struct Run {
+    /// Dropped (its instance and memory returned to the pool) before
+    /// `reservation`: fields drop in order.
     pub(super) store: Store<RunState>,
     /// The outbound requests the run makes, as the HTTP hooks record them
     /// (only with an HTTP grant).
@@ -40,6 +44,10 @@ pub(super) struct Run {
     pub(super) start: Instant,
     /// Whether the call may block its thread (see `call.rs`).
     pub(super) may_block: bool,
+    /// The run's share of the host memory budget, given back after the
+    /// store: when `outcome.rs` has taken the store apart, or with the
+    /// whole run if it is cancelled.
+    pub(super) _reservation: Reservation,
 }
 
 /// A fresh store for `target` handling `event`, limits and deadline set.
@@ -48,6 +56,7 @@ pub(super) fn set_up(
     target: &ReadyDeployment,
     event: &Event,
     caller: Caller,
+    reservation: Reservation,
 ) -> Run {
     let started_at_ms = crate::now_ms();
     let start = Instant::now();
@@ -60,12 +69,19 @@ pub(super) fn set_up(
         grants: target.grants.clone(),
         revealed: Vec::new(),
         metrics: inner.metrics.clone(),
+        audit: inner.audit.clone().map(|log| AuditCtx {
+            log,
+            event_id: event.id.as_str().into(),
+            topic: event.topic.as_str().into(),
+            deployment: target.name.clone(),
+            module_hash: target.module_hash.clone(),
+        }),
+        notes: Vec::new(),
     };
-    let limits = RunLimits {
-        memory_bytes: spec.limits.memory_bytes,
-        table_elements: 100_000,
-        hit: false,
-    };
+    let limits = RunLimits::new(
+        spec.limits.memory_bytes,
+        crate::needs::TABLE_ELEMENTS as usize,
+    );
     let mut state = RunState::new(secrets, limits);
     let http_calls = (!target.origins.is_empty()).then(|| {
         state.with_http(
@@ -99,5 +115,6 @@ pub(super) fn set_up(
         started_at_ms,
         start,
         may_block,
+        _reservation: reservation,
     }
 }

@@ -26,6 +26,15 @@ pub enum Outcome {
     Trap { trap: String, message: String },
     /// The host could not run the listener (e.g. instantiation failed).
     Failed { message: String },
+    /// The listener did not run: the host's memory budget
+    /// (`serve --max-memory`) had no room for its memory limit within its
+    /// timeout (`waited_ms`; 0 when the limit could never fit). Records
+    /// before this variant existed never have it.
+    MemoryBudget {
+        limit_bytes: u64,
+        budget_bytes: u64,
+        waited_ms: u64,
+    },
 }
 
 impl Outcome {
@@ -36,7 +45,9 @@ impl Outcome {
             | Outcome::GuestError { message: t }
             | Outcome::Trap { message: t, .. }
             | Outcome::Failed { message: t } => Some(t),
-            Outcome::Deadline { .. } | Outcome::Memory { .. } => None,
+            Outcome::Deadline { .. } | Outcome::Memory { .. } | Outcome::MemoryBudget { .. } => {
+                None
+            }
         }
     }
 
@@ -49,6 +60,7 @@ impl Outcome {
             Outcome::Memory { .. } => "memory",
             Outcome::Trap { .. } => "trap",
             Outcome::Failed { .. } => "failed",
+            Outcome::MemoryBudget { .. } => "memory_budget",
         }
     }
 }
@@ -62,6 +74,12 @@ pub struct RunRecord {
     pub id: u64,
     pub event_id: String,
     pub topic: String,
+    /// The event's environment and space (empty and absent in records
+    /// written before they were recorded).
+    #[serde(default)]
+    pub environment: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space: Option<String>,
     pub listener: String,
     pub module_hash: String,
     pub outcome: Outcome,
@@ -79,6 +97,11 @@ pub struct RunRecord {
     pub secrets_read: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http: Vec<HttpCall>,
+    /// What went wrong around the run that the guest could not be told in
+    /// full, e.g. a `get-secret` call refused because the audit log could
+    /// not record it. Never a secret value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -205,7 +205,7 @@ impl KeyManager {
         #[cfg(test)]
         crate::test_hooks::hit(crate::test_hooks::Point::BeforeDekCreate);
         if let Cas::Written(rev) = self.bucket().create(&layout::dek(scope, 1), &rec)? {
-            self.kek_fence(scope, 1, &dek, kek_version, rev)?;
+            self.kek_fence(&super::Wrapped::dek(scope, 1), &dek, kek_version, rev)?;
         }
         let _ = self
             .bucket()

@@ -115,32 +115,99 @@ impl KeyManager {
         Ok((version, self.ring_with(version)?, entry.revision))
     }
 
-    /// The fence after writing DEK record `version` of `scope` wrapped under
-    /// KEK `used` at revision `rev`: while `kek-current` names another KEK,
-    /// rewrap it under that one. A conflict means a KEK rotation rewrapped
-    /// it or a DEK rotation retired it, and either is as good.
+    /// The fence after writing a wrapped key (`wrapped`: where it is stored,
+    /// and the AD scope and version it is wrapped with) under KEK `used` at
+    /// revision `rev`: while `kek-current` names another KEK, rewrap it under
+    /// that one. A conflict means a KEK rotation rewrapped it or a DEK
+    /// rotation retired it, and either is as good.
     pub(crate) fn kek_fence(
         &self,
-        scope: &Scope,
-        version: u64,
+        wrapped: &Wrapped,
         dek: &[u8; KEY_LEN],
         mut used: u64,
         mut rev: Revision,
     ) -> Result<(), StoreError> {
-        let key = layout::dek(scope, version);
-        let sk = records::scope_key(scope);
+        let Wrapped {
+            key,
+            ad_scope: sk,
+            version,
+        } = wrapped;
+        let version = *version;
         for _ in 0..FENCE_ROUNDS {
             let (current, ring, _) = self.current_kek()?;
             if current == used {
                 return Ok(());
             }
             let kek = &ring.get(current).expect("ring_with holds it").cipher;
-            let rec = wrap_dek(kek, current, &sk, version, dek);
-            match self.bucket.update(&key, &rec, rev)? {
+            let rec = wrap_dek(kek, current, sk, version, dek);
+            match self.bucket.update(key, &rec, rev)? {
                 Cas::Written(r) => (used, rev) = (current, r),
                 Cas::Conflict => return Ok(()),
             }
         }
         Err(StoreError::Contended("the current master key".into()))
+    }
+
+    /// The audit log's root key (32 random bytes, created on first use and
+    /// kept wrapped under the KEK like a DEK), from which the audit log
+    /// derives the key that authenticates its chain. Rotating the KEK
+    /// rewraps it; nothing else ever changes it.
+    pub(crate) fn audit_root(&self) -> Result<zeroize::Zeroizing<[u8; KEY_LEN]>, StoreError> {
+        let wrapped = Wrapped::audit_root();
+        for _ in 0..FENCE_ROUNDS {
+            if let Some(entry) = self.bucket.get(&wrapped.key)? {
+                let rec: records::DekRecord<'_> =
+                    records::decode(&entry.value, "wrapped audit key")?;
+                let ring = self.ring_with(rec.kek_version)?;
+                return unwrap_dek(&ring, &wrapped.ad_scope, wrapped.version, &rec);
+            }
+            let (kek_version, ring, _) = self.current_kek()?;
+            let kek = &ring.get(kek_version).expect("current_kek holds it").cipher;
+            let root = crate::crypto::random_key();
+            let rec = wrap_dek(kek, kek_version, &wrapped.ad_scope, wrapped.version, &root);
+            if let Cas::Written(rev) = self.bucket.create(&wrapped.key, &rec)? {
+                self.kek_fence(&wrapped, &root, kek_version, rev)?;
+                return Ok(root);
+            }
+        }
+        Err(StoreError::Contended("the audit key".into()))
+    }
+}
+
+/// A key stored wrapped under the KEK: where, and the AD it is wrapped
+/// with. DEKs, and the audit log's root key.
+pub(crate) struct Wrapped {
+    pub key: Vec<u8>,
+    pub ad_scope: Vec<u8>,
+    pub version: u64,
+}
+
+impl Wrapped {
+    pub(crate) fn dek(scope: &Scope, version: u64) -> Self {
+        Wrapped {
+            key: layout::dek(scope, version),
+            ad_scope: records::scope_key(scope),
+            version,
+        }
+    }
+
+    /// The audit root key: AD scope `audit` (no scope key looks like it).
+    pub(crate) fn audit_root() -> Self {
+        Wrapped {
+            key: layout::AUDIT_ROOT.to_vec(),
+            ad_scope: b"audit".to_vec(),
+            version: 1,
+        }
+    }
+
+    /// The wrapped key stored under `key`, if `key` is one.
+    pub(crate) fn at(key: &[u8]) -> Option<Self> {
+        if key == layout::AUDIT_ROOT {
+            return Some(Self::audit_root());
+        }
+        Some(Self::dek(
+            &layout::dek_scope(key)?,
+            layout::version_suffix(key)?,
+        ))
     }
 }

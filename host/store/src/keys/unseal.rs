@@ -42,7 +42,10 @@ pub(crate) fn unseal(
             .ok_or_else(|| StoreError::corrupt("key check record with a malformed key"))?;
         recorded.insert(version, e.value);
     }
-    let deks = bucket.scan(layout::DEK_PREFIX)?;
+    let mut deks = bucket.scan(layout::DEK_PREFIX)?;
+    if let Some(root) = bucket.get(layout::AUDIT_ROOT)? {
+        deks.push((layout::AUDIT_ROOT.to_vec(), root));
+    }
 
     if recorded.is_empty() {
         if !deks.is_empty() {

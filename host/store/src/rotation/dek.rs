@@ -9,7 +9,7 @@ use keyhole_kv::Cas;
 use super::{SWEEP_PASSES, SWITCH_ATTEMPTS, delete_current};
 use crate::crypto;
 use crate::error::{Preview, StoreError};
-use crate::keys::wrap_dek;
+use crate::keys::{Wrapped, wrap_dek};
 use crate::layout;
 use crate::model::{RotationReport, RotationTarget, Scope};
 use crate::open::SecretStore;
@@ -69,7 +69,7 @@ impl SecretStore {
             let Cas::Written(rev) = bucket.create(&dek_key, &rec)? else {
                 continue; // another rotation took this version
             };
-            keys.kek_fence(scope, new_version, &dek, kek_version, rev)?;
+            keys.kek_fence(&Wrapped::dek(scope, new_version), &dek, kek_version, rev)?;
             let switched = match pointer {
                 Some((_, rev)) => bucket.update(&pointer_key, &new_version.to_be_bytes(), rev)?,
                 None => bucket.create(&pointer_key, &new_version.to_be_bytes())?,

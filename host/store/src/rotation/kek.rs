@@ -11,7 +11,7 @@ use super::{SWEEP_PASSES, SWITCH_ATTEMPTS};
 use crate::crypto::{self, Cipher};
 use crate::error::StoreError;
 use crate::keyring::{self, KeyFileLock, KeyMaterial, KeySource, Keyring};
-use crate::keys::{unwrap_dek, wrap_dek, write_check};
+use crate::keys::{Wrapped, unwrap_dek, wrap_dek, write_check};
 use crate::layout;
 use crate::model::{RotationReport, RotationTarget};
 use crate::open::SecretStore;
@@ -105,34 +105,41 @@ impl SecretStore {
         }
     }
 
-    /// Rewraps every DEK still under a KEK older than `new_version`, pass
-    /// after pass until one finds none. Returns how many were rewrapped.
+    /// Every key stored wrapped under the KEK: the DEKs and the audit root.
+    fn wrapped_records(&self) -> Result<Vec<(Vec<u8>, keyhole_kv::Entry)>, StoreError> {
+        let bucket = &*self.inner.bucket;
+        let mut out = bucket.scan(layout::DEK_PREFIX)?;
+        if let Some(root) = bucket.get(layout::AUDIT_ROOT)? {
+            out.push((layout::AUDIT_ROOT.to_vec(), root));
+        }
+        Ok(out)
+    }
+
+    /// Rewraps every wrapped key still under a KEK older than
+    /// `new_version`, pass after pass until one finds none. Returns how
+    /// many were rewrapped.
     fn rewrap_deks(&self, new_version: u64) -> Result<usize, StoreError> {
         let keys = &self.inner.keys;
         let mut rewritten = 0;
         for _ in 0..SWEEP_PASSES {
             let mut behind = 0;
-            for (key, entry) in self.inner.bucket.scan(layout::DEK_PREFIX)? {
+            for (key, entry) in self.wrapped_records()? {
                 let rec: DekRecord<'_> = records::decode(&entry.value, "wrapped DEK")?;
                 if rec.kek_version >= new_version {
                     continue;
                 }
                 behind += 1;
-                let (Some(scope), Some(version)) =
-                    (layout::dek_scope(&key), layout::version_suffix(&key))
-                else {
-                    return Err(StoreError::corrupt("DEK record with a malformed key"));
-                };
-                let sk = records::scope_key(&scope);
+                let wrapped = Wrapped::at(&key)
+                    .ok_or_else(|| StoreError::corrupt("DEK record with a malformed key"))?;
                 let ring = keys.ring_with(rec.kek_version)?;
-                let dek = unwrap_dek(&ring, &sk, version, &rec)?;
+                let dek = unwrap_dek(&ring, &wrapped.ad_scope, wrapped.version, &rec)?;
                 let (current, ring, _) = keys.current_kek()?;
                 let kek = &ring.get(current).expect("current_kek holds it").cipher;
-                let new = wrap_dek(kek, current, &sk, version, &dek);
+                let new = wrap_dek(kek, current, &wrapped.ad_scope, wrapped.version, &dek);
                 // A conflict: the DEK was rewrapped or retired meanwhile.
                 if let Cas::Written(rev) = self.inner.bucket.update(&key, &new, entry.revision)? {
                     rewritten += 1;
-                    keys.kek_fence(&scope, version, &dek, current, rev)?;
+                    keys.kek_fence(&wrapped, &dek, current, rev)?;
                 }
             }
             if behind == 0 {
@@ -151,7 +158,7 @@ impl SecretStore {
         if keys.current_kek()?.0 != new_version {
             return Ok(Vec::new());
         }
-        for (_, entry) in bucket.scan(layout::DEK_PREFIX)? {
+        for (_, entry) in self.wrapped_records()? {
             let rec: DekRecord<'_> = records::decode(&entry.value, "wrapped DEK")?;
             if rec.kek_version < new_version {
                 // A writer's fence will rewrap it; a later rotation retires.

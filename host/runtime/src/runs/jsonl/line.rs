@@ -3,23 +3,28 @@
 //! Every run appends a line on the dispatch path, and `serde_json` spent
 //! about 280 ns on a typical record, mostly checking one byte at a time
 //! whether a string needs escaping. A record is mostly ids, hex and short
-//! text that needs none, so [`write`] checks a whole string at once (a loop
-//! the compiler vectorises) and copies it, and leaves anything unusual
-//! (strings to escape, failed outcomes, HTTP calls) to `serde_json`.
+//! text that needs none, so [`write`] uses `keyhole_seglog::json`, which
+//! checks a whole string at once, and leaves anything unusual (failed
+//! outcomes, HTTP calls) to `serde_json`.
 //!
 //! The output is byte for byte what `serde_json::to_writer` writes for the
 //! record's derived `Serialize` (tested below), so the log reads back with
 //! the derived `Deserialize`. [`write`] destructures the record, so a new
 //! field does not compile until it is written here too.
 
+use keyhole_seglog::json::{number, serde, string};
+
 use crate::runs::record::{Outcome, RunRecord};
 
-/// Appends `record` and a newline to `buf`.
+/// Appends `record` to `buf`, as one line without its newline (the log
+/// adds it).
 pub(super) fn write(buf: &mut Vec<u8>, record: &RunRecord) {
     let RunRecord {
         id,
         event_id,
         topic,
+        environment,
+        space,
         listener,
         module_hash,
         outcome,
@@ -30,6 +35,7 @@ pub(super) fn write(buf: &mut Vec<u8>, record: &RunRecord) {
         output_dropped,
         secrets_read,
         http,
+        notes,
     } = record;
     buf.extend_from_slice(b"{\"id\":");
     number(buf, *id);
@@ -37,6 +43,12 @@ pub(super) fn write(buf: &mut Vec<u8>, record: &RunRecord) {
     string(buf, event_id);
     buf.extend_from_slice(b",\"topic\":");
     string(buf, topic);
+    buf.extend_from_slice(b",\"environment\":");
+    string(buf, environment);
+    if let Some(space) = space {
+        buf.extend_from_slice(b",\"space\":");
+        string(buf, space);
+    }
     buf.extend_from_slice(b",\"listener\":");
     string(buf, listener);
     buf.extend_from_slice(b",\"module_hash\":");
@@ -81,32 +93,11 @@ pub(super) fn write(buf: &mut Vec<u8>, record: &RunRecord) {
         buf.extend_from_slice(b",\"http\":");
         serde(buf, http);
     }
-    buf.extend_from_slice(b"}\n");
-}
-
-fn number(buf: &mut Vec<u8>, n: u64) {
-    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
-/// A JSON string: copied as is when nothing in it needs escaping.
-fn string(buf: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    // `fold`, not `all`: no early exit, so the loop vectorises.
-    let plain = bytes
-        .iter()
-        .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
-    if plain {
-        buf.push(b'"');
-        buf.extend_from_slice(bytes);
-        buf.push(b'"');
-    } else {
-        serde(buf, s);
+    if !notes.is_empty() {
+        buf.extend_from_slice(b",\"notes\":");
+        serde(buf, notes);
     }
-}
-
-fn serde<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
-    // Strings, integers and plain enums into a `Vec`: this cannot fail.
-    serde_json::to_writer(&mut *buf, value).expect("a run record serializes");
+    buf.push(b'}');
 }
 
 #[cfg(test)]
@@ -119,6 +110,8 @@ mod tests {
             id: 42,
             event_id: format!("ev_{:032x}", u128::MAX / 3),
             topic: "orders:created".into(),
+            environment: "prod".into(),
+            space: None,
             listener: "bench-0001".into(),
             module_hash: "ab".repeat(32),
             outcome: Outcome::Ok {
@@ -131,6 +124,7 @@ mod tests {
             output_dropped: 0,
             secrets_read: vec![],
             http: vec![],
+            notes: vec![],
         }
     }
 
@@ -140,6 +134,8 @@ mod tests {
         let mut out = vec![base()];
         let mut r = base();
         r.topic = awkward.into();
+        r.environment = awkward.into();
+        r.space = Some(awkward.into());
         r.outcome = Outcome::Ok {
             value: awkward.into(),
         };
@@ -173,6 +169,9 @@ mod tests {
             out.push(r);
         }
         let mut r = base();
+        r.notes = vec!["get-secret K: audit log unavailable (disk \"full\")".into()];
+        out.push(r);
+        let mut r = base();
         r.http = vec![HttpCall {
             method: "GET".into(),
             host: "example.com".into(),
@@ -190,8 +189,7 @@ mod tests {
         for record in variants() {
             let mut line = Vec::new();
             write(&mut line, &record);
-            let mut want = serde_json::to_vec(&record).unwrap();
-            want.push(b'\n');
+            let want = serde_json::to_vec(&record).unwrap();
             assert_eq!(
                 String::from_utf8(line.clone()).unwrap(),
                 String::from_utf8(want).unwrap()

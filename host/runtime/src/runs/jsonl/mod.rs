@@ -12,67 +12,82 @@
 //! `keyhole-kv-embedded`'s docs). Appending lines to a file needs neither.
 //! Secrets and deployments, which are few and small, stay in buckets.
 //!
-//! Records are written by a background thread in batches (`writer.rs`),
-//! without an fsync on the hot path (a crash can lose the last moments of
-//! records, never corrupt earlier ones: a torn last line is cut off on
-//! open). [`crate::Runtime::flush`] syncs them to disk; secret writes, by
-//! contrast, are flushed before they are acknowledged. Each line is written
-//! by hand (`line.rs`), the same bytes serde would write.
+//! Records are written by a background thread in batches (the shared
+//! segmented log, `keyhole-seglog`), without an fsync on the hot path (a
+//! crash can lose the last moments of records, never corrupt earlier ones:
+//! a torn last line is cut off on open). [`crate::Runtime::flush`] syncs
+//! them to disk; secret writes, by contrast, are flushed before they are
+//! acknowledged. Each line is written by hand (`line.rs`), the same bytes
+//! serde would write.
 
 mod line;
-mod queue;
-mod segments;
-mod writer;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyhole_audit::AuditLog;
+use keyhole_seglog::{Config, Hooks, SegLog};
 
 use crate::error::RuntimeError;
 use crate::runs::record::RunRecord;
 use crate::runs::{RunLog, RunQuery};
-use queue::{BATCH, QUEUE, QUEUE_BYTES, Queue, Shared};
-use segments::{Segments, complete_lines};
+
+/// How long `sync` waits for the disk before reporting an error.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The run-record log, written by a background thread.
 ///
 /// Writing a record costs far more than queueing it, so the dispatch path
-/// only serializes it onto the queue's buffer: no copy of the record, no
+/// only serializes it onto the log's buffer: no copy of the record, no
 /// per-record allocation, and no per-record frees on the writer thread
-/// (which made glibc's malloc consolidate on the hot path). No
-/// thread is woken per record: the writer wakes every `LINGER` or when
-/// [`BATCH`] records wait, then appends the bytes and trims old segments.
-/// Readers ([`RunLog::query`]) and [`RunLog::sync`] wait for everything
-/// appended before them, so callers read their own runs.
+/// (which made glibc's malloc consolidate on the hot path). No thread is
+/// woken per record. Readers ([`RunLog::query`]) see everything appended
+/// before them, so callers read their own runs.
 pub(crate) struct JsonlRunLog {
-    dir: PathBuf,
-    shared: Arc<Shared>,
-    writer: Option<std::thread::JoinHandle<()>>,
+    log: SegLog,
+    /// The audit log this log's records wait for, if audited.
+    audit: Option<Arc<AuditLog>>,
 }
 
+/// Run records are stored as appended, but never before the audit entries
+/// accepted before them: a record says which secrets a run read, and a
+/// crash must never leave a record whose reads the audit log lacks.
+struct RunHooks {
+    audit: Option<Arc<AuditLog>>,
+}
+
+impl Hooks for RunHooks {
+    fn before_write(&mut self, mark: u64, closing: &dyn Fn() -> bool) {
+        let Some(audit) = &self.audit else { return };
+        while !audit.wait_written(mark, AUDIT_WAIT) {
+            if closing() {
+                tracing::warn!("run records written before audit entries they follow, at shutdown");
+                return;
+            }
+        }
+    }
+}
+
+/// How long the writer waits for the audit log before checking whether it
+/// is shutting down.
+const AUDIT_WAIT: Duration = Duration::from_millis(100);
+
 impl JsonlRunLog {
-    /// Opens (creating) the log in `dir`, keeping about `keep` records.
-    pub(crate) fn open(dir: &Path, keep: usize) -> Result<Self, RuntimeError> {
-        std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io(dir, e))?;
-        let segments = Segments::scan(dir)?;
-        let next_id = segments.next_id()?;
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                next_id,
-                ..Queue::default()
-            }),
-            ..Shared::default()
-        });
-        let writer_shared = shared.clone();
-        let per_segment = (keep / 8).clamp(16, 4096);
-        let writer = std::thread::Builder::new()
-            .name("keyhole-runs".into())
-            .spawn(move || writer::write_loop(segments, next_id, &writer_shared, keep, per_segment))
-            .map_err(|e| RuntimeError::Engine(format!("spawn run-record writer: {e}")))?;
-        Ok(JsonlRunLog {
-            dir: dir.to_path_buf(),
-            shared,
-            writer: Some(writer),
-        })
+    /// Opens (creating) the log in `dir`, keeping about `keep` records;
+    /// records wait for `audit`'s entries.
+    pub(crate) fn open(
+        dir: &Path,
+        keep: usize,
+        audit: Option<Arc<AuditLog>>,
+    ) -> Result<Self, RuntimeError> {
+        let hooks = RunHooks {
+            audit: audit.clone(),
+        };
+        let log = SegLog::open(dir, Config::keeping("keyhole-runs", keep), |_, _| Ok(hooks))
+            .map_err(|e| RuntimeError::io(dir, e))?;
+        Ok(JsonlRunLog { log, audit })
     }
 }
 
@@ -80,83 +95,51 @@ impl RunLog for JsonlRunLog {
     /// Gives `record` the next run id and queues it, as a JSON line, for
     /// storage.
     fn append(&self, record: &mut RunRecord) -> u64 {
-        let mut q = self.shared.lock();
-        while q.pending >= QUEUE || q.lines.len() >= QUEUE_BYTES {
-            self.shared.work.notify_one();
-            q = self
-                .shared
-                .progress
-                .wait(q)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-        record.id = q.next_id;
-        q.next_id += 1;
-        // Written here, under the lock, so ids and lines stay in step.
-        line::write(&mut q.lines, record);
-        q.pending += 1;
-        q.appended += 1;
-        if q.pending == BATCH {
-            self.shared.work.notify_one();
-        }
-        record.id
+        // Every audit entry accepted so far, this run's reads among them.
+        let mark = self.audit.as_ref().map_or(0, |a| a.appended());
+        self.log.append(mark, |id, out| {
+            record.id = id;
+            line::write(out, record);
+        })
     }
 
     /// Waits until every record appended so far is written and on disk.
     fn sync(&self) -> Result<(), RuntimeError> {
-        let mut q = self.shared.lock();
-        let target = q.appended;
-        q.sync_wanted = q.sync_wanted.max(target);
-        self.shared.work.notify_one();
-        while q.synced < target {
-            q = self
-                .shared
-                .progress
-                .wait(q)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-        match q.last_error.take() {
-            Some(e) => Err(RuntimeError::Corrupt(format!("writing run records: {e}"))),
-            None => Ok(()),
-        }
+        self.log
+            .sync(SYNC_TIMEOUT)
+            .map_err(|e| RuntimeError::Corrupt(format!("writing run records: {e}")))
     }
 
     /// Newest first, optionally only one listener's, at most `limit`.
     fn query(&self, query: &RunQuery) -> Result<Vec<RunRecord>, RuntimeError> {
-        let (listener, limit) = (query.listener.as_deref(), query.limit);
-        self.sync()?;
+        let limit = query.limit;
         let mut out = Vec::new();
-        for (_, path) in Segments::scan(&self.dir)?.files.iter().rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let bytes = match std::fs::read(path) {
-                Ok(b) => b,
-                // Trimmed since the scan: older segments are gone too.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) => return Err(RuntimeError::io(path, e)),
-            };
-            for line in complete_lines(&bytes).rev() {
-                let record: RunRecord = serde_json::from_slice(line)
-                    .map_err(|e| RuntimeError::Corrupt(format!("run record: {e}")))?;
-                if listener.is_none_or(|l| l == record.listener) {
-                    out.push(record);
-                    if out.len() >= limit {
-                        break;
+        let mut bad = None;
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.log
+            .newest_first(|line| {
+                match serde_json::from_slice::<RunRecord>(line) {
+                    Ok(record) if query.matches(&record) => {
+                        out.push(record);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        bad = Some(RuntimeError::Corrupt(format!("run record: {e}")));
+                        return ControlFlow::Break(());
                     }
                 }
-            }
-        }
-        Ok(out)
-    }
-}
-
-impl Drop for JsonlRunLog {
-    /// Stops the writer after it has stored what is queued.
-    fn drop(&mut self) {
-        self.shared.lock().closed = true;
-        self.shared.work.notify_one();
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
+                if out.len() >= limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .map_err(|e| RuntimeError::Corrupt(format!("reading run records: {e}")))?;
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(out),
         }
     }
 }
@@ -164,6 +147,7 @@ impl Drop for JsonlRunLog {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+    use std::path::PathBuf;
 
     use super::*;
     use crate::runs::record::Outcome;
@@ -173,6 +157,8 @@ mod tests {
             id: 0,
             event_id: format!("ev_{n}"),
             topic: "t".into(),
+            environment: "e".into(),
+            space: None,
             listener: listener.into(),
             module_hash: "00".into(),
             outcome: Outcome::Ok {
@@ -185,6 +171,7 @@ mod tests {
             output_dropped: 0,
             secrets_read: vec![],
             http: vec![],
+            notes: vec![],
         }
     }
 
@@ -195,10 +182,7 @@ mod tests {
             listener: Option<&str>,
             limit: usize,
         ) -> Result<Vec<RunRecord>, RuntimeError> {
-            self.query(&RunQuery {
-                listener: listener.map(Into::into),
-                limit,
-            })
+            self.query(&RunQuery::recent(listener, limit))
         }
     }
 
@@ -219,11 +203,11 @@ mod tests {
     #[test]
     fn ids_are_consecutive_and_continue_after_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let log = JsonlRunLog::open(&runs_dir(&dir), 1000).unwrap();
+        let log = JsonlRunLog::open(&runs_dir(&dir), 1000, None).unwrap();
         assert_eq!(append_n(&log, "a", 0..150), (1..=150).collect::<Vec<_>>());
         log.sync().unwrap();
         drop(log);
-        let log = JsonlRunLog::open(&runs_dir(&dir), 1000).unwrap();
+        let log = JsonlRunLog::open(&runs_dir(&dir), 1000, None).unwrap();
         assert_eq!(append_n(&log, "b", 0..3), vec![151, 152, 153]);
         let recent = log.recent(None, 5).unwrap();
         let ids: Vec<u64> = recent.iter().map(|r| r.id).collect();
@@ -238,7 +222,7 @@ mod tests {
     #[test]
     fn empty_fields_are_left_out_of_the_line_and_read_back_empty() {
         let dir = tempfile::tempdir().unwrap();
-        let log = JsonlRunLog::open(&runs_dir(&dir), 1000).unwrap();
+        let log = JsonlRunLog::open(&runs_dir(&dir), 1000, None).unwrap();
         let mut quiet = record("q", 0);
         quiet.stdout.clear();
         log.append(&mut quiet);
@@ -249,7 +233,8 @@ mod tests {
         log.append(&mut busy);
         log.sync().unwrap();
         let text =
-            std::fs::read_to_string(&Segments::scan(&runs_dir(&dir)).unwrap().files[0].1).unwrap();
+            std::fs::read_to_string(&keyhole_seglog::segments(&runs_dir(&dir)).unwrap()[0].1)
+                .unwrap();
         let quiet_line = text.lines().next().unwrap();
         for field in ["stdout", "stderr", "output_dropped", "secrets_read", "http"] {
             assert!(!quiet_line.contains(field), "{field} in {quiet_line}");
@@ -261,7 +246,7 @@ mod tests {
     #[test]
     fn recent_filters_by_listener_across_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let log = JsonlRunLog::open(&runs_dir(&dir), 1000).unwrap();
+        let log = JsonlRunLog::open(&runs_dir(&dir), 1000, None).unwrap();
         for n in 0..300 {
             let listener = if n % 10 == 0 { "rare" } else { "common" };
             log.append(&mut record(listener, n));
@@ -280,7 +265,7 @@ mod tests {
     fn old_segments_are_trimmed_beyond_keep() {
         let dir = tempfile::tempdir().unwrap();
         let keep = 200;
-        let log = JsonlRunLog::open(&runs_dir(&dir), keep).unwrap();
+        let log = JsonlRunLog::open(&runs_dir(&dir), keep, None).unwrap();
         for round in 0..10 {
             append_n(&log, "a", round * 100..round * 100 + 100);
             log.sync().unwrap();
@@ -302,12 +287,11 @@ mod tests {
     #[test]
     fn a_torn_last_line_is_cut_off_and_appends_continue() {
         let dir = tempfile::tempdir().unwrap();
-        let log = JsonlRunLog::open(&runs_dir(&dir), 1000).unwrap();
+        let log = JsonlRunLog::open(&runs_dir(&dir), 1000, None).unwrap();
         append_n(&log, "a", 0..5);
         drop(log);
-        let (_, last) = Segments::scan(&runs_dir(&dir))
+        let (_, last) = keyhole_seglog::segments(&runs_dir(&dir))
             .unwrap()
-            .files
             .pop()
             .unwrap();
         let mut f = std::fs::OpenOptions::new()
@@ -316,7 +300,7 @@ mod tests {
             .unwrap();
         f.write_all(br#"{"id":6,"event_id":"half a rec"#).unwrap();
         drop(f);
-        let log = JsonlRunLog::open(&runs_dir(&dir), 1000).unwrap();
+        let log = JsonlRunLog::open(&runs_dir(&dir), 1000, None).unwrap();
         assert_eq!(append_n(&log, "b", 0..1), vec![6]);
         let ids: Vec<u64> = log.recent(None, 10).unwrap().iter().map(|r| r.id).collect();
         assert_eq!(ids, vec![6, 5, 4, 3, 2, 1]);
@@ -331,7 +315,7 @@ mod tests {
             b"{not json\n",
         )
         .unwrap();
-        let log = JsonlRunLog::open(&runs_dir(&dir), 1000).unwrap();
+        let log = JsonlRunLog::open(&runs_dir(&dir), 1000, None).unwrap();
         match log.recent(None, 10) {
             Err(RuntimeError::Corrupt(m)) => assert!(m.contains("run record"), "{m}"),
             other => panic!("expected Corrupt, got {other:?}"),

@@ -1,0 +1,166 @@
+//! The API's side of the audit log: who did what through it, and reading
+//! the log back.
+//!
+//! - Admin actions: each mutating handler checks its caller's scope first,
+//!   then runs the change through [`audited`], so the entry (actor
+//!   `token:NAME`) is on disk before the change is applied and a change the
+//!   log cannot record is refused with a 503 (`crate::trail`).
+//! - Refused requests: the auth middleware calls [`denial`] for every 401
+//!   (actor `unauthenticated`) and 403 (the token's actor, the message
+//!   naming the missing permission), best effort: the request is refused
+//!   whether or not its entry is written.
+//! - `GET /v1/audit` (a page of entries, newest first, or oldest first
+//!   after a cursor) and `GET /v1/audit/verify` (the whole chain), both
+//!   `audit:read`: admin and auditor tokens.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use keyhole_audit::{AuditLog, AuditQuery, AuditRecord, VerifyReport};
+use serde::{Deserialize, Serialize};
+
+use super::Shared;
+use super::error::ApiError;
+use super::scopes::{blocking, query};
+use crate::auth::Principal;
+use crate::trail::Trail;
+
+/// Default and largest `limit` of `GET /v1/audit`.
+const AUDIT_DEFAULT: usize = 100;
+const AUDIT_MAX: usize = 10_000;
+
+/// The actor of a request without a valid token.
+pub const UNAUTHENTICATED: &str = "unauthenticated";
+
+/// Where `actor`'s admin actions through the API are recorded.
+pub fn trail(s: &Shared, actor: String) -> Trail {
+    Trail::new(
+        s.runtime.audit().cloned(),
+        s.runtime.store().sealed_reason(),
+        actor,
+        Some(s.runtime.metrics_handle()),
+    )
+}
+
+/// Records `action` on `target` by `who`, then applies it (`f`), on the
+/// calling (blocking) thread; see [`Trail::record`].
+pub fn audited<T>(
+    s: &Shared,
+    who: &Principal,
+    action: &str,
+    target: &str,
+    f: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    trail(s, who.actor()).record(action, target, f)?
+}
+
+/// Records a refused request: `route` is its method and matched path.
+pub fn denial(s: &Shared, actor: String, route: &str, why: &str) {
+    trail(s, actor).denied("request", route, why);
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// Only reads of this secret name.
+    secret: Option<String>,
+    /// Only reads by this deployment.
+    deployment: Option<String>,
+    /// Only admin actions of this actor.
+    actor: Option<String>,
+    outcome: Option<String>,
+    /// Only entries at or after this time (milliseconds since the epoch).
+    since: Option<u64>,
+    /// Newest first, entries before this sequence number.
+    before: Option<u64>,
+    /// Oldest first, entries after this sequence number.
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    entries: Vec<AuditRecord>,
+    /// The cursor for the next page in the same direction (`before` or
+    /// `after`), absent when this page was the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<u64>,
+}
+
+fn log(s: &Shared) -> Result<std::sync::Arc<AuditLog>, ApiError> {
+    s.runtime.audit().cloned().ok_or_else(|| {
+        let reason = s.runtime.store().sealed_reason().unwrap_or_default();
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the audit log needs the master key (store sealed: {reason})"),
+        )
+    })
+}
+
+pub async fn list(
+    State(s): State<Shared>,
+    q: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let p = query(q)?;
+    let limit = p.limit.unwrap_or(AUDIT_DEFAULT);
+    if limit > AUDIT_MAX {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} is over the most a page holds ({AUDIT_MAX})"
+        )));
+    }
+    let forward = p.after.is_some();
+    let q = AuditQuery {
+        secret: p.secret,
+        deployment: p.deployment,
+        actor: p.actor,
+        outcome: p.outcome,
+        since_ms: p.since,
+        before: p.before,
+        after: p.after,
+        limit,
+    };
+    let log = log(&s)?;
+    let entries = blocking(move || Ok(log.query(&q)?)).await?;
+    let next = if entries.len() < limit || limit == 0 {
+        None
+    } else if forward {
+        entries.iter().map(|r| r.seq).max()
+    } else {
+        entries.iter().map(|r| r.seq).min()
+    };
+    Ok(Json(AuditPage { entries, next }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyView {
+    ok: bool,
+    entries: u64,
+    segments: usize,
+    /// The first entry that does not hold, in words (with its segment
+    /// file's name, never the data directory's path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem_seq: Option<u64>,
+}
+
+impl From<VerifyReport> for VerifyView {
+    fn from(r: VerifyReport) -> Self {
+        VerifyView {
+            ok: r.ok(),
+            entries: r.entries,
+            segments: r.segments,
+            problem_seq: r.problem.as_ref().map(|p| p.seq),
+            problem: r.problem.map(|p| p.to_string()),
+        }
+    }
+}
+
+pub async fn verify(State(s): State<Shared>) -> Result<Json<VerifyView>, ApiError> {
+    let log = log(&s)?;
+    let report = blocking(move || Ok(log.verify()?)).await?;
+    Ok(Json(report.into()))
+}

@@ -1,0 +1,61 @@
+//! Before a run: its reservation of the host memory budget (`budget.rs`),
+//! or, when none comes within its timeout, the record of a run that never
+//! started.
+//!
+//! The wait is bounded by the deployment's own timeout, so a caller waits
+//! at most twice that for a run: once for room, once for the run. A
+//! refused run is recorded like any other (counted in metrics, appended to
+//! the run log) with the outcome `memory_budget`; nothing of the guest ran,
+//! so there is nothing to scrub.
+
+use std::time::Duration;
+
+use crate::budget::{Reservation, run_bytes};
+use crate::deployments::ReadyDeployment;
+use crate::event::Event;
+use crate::runs::{Outcome, RunRecord};
+use crate::runtime::Inner;
+
+/// The run's reservation, or the record of its refusal.
+pub(super) async fn admit(
+    inner: &Inner,
+    target: &ReadyDeployment,
+    event: &Event,
+) -> Result<Reservation, RunRecord> {
+    let limits = &target.record.spec.limits;
+    let started_at_ms = crate::now_ms();
+    let patience = Duration::from_millis(limits.timeout_ms);
+    match inner.budget.reserve(run_bytes(limits), patience).await {
+        Ok(reservation) => Ok(reservation),
+        Err(refused) => {
+            let outcome = Outcome::MemoryBudget {
+                limit_bytes: limits.memory_bytes,
+                budget_bytes: inner.budget.total(),
+                waited_ms: refused.waited.as_millis() as u64,
+            };
+            inner
+                .metrics
+                .run(outcome.label(), refused.waited.as_secs_f64());
+            let mut record = RunRecord {
+                id: 0, // assigned by the run log
+                event_id: event.id.clone(),
+                topic: event.topic.clone(),
+                environment: event.environment.clone(),
+                space: event.space.clone(),
+                listener: target.record.spec.name.clone(),
+                module_hash: target.record.module_hash.clone(),
+                outcome,
+                started_at_ms,
+                duration_us: refused.waited.as_micros() as u64,
+                stdout: String::new(),
+                stderr: String::new(),
+                output_dropped: 0,
+                secrets_read: Vec::new(),
+                http: Vec::new(),
+                notes: Vec::new(),
+            };
+            inner.runs.append(&mut record);
+            Err(record)
+        }
+    }
+}
