@@ -6,7 +6,7 @@
 use std::ops::ControlFlow;
 
 use keyhole_seglog::SegLog;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::AuditError;
 use crate::chain;
@@ -35,7 +35,7 @@ pub struct AuditQuery {
 }
 
 /// An entry and its place in the log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub seq: u64,
     #[serde(flatten)]

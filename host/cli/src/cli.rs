@@ -34,6 +34,24 @@ pub struct Cli {
     #[arg(long, global = true, env = "KEYHOLE_KEY_FILE", value_name = "PATH")]
     pub key_file: Option<PathBuf>,
 
+    /// Send every verb to the daemon at this URL (http://HOST:PORT or
+    /// https://HOST:PORT) instead of the data directory. Without it, verbs
+    /// go to the daemon holding --data if one runs, else work on --data in
+    /// this process. The token comes from KEYHOLE_TOKEN, else --token-file.
+    #[arg(long, global = true, env = "KEYHOLE_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// File holding the API token for a daemon [default: `token` beside the
+    /// master key file, which `keyhole init` writes with mode 0600].
+    /// KEYHOLE_TOKEN (the token itself) takes precedence.
+    #[arg(long, global = true, env = "KEYHOLE_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// PEM file of CA certificates to trust for an https:// daemon (e.g. the
+    /// certificate given to `serve --tls-cert`) [default: the Mozilla roots].
+    #[arg(long, global = true, env = "KEYHOLE_CA_CERT", value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -74,7 +92,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: ListenersCmd,
     },
-    /// Emit an event in this process and print each listener run.
+    /// Emit an event and print each listener run.
     Emit(EmitArgs),
     /// Show recent run records.
     Runs(RunsArgs),
@@ -117,12 +135,19 @@ pub enum TokenCmd {
         json: bool,
     },
     /// Revoke a token: the next request with it is refused.
-    Revoke { name: String },
+    Revoke {
+        /// The token's name (see `keyhole token list`).
+        name: String,
+    },
     /// Give a token a new secret (role, scope and expiry kept), print it
     /// once; the old one stops working.
-    Rotate { name: String },
+    Rotate {
+        /// The token's name (see `keyhole token list`).
+        name: String,
+    },
     /// Create a new `admin` token (role admin), print it once, and forget
-    /// the old one.
+    /// the old one. Works on the data directory itself, so it is the way
+    /// back in when every admin token is lost (stop the daemon first).
     Reset,
 }
 
@@ -178,8 +203,9 @@ impl ScopeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCmd {
-    /// Set a secret. The value is read from stdin (one trailing newline is
-    /// stripped), e.g. `printf %s "$TOKEN" | keyhole secrets set SLACK_TOKEN --env prod`.
+    /// Set a secret. At a terminal the value is asked for without echo;
+    /// otherwise it is read from stdin (one trailing newline is stripped),
+    /// e.g. `printf %s "$TOKEN" | keyhole secrets set SLACK_TOKEN --env prod`.
     Set {
         /// Secret name: 1-256 characters of A-Z a-z 0-9 _ . -, starting with
         /// a letter or `_`.
@@ -200,8 +226,10 @@ pub enum SecretsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a secret from exactly this scope.
+    /// Remove a secret from exactly this scope (alias: delete).
+    #[command(visible_alias = "delete")]
     Rm {
+        /// The secret's name.
         name: String,
         #[command(flatten)]
         scope: ScopeArgs,
@@ -261,7 +289,10 @@ pub enum ListenersCmd {
         json: bool,
     },
     /// Remove a deployed listener.
-    Rm { name: String },
+    Rm {
+        /// The listener's name (see `keyhole listeners list`).
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,5 @@
-//! Where things live: the data directory, the master key, and the
-//! `serve.json` note a running daemon leaves behind.
+//! Where things live: the data directory, the master key, the API token
+//! file, and the `serve.json` note a running daemon leaves behind.
 //!
 //! The master key is looked up in this order: `KEYHOLE_MASTER_KEY` (key text,
 //! for containers and CI), then `--key-file` / `KEYHOLE_KEY_FILE`, then
@@ -7,9 +7,14 @@
 //! The default is outside the data directory on purpose: a copy of the data
 //! directory must be useless without the key.
 //!
+//! The token file (`token`, beside the key file, mode 0600; or
+//! `--token-file`) holds the `admin` token `keyhole init` made, for the CLI
+//! to use when it talks to a daemon; `KEYHOLE_TOKEN` wins over it.
+//!
 //! `serve.json` holds the daemon's pid and bound address. It lets tests and
-//! scripts use `--listen 127.0.0.1:0`, and lets a CLI verb that finds the
-//! data directory locked say which process holds it and where its API is.
+//! scripts use `--listen 127.0.0.1:0`, and lets the CLI find the daemon
+//! that holds the data directory and send its verbs there
+//! (`crate::client`).
 
 use std::path::{Path, PathBuf};
 
@@ -30,18 +35,40 @@ pub const SERVE_FILE: &str = "serve.json";
 pub struct Globals {
     pub data: PathBuf,
     pub key: KeySource,
+    /// `--server`: send every verb to this daemon.
+    pub server: Option<String>,
+    /// Where the API token for a daemon is kept (`None`: nowhere known).
+    pub token_file: Option<PathBuf>,
+    /// `--ca-cert`: CAs to trust for an https:// daemon.
+    pub ca_cert: Option<PathBuf>,
 }
 
+/// The token file's name, beside the master key file.
+pub const TOKEN_FILE: &str = "token";
+
 impl Globals {
-    pub fn resolve(data: PathBuf, key_file: Option<PathBuf>) -> Result<Self> {
+    pub fn resolve(cli: &crate::cli::Cli) -> Result<Self> {
         let key = match std::env::var(MASTER_KEY_ENV) {
             Ok(text) if !text.trim().is_empty() => KeySource::Inline(text),
-            _ => KeySource::File(match key_file {
-                Some(p) => p,
+            _ => KeySource::File(match &cli.key_file {
+                Some(p) => p.clone(),
                 None => default_key_file()?,
             }),
         };
-        Ok(Globals { data, key })
+        // Beside the key file. With key text there is no file to be beside
+        // (and the default place may be another installation's): only an
+        // explicit --token-file, else KEYHOLE_TOKEN.
+        let token_file = cli.token_file.clone().or_else(|| match &key {
+            KeySource::File(p) => Some(p.with_file_name(TOKEN_FILE)),
+            _ => None,
+        });
+        Ok(Globals {
+            data: cli.data.clone(),
+            key,
+            server: cli.server.clone().filter(|s| !s.trim().is_empty()),
+            token_file,
+            ca_cert: cli.ca_cert.clone(),
+        })
     }
 
     /// Opens the store (sealed if the key is missing or wrong).
@@ -66,25 +93,6 @@ impl Globals {
         let keep = RuntimeConfig::default().max_audit_entries;
         let log = keyhole_runtime::audit::open(store, &self.data, keep)?;
         Ok(Trail::new(log, store.sealed_reason(), local_actor(), None))
-    }
-
-    /// The same, for verbs that opened the runtime (which has the log).
-    pub fn runtime_trail(runtime: &Runtime) -> Trail {
-        Trail::new(
-            runtime.audit().cloned(),
-            runtime.store().sealed_reason(),
-            local_actor(),
-            Some(runtime.metrics_handle()),
-        )
-    }
-
-    /// A store that must be unsealed for this verb.
-    pub fn open_unsealed_store(&self) -> Result<SecretStore> {
-        let store = self.open_store()?;
-        if let Some(reason) = store.sealed_reason() {
-            return Err(keyhole_store::StoreError::Sealed { reason }.into());
-        }
-        Ok(store)
     }
 }
 
@@ -133,6 +141,32 @@ impl ServeInfo {
     pub fn remove(data: &Path) {
         let _ = std::fs::remove_file(data.join(SERVE_FILE));
     }
+}
+
+/// Writes `token` to `path` (mode 0600, replacing what was there, through
+/// a temporary file so no reader sees half of it).
+pub fn write_token_file(path: &Path, token: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_file_name(format!(".token.{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(token.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("writing the token file {}: {e}", path.display())
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ use std::path::Path;
 use keyhole_runtime::RuntimeError;
 use keyhole_store::StoreError;
 
+use crate::api::ErrorCode;
 use crate::auth::{TokenError, role_names};
+use crate::client::ApiFailure;
 use crate::config::ServeInfo;
 use crate::trail::Refused;
 
@@ -28,6 +30,9 @@ pub enum Exit {
     Locked = 4,
     /// The store is sealed: the master key is missing, wrong or unreadable.
     Sealed = 5,
+    /// A daemon refused the token (missing, wrong, revoked, expired), or
+    /// the token lacks the permission or scope for this.
+    Denied = 6,
 }
 
 pub const EXIT_CODES_HELP: &str = "\
@@ -36,8 +41,9 @@ Exit codes:
   1  runtime or other error
   2  usage error or invalid input (bad name, spec, module or payload)
   3  not found: unknown environment, space, secret, listener, token or file
-  4  data directory in use by another keyhole process (`keyhole serve`?)
-  5  sealed: master key missing, wrong or unreadable";
+  4  data directory in use by a keyhole process that serves no API
+  5  sealed: master key missing, wrong or unreadable
+  6  denied: the daemon refused the token, or it lacks the permission";
 
 /// An error the CLI raises itself, with its exit code and a hint.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +80,9 @@ pub struct Report {
 pub fn report(err: &anyhow::Error) -> Report {
     let message = format!("{err:#}");
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<ApiFailure>() {
+            return api_report(e, message);
+        }
         if let Some(e) = cause.downcast_ref::<CliError>() {
             return Report {
                 code: e.code,
@@ -98,6 +107,75 @@ pub fn report(err: &anyhow::Error) -> Report {
         code: Exit::Failure,
         message,
         hint: None,
+    }
+}
+
+/// A request the API refused, by its code (whether a daemon or this
+/// process answered it).
+fn api_report(e: &ApiFailure, message: String) -> Report {
+    use ErrorCode as C;
+    let subject = e.subject.as_deref().unwrap_or("NAME");
+    let (code, hint) = match e.code {
+        C::Invalid | C::TooLarge => (Exit::Usage, None),
+        C::UnknownEnvironment => (
+            Exit::NotFound,
+            Some(format!(
+                "create it with `keyhole env create {subject}`, or see `keyhole env list`"
+            )),
+        ),
+        C::UnknownSpace | C::SpaceNotInEnvironment => {
+            (Exit::NotFound, Some("see `keyhole space list`".into()))
+        }
+        C::UnknownSecret => (
+            Exit::NotFound,
+            Some("see `keyhole secrets list --env ENV [--space SPACE]`".into()),
+        ),
+        C::UnknownListener => (Exit::NotFound, Some("see `keyhole listeners list`".into())),
+        C::UnknownToken => (Exit::NotFound, Some("see `keyhole token list`".into())),
+        C::UnknownRoute => (
+            Exit::NotFound,
+            Some("the daemon may be of another keyhole version".into()),
+        ),
+        C::Exists => (Exit::Failure, None),
+        C::Contended => (
+            Exit::Failure,
+            Some("another change ran at the same time; run the command again".into()),
+        ),
+        C::Timeout | C::Internal | C::Other => (Exit::Failure, None),
+        C::Unauthenticated => (
+            Exit::Denied,
+            Some(
+                "give a valid token: KEYHOLE_TOKEN, or the token file (--token-file);                  `keyhole token list` shows which exist"
+                    .into(),
+            ),
+        ),
+        C::Forbidden => (
+            Exit::Denied,
+            e.missing_permission
+                .as_ref()
+                .map(|p| format!("use a token whose role holds {p} for this scope")),
+        ),
+        C::Sealed => (
+            Exit::Sealed,
+            Some(
+                "the master key comes from KEYHOLE_MASTER_KEY, else --key-file / \
+                 KEYHOLE_KEY_FILE (default ~/.config/keyhole/master.key); \
+                 point it at the key this data directory was initialized with"
+                    .into(),
+            ),
+        ),
+        C::AuditUnavailable => (
+            Exit::Failure,
+            Some(
+                "nothing was changed; fix the data directory's disk (space, permissions) and try again"
+                    .into(),
+            ),
+        ),
+    };
+    Report {
+        code,
+        message,
+        hint,
     }
 }
 

@@ -1,10 +1,11 @@
 //! `keyhole`: the command line, the daemon and its HTTP API.
 //!
 //! Module map: `cli` (the clap definitions), `config` (data dir, master key,
-//! `serve.json`), `errors` (exit codes and one-line messages with hints),
-//! `commands` (the CLI verbs), `serve` and `api` (the daemon), `auth` (API
-//! tokens, roles and permissions), `views` (JSON shapes shared by API and
-//! CLI).
+//! token file, `serve.json`), `errors` (exit codes and one-line messages
+//! with hints), `commands` (the CLI verbs), `client` (how a verb reaches
+//! the API: a daemon, or the API in this process), `serve` and `api` (the
+//! daemon), `auth` (API tokens, roles and permissions), `requests` and
+//! `views` (the JSON shapes the CLI sends and the API answers).
 //!
 //! Logs go to stderr through `tracing` (`RUST_LOG` overrides the level);
 //! secret values are never logged: the store hands them out only as
@@ -15,9 +16,11 @@
 mod api;
 mod auth;
 mod cli;
+mod client;
 mod commands;
 mod config;
 mod errors;
+mod requests;
 mod serve;
 mod trail;
 mod views;
@@ -28,6 +31,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
+use crate::client::Client;
 use crate::config::Globals;
 use crate::errors::report;
 
@@ -59,19 +63,29 @@ fn init_tracing(default: &str) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let g = Globals::resolve(cli.data, cli.key_file)?;
+    let g = Globals::resolve(&cli)?;
+    // What works on the data directory itself; everything else is a
+    // request to the API (`client`).
     match cli.command {
-        Command::Init => commands::admin::init(&g),
-        Command::Token { cmd } => commands::tokens::run(&g, cmd),
-        Command::Env { cmd } => commands::admin::env(&g, cmd),
-        Command::Space { cmd } => commands::admin::space(&g, cmd),
-        Command::Keys { cmd } => commands::admin::keys(&g, cmd),
-        Command::Secrets { cmd } => commands::secrets::run(&g, cmd),
-        Command::Deploy(args) => commands::listeners::deploy(&g, args),
-        Command::Listeners { cmd } => commands::listeners::listeners(&g, cmd),
-        Command::Emit(args) => commands::listeners::emit(&g, args),
-        Command::Runs(args) => commands::listeners::runs(&g, args),
-        Command::Audit { cmd } => commands::audit::run(&g, cmd),
-        Command::Serve(args) => serve::run(&g, args),
+        Command::Init => return commands::admin::init(&g),
+        Command::Token {
+            cmd: cli::TokenCmd::Reset,
+        } => return commands::tokens::reset(&g),
+        Command::Serve(args) => return serve::run(&g, args),
+        _ => {}
+    }
+    let c = Client::connect(&g)?;
+    match cli.command {
+        Command::Token { cmd } => commands::tokens::run(&c, cmd),
+        Command::Env { cmd } => commands::admin::env(&c, cmd),
+        Command::Space { cmd } => commands::admin::space(&c, cmd),
+        Command::Keys { cmd } => commands::admin::keys(&c, cmd),
+        Command::Secrets { cmd } => commands::secrets::run(&c, cmd),
+        Command::Deploy(args) => commands::listeners::deploy(&c, args),
+        Command::Listeners { cmd } => commands::listeners::listeners(&c, cmd),
+        Command::Emit(args) => commands::listeners::emit(&c, args),
+        Command::Runs(args) => commands::listeners::runs(&c, args),
+        Command::Audit { cmd } => commands::audit::run(&c, cmd),
+        Command::Init | Command::Serve(_) => unreachable!("handled above"),
     }
 }

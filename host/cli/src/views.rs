@@ -1,5 +1,7 @@
-//! The JSON shapes keyhole shows the outside world, shared by the HTTP API
-//! and the CLI's `--json` output so the two never drift apart.
+//! The JSON shapes keyhole shows the outside world: the HTTP API writes
+//! them, and the CLI reads them back (it is a client of that API, see
+//! `crate::client`) and prints them, as tables or, with `--json`, as they
+//! are. One type per shape, so the two never drift apart.
 //!
 //! Field names are camelCase (the API's convention) and timestamps RFC 3339.
 //! No view has a field that could hold a secret value: secrets are shown as
@@ -10,10 +12,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use keyhole_runtime::http::HttpCall;
 use keyhole_runtime::{Deployment, Outcome, RunRecord};
-use keyhole_store::{Provenance, Scope, SecretMeta};
+use keyhole_store::{
+    EnvironmentInfo, Provenance, RotationReport, RotationTarget, Scope, SecretMeta, SpaceInfo,
+};
 
 use crate::auth::Token;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
@@ -31,7 +36,7 @@ pub fn parse_secret_id(id: &str) -> Option<(Scope, String)> {
     Some((scope.parse().ok()?, name.to_string()))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretView {
     pub id: String,
@@ -63,7 +68,7 @@ impl SecretView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LimitsView {
     pub timeout_ms: u64,
@@ -72,14 +77,14 @@ pub struct LimitsView {
     pub max_http_response_bytes: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantsView {
     pub environments: Vec<String>,
     pub spaces: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListenerView {
     pub name: String,
@@ -120,7 +125,7 @@ impl From<&Deployment> for ListenerView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunView {
     pub id: u64,
@@ -165,12 +170,134 @@ impl From<RunRecord> for RunView {
     }
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentView {
+    pub id: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpaceView {
+    pub id: String,
+    pub environment_id: String,
+    pub created_at: String,
+}
+
+impl From<EnvironmentInfo> for EnvironmentView {
+    fn from(e: EnvironmentInfo) -> Self {
+        EnvironmentView {
+            id: e.id,
+            created_at: rfc3339(e.created_at_ms),
+        }
+    }
+}
+
+impl From<SpaceInfo> for SpaceView {
+    fn from(s: SpaceInfo) -> Self {
+        SpaceView {
+            id: s.id,
+            environment_id: s.environment,
+            created_at: rfc3339(s.created_at_ms),
+        }
+    }
+}
+
+/// The secrets endpoints' answer, in Flatfile's envelope
+/// (`SecretsResponse`): the effective secrets of the scope asked about,
+/// after the change for a write. Metadata only: values are write-only.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SecretsView {
+    pub data: Vec<SecretView>,
+}
+
+/// What a key rotation did.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationView {
+    /// `kek`, `env:NAME` or `space:NAME`.
+    pub target: String,
+    pub previous_version: Option<u64>,
+    pub new_version: u64,
+    pub records_rewritten: usize,
+    pub retired_versions: Vec<u64>,
+}
+
+impl From<RotationReport> for RotationView {
+    fn from(r: RotationReport) -> Self {
+        RotationView {
+            target: match r.target {
+                RotationTarget::Kek => "kek".into(),
+                RotationTarget::Dek(scope) => scope.to_string(),
+            },
+            previous_version: r.previous_version,
+            new_version: r.new_version,
+            records_rewritten: r.records_rewritten,
+            retired_versions: r.retired_versions,
+        }
+    }
+}
+
+/// An accepted event and the runs it caused.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmitView {
+    pub event_id: String,
+    pub runs: Vec<RunView>,
+}
+
+/// A page of the audit log.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    pub entries: Vec<keyhole_audit::AuditRecord>,
+    /// The cursor for the next page in the same direction (`before` or
+    /// `after`), absent when this page was the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
+/// What verifying the audit log found.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyView {
+    pub ok: bool,
+    pub entries: u64,
+    pub segments: usize,
+    /// The first entry that does not hold, in words (with its segment
+    /// file's name, never the data directory's path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem_seq: Option<u64>,
+}
+
+/// A token just made (or given a new secret): the one answer that holds
+/// it.
+#[derive(Serialize, Deserialize)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// Zeroized once written (daemon) or printed (CLI).
+    #[serde(serialize_with = "reveal", deserialize_with = "conceal")]
+    pub token: Zeroizing<String>,
+}
+
+fn reveal<S: serde::Serializer>(token: &Zeroizing<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(token)
+}
+
+fn conceal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, D::Error> {
+    String::deserialize(d).map(Zeroizing::new)
+}
+
 /// An API token as listed: never the token, never its hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
     pub name: String,
-    pub role: &'static str,
+    pub role: String,
     /// `all`, `env:E` or `env:E/space:S`.
     pub scope: String,
     pub environment_id: Option<String>,
@@ -191,7 +318,7 @@ impl TokenInfo {
             .map_or(0, |d| d.as_millis() as u64);
         TokenInfo {
             name: t.name.clone(),
-            role: t.role.name(),
+            role: t.role.name().to_owned(),
             scope: t.scope.to_string(),
             environment_id: t.scope.environment().map(Into::into),
             space_id: t.scope.space().map(Into::into),
@@ -201,57 +328,6 @@ impl TokenInfo {
             expired: t.expired_at(now),
             last_used_at: last_used.map(rfc3339),
         }
-    }
-}
-
-/// One line describing an outcome, for tables.
-pub fn outcome_text(o: &Outcome) -> String {
-    match o {
-        Outcome::Ok { value } => value.clone(),
-        Outcome::GuestError { message } => message.clone(),
-        Outcome::Deadline { timeout_ms } => format!("stopped at its {timeout_ms} ms deadline"),
-        Outcome::Memory { limit_bytes } => {
-            format!(
-                "exceeded its {} memory limit",
-                bytesize::ByteSize(*limit_bytes)
-            )
-        }
-        Outcome::Trap { trap, message } => format!("{trap}: {message}"),
-        Outcome::Failed { message } => message.clone(),
-        Outcome::MemoryBudget {
-            limit_bytes,
-            budget_bytes,
-            waited_ms,
-        } => format!(
-            "not run: no room for its {} memory limit in the host's {} memory budget (waited {waited_ms} ms)",
-            bytesize::ByteSize(*limit_bytes),
-            bytesize::ByteSize(*budget_bytes)
-        ),
-    }
-}
-
-/// Human duration from microseconds: `850µs`, `12.3ms`, `1.20s`.
-pub fn duration_text(us: u64) -> String {
-    if us < 1_000 {
-        format!("{us}µs")
-    } else if us < 1_000_000 {
-        format!("{:.1}ms", us as f64 / 1e3)
-    } else {
-        format!("{:.2}s", us as f64 / 1e6)
-    }
-}
-
-/// Collapses a text to one line of at most `max` characters.
-pub fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if flat.chars().count() > max {
-        let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    } else {
-        flat
     }
 }
 
@@ -274,11 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn text_helpers() {
-        assert_eq!(duration_text(850), "850µs");
-        assert_eq!(duration_text(12_345), "12.3ms");
-        assert_eq!(one_line("a\nb", 10), "a b");
-        assert_eq!(one_line("abcdef", 4), "abc…");
+    fn times_are_rfc3339() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
     }
 }

@@ -74,22 +74,23 @@ fn api_routes_auth_limits_and_openapi() {
         &json!({"name": "SLACK_TOKEN", "value": VALUE, "environmentId": "prod"}),
     );
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.json()["id"], "env:prod:SLACK_TOKEN");
+    // Flatfile's envelope: the scope's effective secrets after the write.
+    assert_eq!(r.json()["data"][0]["id"], "env:prod:SLACK_TOKEN");
     assert!(!r.body.contains(VALUE));
     let r = h.post_json(
         "/v1/secrets",
         &json!({"name": "SLACK_TOKEN", "value": format!("{VALUE}-space"), "environmentId": "prod", "spaceId": "team-a"}),
     );
-    assert_eq!(r.json()["id"], "space:team-a:SLACK_TOKEN");
-    assert_eq!(r.json()["version"], 1);
+    assert_eq!(r.json()["data"][0]["id"], "space:team-a:SLACK_TOKEN");
+    assert_eq!(r.json()["data"][0]["version"], 1);
     let r = h.get("/v1/secrets?environmentId=prod&spaceId=team-a");
     assert!(!r.body.contains(VALUE));
-    let list = r.json();
+    let list = r.json()["data"].clone();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["provenance"], "space-override");
     assert_eq!(list[0]["id"], "space:team-a:SLACK_TOKEN");
     assert_eq!(
-        h.get("/v1/secrets?environmentId=prod").json()[0]["provenance"],
+        h.get("/v1/secrets?environmentId=prod").json()["data"][0]["provenance"],
         "environment"
     );
     assert_json_error(&h.get("/v1/secrets"), 400);
@@ -121,7 +122,9 @@ fn api_routes_auth_limits_and_openapi() {
         400,
     );
     assert_json_error(&h.post_json("/v1/environments", &json!({"name": "y"})), 400);
-    assert!(!names(&h.get("/v1/secrets?environmentId=prod").json()).contains(&"LEAK".into()));
+    assert!(
+        !names(&h.get("/v1/secrets?environmentId=prod").json()["data"]).contains(&"LEAK".into())
+    );
     assert_eq!(names(&h.get("/v1/environments").json()), ["prod"]);
 
     // Oversize bodies: 413 with a JSON error, nothing written.
@@ -140,7 +143,9 @@ fn api_routes_auth_limits_and_openapi() {
     let mut huge = wasm(EXAMPLE_RUST_LISTENER);
     huge.resize(2 << 20, 0);
     assert_json_error(&h.deploy(&spec, &huge), 413);
-    assert!(!names(&h.get("/v1/secrets?environmentId=prod").json()).contains(&"BIG".into()));
+    assert!(
+        !names(&h.get("/v1/secrets?environmentId=prod").json()["data"]).contains(&"BIG".into())
+    );
     assert_eq!(h.get("/v1/listeners").json(), json!([]));
 
     // Listeners: multipart deploy, bad specs and modules refused.
@@ -243,7 +248,9 @@ fn api_routes_auth_limits_and_openapi() {
     assert_eq!(m.body.matches("# EOF").count(), 1);
 
     // Deletes.
-    assert_eq!(h.delete("/v1/secrets/space:team-a:SLACK_TOKEN").status, 204);
+    let r = h.delete("/v1/secrets/space:team-a:SLACK_TOKEN");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["data"][0]["provenance"], "environment");
     assert_json_error(&h.delete("/v1/secrets/space:team-a:SLACK_TOKEN"), 404);
     assert_json_error(&h.delete("/v1/secrets/garbage"), 400);
     assert_eq!(h.delete("/v1/listeners/hello").status, 204);
@@ -272,6 +279,11 @@ fn check_openapi_against_server(h: &Http) {
     );
     let spec = json!({"name": "doc-check", "environmentId": "prod"});
     assert_eq!(h.deploy(&spec, &wasm(EXAMPLE_RUST_LISTENER)).status, 201);
+    let r = h.post_json(
+        "/v1/tokens",
+        &json!({"name": "doc-rotate", "role": "auditor"}),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
 
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -299,6 +311,9 @@ fn check_openapi_against_server(h: &Http) {
                     h.post_json(path, &json!({"name": "doc-token", "role": "auditor"}))
                 }
                 ("DELETE", "/v1/tokens/{name}") => h.delete("/v1/tokens/doc-token"),
+                ("POST", "/v1/tokens/{name}/rotate") => {
+                    h.post_raw("/v1/tokens/doc-rotate/rotate", Vec::new())
+                }
                 other => panic!("documented operation {other:?} has no request in this test"),
             };
             assert!(
@@ -308,7 +323,7 @@ fn check_openapi_against_server(h: &Http) {
             checked += 1;
         }
     }
-    assert_eq!(checked, 21, "operations checked");
+    assert_eq!(checked, 22, "operations checked");
 }
 
 /// A component that could never run is invalid input: 400 with a message

@@ -16,8 +16,41 @@ fn init_secrets_deploy_emit_runs() {
     let token = token_from(&out);
     assert_eq!(token.len(), 67, "{out}");
     assert!(k.key.exists() && !k.key.starts_with(&k.data));
-    let mut seen = out.clone();
+    flow(&k, out);
+}
 
+/// The same verbs and assertions while `keyhole serve` holds the data
+/// directory: the CLI finds the daemon (`serve.json`) and sends each verb
+/// to its API with the token `init` wrote beside the key.
+#[test]
+fn the_same_flow_through_a_running_daemon() {
+    let k = Install::new();
+    let out = k.ok(&["init"]);
+    let token = token_from(&out);
+    let token_file = k.key.with_file_name("token");
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token);
+    assert_eq!(mode(&token_file), 0o600);
+    let server = Server::start(&k, &token, &[]);
+    flow(&k, out);
+    // Every change went through the daemon, as the token.
+    let audit = k.ok(&["audit", "tail", "--limit", "1000"]);
+    assert!(
+        audit.contains("token:admin secret.set env:prod/SLACK_TOKEN ok"),
+        "{audit}"
+    );
+    // Only `init` worked on the data directory itself.
+    assert_eq!(audit.matches(" local:").count(), 1, "{audit}");
+    assert!(server.terminate().success());
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Everything after `init`: scopes, secrets, deploy, emit, runs, rotation,
+/// removal. `seen` collects all output, which must hold no secret value.
+fn flow(k: &Install, mut seen: String) {
     seen += &k.scopes("prod", &["team-a"]);
     assert!(k.ok(&["env", "list"]).contains("prod"));
     assert!(k.ok(&["space", "list", "--env", "prod"]).contains("team-a"));
@@ -209,7 +242,23 @@ fn misuse_has_clear_messages_and_exit_codes() {
     let k = Install::new();
     k.init();
     k.scopes("prod", &[]);
+    misuse(&k);
+    misuse_of_the_data_directory(&k);
+}
 
+/// The same answers while a daemon holds the data directory.
+#[test]
+fn misuse_through_a_running_daemon_has_the_same_answers() {
+    let k = Install::new();
+    let token = k.init();
+    k.scopes("prod", &[]);
+    let server = Server::start(&k, &token, &[]);
+    misuse(&k);
+    assert!(server.terminate().success());
+}
+
+/// Misuse of the verbs: exit codes and messages.
+fn misuse(k: &Install) {
     // 3: unknown environment, with a hint naming the fix.
     let out = k.run_stdin(&["secrets", "set", "A", "--env", "staging"], "v");
     assert_eq!(out.code, 3, "{out:?}");
@@ -274,7 +323,11 @@ fn misuse_has_clear_messages_and_exit_codes() {
     let out = k.run(&["emit", "t", "--env", "prod", "--payload", "{oops"]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("not valid JSON"), "{out:?}");
+}
 
+/// Misuse of the data directory and its key, which only the CLI working on
+/// the directory itself sees.
+fn misuse_of_the_data_directory(k: &Install) {
     // 5: missing key (sealed) names the key path; metadata still works.
     let k2 = k.dir.path().join("elsewhere.key");
     let sealed = |args: &[&str], stdin: &str| {
@@ -387,8 +440,11 @@ fn every_verb_has_help() {
     );
 }
 
+/// With a daemon holding the data directory, the CLI talks to it; without
+/// a usable token, or with a token lacking the permission, it says so
+/// (exit 6); a bad or unreachable `--server` is said plainly.
 #[test]
-fn a_running_daemon_locks_the_data_dir_with_a_clear_message() {
+fn the_cli_talks_to_the_daemon_and_says_when_it_cannot() {
     let k = Install::new();
     let token = k.init();
     k.scopes("prod", &[]);
@@ -400,31 +456,65 @@ fn a_running_daemon_locks_the_data_dir_with_a_clear_message() {
         &["listeners", "list"],
     ] {
         let out = k.run(args);
-        assert_eq!(out.code, 4, "{args:?}: {out:?}");
-        let lines: Vec<&str> = out.stderr.lines().collect();
-        assert_eq!(lines.len(), 2, "{:?}", out.stderr);
-        assert_eq!(
-            lines[0],
-            format!(
-                "error: data directory {} is in use by another keyhole process (is `keyhole serve` running?)",
-                k.data.display()
-            )
-        );
-        assert!(lines[1].starts_with("hint: stop it"), "{}", lines[1]);
-        assert!(lines[1].contains(&server.base), "{}", lines[1]);
-        for raw in [
-            "could not acquire",
-            "WouldBlock",
-            "temporarily unavailable",
-            "sled",
-        ] {
-            assert!(
-                !out.stderr.contains(raw),
-                "raw lock error leaked: {}",
-                out.stderr
-            );
-        }
+        assert_eq!(out.code, 0, "{args:?}: {out:?}");
     }
+    let run_with = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut c = k.cmd();
+        for (key, value) in envs {
+            c.env(key, value);
+        }
+        Out::from(c.args(args).output().unwrap())
+    };
+
+    // No token anywhere: exit 6, naming both ways to give one.
+    let nowhere = k.dir.path().join("no-such-token");
+    let out = run_with(
+        &[("KEYHOLE_TOKEN_FILE", nowhere.to_str().unwrap())],
+        &["env", "list"],
+    );
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stderr.contains("needs an API token"), "{out:?}");
+    assert!(out.stderr.contains("KEYHOLE_TOKEN"), "{out:?}");
+    // A wrong token: exit 6.
+    let out = run_with(&[("KEYHOLE_TOKEN", &"kh_0".repeat(16))], &["env", "list"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stderr.contains("refused the token"), "{out:?}");
+    // A token without the permission: exit 6, naming it.
+    let auditor = token_from(&k.ok(&["token", "create", "aud", "--role", "auditor"]));
+    let out = run_with(&[("KEYHOLE_TOKEN", &auditor)], &["env", "create", "x"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stderr.contains("environments:write"), "{out:?}");
+    // The same daemon named with --server, and the token in KEYHOLE_TOKEN.
+    let out = run_with(
+        &[("KEYHOLE_TOKEN", &token)],
+        &["--server", &server.base, "env", "list"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("prod"), "{out:?}");
+    // A server that is not a URL, or where nothing listens.
+    let out = run_with(
+        &[("KEYHOLE_TOKEN", &token)],
+        &["--server", "ftp://x", "env", "list"],
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    let out = run_with(
+        &[("KEYHOLE_TOKEN", &token)],
+        &["--server", "http://127.0.0.1:1", "env", "list"],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("cannot reach"), "{out:?}");
+    // `token reset` needs the data directory itself.
+    let out = k.run(&["token", "reset"]);
+    assert_eq!(out.code, 4, "{out:?}");
+    for raw in [
+        "could not acquire",
+        "WouldBlock",
+        "temporarily unavailable",
+        "sled",
+    ] {
+        assert!(!out.stderr.contains(raw), "raw lock error leaked: {out:?}");
+    }
+
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
     assert!(!k.data.join("serve.json").exists());

@@ -95,7 +95,7 @@ fn ten_thousand_events_from_32_clients_then_sigterm_and_restart() {
     // Restart on the same data directory.
     let server = Server::start(&k, &token, &[]);
     let h = server.http();
-    let secrets = h.get("/v1/secrets?environmentId=prod").json();
+    let secrets = h.get("/v1/secrets?environmentId=prod").json()["data"].clone();
     let names: Vec<&str> = secrets
         .as_array()
         .unwrap()

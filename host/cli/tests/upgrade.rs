@@ -104,6 +104,6 @@ fn a_release_0_1_data_directory_opens_and_keeps_working() {
     assert_eq!(envs.status, 200, "{envs:?}");
     assert_eq!(envs.json().as_array().unwrap().len(), 2);
     let secrets = server.http().get("/v1/secrets?environmentId=staging");
-    assert_eq!(secrets.json()[0]["name"], "DB_PASSWORD");
+    assert_eq!(secrets.json()["data"][0]["name"], "DB_PASSWORD");
     assert!(server.terminate().success());
 }

@@ -16,15 +16,15 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use keyhole_audit::{AuditLog, AuditQuery, AuditRecord, VerifyReport};
-use serde::{Deserialize, Serialize};
+use keyhole_audit::{AuditLog, AuditQuery, VerifyReport};
 
 use super::Shared;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::scopes::{blocking, query};
 use crate::auth::Principal;
+use crate::requests::AuditParams;
 use crate::trail::Trail;
+use crate::views::{AuditPage, VerifyView};
 
 /// Default and largest `limit` of `GET /v1/audit`.
 const AUDIT_DEFAULT: usize = 100;
@@ -60,40 +60,11 @@ pub fn denial(s: &Shared, actor: String, route: &str, why: &str) {
     trail(s, actor).denied("request", route, why);
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditParams {
-    /// Only reads of this secret name.
-    secret: Option<String>,
-    /// Only reads by this deployment.
-    deployment: Option<String>,
-    /// Only admin actions of this actor.
-    actor: Option<String>,
-    outcome: Option<String>,
-    /// Only entries at or after this time (milliseconds since the epoch).
-    since: Option<u64>,
-    /// Newest first, entries before this sequence number.
-    before: Option<u64>,
-    /// Oldest first, entries after this sequence number.
-    after: Option<u64>,
-    limit: Option<usize>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditPage {
-    entries: Vec<AuditRecord>,
-    /// The cursor for the next page in the same direction (`before` or
-    /// `after`), absent when this page was the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<u64>,
-}
-
 fn log(s: &Shared) -> Result<std::sync::Arc<AuditLog>, ApiError> {
     s.runtime.audit().cloned().ok_or_else(|| {
         let reason = s.runtime.store().sealed_reason().unwrap_or_default();
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Sealed,
             format!("the audit log needs the master key (store sealed: {reason})"),
         )
     })
@@ -133,34 +104,18 @@ pub async fn list(
     Ok(Json(AuditPage { entries, next }))
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VerifyView {
-    ok: bool,
-    entries: u64,
-    segments: usize,
-    /// The first entry that does not hold, in words (with its segment
-    /// file's name, never the data directory's path).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    problem: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    problem_seq: Option<u64>,
-}
-
-impl From<VerifyReport> for VerifyView {
-    fn from(r: VerifyReport) -> Self {
-        VerifyView {
-            ok: r.ok(),
-            entries: r.entries,
-            segments: r.segments,
-            problem_seq: r.problem.as_ref().map(|p| p.seq),
-            problem: r.problem.map(|p| p.to_string()),
-        }
+fn verify_view(r: VerifyReport) -> VerifyView {
+    VerifyView {
+        ok: r.ok(),
+        entries: r.entries,
+        segments: r.segments,
+        problem_seq: r.problem.as_ref().map(|p| p.seq),
+        problem: r.problem.map(|p| p.to_string()),
     }
 }
 
 pub async fn verify(State(s): State<Shared>) -> Result<Json<VerifyView>, ApiError> {
     let log = log(&s)?;
     let report = blocking(move || Ok(log.verify()?)).await?;
-    Ok(Json(report.into()))
+    Ok(Json(verify_view(report)))
 }

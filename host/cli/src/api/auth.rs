@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use keyhole_store::{Scope, SecretStore};
 
 use super::audit::{UNAUTHENTICATED, denial};
-use super::error::{ApiError, Denial, store_status};
+use super::error::{ApiError, Denial, ErrorCode, store_code};
 use super::{Access, Shared};
 use crate::auth::{Permission, Principal, Reach, TokenScope};
 
@@ -72,6 +72,23 @@ pub async fn authorize(
         denial(&s, actor, &route, why);
     }
     response
+}
+
+/// Middleware for every non-public route of the CLI's in-process API
+/// (`crate::client::Local`): the caller is given, not presented; its role
+/// is still checked against the route's permission.
+pub async fn as_caller(
+    State((caller, access)): State<(Principal, Access)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if let Access::Needs(p) = access
+        && let Err(e) = require(&caller, p)
+    {
+        return e.into_response();
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
 }
 
 /// The bare 401: no detail.
@@ -125,7 +142,7 @@ pub fn within(
         Reach::No => deny(),
         Reach::IfSpaceInEnvironment => match store.check_scope(environment, space) {
             Ok(()) => Ok(()),
-            Err(e) if store_status(&e).is_server_error() => Err(e.into()),
+            Err(e) if store_code(&e) == ErrorCode::Internal => Err(e.into()),
             // Missing, elsewhere or malformed: one answer.
             Err(_) => deny(),
         },

@@ -1,12 +1,13 @@
-//! API errors: the one place where store and runtime errors become HTTP
-//! status codes, and the JSON body extractor that turns malformed input into
-//! a 4xx `{"error": "..."}` before any handler runs.
+//! API errors: the one place where store, runtime and token errors become
+//! an [`ErrorCode`] (and through it an HTTP status), and the JSON body
+//! extractor that turns malformed input into a 4xx before any handler runs.
+//! Every error body is `{"error": message, "code": ErrorCode}`.
 //!
 //! | status | meaning |
 //! | --- | --- |
 //! | 400 | invalid input: names, ids, specs, modules, JSON, unknown fields |
 //! | 401 | no, malformed, unknown, revoked or expired token: no body (`auth.rs`) |
-//! | 403 | the token lacks the permission, or the target is outside its scope: `{"error", "missingPermission"}` |
+//! | 403 | the token lacks the permission, or the target is outside its scope: `{"error", "code", "missingPermission"}` |
 //! | 404 | unknown environment, space, secret, listener or token |
 //! | 408 | body not received within `--request-timeout` (see `deadline.rs`) |
 //! | 409 | already exists, or a concurrent change won (try again) |
@@ -23,54 +24,127 @@ use http_body_util::BodyExt;
 use keyhole_runtime::RuntimeError;
 use keyhole_store::StoreError;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use keyhole_audit::AuditError;
 
 use crate::auth::{Permission, TokenError};
 use crate::trail::Refused;
 
+/// What went wrong, for programs: every error body carries one (`code`),
+/// beside the message for people. The CLI turns it into its exit code and
+/// hint (`crate::errors`), whether it talks to a daemon or to the API in
+/// its own process, so both answer alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Invalid input: names, ids, specs, modules, JSON, unknown fields.
+    Invalid,
+    /// A space named with an environment it does not belong to.
+    SpaceNotInEnvironment,
+    UnknownEnvironment,
+    UnknownSpace,
+    UnknownSecret,
+    UnknownListener,
+    UnknownToken,
+    UnknownRoute,
+    /// Already exists.
+    Exists,
+    /// A concurrent change won; trying again may succeed.
+    Contended,
+    /// The body or module is too large.
+    TooLarge,
+    /// The body did not arrive in time.
+    Timeout,
+    /// No valid token (the 401 itself has no body; clients use this code).
+    Unauthenticated,
+    /// The token lacks the permission, or the target is outside its scope.
+    Forbidden,
+    /// The store is sealed: the master key is missing, wrong or refused.
+    Sealed,
+    /// The audit log cannot record an admin change, so nothing changed.
+    AuditUnavailable,
+    /// A host fault; details are in the daemon's log, not the response.
+    Internal,
+    /// A code this client does not know (a newer daemon).
+    #[serde(other)]
+    Other,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        use ErrorCode as C;
+        match self {
+            C::Invalid | C::SpaceNotInEnvironment => StatusCode::BAD_REQUEST,
+            C::UnknownEnvironment
+            | C::UnknownSpace
+            | C::UnknownSecret
+            | C::UnknownListener
+            | C::UnknownToken
+            | C::UnknownRoute => StatusCode::NOT_FOUND,
+            C::Exists | C::Contended => StatusCode::CONFLICT,
+            C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            C::Timeout => StatusCode::REQUEST_TIMEOUT,
+            C::Unauthenticated => StatusCode::UNAUTHORIZED,
+            C::Forbidden => StatusCode::FORBIDDEN,
+            C::Sealed | C::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            C::Internal | C::Other => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
+    pub code: ErrorCode,
     pub message: String,
+    /// The id or name the error is about, when there is one (the unknown
+    /// environment, the secret not found), for clients to act on.
+    pub subject: Option<String>,
     /// For a 403: the permission the caller lacks.
     pub missing_permission: Option<Permission>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
+            code,
             message: message.into(),
+            subject: None,
             missing_permission: None,
         }
+    }
+
+    /// The same, about `subject`.
+    pub fn about(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     /// A 403 naming the permission the caller lacks.
     pub fn forbidden(missing: Permission, message: impl Into<String>) -> Self {
         ApiError {
             missing_permission: Some(missing),
-            ..Self::new(StatusCode::FORBIDDEN, message)
+            ..Self::new(ErrorCode::Forbidden, message)
         }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
+        Self::new(ErrorCode::Invalid, message)
     }
 
     pub fn internal(message: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {message}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        Self::new(ErrorCode::Internal, "internal error")
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.message, self.status.as_u16())
+        write!(f, "{} ({})", self.message, self.status().as_u16())
     }
 }
 
@@ -78,13 +152,29 @@ impl std::fmt::Display for ApiError {
 #[derive(Clone, Debug)]
 pub struct Denial(pub String);
 
+/// An error body: `{"error", "code", "subject"?, "missingPermission"?}`.
+/// The CLI reads the same shape back (`crate::client`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    pub error: String,
+    pub code: ErrorCode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_permission: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match self.missing_permission {
-            None => serde_json::json!({ "error": self.message }),
-            Some(p) => serde_json::json!({ "error": self.message, "missingPermission": p.name() }),
+        let status = self.status();
+        let body = ErrorBody {
+            error: self.message.clone(),
+            code: self.code,
+            subject: self.subject,
+            missing_permission: self.missing_permission.map(|p| p.name().to_owned()),
         };
-        let mut response = (self.status, Json(body)).into_response();
+        let mut response = (status, Json(body)).into_response();
         if self.missing_permission.is_some() {
             response.extensions_mut().insert(Denial(self.message));
         }
@@ -92,29 +182,34 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The status for a store error.
-pub fn store_status(e: &StoreError) -> StatusCode {
+/// The code for a store error.
+pub fn store_code(e: &StoreError) -> ErrorCode {
+    use ErrorCode as C;
     use StoreError as S;
     match e {
         S::InvalidName { .. }
         | S::InvalidId { .. }
         | S::InvalidValue { .. }
-        | S::SpaceNotInEnvironment { .. }
-        | S::Unsupported(_) => StatusCode::BAD_REQUEST,
-        S::UnknownEnvironment(_) | S::UnknownSpace(_) | S::NotFound { .. } => StatusCode::NOT_FOUND,
-        S::AlreadyExists(_) | S::Contended(_) => StatusCode::CONFLICT,
-        S::Sealed { .. } | S::KeyFile { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        | S::Unsupported(_) => C::Invalid,
+        S::SpaceNotInEnvironment { .. } => C::SpaceNotInEnvironment,
+        S::UnknownEnvironment(_) => C::UnknownEnvironment,
+        S::UnknownSpace(_) => C::UnknownSpace,
+        S::NotFound { .. } => C::UnknownSecret,
+        S::AlreadyExists(_) => C::Exists,
+        S::Contended(_) => C::Contended,
+        S::Sealed { .. } | S::KeyFile { .. } => C::Sealed,
         S::Locked { .. } | S::Corrupt { .. } | S::Integrity { .. } | S::Backend(_) | S::Io(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
+            C::Internal
         }
     }
 }
 
-/// The status for a runtime error.
-pub fn runtime_status(e: &RuntimeError) -> StatusCode {
+/// The code for a runtime error.
+pub fn runtime_code(e: &RuntimeError) -> ErrorCode {
+    use ErrorCode as C;
     use RuntimeError as R;
     match e {
-        R::Store(s) => store_status(s),
+        R::Store(s) => store_code(s),
         R::NotWasm(_)
         | R::CoreModule
         | R::InvalidComponent(_)
@@ -122,62 +217,95 @@ pub fn runtime_status(e: &RuntimeError) -> StatusCode {
         | R::ForbiddenImport { .. }
         | R::InvalidSpec(_)
         | R::InvalidEvent(_)
-        | R::ExceedsLimits(_) => StatusCode::BAD_REQUEST,
-        R::UnknownListener(_) => StatusCode::NOT_FOUND,
-        R::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        R::Io { .. } | R::Corrupt(_) | R::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        | R::ExceedsLimits(_) => C::Invalid,
+        R::UnknownListener(_) => C::UnknownListener,
+        R::TooLarge { .. } => C::TooLarge,
+        R::Io { .. } | R::Corrupt(_) | R::Engine(_) => C::Internal,
     }
 }
 
-/// The status for a token error.
-pub fn token_status(e: &TokenError) -> StatusCode {
+/// The code for a token error.
+pub fn token_code(e: &TokenError) -> ErrorCode {
+    use ErrorCode as C;
     use TokenError as T;
     match e {
         T::InvalidName | T::Unscopable(_) | T::SpaceWithoutEnvironment | T::InvalidExpiry(_) => {
-            StatusCode::BAD_REQUEST
+            C::Invalid
         }
-        T::NotFound(_) => StatusCode::NOT_FOUND,
-        T::Exists(_) | T::Contended(_) => StatusCode::CONFLICT,
-        T::Corrupt(_) | T::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        T::NotFound(_) => C::UnknownToken,
+        T::Exists(_) => C::Exists,
+        T::Contended(_) => C::Contended,
+        T::Corrupt(_) | T::Storage(_) => C::Internal,
     }
 }
 
-fn from_status(status: StatusCode, message: String) -> ApiError {
-    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+fn from_code(code: ErrorCode, message: String) -> ApiError {
+    if code == ErrorCode::Internal {
         ApiError::internal(message)
     } else {
-        ApiError::new(status, message)
+        ApiError::new(code, message)
+    }
+}
+
+/// What a store error is about, if it names one thing.
+fn store_subject(e: &StoreError) -> Option<&str> {
+    match e {
+        StoreError::UnknownEnvironment(id) | StoreError::UnknownSpace(id) => Some(id),
+        StoreError::SpaceNotInEnvironment { space, .. } => Some(space),
+        StoreError::NotFound { name, .. } => Some(name),
+        _ => None,
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        from_status(store_status(&e), e.to_string())
+        let error = from_code(store_code(&e), e.to_string());
+        match store_subject(&e) {
+            Some(s) => error.about(s),
+            None => error,
+        }
     }
 }
 
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
-        from_status(runtime_status(&e), e.to_string())
+        match e {
+            RuntimeError::Store(s) => s.into(),
+            RuntimeError::UnknownListener(ref name) => {
+                let name = name.clone();
+                from_code(runtime_code(&e), e.to_string()).about(name)
+            }
+            e => from_code(runtime_code(&e), e.to_string()),
+        }
     }
 }
 
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
-        from_status(token_status(&e), e.to_string())
+        match &e {
+            TokenError::NotFound(name) => {
+                let name = name.clone();
+                from_code(token_code(&e), e.to_string()).about(name)
+            }
+            _ => from_code(token_code(&e), e.to_string()),
+        }
     }
 }
 
 impl From<Refused> for ApiError {
     /// Not applied: the audit log could not record it.
     fn from(e: Refused) -> Self {
-        let message = match &e {
-            Refused::Sealed(reason) => format!(
-                "not changed: admin changes are audited, and the audit log needs the master key (store sealed: {reason})"
+        match &e {
+            Refused::Sealed(reason) => ApiError::new(
+                ErrorCode::Sealed,
+                format!(
+                    "not changed: admin changes are audited, and the audit log needs the master key (store sealed: {reason})"
+                ),
             ),
-            Refused::Unavailable(_) => format!("not changed: {e}"),
-        };
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            Refused::Unavailable(_) => {
+                ApiError::new(ErrorCode::AuditUnavailable, format!("not changed: {e}"))
+            }
+        }
     }
 }
 
@@ -212,7 +340,7 @@ const DRAIN_LIMIT: usize = 64 << 20;
 /// Why a body read failed: too slow (408) or broken (400).
 fn body_read_error(e: axum::Error) -> ApiError {
     match super::deadline::timed_out(&e) {
-        Some(t) => ApiError::new(StatusCode::REQUEST_TIMEOUT, t.to_string()),
+        Some(t) => ApiError::new(ErrorCode::Timeout, t.to_string()),
         None => ApiError::bad_request(format!("reading the body: {e}")),
     }
 }
@@ -239,7 +367,7 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     }
     if total > limit {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
             format!("request body is larger than {limit} bytes"),
         ));
     }
@@ -265,10 +393,12 @@ where
 
 /// A body that could not be read; too-large bodies become 413.
 pub fn body_rejection(status: StatusCode, text: String) -> ApiError {
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(status, "request body too large")
-    } else {
-        ApiError::new(status, text)
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(ErrorCode::TooLarge, "request body too large")
+        }
+        StatusCode::REQUEST_TIMEOUT => ApiError::new(ErrorCode::Timeout, text),
+        _ => ApiError::bad_request(text),
     }
 }
 
@@ -278,36 +408,56 @@ mod tests {
 
     #[test]
     fn one_mapping_for_every_variant_class() {
+        let status = |c: ErrorCode| c.status();
         assert_eq!(
-            store_status(&StoreError::UnknownEnvironment("x".into())),
+            status(store_code(&StoreError::UnknownEnvironment("x".into()))),
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            store_status(&StoreError::AlreadyExists("x".into())),
+            status(store_code(&StoreError::AlreadyExists("x".into()))),
             StatusCode::CONFLICT
         );
         assert_eq!(
-            store_status(&StoreError::Sealed { reason: "r".into() }),
+            status(store_code(&StoreError::Sealed { reason: "r".into() })),
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
-            runtime_status(&RuntimeError::TooLarge { size: 2, limit: 1 }),
+            status(runtime_code(&RuntimeError::TooLarge { size: 2, limit: 1 })),
             StatusCode::PAYLOAD_TOO_LARGE
         );
         assert_eq!(
-            runtime_status(&RuntimeError::Store(StoreError::InvalidValue { rule: "r" })),
+            status(runtime_code(&RuntimeError::Store(
+                StoreError::InvalidValue { rule: "r" }
+            ))),
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            token_status(&TokenError::NotFound("ci".into())),
+            status(token_code(&TokenError::NotFound("ci".into()))),
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            token_status(&TokenError::Exists("ci".into())),
+            status(token_code(&TokenError::Exists("ci".into()))),
             StatusCode::CONFLICT
         );
         let e = ApiError::from(RuntimeError::Engine("secret detail".into()));
-        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.message, "internal error");
+    }
+
+    #[test]
+    fn codes_round_trip_and_unknown_ones_are_other() {
+        let body = ErrorBody {
+            error: "x".into(),
+            code: ErrorCode::SpaceNotInEnvironment,
+            subject: None,
+            missing_permission: None,
+        };
+        let text = serde_json::to_string(&body).unwrap();
+        assert_eq!(text, r#"{"error":"x","code":"space_not_in_environment"}"#);
+        let back: ErrorBody = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.code, ErrorCode::SpaceNotInEnvironment);
+        let newer: ErrorBody =
+            serde_json::from_str(r#"{"error":"x","code":"from_the_future"}"#).unwrap();
+        assert_eq!(newer.code, ErrorCode::Other);
     }
 }

@@ -10,8 +10,6 @@
 //! (`auth.rs`), and its deployments may be granted only scopes it reaches
 //! itself; it sees the runs of events in its scope.
 
-use std::collections::BTreeMap;
-
 use axum::body::Body;
 use axum::extract::multipart::MultipartError;
 use axum::extract::rejection::QueryRejection;
@@ -20,60 +18,19 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use keyhole_runtime::{DeploySpec, Event, Grants, Limits, RunQuery};
 use keyhole_store::Scope;
-use serde::{Deserialize, Serialize};
 
 use super::audit::audited;
 use super::auth::{denied_item, sees, within, within_scope};
-use super::error::{ApiError, ApiJson, body_rejection, parse_json, read_body};
+use super::error::{ApiError, ApiJson, ErrorCode, body_rejection, parse_json, read_body};
 use super::scopes::{blocking, query};
 use super::{JSON_BODY_LIMIT, Shared, upload_limit};
 use crate::auth::{Permission, Principal, TokenScope};
-use crate::views::{ListenerView, RunView};
+use crate::requests::{EmitBody, ListenerSpec, RunsQuery};
+use crate::views::{EmitView, ListenerView, RunView};
 
 /// Default and largest `limit` of `GET /v1/runs`.
 const RUNS_DEFAULT: usize = 50;
 const RUNS_MAX: usize = 10_000;
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GrantsBody {
-    #[serde(default)]
-    environments: Vec<String>,
-    #[serde(default)]
-    spaces: Vec<String>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct LimitsBody {
-    timeout_ms: Option<u64>,
-    memory_bytes: Option<u64>,
-    max_http_requests: Option<u32>,
-    max_http_response_bytes: Option<u64>,
-}
-
-fn all_topics() -> Vec<String> {
-    vec!["*".into()]
-}
-
-/// The `spec` part of `POST /v1/listeners`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ListenerSpec {
-    name: String,
-    environment_id: String,
-    space_id: Option<String>,
-    #[serde(default = "all_topics")]
-    topics: Vec<String>,
-    #[serde(default)]
-    grants: GrantsBody,
-    #[serde(default)]
-    limits: LimitsBody,
-    #[serde(default)]
-    allow_http: Vec<String>,
-    #[serde(default)]
-    settings: BTreeMap<String, String>,
-}
 
 impl From<ListenerSpec> for DeploySpec {
     fn from(s: ListenerSpec) -> Self {
@@ -108,7 +65,7 @@ fn multipart_error(e: MultipartError) -> ApiError {
 
 fn too_large(what: &str, limit: usize) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::TooLarge,
         format!("{what} is larger than {limit} bytes"),
     )
 }
@@ -243,33 +200,11 @@ pub async fn undeploy(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn empty_object() -> serde_json::Value {
-    serde_json::json!({})
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct EmitBody {
-    topic: String,
-    environment_id: String,
-    space_id: Option<String>,
-    /// Any JSON document; `{}` when absent.
-    #[serde(default = "empty_object")]
-    payload: serde_json::Value,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EmitResponse {
-    event_id: String,
-    runs: Vec<RunView>,
-}
-
 pub async fn emit(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
     ApiJson(body): ApiJson<EmitBody>,
-) -> Result<Json<EmitResponse>, ApiError> {
+) -> Result<Json<EmitView>, ApiError> {
     within(
         &who,
         Permission::EventsEmit,
@@ -289,17 +224,10 @@ pub async fn emit(
     let runs = tokio::spawn(async move { runtime.emit(event).await })
         .await
         .map_err(|e| ApiError::internal(format!("dispatch task failed: {e}")))??;
-    Ok(Json(EmitResponse {
+    Ok(Json(EmitView {
         event_id,
         runs: runs.into_iter().map(RunView::from).collect(),
     }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunsQuery {
-    listener: Option<String>,
-    limit: Option<usize>,
 }
 
 pub async fn runs(

@@ -41,10 +41,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use tokens::spawn_last_used_writer;
 
-use crate::auth::{Permission, TokenView};
+use crate::auth::{Permission, Principal, TokenView};
 
 /// Largest JSON request body.
 pub const JSON_BODY_LIMIT: usize = 1 << 20;
@@ -199,19 +199,40 @@ pub fn routes(max_module_bytes: usize) -> Vec<Route> {
             P::TokensAdmin,
             delete(tokens::revoke),
         ),
+        route(
+            M::POST,
+            "/v1/tokens/{name}/rotate",
+            P::TokensAdmin,
+            post(tokens::rotate),
+        ),
     ]
 }
 
-/// The complete application.
+/// The complete application, for network clients: every route but the
+/// public ones needs a bearer token (`auth::authorize`).
 pub fn router(state: Shared) -> Router {
+    build(state, None)
+}
+
+/// The same application for the CLI in this process (`crate::client`):
+/// every request is `caller`'s (the local user), with no token.
+pub fn local_router(state: Shared) -> Router {
+    build(state, Some(Principal::local()))
+}
+
+fn build(state: Shared, local: Option<Principal>) -> Router {
     let mut router = Router::new();
     for r in routes(state.max_module_bytes) {
         tracing::debug!(method = %r.method, path = r.path, access = ?r.access, "route");
-        let handler = match r.access {
-            Access::Public => r.handler,
-            access => r.handler.route_layer(middleware::from_fn_with_state(
+        let handler = match (r.access, &local) {
+            (Access::Public, _) => r.handler,
+            (access, None) => r.handler.route_layer(middleware::from_fn_with_state(
                 (state.clone(), access),
                 auth::authorize,
+            )),
+            (access, Some(caller)) => r.handler.route_layer(middleware::from_fn_with_state(
+                (caller.clone(), access),
+                auth::as_caller,
             )),
         };
         router = router.route(r.path, handler);
@@ -231,7 +252,10 @@ pub fn router(state: Shared) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("no such route (see GET /v1/openapi.json)")
+    ApiError::new(
+        ErrorCode::UnknownRoute,
+        "no such route (see GET /v1/openapi.json)",
+    )
 }
 
 async fn healthz(State(s): State<Shared>) -> Json<serde_json::Value> {

@@ -1,8 +1,12 @@
 //! Environments, spaces, secrets and key rotation over HTTP.
 //!
-//! The secrets endpoints follow the seed API: secrets are addressed by an id
-//! naming their scope (`env:prod:SLACK_TOKEN`, `space:team-a:SLACK_TOKEN`),
-//! writes are upserts, and no response ever carries a value. Store calls
+//! The secrets endpoints follow Flatfile's secrets API: `GET /v1/secrets`,
+//! `POST /v1/secrets` (an upsert) and `DELETE /v1/secrets/{id}` all answer
+//! `{"data": [...]}`, the scope's effective secrets (after the change, for
+//! a write); `spaceId` alone implies its environment; `actorId` is
+//! accepted. Secrets are addressed by an id naming their scope
+//! (`env:prod:SLACK_TOKEN`, `space:team-a:SLACK_TOKEN`). Unlike Flatfile's,
+//! no response ever carries a value: values are write-only. Store calls
 //! that write (and so fsync) run on the blocking pool.
 //!
 //! The caller's scope is checked first (`auth::within`), before the target
@@ -13,16 +17,18 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use keyhole_store::{Provenance, RotationReport, RotationTarget, Scope, SecretValue, StoreError};
-use serde::{Deserialize, Serialize};
+use keyhole_store::{Scope, SecretStore, SecretValue, StoreError};
 
 use super::Shared;
 use super::audit::audited;
 use super::auth::{sees, within, within_scope};
 use super::error::{ApiError, ApiJson, parse_json, read_body};
 use crate::auth::{Permission, Principal};
+use crate::requests::{CreateEnvironment, CreateSpace, Rotate, SecretQuery, SetSecret, SpaceQuery};
 use crate::trail::secret_target;
-use crate::views::{SecretView, parse_secret_id, rfc3339};
+use crate::views::{
+    EnvironmentView, RotationView, SecretView, SecretsView, SpaceView, parse_secret_id,
+};
 
 /// Runs a store call on the blocking pool.
 pub(super) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
@@ -38,40 +44,6 @@ pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErro
         .map_err(|r| ApiError::bad_request(r.body_text()))
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvironmentView {
-    id: String,
-    created_at: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SpaceView {
-    id: String,
-    environment_id: String,
-    created_at: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateEnvironment {
-    id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct CreateSpace {
-    id: String,
-    environment_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct SpaceQuery {
-    environment_id: Option<String>,
-}
-
 pub async fn list_environments(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
@@ -81,10 +53,7 @@ pub async fn list_environments(
     Ok(Json(
         envs.into_iter()
             .filter(|e| mine.is_none_or(|m| m == e.id))
-            .map(|e| EnvironmentView {
-                id: e.id,
-                created_at: rfc3339(e.created_at_ms),
-            })
+            .map(EnvironmentView::from)
             .collect(),
     ))
 }
@@ -102,11 +71,7 @@ pub async fn create_environment(
         })
     })
     .await?;
-    let view = EnvironmentView {
-        id: e.id,
-        created_at: rfc3339(e.created_at_ms),
-    };
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, Json(e.into())))
 }
 
 pub async fn list_spaces(
@@ -126,17 +91,9 @@ pub async fn list_spaces(
         spaces
             .into_iter()
             .filter(|sp| sees(&who, &sp.environment, Some(&sp.id)))
-            .map(space_view)
+            .map(SpaceView::from)
             .collect(),
     ))
-}
-
-fn space_view(s: keyhole_store::SpaceInfo) -> SpaceView {
-    SpaceView {
-        id: s.id,
-        environment_id: s.environment,
-        created_at: rfc3339(s.created_at_ms),
-    }
 }
 
 pub async fn create_space(
@@ -162,83 +119,98 @@ pub async fn create_space(
         })
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(space_view(info))))
+    Ok((StatusCode::CREATED, Json(info.into())))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct SecretQuery {
-    environment_id: Option<String>,
-    space_id: Option<String>,
+/// The environment a secrets request is about: `environmentId`, or the
+/// environment of `spaceId` when only that is given (as Flatfile's API
+/// allows). The caller's scope is checked before anything is looked up.
+fn secrets_scope(
+    who: &Principal,
+    p: Permission,
+    store: &SecretStore,
+    environment: Option<String>,
+    space: Option<String>,
+) -> Result<(String, Option<String>), ApiError> {
+    match (environment, space) {
+        (Some(env), space) => {
+            within(who, p, store, &env, space.as_deref())?;
+            Ok((env, space))
+        }
+        (None, Some(space)) => {
+            within_scope(who, p, store, &Scope::Space(space.clone()))?;
+            match store.space(&space)? {
+                Some(info) => Ok((info.environment, Some(space))),
+                None => Err(StoreError::UnknownSpace(space).into()),
+            }
+        }
+        (None, None) => Err(ApiError::bad_request(
+            "environmentId or spaceId is required",
+        )),
+    }
+}
+
+/// The effective secrets of `environment` (and `space`), as the secrets
+/// endpoints answer: Flatfile's `{"data": [...]}`.
+fn effective(
+    store: &SecretStore,
+    environment: &str,
+    space: Option<&str>,
+) -> Result<SecretsView, ApiError> {
+    let effective = store.list_effective(environment, space)?;
+    Ok(SecretsView {
+        data: effective
+            .iter()
+            .map(|e| SecretView::new(&e.meta, environment, e.provenance))
+            .collect(),
+    })
 }
 
 pub async fn list_secrets(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
     q: Result<Query<SecretQuery>, QueryRejection>,
-) -> Result<Json<Vec<SecretView>>, ApiError> {
+) -> Result<Json<SecretsView>, ApiError> {
     let q = query(q)?;
-    let env = q
-        .environment_id
-        .ok_or_else(|| ApiError::bad_request("query parameter environmentId is required"))?;
     let store = s.runtime.store();
-    within(
+    let (env, space) = secrets_scope(
         &who,
         Permission::SecretsRead,
         store,
-        &env,
-        q.space_id.as_deref(),
+        q.environment_id,
+        q.space_id,
     )?;
-    let effective = store.list_effective(&env, q.space_id.as_deref())?;
-    Ok(Json(
-        effective
-            .iter()
-            .map(|e| SecretView::new(&e.meta, &env, e.provenance))
-            .collect(),
-    ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct SetSecret {
-    name: String,
-    value: String,
-    environment_id: String,
-    space_id: Option<String>,
+    Ok(Json(effective(store, &env, space.as_deref())?))
 }
 
 pub async fn set_secret(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
     ApiJson(mut body): ApiJson<SetSecret>,
-) -> Result<Json<SecretView>, ApiError> {
-    // Into a zeroizing buffer at once; the request's own bytes are gone
-    // when the extractor returns.
-    let value = SecretValue::new(std::mem::take(&mut body.value));
+) -> Result<Json<SecretsView>, ApiError> {
+    // Into the store's zeroizing value at once.
+    let value = SecretValue::new(std::mem::take(&mut *body.value));
     let store = s.runtime.store().clone();
     let state = s.clone();
     let view = blocking(move || {
-        within(
+        let (env, space) = secrets_scope(
             &who,
             Permission::SecretsWrite,
             &store,
-            &body.environment_id,
-            body.space_id.as_deref(),
+            body.environment_id,
+            body.space_id,
         )?;
         keyhole_store::validate_name(&body.name)?;
-        store.check_scope(&body.environment_id, body.space_id.as_deref())?;
-        let (scope, provenance) = match &body.space_id {
-            Some(space) => (Scope::Space(space.clone()), Provenance::SpaceOverride),
-            None => (
-                Scope::Environment(body.environment_id.clone()),
-                Provenance::Environment,
-            ),
+        store.check_scope(&env, space.as_deref())?;
+        let scope = match &space {
+            Some(space) => Scope::Space(space.clone()),
+            None => Scope::Environment(env.clone()),
         };
         let target = secret_target(&scope, &body.name);
-        let meta = audited(&state, &who, "secret.set", &target, || {
+        audited(&state, &who, "secret.set", &target, || {
             Ok(store.set_secret(&scope, &body.name, &value)?)
         })?;
-        Ok(SecretView::new(&meta, &body.environment_id, provenance))
+        effective(&store, &env, space.as_deref())
     })
     .await?;
     Ok(Json(view))
@@ -248,57 +220,41 @@ pub async fn delete_secret(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<SecretsView>, ApiError> {
     let (scope, name) = parse_secret_id(&id).ok_or_else(|| {
         ApiError::bad_request("secret id must be env:ENV:NAME or space:SPACE:NAME")
     })?;
     let store = s.runtime.store().clone();
     let state = s.clone();
-    blocking(move || {
+    let view = blocking(move || {
         within_scope(&who, Permission::SecretsWrite, &store, &scope)?;
+        // An unknown scope is named as such, not as a missing secret.
+        let (env, space) = match &scope {
+            Scope::Environment(e) => {
+                store.check_scope(e, None)?;
+                (e.clone(), None)
+            }
+            Scope::Space(sp) => match store.space(sp)? {
+                Some(info) => (info.environment, Some(sp.clone())),
+                None => return Err(StoreError::UnknownSpace(sp.clone()).into()),
+            },
+        };
         let target = secret_target(&scope, &name);
         audited(&state, &who, "secret.delete", &target, || {
             if store.delete_secret(&scope, &name)? {
-                Ok(StatusCode::NO_CONTENT)
+                Ok(())
             } else {
-                Err(StoreError::NotFound { scope, name }.into())
+                Err(StoreError::NotFound {
+                    scope: scope.clone(),
+                    name: name.clone(),
+                }
+                .into())
             }
-        })
+        })?;
+        effective(&store, &env, space.as_deref())
     })
-    .await
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rotate {
-    /// `env:NAME` or `space:NAME`; absent rotates the master key.
-    scope: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RotationView {
-    /// `kek`, `env:NAME` or `space:NAME`.
-    target: String,
-    previous_version: Option<u64>,
-    new_version: u64,
-    records_rewritten: usize,
-    retired_versions: Vec<u64>,
-}
-
-impl From<RotationReport> for RotationView {
-    fn from(r: RotationReport) -> Self {
-        RotationView {
-            target: match r.target {
-                RotationTarget::Kek => "kek".into(),
-                RotationTarget::Dek(scope) => scope.to_string(),
-            },
-            previous_version: r.previous_version,
-            new_version: r.new_version,
-            records_rewritten: r.records_rewritten,
-            retired_versions: r.retired_versions,
-        }
-    }
+    .await?;
+    Ok(Json(view))
 }
 
 pub async fn rotate(

@@ -11,48 +11,23 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use super::Shared;
 use super::audit::audited;
 use super::error::{ApiError, ApiJson};
 use super::scopes::blocking;
 use crate::auth::{NewToken, Principal, Role, TokenError, TokenScope, UnknownRole};
-use crate::views::TokenInfo;
+use crate::requests::CreateToken;
+use crate::views::{CreatedToken, TokenInfo};
 
 /// How often last-used times are written back.
 pub const LAST_USED_PERIOD: Duration = Duration::from_secs(60);
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct CreateToken {
-    name: String,
-    role: String,
-    environment_id: Option<String>,
-    space_id: Option<String>,
-    /// A duration such as `1h`, `30d`; absent: never expires.
-    expires_in: Option<String>,
-}
-
-#[derive(Serialize)]
-pub struct Created {
-    #[serde(flatten)]
-    info: TokenInfo,
-    /// The token itself, shown this once; zeroized once the body is written.
-    #[serde(serialize_with = "reveal")]
-    token: Zeroizing<String>,
-}
-
-fn reveal<S: serde::Serializer>(token: &Zeroizing<String>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(token)
-}
 
 pub async fn create(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
     ApiJson(body): ApiJson<CreateToken>,
-) -> Result<(StatusCode, Json<Created>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let role: Role = body
         .role
         .parse()
@@ -79,7 +54,7 @@ pub async fn create(
         })
     })
     .await?;
-    let created = Created {
+    let created = CreatedToken {
         info: TokenInfo::new(&token, None),
         token: secret,
     };
@@ -110,6 +85,27 @@ pub async fn revoke(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/tokens/{name}/rotate`: a new secret for the token (role,
+/// scope and expiry kept), in this one response; the old one stops working.
+pub async fn rotate(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Json<CreatedToken>, ApiError> {
+    let state = s.clone();
+    let (token, secret) = blocking(move || {
+        let target = format!("token:{name}");
+        audited(&state, &who, "token.rotate", &target, || {
+            Ok(state.tokens.tokens().rotate(&name)?)
+        })
+    })
+    .await?;
+    Ok(Json(CreatedToken {
+        info: TokenInfo::new(&token, s.tokens.last_used(&token.name)),
+        token: secret,
+    }))
 }
 
 /// Writes back last-used times every [`LAST_USED_PERIOD`] until the daemon

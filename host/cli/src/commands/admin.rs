@@ -1,5 +1,6 @@
-//! Setting up and administering a data directory: `init`, `env`, `space`
-//! and `keys rotate` (tokens are `tokens.rs`).
+//! Setting up and administering a data directory: `init` (on the data
+//! directory itself), and `env`, `space` and `keys rotate` (requests to
+//! the API; tokens are `tokens.rs`).
 //!
 //! `init` is careful about the two things that cannot be undone: it never
 //! overwrites a master key (losing one loses every secret it protects), and
@@ -9,13 +10,15 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use keyhole_store::{KeySource, RotationReport, RotationTarget, Scope, SecretStore};
+use keyhole_store::{KeySource, SecretStore};
 
 use crate::auth::{Principal, Tokens};
 use crate::cli::{EnvCmd, KeysCmd, SpaceCmd};
+use crate::client::{Client, query};
 use crate::config::Globals;
 use crate::errors::{CliError, Exit};
-use crate::views::rfc3339;
+use crate::requests::{CreateEnvironment, CreateSpace, Rotate, SpaceQuery};
+use crate::views::{EnvironmentView, RotationView, SpaceView};
 
 /// How the audit log names the admin token `init` and `token reset` make.
 pub const ADMIN_TARGET: &str = "token:admin (role admin, scope all)";
@@ -87,32 +90,42 @@ pub fn init(g: &Globals) -> Result<()> {
             "master key: from $KEYHOLE_MASTER_KEY (no file written)"
         )?,
     }
+    match &g.token_file {
+        Some(path) => {
+            crate::config::write_token_file(path, &admin)?;
+            writeln!(
+                out,
+                "token file: {} (mode 0600; the CLI uses it to talk to `keyhole serve`)",
+                path.display()
+            )?;
+        }
+        None => writeln!(
+            out,
+            "token file: none (key text from $KEYHOLE_MASTER_KEY); set KEYHOLE_TOKEN for the CLI to talk to `keyhole serve`"
+        )?,
+    }
     drop(out);
     super::tokens::print_once(
-        "API token `admin`, role admin (shown once; keyhole keeps only its sha256):",
+        "API token `admin`, role admin (keyhole keeps only its sha256):",
         &admin,
     )?;
     Ok(())
 }
 
-pub fn env(g: &Globals, cmd: EnvCmd) -> Result<()> {
-    let store = g.open_store()?;
+pub fn env(c: &Client, cmd: EnvCmd) -> Result<()> {
     match cmd {
         EnvCmd::Create { name } => {
-            g.trail(&store)?
-                .record("environment.create", &format!("env:{name}"), || {
-                    store.create_environment(&name)
-                })??;
-            println!("created environment {name}");
+            let e: EnvironmentView = c.post("/v1/environments", &CreateEnvironment { id: name })?;
+            println!("created environment {}", e.id);
         }
         EnvCmd::List => {
-            let envs = store.list_environments()?;
+            let envs: Vec<EnvironmentView> = c.get("/v1/environments")?;
             if envs.is_empty() {
                 println!("no environments (create one with `keyhole env create NAME`)");
             } else {
                 println!("{:<24} CREATED", "ENVIRONMENT");
                 for e in envs {
-                    println!("{:<24} {}", e.id, rfc3339(e.created_at_ms));
+                    println!("{:<24} {}", e.id, e.created_at);
                 }
             }
         }
@@ -120,28 +133,32 @@ pub fn env(g: &Globals, cmd: EnvCmd) -> Result<()> {
     Ok(())
 }
 
-pub fn space(g: &Globals, cmd: SpaceCmd) -> Result<()> {
-    let store = g.open_store()?;
+pub fn space(c: &Client, cmd: SpaceCmd) -> Result<()> {
     match cmd {
         SpaceCmd::Create { name, env } => {
-            let target = format!("space:{name} (env:{env})");
-            g.trail(&store)?
-                .record("space.create", &target, || store.create_space(&name, &env))??;
-            println!("created space {name} in environment {env}");
+            let s: SpaceView = c.post(
+                "/v1/spaces",
+                &CreateSpace {
+                    id: name,
+                    environment_id: env,
+                },
+            )?;
+            println!("created space {} in environment {}", s.id, s.environment_id);
         }
         SpaceCmd::List { env } => {
-            let spaces = store.list_spaces(env.as_deref())?;
+            let path = format!(
+                "/v1/spaces{}",
+                query(&SpaceQuery {
+                    environment_id: env
+                })?
+            );
+            let spaces: Vec<SpaceView> = c.get(&path)?;
             if spaces.is_empty() {
                 println!("no spaces (create one with `keyhole space create NAME --env ENV`)");
             } else {
                 println!("{:<24} {:<24} CREATED", "SPACE", "ENVIRONMENT");
                 for s in spaces {
-                    println!(
-                        "{:<24} {:<24} {}",
-                        s.id,
-                        s.environment,
-                        rfc3339(s.created_at_ms)
-                    );
+                    println!("{:<24} {:<24} {}", s.id, s.environment_id, s.created_at);
                 }
             }
         }
@@ -149,30 +166,23 @@ pub fn space(g: &Globals, cmd: SpaceCmd) -> Result<()> {
     Ok(())
 }
 
-pub fn keys(g: &Globals, cmd: KeysCmd) -> Result<()> {
+pub fn keys(c: &Client, cmd: KeysCmd) -> Result<()> {
     let KeysCmd::Rotate { scope } = cmd;
-    let store = g.open_unsealed_store()?;
-    let target = scope.as_ref().map_or("kek".to_owned(), |s| s.to_string());
-    let report = g
-        .trail(&store)?
-        .record("keys.rotate", &target, || match &scope {
-            None => store.rotate_kek(),
-            Some(scope) => store.rotate_dek(scope),
-        })??;
+    let report: RotationView = c.post(
+        "/v1/keys/rotate",
+        &Rotate {
+            scope: scope.map(|s| s.to_string()),
+        },
+    )?;
     println!("{}", rotation_text(&report));
     Ok(())
 }
 
 /// One paragraph describing a rotation.
-pub fn rotation_text(r: &RotationReport) -> String {
-    let (what, records) = match &r.target {
-        RotationTarget::Kek => ("master key (KEK)".to_string(), "data keys rewrapped"),
-        RotationTarget::Dek(Scope::Environment(id)) => {
-            (format!("data key of env:{id}"), "secrets re-encrypted")
-        }
-        RotationTarget::Dek(Scope::Space(id)) => {
-            (format!("data key of space:{id}"), "secrets re-encrypted")
-        }
+pub fn rotation_text(r: &RotationView) -> String {
+    let (what, records) = match r.target.as_str() {
+        "kek" => ("master key (KEK)".to_string(), "data keys rewrapped"),
+        scope => (format!("data key of {scope}"), "secrets re-encrypted"),
     };
     let previous = r
         .previous_version

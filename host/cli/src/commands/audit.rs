@@ -1,86 +1,119 @@
 //! `keyhole audit tail | verify`: reading and checking the audit log.
 //!
-//! Both need the store unsealed: the audit key comes from it. `tail`
-//! prints oldest first, so `--follow` reads like a log; a page is the newest
-//! `--limit` entries that match.
+//! Requests to `GET /v1/audit` and `/v1/audit/verify` (both need the store
+//! unsealed: the audit key comes from it). `tail` prints oldest first, so
+//! `--follow` reads like a log; a page is the newest `--limit` entries that
+//! match.
 
 use std::time::Duration;
 
 use anyhow::Result;
-use keyhole_audit::{AuditLog, AuditQuery, AuditRecord, Entry};
+use keyhole_audit::{AuditRecord, Entry};
 
 use crate::cli::{AuditCmd, AuditTailArgs};
-use crate::config::Globals;
+use crate::client::{Client, query};
 use crate::errors::{CliError, Exit};
-use crate::views::rfc3339;
+use crate::requests::AuditParams;
+use crate::views::{AuditPage, VerifyView, rfc3339};
 
 /// How often `--follow` looks for new entries.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
+/// Entries per request (the API's largest page).
+const PAGE: usize = 10_000;
+/// Entries per request while following.
+const FOLLOW_PAGE: usize = 1_000;
 
-pub fn run(g: &Globals, cmd: AuditCmd) -> Result<()> {
-    let store = g.open_unsealed_store()?;
-    let keep = keyhole_runtime::RuntimeConfig::default().max_audit_entries;
-    let audit = keyhole_runtime::audit::open(&store, &g.data, keep)?
-        .ok_or_else(|| anyhow::anyhow!("the audit log needs the master key"))?;
+pub fn run(c: &Client, cmd: AuditCmd) -> Result<()> {
     match cmd {
-        AuditCmd::Tail(args) => tail(&audit, &args),
-        AuditCmd::Verify => verify(&audit),
+        AuditCmd::Tail(args) => tail(c, &args),
+        AuditCmd::Verify => verify(c),
     }
 }
 
-fn query(args: &AuditTailArgs) -> AuditQuery {
-    let since_ms = args.since.map(|d| {
+fn params(args: &AuditTailArgs) -> AuditParams {
+    let since = args.since.map(|d| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         now.saturating_sub(d).as_millis() as u64
     });
-    AuditQuery {
+    AuditParams {
         secret: args.secret.clone(),
         deployment: args.deployment.clone(),
         actor: args.actor.clone(),
         outcome: args.outcome.clone(),
-        since_ms,
-        before: None,
-        after: None,
-        limit: args.limit,
+        since,
+        limit: Some(args.limit),
+        ..AuditParams::default()
     }
 }
 
-fn tail(audit: &AuditLog, args: &AuditTailArgs) -> Result<()> {
-    let mut q = query(args);
-    let mut page = audit.query(&q)?;
-    page.reverse();
-    let mut last = page.last().map_or(0, |r| r.seq);
-    if page.is_empty() && !args.follow && !args.json {
+fn page(c: &Client, p: &AuditParams) -> Result<AuditPage> {
+    c.get(&format!("/v1/audit{}", query(p)?))
+}
+
+/// The newest `limit` entries that match, newest first, a page at a time.
+fn newest(c: &Client, p: &AuditParams, limit: usize) -> Result<Vec<AuditRecord>> {
+    let mut entries = Vec::new();
+    let mut p = AuditParams {
+        before: None,
+        after: None,
+        ..p.clone()
+    };
+    while entries.len() < limit {
+        p.limit = Some((limit - entries.len()).min(PAGE));
+        let page = page(c, &p)?;
+        entries.extend(page.entries);
+        match page.next {
+            Some(cursor) => p.before = Some(cursor),
+            None => break,
+        }
+    }
+    Ok(entries)
+}
+
+fn tail(c: &Client, args: &AuditTailArgs) -> Result<()> {
+    let mut p = params(args);
+    let mut first = newest(c, &p, args.limit)?;
+    first.reverse();
+    if first.is_empty() && !args.follow && !args.json {
         println!("no audit entries");
     }
-    print(&page, args.json)?;
+    print(&first, args.json)?;
     if !args.follow {
         return Ok(());
     }
-    // Follow from the newest entry there is, matching or not: every new
-    // entry moves the cursor on, and the matching ones are shown.
-    let newest = audit.query(&AuditQuery {
-        limit: 1,
-        ..AuditQuery::default()
-    })?;
-    last = last.max(newest.first().map_or(0, |r| r.seq));
-    q.since_ms = None;
+    // Follow from the newest entry there is, matching or not, so no entry
+    // written meanwhile is missed: pages after it, oldest first, with the
+    // same filters.
+    let newest = page(
+        c,
+        &AuditParams {
+            limit: Some(1),
+            ..AuditParams::default()
+        },
+    )?;
+    let mut last = newest
+        .entries
+        .first()
+        .map_or(0, |r| r.seq)
+        .max(first.last().map_or(0, |r| r.seq));
+    p.since = None;
+    p.limit = Some(FOLLOW_PAGE);
     loop {
-        std::thread::sleep(FOLLOW_POLL);
-        let new = audit.query(&AuditQuery {
-            after: Some(last),
-            limit: 10_000,
-            ..AuditQuery::default()
-        })?;
-        let Some(newest) = new.last() else { continue };
-        last = newest.seq;
-        let shown: Vec<AuditRecord> = new
-            .into_iter()
-            .filter(|r| q.matches(r.seq, &r.entry))
-            .collect();
-        print(&shown, args.json)?;
+        p.after = Some(last);
+        let next = page(c, &p)?;
+        print(&next.entries, args.json)?;
+        match next.next {
+            // A full page: read on at once.
+            Some(cursor) => last = cursor,
+            None => {
+                // The filters may hide entries: move past every entry seen.
+                let seen = next.entries.last().map_or(last, |r| r.seq);
+                last = last.max(seen);
+                std::thread::sleep(FOLLOW_POLL);
+            }
+        }
     }
 }
 
@@ -145,8 +178,8 @@ fn line(r: &AuditRecord) -> String {
     }
 }
 
-fn verify(audit: &AuditLog) -> Result<()> {
-    let report = audit.verify()?;
+fn verify(c: &Client) -> Result<()> {
+    let report: VerifyView = c.get("/v1/audit/verify")?;
     match &report.problem {
         None => {
             println!(

@@ -1,53 +1,80 @@
-//! `keyhole deploy`, `listeners list | rm`, `emit` and `runs`: the verbs that
-//! need the runtime as well as the store.
+//! `keyhole deploy`, `listeners list | rm`, `emit` and `runs`.
 //!
-//! `emit` runs listeners in this process (the data directory is locked by
-//! whoever has it open, so this works only while no daemon runs). A guest
-//! that fails is reported but is not an error of `emit` itself: the exit
-//! code is non-zero only when the host could not dispatch the event.
+//! A guest that fails is reported by `emit` but is not an error of `emit`
+//! itself: the exit code is non-zero only when the event could not be
+//! dispatched.
+
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use keyhole_runtime::{DeploySpec, Event, Grants, Limits};
 
 use crate::cli::{DeployArgs, EmitArgs, ListenersCmd, RunsArgs};
-use crate::config::Globals;
+use crate::client::{Call, Client, multipart, query, segment};
 use crate::errors::{CliError, Exit};
-use crate::views::{ListenerView, RunView, duration_text, one_line, outcome_text, rfc3339};
+use crate::requests::{EmitBody, GrantsBody, LimitsBody, ListenerSpec, RunsQuery};
+use crate::views::{EmitView, ListenerView, RunView};
 
-pub fn deploy(g: &Globals, args: DeployArgs) -> Result<()> {
+use super::text::{duration_text, one_line, outcome_text};
+
+pub fn deploy(c: &Client, args: DeployArgs) -> Result<()> {
     let module = read_module(&args.file)?;
-    let spec = DeploySpec {
+    let spec = ListenerSpec {
         name: args.name,
-        environment: args.scope.env,
-        space: args.scope.space,
+        environment_id: args.scope.env,
+        space_id: args.scope.space,
         topics: args.topics,
-        grants: Grants {
+        grants: GrantsBody {
             environments: args.grant_env,
             spaces: args.grant_space,
         },
-        limits: Limits {
-            timeout_ms: u64::try_from(args.timeout.as_millis()).unwrap_or(u64::MAX),
-            memory_bytes: args.memory,
-            ..Limits::default()
+        limits: LimitsBody {
+            timeout_ms: Some(u64::try_from(args.timeout.as_millis()).unwrap_or(u64::MAX)),
+            memory_bytes: Some(args.memory),
+            ..LimitsBody::default()
         },
         allow_http: args.allow_http,
-        settings: args.settings,
+        settings: args.settings.into_iter().collect(),
     };
-    let runtime = g.open_runtime()?;
-    let name = spec.name.clone();
-    let d = Globals::runtime_trail(&runtime)
-        .record("listener.deploy", &format!("listener:{name}"), || {
-            runtime.deploy(spec, &module)
-        })?
-        .with_context(|| format!("deploying {}", args.file.display()))?;
-    runtime.flush()?;
+    let spec_json = serde_json::to_vec(&spec)?;
+    // Compiling a large component takes seconds: say so at a terminal.
+    let progress = spinner(format!(
+        "deploying {}: uploading and compiling {} ({})",
+        spec.name,
+        args.file.display(),
+        bytesize::ByteSize(module.len() as u64)
+    ));
+    let deployed: Result<ListenerView> = c.call(Call {
+        method: axum::http::Method::POST,
+        path: "/v1/listeners".into(),
+        body: multipart(&[
+            ("spec", "application/json", &spec_json),
+            ("module", "application/wasm", &module),
+        ]),
+    });
+    progress.finish_and_clear();
+    let d = deployed.with_context(|| format!("deploying {}", args.file.display()))?;
     println!(
-        "deployed {name} (module sha256:{}) to {} on topics {}",
-        &d.module_hash[..16],
-        scope_text(&d.spec.environment, d.spec.space.as_deref()),
-        d.spec.topics.join(", ")
+        "deployed {} (module sha256:{}) to {} on topics {}",
+        d.name,
+        d.module_hash.get(..16).unwrap_or(&d.module_hash),
+        scope_text(&d.environment_id, d.space_id.as_deref()),
+        d.topics.join(", ")
     );
     Ok(())
+}
+
+/// A spinner on stderr while a long request runs; hidden when stderr is
+/// not a terminal, so pipes and logs stay clean.
+fn spinner(message: String) -> indicatif::ProgressBar {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 /// The module file's bytes. A missing file is "not found"; a directory (or
@@ -89,15 +116,10 @@ fn list_or_dash(items: &[String]) -> String {
     }
 }
 
-pub fn listeners(g: &Globals, cmd: ListenersCmd) -> Result<()> {
-    let runtime = g.open_runtime()?;
+pub fn listeners(c: &Client, cmd: ListenersCmd) -> Result<()> {
     match cmd {
         ListenersCmd::List { json } => {
-            let views: Vec<ListenerView> = runtime
-                .deployments()
-                .iter()
-                .map(ListenerView::from)
-                .collect();
+            let views: Vec<ListenerView> = c.get("/v1/listeners")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&views)?);
             } else if views.is_empty() {
@@ -106,63 +128,72 @@ pub fn listeners(g: &Globals, cmd: ListenersCmd) -> Result<()> {
                 );
             }
             for v in views.iter().filter(|_| !json) {
-                let l = &v.limits;
-                let settings: Vec<String> =
-                    v.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!("{}", v.name);
-                println!(
-                    "  scope:      {}",
-                    scope_text(&v.environment_id, v.space_id.as_deref())
-                );
-                println!("  topics:     {}", v.topics.join(", "));
-                println!(
-                    "  grants:     environments: {}; spaces: {}",
-                    list_or_dash(&v.grants.environments),
-                    list_or_dash(&v.grants.spaces)
-                );
-                println!(
-                    "  limits:     timeout {}, memory {}, {} HTTP requests, {} per response",
-                    humantime::format_duration(std::time::Duration::from_millis(l.timeout_ms)),
-                    bytesize::ByteSize(l.memory_bytes),
-                    l.max_http_requests,
-                    bytesize::ByteSize(l.max_http_response_bytes)
-                );
-                println!("  allow-http: {}", list_or_dash(&v.allow_http));
-                println!("  settings:   {}", list_or_dash(&settings));
-                println!("  module:     sha256:{}", v.module_hash);
-                println!("  deployed:   {}", v.deployed_at);
+                print_listener(v);
             }
         }
         ListenersCmd::Rm { name } => {
-            Globals::runtime_trail(&runtime).record(
-                "listener.undeploy",
-                &format!("listener:{name}"),
-                || runtime.undeploy(&name),
-            )??;
+            c.delete::<()>(&format!("/v1/listeners/{}", segment(&name)))?;
             println!("removed listener {name}");
         }
     }
     Ok(())
 }
 
-pub fn emit(g: &Globals, args: EmitArgs) -> Result<()> {
-    let runtime = g.open_runtime()?;
-    let event = Event::new(&args.topic, &args.scope.env, args.scope.space.as_deref())
-        .with_payload(args.payload);
-    let runs = runtime.emit_blocking(&event)?;
-    runtime.flush()?;
+fn print_listener(v: &ListenerView) {
+    let l = &v.limits;
+    let settings: Vec<String> = v.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("{}", v.name);
     println!(
-        "event {} on {} ({}): {} run{}",
-        event.id,
-        event.topic,
-        scope_text(&event.environment, event.space.as_deref()),
+        "  scope:      {}",
+        scope_text(&v.environment_id, v.space_id.as_deref())
+    );
+    println!("  topics:     {}", v.topics.join(", "));
+    println!(
+        "  grants:     environments: {}; spaces: {}",
+        list_or_dash(&v.grants.environments),
+        list_or_dash(&v.grants.spaces)
+    );
+    println!(
+        "  limits:     timeout {}, memory {}, {} HTTP requests, {} per response",
+        humantime::format_duration(Duration::from_millis(l.timeout_ms)),
+        bytesize::ByteSize(l.memory_bytes),
+        l.max_http_requests,
+        bytesize::ByteSize(l.max_http_response_bytes)
+    );
+    println!("  allow-http: {}", list_or_dash(&v.allow_http));
+    println!("  settings:   {}", list_or_dash(&settings));
+    println!("  module:     sha256:{}", v.module_hash);
+    println!("  deployed:   {}", v.deployed_at);
+}
+
+pub fn emit(c: &Client, args: EmitArgs) -> Result<()> {
+    let payload: serde_json::Value = serde_json::from_str(&args.payload).map_err(|e| {
+        CliError::new(
+            Exit::Usage,
+            format!("invalid event: payload is not valid JSON: {e}"),
+        )
+        .hint("give --payload a JSON document, e.g. --payload '{\"action\":\"notify\"}'")
+    })?;
+    let body = EmitBody {
+        topic: args.topic,
+        environment_id: args.scope.env,
+        space_id: args.scope.space,
+        payload,
+    };
+    let scope = scope_text(&body.environment_id, body.space_id.as_deref());
+    let topic = body.topic.clone();
+    let answer: EmitView = c.post("/v1/events", &body)?;
+    let runs = &answer.runs;
+    println!(
+        "event {} on {topic} ({scope}): {} run{}",
+        answer.event_id,
         runs.len(),
         if runs.len() == 1 { "" } else { "s" }
     );
     if runs.is_empty() {
         println!("  no listener matched (see `keyhole listeners list`)");
     }
-    for r in &runs {
+    for r in runs {
         println!(
             "  {:<20} {:<12} {:>9}  {}",
             r.listener,
@@ -174,12 +205,17 @@ pub fn emit(g: &Globals, args: EmitArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn runs(g: &Globals, args: RunsArgs) -> Result<()> {
-    let runtime = g.open_runtime()?;
-    let runs = runtime.runs(args.listener.as_deref(), args.limit)?;
+pub fn runs(c: &Client, args: RunsArgs) -> Result<()> {
+    let path = format!(
+        "/v1/runs{}",
+        query(&RunsQuery {
+            listener: args.listener,
+            limit: Some(args.limit),
+        })?
+    );
+    let runs: Vec<RunView> = c.get(&path)?;
     if args.json {
-        let views: Vec<RunView> = runs.into_iter().map(RunView::from).collect();
-        println!("{}", serde_json::to_string(&views)?);
+        println!("{}", serde_json::to_string(&runs)?);
         return Ok(());
     }
     if runs.is_empty() {
@@ -191,30 +227,36 @@ pub fn runs(g: &Globals, args: RunsArgs) -> Result<()> {
         "STARTED", "LISTENER", "TOPIC", "OUTCOME", "DURATION"
     );
     for r in &runs {
-        let mut detail = one_line(&outcome_text(&r.outcome), 100);
-        if !r.secrets_read.is_empty() {
-            detail.push_str(&format!(" [read: {}]", r.secrets_read.join(", ")));
-        }
-        if !r.http.is_empty() {
-            let calls: Vec<String> = r
-                .http
-                .iter()
-                .map(|c| {
-                    let status = c.status.map_or_else(|| "-".into(), |s| s.to_string());
-                    format!("{} {}{} -> {status}", c.method, c.host, c.path)
-                })
-                .collect();
-            detail.push_str(&format!(" [http: {}]", calls.join("; ")));
-        }
         println!(
             "{:<24} {:<20} {:<24} {:<12} {:>9}  {}",
-            rfc3339(r.started_at_ms),
+            r.started_at,
             r.listener,
             one_line(&r.topic, 24),
             r.outcome.label(),
             duration_text(r.duration_us),
-            detail
+            run_detail(r)
         );
     }
     Ok(())
+}
+
+/// A run's outcome text, the secrets it read and its HTTP calls, on one
+/// line.
+fn run_detail(r: &RunView) -> String {
+    let mut detail = one_line(&outcome_text(&r.outcome), 100);
+    if !r.secrets_read.is_empty() {
+        detail.push_str(&format!(" [read: {}]", r.secrets_read.join(", ")));
+    }
+    if !r.http.is_empty() {
+        let calls: Vec<String> = r
+            .http
+            .iter()
+            .map(|c| {
+                let status = c.status.map_or_else(|| "-".into(), |s| s.to_string());
+                format!("{} {}{} -> {status}", c.method, c.host, c.path)
+            })
+            .collect();
+        detail.push_str(&format!(" [http: {}]", calls.join("; ")));
+    }
+    detail
 }

@@ -1,39 +1,50 @@
 //! `keyhole secrets set | list | rm`.
 //!
-//! Values go in and never come out: `set` reads the value from stdin by
-//! default (so it stays out of shell history and `ps`), `list` shows names,
-//! provenance, versions and times only. The value is held in zeroizing
-//! buffers from the moment it is read.
+//! Values go in and never come out: `set` asks for the value without echo
+//! at a terminal, or reads it from stdin (so it stays out of shell history
+//! and `ps`); `list` shows names, provenance, versions and times only. The
+//! value is held in zeroizing buffers from the moment it is read until its
+//! request is sent.
 
 use std::io::{IsTerminal, Read};
 
 use anyhow::{Context, Result};
-use keyhole_store::{Provenance, Scope, SecretValue, StoreError};
+use keyhole_store::Provenance;
 use zeroize::Zeroizing;
 
 use crate::cli::{ScopeArgs, SecretsCmd};
-use crate::config::Globals;
+use crate::client::{Client, query, segment};
 use crate::errors::{CliError, Exit};
-use crate::trail::secret_target;
-use crate::views::{SecretView, rfc3339};
+use crate::requests::{SecretQuery, SetSecret};
+use crate::views::{SecretsView, secret_id};
 
-pub fn run(g: &Globals, cmd: SecretsCmd) -> Result<()> {
+pub fn run(c: &Client, cmd: SecretsCmd) -> Result<()> {
     match cmd {
-        SecretsCmd::Set { name, scope, value } => set(g, &name, &scope, value),
-        SecretsCmd::List { scope, json } => list(g, &scope, json),
-        SecretsCmd::Rm { name, scope } => rm(g, &name, &scope),
+        SecretsCmd::Set { name, scope, value } => set(c, &name, &scope, value),
+        SecretsCmd::List { scope, json } => list(c, &scope, json),
+        SecretsCmd::Rm { name, scope } => rm(c, &name, &scope),
     }
 }
 
-fn set(g: &Globals, name: &str, scope: &ScopeArgs, value: Option<String>) -> Result<()> {
+fn list_path(scope: &ScopeArgs) -> Result<String> {
+    Ok(format!(
+        "/v1/secrets{}",
+        query(&SecretQuery {
+            environment_id: Some(scope.env.clone()),
+            space_id: scope.space.clone(),
+            actor_id: None,
+        })?
+    ))
+}
+
+fn set(c: &Client, name: &str, scope: &ScopeArgs, value: Option<String>) -> Result<()> {
+    // Everything that can be checked is, before asking for a value that
+    // could not be stored: the name, the scope (and the right to it), and
+    // that the store is unsealed.
     keyhole_store::validate_name(name)?;
-    let store = g.open_store()?;
-    store.check_scope(&scope.env, scope.space.as_deref())?;
-    if let Some(reason) = store.sealed_reason() {
-        // Say so before waiting for a value that could not be stored.
-        return Err(StoreError::Sealed { reason }.into());
-    }
-    let mut value = match value {
+    c.get::<SecretsView>(&list_path(scope)?)?;
+    c.require_unsealed()?;
+    let value = match value {
         Some(v) => {
             eprintln!(
                 "warning: --value leaves the secret in your shell history and the process list; \
@@ -41,37 +52,52 @@ fn set(g: &Globals, name: &str, scope: &ScopeArgs, value: Option<String>) -> Res
             );
             Zeroizing::new(v)
         }
-        None => read_stdin(name)?,
+        None => read_value(name)?,
     };
+    let written: SecretsView = c.post(
+        "/v1/secrets",
+        &SetSecret {
+            name: name.to_owned(),
+            value,
+            environment_id: Some(scope.env.clone()),
+            space_id: scope.space.clone(),
+            actor_id: None,
+        },
+    )?;
     let target = scope.target();
-    let value = SecretValue::new(std::mem::take(&mut *value));
-    let meta = g
-        .trail(&store)?
-        .record("secret.set", &secret_target(&target, name), || {
-            store.set_secret(&target, name, &value)
-        })??;
-    println!("set {name} in {} (version {})", meta.scope, meta.version);
+    let version = written
+        .data
+        .iter()
+        .find(|s| s.name == name && s.space_id == scope.space)
+        .map_or(0, |s| s.version);
+    println!("set {name} in {target} (version {version})");
     Ok(())
 }
 
-/// Reads the value from stdin, stripping one trailing newline.
-fn read_stdin(name: &str) -> Result<Zeroizing<String>> {
+/// The value: asked for without echo at a terminal, else read from stdin
+/// (one trailing newline stripped).
+fn read_value(name: &str) -> Result<Zeroizing<String>> {
     let mut stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprintln!("enter the value of {name}, then press Ctrl-D (input is not echoed back):");
-    }
-    let mut bytes = Zeroizing::new(Vec::new());
-    stdin
-        .read_to_end(&mut bytes)
-        .context("reading the secret value from stdin")?;
-    if bytes.last() == Some(&b'\n') {
-        bytes.pop();
-        if bytes.last() == Some(&b'\r') {
+    let text = if stdin.is_terminal() {
+        Zeroizing::new(
+            rpassword::prompt_password(format!("value of {name} (input is hidden): "))
+                .context("reading the secret value from the terminal")?,
+        )
+    } else {
+        let mut bytes = Zeroizing::new(Vec::new());
+        stdin
+            .read_to_end(&mut bytes)
+            .context("reading the secret value from stdin")?;
+        if bytes.last() == Some(&b'\n') {
             bytes.pop();
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
         }
-    }
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| CliError::new(Exit::Usage, "invalid secret value: must be UTF-8 text"))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| CliError::new(Exit::Usage, "invalid secret value: must be UTF-8 text"))?;
+        Zeroizing::new(text.to_owned())
+    };
     if text.is_empty() {
         return Err(CliError::new(Exit::Usage, "invalid secret value: must not be empty")
             .hint(format!(
@@ -79,61 +105,43 @@ fn read_stdin(name: &str) -> Result<Zeroizing<String>> {
             ))
             .into());
     }
-    Ok(Zeroizing::new(text.to_string()))
+    Ok(text)
 }
 
-fn list(g: &Globals, scope: &ScopeArgs, json: bool) -> Result<()> {
-    let store = g.open_store()?;
-    let effective = store.list_effective(&scope.env, scope.space.as_deref())?;
+fn list(c: &Client, scope: &ScopeArgs, json: bool) -> Result<()> {
+    let effective: SecretsView = c.get(&list_path(scope)?)?;
     if json {
-        let views: Vec<SecretView> = effective
-            .iter()
-            .map(|e| SecretView::new(&e.meta, &scope.env, e.provenance))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&views)?);
+        println!("{}", serde_json::to_string_pretty(&effective.data)?);
         return Ok(());
     }
     let place = match &scope.space {
         Some(s) => format!("environment {} / space {s}", scope.env),
         None => format!("environment {}", scope.env),
     };
-    if effective.is_empty() {
+    if effective.data.is_empty() {
         println!("no secrets in {place}");
         return Ok(());
     }
     println!("secrets in {place} (values are never shown):");
     println!("{:<32} {:<24} {:>7}  UPDATED", "NAME", "FROM", "VERSION");
-    for e in &effective {
-        let from = match (&e.provenance, &e.meta.scope) {
-            (Provenance::SpaceOverride, Scope::Space(s)) => format!("space override ({s})"),
-            (_, scope) => format!("environment ({})", scope.id()),
+    for s in &effective.data {
+        let from = match (&s.provenance, &s.space_id) {
+            (Provenance::SpaceOverride, Some(space)) => format!("space override ({space})"),
+            _ => format!("environment ({})", s.environment_id),
         };
         println!(
             "{:<32} {:<24} {:>7}  {}",
-            e.meta.name,
-            from,
-            e.meta.version,
-            rfc3339(e.meta.updated_at_ms)
+            s.name, from, s.version, s.updated_at
         );
     }
     Ok(())
 }
 
-fn rm(g: &Globals, name: &str, scope: &ScopeArgs) -> Result<()> {
+fn rm(c: &Client, name: &str, scope: &ScopeArgs) -> Result<()> {
     keyhole_store::validate_name(name)?;
-    let store = g.open_store()?;
-    store.check_scope(&scope.env, scope.space.as_deref())?;
     let target = scope.target();
-    let trail = g.trail(&store)?;
-    if !trail.record("secret.delete", &secret_target(&target, name), || {
-        store.delete_secret(&target, name)
-    })?? {
-        return Err(StoreError::NotFound {
-            scope: target,
-            name: name.to_string(),
-        }
-        .into());
-    }
+    let path = format!("/v1/secrets/{}", segment(&secret_id(&target, name)));
+    c.delete::<SecretsView>(&path)?;
     println!("removed {name} from {target}");
     Ok(())
 }

@@ -1,25 +1,23 @@
-//! `keyhole token`: create, list, revoke and rotate API tokens on the data
-//! directory itself (while `keyhole serve` holds it, use its API:
-//! `/v1/tokens`).
+//! `keyhole token`: create, list, revoke and rotate API tokens (requests to
+//! `/v1/tokens`), and `reset` (on the data directory itself: the way back
+//! in when no admin token is left).
 //!
 //! A token is printed once, by the verb that makes it, and never again:
-//! `list` shows names, roles, scopes and times only. The verbs act as
-//! `local:<os user>` (recorded as the creator of the tokens they make).
+//! `list` shows names, roles, scopes and times only.
 
 use std::io::Write;
 
 use anyhow::Result;
 use zeroize::Zeroizing;
 
-use crate::auth::{self, NewToken, Principal, TokenError, TokenScope, Tokens};
+use crate::auth::{Principal, Tokens};
 use crate::cli::TokenCmd;
+use crate::client::{Client, segment};
 use crate::config::Globals;
-use crate::views::{TokenInfo, rfc3339};
+use crate::requests::CreateToken;
+use crate::views::{CreatedToken, TokenInfo};
 
-pub fn run(g: &Globals, cmd: TokenCmd) -> Result<()> {
-    let store = g.open_store()?;
-    let tokens = Tokens::open(&**store.backend())?;
-    let me = Principal::local();
+pub fn run(c: &Client, cmd: TokenCmd) -> Result<()> {
     match cmd {
         TokenCmd::Create {
             name,
@@ -28,69 +26,70 @@ pub fn run(g: &Globals, cmd: TokenCmd) -> Result<()> {
             space,
             expires,
         } => {
-            let scope =
-                TokenScope::from_parts(env, space).ok_or(TokenError::SpaceWithoutEnvironment)?;
-            if scope != TokenScope::All && !role.scopable() {
-                return Err(TokenError::Unscopable(role).into());
-            }
-            auth::check_scope_exists(&store, &scope)?;
-            let target = format!("token:{name} (role {role}, scope {scope})");
-            let (token, secret) = g.trail(&store)?.record("token.create", &target, || {
-                tokens.create(NewToken {
+            let created: CreatedToken = c.post(
+                "/v1/tokens",
+                &CreateToken {
                     name,
-                    role,
-                    scope,
-                    expires_in: expires,
-                    created_by: me.actor(),
-                })
-            })??;
-            let expiry = token.expires_at_ms.map_or_else(
-                || "never expires".to_string(),
-                |t| format!("expires {}", rfc3339(t)),
-            );
+                    role: role.name().to_owned(),
+                    environment_id: env,
+                    space_id: space,
+                    expires_in: expires.map(|d| humantime::format_duration(d).to_string()),
+                },
+            )?;
+            let t = &created.info;
+            let expiry = t
+                .expires_at
+                .as_ref()
+                .map_or_else(|| "never expires".to_string(), |at| format!("expires {at}"));
             print_once(
                 &format!(
                     "created token {} (role {}, scope {}, {expiry}); shown once, keyhole keeps only its sha256:",
-                    token.name, token.role, token.scope
+                    t.name, t.role, t.scope
                 ),
-                &secret,
+                &created.token,
             )?;
         }
-        TokenCmd::List { json } => list(&tokens, json)?,
+        TokenCmd::List { json } => list(c, json)?,
         TokenCmd::Revoke { name } => {
-            g.trail(&store)?
-                .record("token.revoke", &format!("token:{name}"), || {
-                    tokens.revoke(&name)
-                })??;
+            c.delete::<()>(&format!("/v1/tokens/{}", segment(&name)))?;
             println!("revoked token {name}");
         }
         TokenCmd::Rotate { name } => {
-            let (token, secret) =
-                g.trail(&store)?
-                    .record("token.rotate", &format!("token:{name}"), || {
-                        tokens.rotate(&name)
-                    })??;
+            let rotated: CreatedToken =
+                c.post_empty(&format!("/v1/tokens/{}/rotate", segment(&name)))?;
             print_once(
                 &format!(
                     "new secret for token {} (shown once; the old one no longer works):",
-                    token.name
+                    rotated.info.name
                 ),
-                &secret,
+                &rotated.token,
             )?;
         }
-        TokenCmd::Reset => {
-            let secret =
-                g.trail(&store)?
-                    .record("token.reset", super::admin::ADMIN_TARGET, || {
-                        tokens.install_admin(&me.actor())
-                    })??;
-            print_once(
-                "new admin API token (shown once; the old one no longer works):",
-                &secret,
-            )?;
-        }
+        TokenCmd::Reset => unreachable!("`token reset` works on the data directory: see `reset`"),
     }
     Ok(())
+}
+
+/// `keyhole token reset`: a new `admin` token, made on the data directory
+/// itself (there may be no token left to ask the API with). The token file
+/// follows, so the CLI keeps working with a daemon.
+pub fn reset(g: &Globals) -> Result<()> {
+    let store = g.open_store()?;
+    let tokens = Tokens::open(&**store.backend())?;
+    let me = Principal::local();
+    let secret = g
+        .trail(&store)?
+        .record("token.reset", super::admin::ADMIN_TARGET, || {
+            tokens.install_admin(&me.actor())
+        })??;
+    if let Some(path) = &g.token_file {
+        crate::config::write_token_file(path, &secret)?;
+        println!("token file: {} (replaced)", path.display());
+    }
+    print_once(
+        "new admin API token (shown once; the old one no longer works):",
+        &secret,
+    )
 }
 
 /// The one place a token is printed: a heading, then the token on a line
@@ -101,12 +100,8 @@ pub fn print_once(heading: &str, secret: &Zeroizing<String>) -> Result<()> {
     Ok(())
 }
 
-fn list(tokens: &Tokens, json: bool) -> Result<()> {
-    let infos: Vec<TokenInfo> = tokens
-        .list()?
-        .iter()
-        .map(|t| TokenInfo::new(t, None))
-        .collect();
+fn list(c: &Client, json: bool) -> Result<()> {
+    let infos: Vec<TokenInfo> = c.get("/v1/tokens")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&infos)?);
         return Ok(());
