@@ -364,8 +364,9 @@ pub struct ServeArgs {
     /// printed and written to DATA/serve.json.
     #[arg(long, default_value = "127.0.0.1:7700")]
     pub listen: std::net::SocketAddr,
-    /// Largest listener module accepted by POST /v1/listeners, e.g. 16MiB.
-    #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
+    /// Largest listener module accepted by POST /v1/listeners, e.g. 16MiB
+    /// (64MiB, the default, is also the most the runtime accepts).
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
     pub max_module_bytes: u64,
     /// Time a client has to send each request's headers, which is also how
     /// long an idle keep-alive connection stays open; slower clients are
