@@ -271,6 +271,12 @@ fn malformed_key_file_is_a_key_file_error() {
     let fx = Fixture::new();
     let bad = fx.keys.path().join("bad.key");
     std::fs::write(&bad, "v1 not-hex\n").unwrap();
+    #[cfg(unix)]
+    {
+        // Private, or it is refused (sealed) before it is parsed.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let data = fx.data.path().to_path_buf();
     drop(fx.store);
     let mut result = keyhole_store::SecretStore::open(&data, KeySource::File(bad.clone()));
