@@ -7,9 +7,10 @@
 //! The default is outside the data directory on purpose: a copy of the data
 //! directory must be useless without the key.
 //!
-//! `serve.json` holds the daemon's pid and bound address. It lets tests and
-//! scripts use `--listen 127.0.0.1:0`, and lets a CLI verb that finds the
-//! data directory locked say which process holds it and where its API is.
+//! `serve.json` holds the daemon's pid and base URL (`https://` under
+//! TLS). It lets tests and scripts use `--listen 127.0.0.1:0`, and lets a
+//! CLI verb that finds the data directory locked say which process holds
+//! it and where its API is.
 
 use std::path::{Path, PathBuf};
 
@@ -44,8 +45,10 @@ impl Globals {
         Ok(Globals { data, key })
     }
 
-    /// Opens the store (sealed if the key is missing or wrong).
+    /// Opens the store (sealed if the key is missing, wrong, or a file
+    /// others can read), after making sure the data directory is private.
     pub fn open_store(&self) -> Result<SecretStore> {
+        crate::datadir::secure(&self.data)?;
         Ok(SecretStore::open(&self.data, self.key.clone())?)
     }
 
@@ -110,7 +113,8 @@ fn default_key_file() -> Result<PathBuf> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ServeInfo {
     pub pid: u32,
-    /// Base URL, e.g. `http://127.0.0.1:7700`.
+    /// Base URL, e.g. `http://127.0.0.1:7700`, or `https://…` when the
+    /// daemon serves TLS (`--tls-cert`).
     pub address: String,
 }
 
@@ -120,11 +124,12 @@ impl ServeInfo {
         serde_json::from_str(&text).ok()
     }
 
-    /// Written atomically (temp file + rename) so readers never see half.
+    /// Written atomically (temp file + rename) so readers never see half,
+    /// mode 0600 like everything in the data directory.
     pub fn write(&self, data: &Path) -> Result<()> {
         let tmp = data.join(format!(".{SERVE_FILE}.{}", std::process::id()));
         let path = data.join(SERVE_FILE);
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+        write_private(&tmp, &serde_json::to_vec_pretty(self)?)
             .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
@@ -133,6 +138,16 @@ impl ServeInfo {
     pub fn remove(data: &Path) {
         let _ = std::fs::remove_file(data.join(SERVE_FILE));
     }
+}
+
+/// Writes `bytes` to `path`, creating it mode 0600.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)?.write_all(bytes)
 }
 
 #[cfg(test)]

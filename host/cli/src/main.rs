@@ -1,10 +1,10 @@
 //! `keyhole`: the command line, the daemon and its HTTP API.
 //!
 //! Module map: `cli` (the clap definitions), `config` (data dir, master key,
-//! `serve.json`), `errors` (exit codes and one-line messages with hints),
-//! `commands` (the CLI verbs), `serve` and `api` (the daemon), `auth` (API
-//! tokens, roles and permissions), `views` (JSON shapes shared by API and
-//! CLI).
+//! `serve.json`), `datadir` (the data directory's permissions, the umask),
+//! `errors` (exit codes and one-line messages with hints), `commands` (the
+//! CLI verbs), `serve`, `tls` and `api` (the daemon), `auth` (API tokens,
+//! roles and permissions), `views` (JSON shapes shared by API and CLI).
 //!
 //! Logs go to stderr through `tracing` (`RUST_LOG` overrides the level);
 //! secret values are never logged: the store hands them out only as
@@ -17,8 +17,10 @@ mod auth;
 mod cli;
 mod commands;
 mod config;
+mod datadir;
 mod errors;
 mod serve;
+mod tls;
 mod trail;
 mod views;
 
@@ -32,6 +34,9 @@ use crate::config::Globals;
 use crate::errors::report;
 
 fn main() -> ExitCode {
+    // Before anything creates a file: nothing keyhole writes is for group
+    // or others (see `datadir.rs`).
+    datadir::restrict_umask();
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_));
     init_tracing(if serving { "info" } else { "warn" });

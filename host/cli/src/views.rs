@@ -10,13 +10,29 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use keyhole_runtime::http::HttpCall;
 use keyhole_runtime::{Deployment, Outcome, RunRecord};
-use keyhole_store::{Provenance, Scope, SecretMeta};
+use keyhole_store::{Provenance, RotationReport, Scope, SecretMeta};
 
 use crate::auth::Token;
 use serde::Serialize;
 
 pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// What an operator must know after a rotation beyond its numbers, shown
+/// by `keyhole keys rotate` and carried by `POST /v1/keys/rotate`'s
+/// `notice`. After a master key rotation: where the new key is, and that
+/// copies of the key file taken before no longer open the store (the old
+/// versions are gone from the file and from the store's key checks).
+pub fn rotation_notice(r: &RotationReport) -> Option<String> {
+    let path = r.key_file.as_ref()?;
+    Some(format!(
+        "the new master key (v{}) is in {}, which no longer holds the old one: back it up \
+         again, apart from the data directory; backups of the key file made before this \
+         rotation no longer open the store",
+        r.new_version,
+        path.display()
+    ))
 }
 
 /// A secret's id in the API: `env:prod:SLACK_TOKEN`, `space:team-a:SLACK_TOKEN`.

@@ -22,7 +22,7 @@ use super::auth::{sees, within, within_scope};
 use super::error::{ApiError, ApiJson, parse_json, read_body};
 use crate::auth::{Permission, Principal};
 use crate::trail::secret_target;
-use crate::views::{SecretView, parse_secret_id, rfc3339};
+use crate::views::{SecretView, parse_secret_id, rfc3339, rotation_notice};
 
 /// Runs a store call on the blocking pool.
 pub(super) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
@@ -284,10 +284,16 @@ pub struct RotationView {
     new_version: u64,
     records_rewritten: usize,
     retired_versions: Vec<u64>,
+    /// A KEK rotation's key file, which now holds the new key.
+    key_file: Option<String>,
+    /// What `keyhole keys rotate` prints after the numbers
+    /// (`views::rotation_notice`).
+    notice: Option<String>,
 }
 
 impl From<RotationReport> for RotationView {
     fn from(r: RotationReport) -> Self {
+        let notice = rotation_notice(&r);
         RotationView {
             target: match r.target {
                 RotationTarget::Kek => "kek".into(),
@@ -297,6 +303,8 @@ impl From<RotationReport> for RotationView {
             new_version: r.new_version,
             records_rewritten: r.records_rewritten,
             retired_versions: r.retired_versions,
+            key_file: r.key_file.map(|p| p.display().to_string()),
+            notice,
         }
     }
 }

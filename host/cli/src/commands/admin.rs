@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use keyhole_store::{KeySource, RotationReport, RotationTarget, Scope, SecretStore};
 
 use crate::auth::{Principal, Tokens};
@@ -49,8 +49,7 @@ pub fn init(g: &Globals) -> Result<()> {
             .into());
         }
     }
-    std::fs::create_dir_all(&g.data)
-        .with_context(|| format!("creating data directory {}", g.data.display()))?;
+    crate::datadir::secure(&g.data)?;
     {
         // Look before creating a key: an initialized data dir has a token.
         let probe = SecretStore::open(&g.data, KeySource::None)?;
@@ -186,8 +185,13 @@ pub fn rotation_text(r: &RotationReport) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    format!(
+    let mut text = format!(
         "rotated {what}: {previous} -> v{}\n  {records}: {}\n  retired versions: {retired}",
         r.new_version, r.records_rewritten
-    )
+    );
+    if let Some(notice) = crate::views::rotation_notice(r) {
+        text.push('\n');
+        text.push_str(&notice);
+    }
+    text
 }
