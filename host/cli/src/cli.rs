@@ -102,7 +102,8 @@ pub enum Command {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
-    /// Run the daemon: the HTTP API on a loopback address.
+    /// Run the daemon: the HTTP API, on loopback unless served over HTTPS
+    /// (--tls-cert, --tls-key) or --insecure-listen.
     Serve(ServeArgs),
 }
 
@@ -361,7 +362,8 @@ pub struct AuditTailArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on. Port 0 picks a free port; the bound address is
-    /// printed and written to DATA/serve.json.
+    /// printed and written to DATA/serve.json. An address that is not
+    /// loopback needs --tls-cert and --tls-key, or --insecure-listen.
     #[arg(long, default_value = "127.0.0.1:7700")]
     pub listen: std::net::SocketAddr,
     /// Largest listener module accepted by POST /v1/listeners, e.g. 16MiB
@@ -397,6 +399,8 @@ pub struct ServeArgs {
     /// (MemTotal, or the cgroup limit if lower). 256MiB to 1TiB.
     #[arg(long, value_parser = parse_max_memory)]
     pub max_memory: Option<u64>,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 /// `serve --max-memory`: 256 MiB to 1 TiB.

@@ -11,10 +11,10 @@
 //! `--token-file`) holds the `admin` token `keyhole init` made, for the CLI
 //! to use when it talks to a daemon; `KEYHOLE_TOKEN` wins over it.
 //!
-//! `serve.json` holds the daemon's pid and bound address. It lets tests and
-//! scripts use `--listen 127.0.0.1:0`, and lets the CLI find the daemon
-//! that holds the data directory and send its verbs there
-//! (`crate::client`).
+//! `serve.json` holds the daemon's pid and base URL (`https://` under
+//! TLS). It lets tests and scripts use `--listen 127.0.0.1:0`, and lets the
+//! CLI find the daemon that holds the data directory and send its verbs
+//! there (`crate::client`).
 
 use std::path::{Path, PathBuf};
 
@@ -71,8 +71,10 @@ impl Globals {
         })
     }
 
-    /// Opens the store (sealed if the key is missing or wrong).
+    /// Opens the store (sealed if the key is missing, wrong, or a file
+    /// others can read), after making sure the data directory is private.
     pub fn open_store(&self) -> Result<SecretStore> {
+        crate::datadir::secure(&self.data)?;
         Ok(SecretStore::open(&self.data, self.key.clone())?)
     }
 
@@ -118,8 +120,14 @@ fn default_key_file() -> Result<PathBuf> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ServeInfo {
     pub pid: u32,
-    /// Base URL, e.g. `http://127.0.0.1:7700`.
+    /// Base URL, e.g. `http://127.0.0.1:7700`, or `https://…` when the
+    /// daemon serves TLS (`--tls-cert`).
     pub address: String,
+    /// Under TLS, the certificate the daemon serves: the CLI that finds
+    /// this daemon through `serve.json` trusts it (unless `--ca-cert` says
+    /// otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
 }
 
 impl ServeInfo {
@@ -128,14 +136,12 @@ impl ServeInfo {
         serde_json::from_str(&text).ok()
     }
 
-    /// Written atomically (temp file + rename) so readers never see half.
+    /// Written atomically, mode 0600 like everything in the data
+    /// directory.
     pub fn write(&self, data: &Path) -> Result<()> {
-        let tmp = data.join(format!(".{SERVE_FILE}.{}", std::process::id()));
         let path = data.join(SERVE_FILE);
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+        replace_private(&path, &serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     pub fn remove(data: &Path) {
@@ -143,29 +149,36 @@ impl ServeInfo {
     }
 }
 
-/// Writes `token` to `path` (mode 0600, replacing what was there, through
-/// a temporary file so no reader sees half of it).
+/// Writes `token` to the token file `path` (see the module docs).
 pub fn write_token_file(path: &Path, token: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let tmp = path.with_file_name(format!(".token.{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
+    replace_private(path, format!("{token}\n").as_bytes())
+        .with_context(|| format!("writing the token file {}", path.display()))
+}
+
+/// Replaces `path` with `bytes`, mode 0600, through a temporary file beside
+/// it (created new, synced, renamed), so no reader ever sees half of it.
+fn replace_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    let write = || {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(token.as_bytes())?;
-        f.write_all(b"\n")?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    write().map_err(|e| {
+    write().inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-        anyhow::anyhow!("writing the token file {}: {e}", path.display())
     })
 }
 
@@ -180,6 +193,7 @@ mod tests {
         let info = ServeInfo {
             pid: 42,
             address: "http://127.0.0.1:1".into(),
+            tls_cert: None,
         };
         info.write(dir.path()).unwrap();
         assert_eq!(ServeInfo::read(dir.path()).unwrap().pid, 42);

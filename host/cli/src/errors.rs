@@ -15,6 +15,7 @@ use crate::api::ErrorCode;
 use crate::auth::{TokenError, role_names};
 use crate::client::ApiFailure;
 use crate::config::ServeInfo;
+use crate::tls::TlsError;
 use crate::trail::Refused;
 
 /// Exit codes, as documented in `keyhole --help`.
@@ -28,7 +29,8 @@ pub enum Exit {
     NotFound = 3,
     /// The data directory is held by another keyhole process.
     Locked = 4,
-    /// The store is sealed: the master key is missing, wrong or unreadable.
+    /// The store is sealed: the master key is missing, wrong or unreadable,
+    /// or its file is refused because others can read it.
     Sealed = 5,
     /// A daemon refused the token (missing, wrong, revoked, expired), or
     /// the token lacks the permission or scope for this.
@@ -42,7 +44,7 @@ Exit codes:
   2  usage error or invalid input (bad name, spec, module or payload)
   3  not found: unknown environment, space, secret, listener, token or file
   4  data directory in use by a keyhole process that serves no API
-  5  sealed: master key missing, wrong or unreadable
+  5  sealed: master key missing, wrong, unreadable, or in a file others can read
   6  denied: the daemon refused the token, or it lacks the permission";
 
 /// An error the CLI raises itself, with its exit code and a hint.
@@ -101,6 +103,9 @@ pub fn report(err: &anyhow::Error) -> Report {
         }
         if let Some(e) = cause.downcast_ref::<TokenError>() {
             return token_report(e, message);
+        }
+        if let Some(e) = cause.downcast_ref::<TlsError>() {
+            return tls_report(e, message);
         }
     }
     Report {
@@ -230,8 +235,8 @@ fn store_report(e: &StoreError, message: String) -> Report {
             Exit::Sealed,
             Some(
                 "the master key comes from KEYHOLE_MASTER_KEY, else --key-file / \
-                 KEYHOLE_KEY_FILE (default ~/.config/keyhole/master.key); \
-                 point it at the key this data directory was initialized with"
+                 KEYHOLE_KEY_FILE (default ~/.config/keyhole/master.key): the key this \
+                 data directory was initialized with, in a file only its owner can read"
                     .into(),
             ),
             message,
@@ -296,6 +301,38 @@ fn token_report(e: &TokenError, message: String) -> Report {
             Some("another change ran at the same time; run the command again".into()),
         ),
         T::Corrupt(_) | T::Storage(_) => (Exit::Failure, None),
+    };
+    Report {
+        code,
+        message,
+        hint,
+    }
+}
+
+/// `keyhole serve` refused its listen address or TLS files: the user's
+/// input, except a file the OS would not let us read.
+fn tls_report(e: &TlsError, message: String) -> Report {
+    use TlsError as T;
+    let (code, hint) = match e {
+        T::PlainNonLoopback { .. } => (
+            Exit::Usage,
+            Some(
+                "--insecure-listen is for a TLS-terminating proxy in front of keyhole, or a \
+                 network you trust; otherwise give a certificate and its key (PEM) with \
+                 --tls-cert PATH --tls-key PATH"
+                    .into(),
+            ),
+        ),
+        T::Missing { .. } => (Exit::NotFound, None),
+        T::Unreadable { .. } => (Exit::Failure, None),
+        T::BadCertificate { .. } | T::BadKey { .. } | T::Rejected { .. } => (
+            Exit::Usage,
+            Some("--tls-cert takes a PEM certificate chain, --tls-key its PEM private key".into()),
+        ),
+        T::Mismatch { .. } => (
+            Exit::Usage,
+            Some("pass the private key the certificate was issued for".into()),
+        ),
     };
     Report {
         code,

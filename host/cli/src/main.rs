@@ -1,9 +1,10 @@
 //! `keyhole`: the command line, the daemon and its HTTP API.
 //!
 //! Module map: `cli` (the clap definitions), `config` (data dir, master key,
-//! token file, `serve.json`), `errors` (exit codes and one-line messages
-//! with hints), `commands` (the CLI verbs), `client` (how a verb reaches
-//! the API: a daemon, or the API in this process), `serve` and `api` (the
+//! token file, `serve.json`), `datadir` (the data directory's permissions,
+//! the umask), `errors` (exit codes and one-line messages with hints),
+//! `commands` (the CLI verbs), `client` (how a verb reaches the API: a
+//! daemon, or the API in this process), `serve`, `tls` and `api` (the
 //! daemon), `auth` (API tokens, roles and permissions), `requests` and
 //! `views` (the JSON shapes the CLI sends and the API answers).
 //!
@@ -19,9 +20,11 @@ mod cli;
 mod client;
 mod commands;
 mod config;
+mod datadir;
 mod errors;
 mod requests;
 mod serve;
+mod tls;
 mod trail;
 mod views;
 
@@ -36,6 +39,9 @@ use crate::config::Globals;
 use crate::errors::report;
 
 fn main() -> ExitCode {
+    // Before anything creates a file: nothing keyhole writes is for group
+    // or others (see `datadir.rs`).
+    datadir::restrict_umask();
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_));
     init_tracing(if serving { "info" } else { "warn" });

@@ -1,9 +1,12 @@
 //! `keyhole serve`: the daemon.
 //!
-//! Opens the store and runtime (holding the data directory's lock for as
-//! long as it runs), binds the listen address, writes `DATA/serve.json`
-//! (pid and bound address, so `--listen 127.0.0.1:0` is usable and locked-out
-//! CLI verbs can point at the API), and serves until SIGTERM or Ctrl-C.
+//! First applies the listen rule and loads the TLS certificate (`tls.rs`:
+//! an address that is not loopback needs `--tls-cert`/`--tls-key` or
+//! `--insecure-listen`), then opens the store and runtime (holding the data
+//! directory's lock for as long as it runs), binds the listen address,
+//! writes `DATA/serve.json` (pid and base URL, `https://` under TLS, so
+//! `--listen 127.0.0.1:0` is usable and locked-out CLI verbs can point at
+//! the API), and serves until SIGTERM or Ctrl-C.
 //! Shutdown is graceful: in-flight requests finish (for at most
 //! [`DRAIN_TIMEOUT`]), then run records are flushed and `serve.json` removed.
 //!
@@ -19,6 +22,13 @@
 //! for `--write-timeout` (hyper has no write timeout, so the socket is
 //! wrapped in `tokio-io-timeout`'s); otherwise it would hold its connection
 //! slot for ever, as hyper reads no further request head meanwhile.
+//!
+//! Under TLS the same protections hold: the write timeout wraps the socket
+//! beneath TLS, the handshake runs in the connection's own task (the accept
+//! loop never waits on a client) and must finish within `--header-timeout`,
+//! and the connection slot is held from accept, through the handshake, to
+//! close. A client that never completes a handshake is cut off like one
+//! that never sends a request head.
 //!
 //! At most `--max-connections` connections are open at once: the loop takes
 //! a permit before it accepts, and a connection's permit is returned when it
@@ -39,16 +49,20 @@
 //! hole.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_io_timeout::TimeoutStream;
+use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, ApiMetrics, AppState};
 use crate::auth::{TokenView, Tokens};
@@ -60,6 +74,8 @@ use crate::errors::{CliError, Exit};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn run(g: &Globals, args: ServeArgs) -> Result<()> {
+    // Before anything is opened or bound.
+    let tls = crate::tls::configure(args.listen, &args.tls)?;
     let max_memory = args
         .max_memory
         .unwrap_or_else(keyhole_runtime::default_max_memory);
@@ -95,7 +111,7 @@ pub fn run(g: &Globals, args: ServeArgs) -> Result<()> {
         .thread_name("keyhole-serve")
         .build()
         .context("starting the async runtime")?;
-    let result = tokio_rt.block_on(serve(g, args, state.clone()));
+    let result = tokio_rt.block_on(serve(g, args, tls, state.clone()));
     ServeInfo::remove(&g.data);
     if let Err(e) = state.tokens.write_back() {
         tracing::warn!("writing back token last-used times: {e}");
@@ -106,11 +122,17 @@ pub fn run(g: &Globals, args: ServeArgs) -> Result<()> {
     result
 }
 
-async fn serve(g: &Globals, args: ServeArgs, state: Arc<AppState>) -> Result<()> {
+async fn serve(
+    g: &Globals,
+    args: ServeArgs,
+    tls: Option<TlsAcceptor>,
+    state: Arc<AppState>,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    announce(g, listener.local_addr()?)?;
+    let cert = tls.is_some().then(|| args.tls.tls_cert.clone()).flatten();
+    announce(g, listener.local_addr()?, cert)?;
 
     api::spawn_last_used_writer(&state);
     let router = api::router(state);
@@ -131,9 +153,22 @@ async fn serve(g: &Globals, args: ServeArgs, state: Arc<AppState>) -> Result<()>
                 Ok((stream, peer)) => {
                     let mut stream = TimeoutStream::new(stream);
                     stream.set_write_timeout(Some(args.write_timeout));
-                    let service = TowerToHyperService::new(router.clone());
-                    let conn = http.serve_connection(TokioIo::new(Box::pin(stream)), service);
-                    tokio::spawn(run_connection(graceful.watch(conn), peer, slot));
+                    let stream = Box::pin(stream);
+                    let conn = Connection {
+                        http: http.clone(),
+                        service: TowerToHyperService::new(router.clone()),
+                        watcher: graceful.watcher(),
+                        peer,
+                        slot,
+                    };
+                    match &tls {
+                        None => tokio::spawn(conn.serve(stream)),
+                        Some(tls) => tokio::spawn(conn.serve_tls(
+                            tls.clone(),
+                            stream,
+                            args.header_timeout,
+                        )),
+                    };
                 }
                 Err(e) => accept_failed(e).await,
             },
@@ -190,11 +225,15 @@ fn cap_for_limit(requested: u32, soft: Option<u64>) -> u32 {
 }
 
 /// Writes `serve.json` and says where the API is.
-fn announce(g: &Globals, addr: SocketAddr) -> Result<()> {
-    let address = format!("http://{addr}");
+/// `cert`: the certificate served under TLS, which the CLI on this machine
+/// then trusts for this daemon.
+fn announce(g: &Globals, addr: SocketAddr, cert: Option<std::path::PathBuf>) -> Result<()> {
+    let scheme = if cert.is_some() { "https" } else { "http" };
+    let address = format!("{scheme}://{addr}");
     ServeInfo {
         pid: std::process::id(),
         address: address.clone(),
+        tls_cert: cert.map(|c| std::path::absolute(&c).unwrap_or(c)),
     }
     .write(&g.data)?;
     tracing::info!(%address, data = %g.data.display(), "listening");
@@ -214,17 +253,51 @@ fn http1_builder(header_timeout: Duration) -> http1::Builder {
     builder
 }
 
-/// Serves one connection to its end, holding its connection slot until
-/// then. Its errors are the client's business (a header timeout, a reset, a
-/// malformed request): logged at debug only, so a misbehaving client cannot
-/// flood the log.
-async fn run_connection(
-    conn: impl Future<Output = hyper::Result<()>>,
+/// An accepted socket, with its write timeout.
+type Socket = Pin<Box<TimeoutStream<TcpStream>>>;
+
+/// One accepted connection: what serving it takes, and the connection slot
+/// it holds until it closes. Its errors are the client's business (a
+/// failed handshake, a header timeout, a reset, a malformed request):
+/// logged at debug only, so a misbehaving client cannot flood the log.
+struct Connection {
+    http: http1::Builder,
+    service: TowerToHyperService<axum::Router>,
+    watcher: Watcher,
     peer: SocketAddr,
-    _slot: OwnedSemaphorePermit,
-) {
-    if let Err(e) = conn.await {
-        tracing::debug!(%peer, "connection closed: {e}");
+    slot: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    /// Serves HTTP/1.1 on `io` to the connection's end.
+    async fn serve<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            http,
+            service,
+            watcher,
+            peer,
+            slot,
+        } = self;
+        let conn = http.serve_connection(TokioIo::new(io), service);
+        if let Err(e) = watcher.watch(conn).await {
+            tracing::debug!(%peer, "connection closed: {e}");
+        }
+        drop(slot);
+    }
+
+    /// Completes the TLS handshake within `timeout`, then serves.
+    async fn serve_tls(self, tls: TlsAcceptor, socket: Socket, timeout: Duration) {
+        match tokio::time::timeout(timeout, tls.accept(socket)).await {
+            Ok(Ok(stream)) => self.serve(stream).await,
+            Ok(Err(e)) => tracing::debug!(peer = %self.peer, "TLS handshake failed: {e}"),
+            Err(_) => tracing::debug!(
+                peer = %self.peer,
+                "TLS handshake not finished within --header-timeout"
+            ),
+        }
     }
 }
 

@@ -24,6 +24,22 @@ pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
+/// What an operator must know after a rotation beyond its numbers, shown
+/// by `keyhole keys rotate` and carried by `POST /v1/keys/rotate`'s
+/// `notice`. After a master key rotation: where the new key is, and that
+/// copies of the key file taken before no longer open the store (the old
+/// versions are gone from the file and from the store's key checks).
+pub fn rotation_notice(r: &RotationReport) -> Option<String> {
+    let path = r.key_file.as_ref()?;
+    Some(format!(
+        "the new master key (v{}) is in {}, which no longer holds the old one: back it up \
+         again, apart from the data directory; backups of the key file made before this \
+         rotation no longer open the store",
+        r.new_version,
+        path.display()
+    ))
+}
+
 /// A secret's id in the API: `env:prod:SLACK_TOKEN`, `space:team-a:SLACK_TOKEN`.
 pub fn secret_id(scope: &Scope, name: &str) -> String {
     format!("{scope}:{name}")
@@ -222,10 +238,18 @@ pub struct RotationView {
     pub new_version: u64,
     pub records_rewritten: usize,
     pub retired_versions: Vec<u64>,
+    /// A master key rotation's key file, which now holds the new key.
+    #[serde(default)]
+    pub key_file: Option<String>,
+    /// What the operator must know beyond the numbers ([`rotation_notice`]),
+    /// printed by `keyhole keys rotate`.
+    #[serde(default)]
+    pub notice: Option<String>,
 }
 
 impl From<RotationReport> for RotationView {
     fn from(r: RotationReport) -> Self {
+        let notice = rotation_notice(&r);
         RotationView {
             target: match r.target {
                 RotationTarget::Kek => "kek".into(),
@@ -235,6 +259,8 @@ impl From<RotationReport> for RotationView {
             new_version: r.new_version,
             records_rewritten: r.records_rewritten,
             retired_versions: r.retired_versions,
+            key_file: r.key_file.map(|p| p.display().to_string()),
+            notice,
         }
     }
 }

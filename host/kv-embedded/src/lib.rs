@@ -24,6 +24,10 @@
 //! `DATA/keyhole.lock` for its life (sled's own lock does not tell "another
 //! process" from "this process, a moment ago"). Clones share everything, so
 //! several stores in one process ("hosts" in tests) can share one backend.
+//!
+//! The directories it creates (`DATA`, `DATA/db`) are mode 0700 and the
+//! lock file 0600: what lies below is for keyhole's user only (see the
+//! `keyhole` binary's `datadir.rs` for the whole policy).
 
 #![forbid(unsafe_code)]
 
@@ -69,8 +73,9 @@ impl EmbeddedKv {
     /// Opens (creating) the backend in `data_dir`. Fails with
     /// [`KvError::Locked`] while another process has it open.
     pub fn open(data_dir: &Path) -> Result<Self, KvError> {
-        std::fs::create_dir_all(data_dir)?;
+        create_private_dir(data_dir)?;
         let lock = DirLock::acquire(data_dir)?;
+        create_private_dir(&data_dir.join("db"))?;
         let db = open_sled(data_dir)?;
         Ok(EmbeddedKv {
             inner: Arc::new(Inner {
@@ -163,11 +168,11 @@ struct DirLock(#[allow(dead_code)] std::fs::File);
 
 impl DirLock {
     fn acquire(data_dir: &Path) -> Result<Self, KvError> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(data_dir.join("keyhole.lock"))?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let file = opts.open(data_dir.join("keyhole.lock"))?;
         match file.try_lock() {
             Ok(()) => Ok(DirLock(file)),
             Err(std::fs::TryLockError::WouldBlock) => Err(KvError::Locked {
@@ -182,6 +187,18 @@ impl DirLock {
 /// backend dropped in this process can be holding it, and it lets go
 /// quickly.
 const SLED_LOCK_GRACE: Duration = Duration::from_secs(5);
+
+/// Creates `dir` (and missing parents) mode 0700. sled creates its own
+/// files with default modes, so the directories above them are what keeps
+/// others out when the process umask does not (the `keyhole` binary sets
+/// one; a library user may not).
+fn create_private_dir(dir: &Path) -> Result<(), KvError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    Ok(builder.create(dir)?)
+}
 
 /// Opens sled under a held [`DirLock`]; sled's lock can then only be the
 /// residue of a backend this process just dropped, so it is waited out.

@@ -6,7 +6,9 @@
 //! configuration falls back to compiling once more. The sha256 of each
 //! artifact is recorded in the bucket `artifacts` when it is written and checked before it is
 //! loaded: a truncated or altered file is recompiled from the module, never
-//! deserialized.
+//! deserialized. Both directories are created 0700 and every file 0600,
+//! whatever the process umask: modules may embed their authors' settings,
+//! and an artifact is native code the host runs.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -44,7 +46,7 @@ impl Artifacts {
         let modules = data_dir.join("modules");
         let artifacts = data_dir.join("artifacts");
         for d in [&modules, &artifacts] {
-            std::fs::create_dir_all(d).map_err(|e| RuntimeError::io(d, e))?;
+            create_private_dir(d).map_err(|e| RuntimeError::io(d, e))?;
             remove_temporaries(d)?;
         }
         let mut h = DefaultHasher::new();
@@ -194,6 +196,25 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| RuntimeError::io(&tmp, e))?;
+    write_private(&tmp, bytes).map_err(|e| RuntimeError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| RuntimeError::io(path, e))
+}
+
+/// Writes `bytes` to `path`, creating it mode 0600.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)?.write_all(bytes)
+}
+
+/// Creates `dir` (and missing parents) mode 0700.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }

@@ -11,6 +11,8 @@
 //! is checked at each epoch tick, where a guest still within it yields to
 //! tokio so it never holds a worker thread for long.
 //!
+//! While the store is sealed no event is accepted (`check_unsealed`).
+//!
 //! `emit_blocking` callers own their thread, so there a listener that
 //! imports nothing but keyhole's interfaces is called synchronously, without
 //! a fiber (about 1 µs less per event in `keyhole-bench`); WASI listeners
@@ -21,6 +23,8 @@ use std::sync::Arc;
 
 pub use crate::event::{Event, MAX_PAYLOAD_BYTES};
 pub use crate::run::OUTCOME_TEXT_LIMIT;
+
+use keyhole_store::StoreError;
 
 use crate::deployments::ReadyDeployment;
 use crate::error::RuntimeError;
@@ -35,12 +39,27 @@ impl Runtime {
         event.check(self.store())
     }
 
-    /// What both `emit`s do first: validate and count the event, and find
-    /// the deployments it goes to.
+    /// What both `emit`s do first: validate the event, refuse it while the
+    /// store is sealed, count it, and find the deployments it goes to.
     fn accept(&self, event: &Event) -> Result<Vec<Arc<ReadyDeployment>>, RuntimeError> {
         self.validate_event(event)?;
+        self.check_unsealed()?;
         self.inner.metrics.event();
         Ok(self.matching(event))
+    }
+
+    /// A sealed store (master key missing, wrong or refused) fails every
+    /// event up front with [`StoreError::Sealed`]: no listener could read
+    /// a secret or have its reads audited, so none runs, rather than each
+    /// running into `unavailable`. The state is fixed when the store opens,
+    /// so on the hot path this is one branch.
+    fn check_unsealed(&self) -> Result<(), RuntimeError> {
+        let store = self.store();
+        if !store.is_sealed() {
+            return Ok(());
+        }
+        let reason = store.sealed_reason().unwrap_or_default();
+        Err(StoreError::Sealed { reason }.into())
     }
 
     fn matching(&self, event: &Event) -> Vec<Arc<ReadyDeployment>> {

@@ -8,7 +8,11 @@
 //!
 //! Every failure a guest can cause or observe is a WIT `secret-error`, and
 //! [`to_wit_error`] is the one place internal errors become those variants.
-//! Traps are left for host bugs and engine limits.
+//! Traps are left for host bugs and engine limits. A failure of the store
+//! itself (sealed, corrupt, an i/o error) reaches the guest only as a fixed
+//! `unavailable` text: store errors can name the key file and the data
+//! directory, which are the host's business. The reason goes to the run
+//! record's notes instead.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -66,6 +70,12 @@ pub(crate) struct AuditCtx {
 /// What a guest sees when its call could not be audited: the reason goes
 /// to the run record, not to the guest.
 const AUDIT_UNAVAILABLE: &str = "audit log unavailable";
+/// What a guest sees while the store is sealed (no key, or a refused one).
+pub(crate) const STORE_SEALED: &str = "secret store sealed";
+/// What a guest sees when the store failed otherwise.
+pub(crate) const STORE_UNAVAILABLE: &str = "secret store unavailable";
+/// Most notes a run record gets from `get-secret` failures (each distinct).
+const MAX_NOTES: usize = 16;
 
 /// A value revealed to a guest, in the one copy the host makes of it: the
 /// run keeps it to scrub the record, and wasmtime lowers the same `Arc<str>`
@@ -224,12 +234,26 @@ impl SecretsCtx {
     }
 
     /// What the store has for the request, if the deployment may read it.
-    fn look_up(&self, req: &Request) -> Result<Resolved, SecretError> {
+    fn look_up(&mut self, req: &Request) -> Result<Resolved, SecretError> {
         keyhole_store::validate_name(&req.name).map_err(to_wit_error)?;
-        let (environment, space) = self.authorize(req)?;
-        self.store
-            .resolve(&environment, space, &req.name)
-            .map_err(to_wit_error)
+        let result = {
+            let (environment, space) = self.authorize(req)?;
+            self.store.resolve(&environment, space, &req.name)
+        };
+        result.map_err(|e| {
+            if e.is_unavailable() {
+                self.note(format!("get-secret {}: {e}", req.name));
+            }
+            to_wit_error(e)
+        })
+    }
+
+    /// Adds a note to the run record, unless it is there already or the
+    /// record has its fill: a guest calling in a loop adds one.
+    fn note(&mut self, text: String) {
+        if self.notes.len() < MAX_NOTES && !self.notes.contains(&text) {
+            self.notes.push(text);
+        }
     }
 
     /// Records the call in the audit log, or refuses it (`unavailable`) if
@@ -269,8 +293,7 @@ impl SecretsCtx {
             Some(_) if outcome != ReadOutcome::Ok && self.audit.is_none() => Ok(()),
             Some(why) => {
                 self.metrics.audit_refused();
-                self.notes
-                    .push(format!("get-secret {name}: {AUDIT_UNAVAILABLE} ({why})"));
+                self.note(format!("get-secret {name}: {AUDIT_UNAVAILABLE} ({why})"));
                 Err(SecretError::Unavailable(AUDIT_UNAVAILABLE.into()))
             }
         }
@@ -340,6 +363,8 @@ fn error_outcome(e: &SecretError) -> ReadOutcome {
 }
 
 /// The one mapping from store errors onto WIT `secret-error` variants.
+/// Only `invalid-name` carries the store's text (about the guest's own
+/// input); the store's own failures are a fixed text, never a path.
 pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
     match err {
         StoreError::NotFound { .. }
@@ -351,9 +376,9 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
         }
         // Listed one by one, no catch-all: a new store error does not
         // compile until someone decides what a guest sees for it.
+        StoreError::Sealed { .. } => SecretError::Unavailable(STORE_SEALED.into()),
         StoreError::InvalidValue { .. }
         | StoreError::AlreadyExists(_)
-        | StoreError::Sealed { .. }
         | StoreError::Corrupt { .. }
         | StoreError::Integrity { .. }
         | StoreError::Locked { .. }
@@ -361,77 +386,10 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
         | StoreError::Unsupported(_)
         | StoreError::Contended(_)
         | StoreError::Backend(_)
-        | StoreError::Io(_) => SecretError::Unavailable(err.to_string()),
+        | StoreError::Io(_) => SecretError::Unavailable(STORE_UNAVAILABLE.into()),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use keyhole_store::{KeySource, Scope, SecretValue};
-
-    fn store(dir: &std::path::Path) -> SecretStore {
-        let key = dir.join("master.key");
-        SecretStore::init_key_file(&key).unwrap();
-        let store = SecretStore::open(&dir.join("data"), KeySource::File(key)).unwrap();
-        store.create_environment("prod").unwrap();
-        store
-    }
-
-    fn read(ctx: &mut SecretsCtx, name: &str) -> Arc<str> {
-        let req = Request {
-            name: name.into(),
-            environment: None,
-            space: None,
-            explicit: false,
-        };
-        ctx.get_secret(req).unwrap()
-    }
-
-    #[test]
-    fn reading_a_value_again_reveals_no_new_copy() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path());
-        let prod = Scope::Environment("prod".into());
-        let set = |v: &str| {
-            store
-                .set_secret(&prod, "K", &SecretValue::new(v.into()))
-                .unwrap()
-        };
-        set("first value");
-        let mut ctx = SecretsCtx {
-            store: store.clone(),
-            environment: "prod".into(),
-            space: None,
-            grants: Arc::default(),
-            revealed: Vec::new(),
-            metrics: Arc::default(),
-            audit: Some(AuditCtx {
-                log: crate::audit::open(&store, dir.path(), 1_000)
-                    .unwrap()
-                    .unwrap(),
-                event_id: "ev_1".into(),
-                topic: "t".into(),
-                deployment: "reader".into(),
-                module_hash: "00".into(),
-            }),
-            notes: Vec::new(),
-        };
-        let first = read(&mut ctx, "K");
-        for _ in 0..1_000 {
-            assert!(Arc::ptr_eq(&read(&mut ctx, "K"), &first));
-        }
-        assert_eq!(ctx.revealed.len(), 1);
-        // A changed value is a new one to scrub.
-        set("second value");
-        assert_eq!(&*read(&mut ctx, "K"), "second value");
-        assert_eq!(ctx.revealed.len(), 2);
-        drop(first);
-        // Once the guest's copies are gone, the run holds the only ones.
-        assert!(
-            ctx.revealed
-                .iter()
-                .all(|(_, v)| Arc::strong_count(&v.0) == 1)
-        );
-    }
-}
+#[path = "secrets_tests.rs"]
+mod tests;

@@ -5,8 +5,30 @@
 //! zero-padded, so name order is log order. A crash can leave a torn last
 //! line; everything here reads only newline-terminated lines, and
 //! [`Segments::open_tail`] cuts a torn tail off before appends resume.
+//!
+//! Lines may say who did what and when (the audit log) or what a listener
+//! printed (the run log): the directory is created 0700 and segments 0600,
+//! whatever the process umask.
 
 use std::path::{Path, PathBuf};
+
+/// Creates the log's directory (and missing parents), mode 0700.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Opens a segment for appending, creating it mode 0600.
+pub(crate) fn open_for_append(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)
+}
 
 /// The segment files, oldest first, by the sequence number of their first
 /// line.

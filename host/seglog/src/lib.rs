@@ -190,7 +190,7 @@ impl SegLog {
         config: Config,
         init: impl FnOnce(Option<&[u8]>, u64) -> io::Result<H>,
     ) -> io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        files::create_private_dir(dir)?;
         let segments = Segments::scan(dir)?;
         let (next_seq, last) = segments.open_tail()?;
         let hooks = init(last.as_deref(), next_seq)?;

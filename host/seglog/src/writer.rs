@@ -192,10 +192,7 @@ fn append_all(
                         _ => (seq, 0),
                     };
                     let path = segments.path(first);
-                    let file = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&path)?;
+                    let file = crate::files::open_for_append(&path)?;
                     if lines == 0 && segments.files.last().map(|(f, _)| *f) != Some(first) {
                         segments.files.push((first, path.clone()));
                     }

@@ -11,17 +11,20 @@
 //! lines. A bare 64-hex key is accepted as `v1`. Blank lines and `#`
 //! comments are ignored. The file is always rewritten atomically (temp file
 //! with mode 0600, fsync, rename, fsync of the directory) so a crash leaves
-//! either the old or the new keyring, never a torn one.
+//! either the old or the new keyring, never a torn one. A key file that
+//! group or others may read is refused: the store opens sealed and says
+//! which `chmod` fixes it (`key_access.rs`).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use zeroize::Zeroizing;
 
 use crate::crypto::{self, Cipher, KEY_LEN};
 use crate::error::StoreError;
+use crate::key_access;
 
 /// Where the master key comes from.
 #[derive(Clone)]
@@ -143,7 +146,8 @@ fn parse_key(text: &str) -> Result<Zeroizing<[u8; KEY_LEN]>, &'static str> {
 /// Outcome of loading a key source.
 pub(crate) enum KeyMaterial {
     Ring(Keyring),
-    /// No key material: sealed with this reason.
+    /// No usable key material (none there, or a key file others can read,
+    /// see `key_access.rs`): sealed with this reason.
     Missing(String),
 }
 
@@ -160,21 +164,26 @@ pub(crate) fn load(source: &KeySource) -> Result<KeyMaterial, StoreError> {
                 reason,
             }),
         KeySource::File(path) => {
-            let text = match fs::read_to_string(path) {
-                Ok(t) => Zeroizing::new(t),
+            let unreadable = |e: io::Error| StoreError::KeyFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            };
+            let mut file = match File::open(path) {
+                Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     return Ok(KeyMaterial::Missing(format!(
                         "master key not available at {}",
                         path.display()
                     )));
                 }
-                Err(e) => {
-                    return Err(StoreError::KeyFile {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    });
-                }
+                Err(e) => return Err(unreadable(e)),
             };
+            // Checked on the open file, before a byte of it is read.
+            if let Some(refusal) = key_access::refusal(path, &file).map_err(unreadable)? {
+                return Ok(KeyMaterial::Missing(refusal));
+            }
+            let mut text = Zeroizing::new(String::new());
+            file.read_to_string(&mut text).map_err(unreadable)?;
             Keyring::parse(&text)
                 .map(KeyMaterial::Ring)
                 .map_err(|reason| StoreError::KeyFile {
@@ -185,11 +194,12 @@ pub(crate) fn load(source: &KeySource) -> Result<KeyMaterial, StoreError> {
     }
 }
 
-/// Creates a new key file holding one random KEK (`v1`), mode 0600.
-/// Refuses to overwrite an existing file.
+/// Creates a new key file holding one random KEK (`v1`), mode 0600, in
+/// directories created 0700 if missing. Refuses to overwrite an existing
+/// file.
 pub(crate) fn init_key_file(path: &Path) -> Result<(), StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent)?;
+        key_access::create_private_dirs(parent)?;
     }
     let mut ring = Keyring::default();
     ring.insert(1, crypto::random_key());

@@ -13,9 +13,10 @@
 //!   AES-256-GCM with a fresh random nonce and associated data binding it to
 //!   its place, so moved or altered records fail with
 //!   [`StoreError::Integrity`] instead of decrypting into garbage.
-//! * **Sealed, not broken.** A missing or wrong master key opens the store
-//!   *sealed*: metadata works, value operations return [`StoreError::Sealed`]
-//!   and nothing is written.
+//! * **Sealed, not broken.** A missing or wrong master key, or a key file
+//!   that group or others can read (refused, `key_access.rs`), opens the
+//!   store *sealed*: metadata works, value operations return
+//!   [`StoreError::Sealed`] and nothing is written.
 //! * **Durable.** Every acknowledged write is flushed before returning.
 //! * **Shareable.** Several stores may share one backend (several hosts):
 //!   caches follow the backend's watch and key rotation coordinates through
@@ -26,8 +27,9 @@
 //! spaces, the membership check), `writes` (set, delete, the fenced sealed
 //! write), `read` (get, resolve), `listings`, `rotation/`, `keys/` (key
 //! management: keyring, DEK cache, unsealing), `keyring` (master key text
-//! and files), `crypto` (the AEAD), `records` (record formats and AD),
-//! `layout` (where records live in the bucket), `sealed_cache` (records as
+//! and files), `key_access` (refusing a key file others can read),
+//! `crypto` (the AEAD), `records` (record formats and AD), `layout` (where
+//! records live in the bucket), `sealed_cache` (records as
 //! stored, in front of the backend), `cache_sync` (the watch that keeps the
 //! caches true), `migrate` (release 0.1's layout), `validate`, `model`,
 //! `error`.
@@ -37,6 +39,7 @@
 mod cache_sync;
 mod crypto;
 mod error;
+mod key_access;
 mod keyring;
 mod keys;
 mod layout;

@@ -154,6 +154,10 @@ pub struct RotationReport {
     pub records_rewritten: usize,
     /// Key versions removed at the end of the rotation.
     pub retired_versions: Vec<u64>,
+    /// For a KEK rotation: the key file that now holds the new master key
+    /// (and no longer the retired versions, so a backup of the file taken
+    /// before no longer opens the store).
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn now_ms() -> u64 {

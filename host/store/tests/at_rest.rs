@@ -219,11 +219,64 @@ fn missing_key_opens_sealed_and_changes_nothing() {
     assert_eq!(snapshot(&fx.store), before);
 }
 
+#[cfg(unix)]
+#[test]
+fn a_key_file_others_can_read_is_refused_until_chmod_600() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let fx = Fixture::new().with_layout();
+    fx.store.set_secret(&env("prod"), "K", &val("v")).unwrap();
+    fx.store.flush().unwrap();
+    let before = snapshot(&fx.store);
+    let key = fx.key_path.clone();
+    let mut fx = fx;
+    for (mode, how) in [
+        (0o644, "readable"),
+        (0o640, "readable"),
+        (0o620, "writable"),
+    ] {
+        chmod(&key, mode);
+        fx = fx.reopen_with_file();
+        let expect = format!(
+            "key file {} is {how} by others (mode {mode:04o}); run: chmod 600 {}",
+            key.display(),
+            key.display()
+        );
+        assert_eq!(fx.store.sealed_reason().as_deref(), Some(&*expect));
+        let err = fx.store.get_secret(&env("prod"), "K").unwrap_err();
+        assert_eq!(err.to_string(), format!("sealed: {expect}"));
+        assert!(fx.store.set_secret(&env("prod"), "K", &val("x")).is_err());
+        assert!(fx.store.rotate_kek().is_err());
+        assert_eq!(fx.store.list_secrets(&env("prod")).unwrap().len(), 1);
+        assert_eq!(snapshot(&fx.store), before, "a refused key changed nothing");
+    }
+    chmod(&key, 0o600);
+    let fx = fx.reopen_with_file();
+    assert!(!fx.store.is_sealed());
+    assert_eq!(
+        fx.store.get_secret(&env("prod"), "K").unwrap().expose(),
+        "v"
+    );
+    // Owner-only modes stricter than 0600 are fine too.
+    chmod(&key, 0o400);
+    let fx = fx.reopen_with_file();
+    assert!(!fx.store.is_sealed());
+    chmod(&key, 0o600);
+}
+
 #[test]
 fn malformed_key_file_is_a_key_file_error() {
     let fx = Fixture::new();
     let bad = fx.keys.path().join("bad.key");
     std::fs::write(&bad, "v1 not-hex\n").unwrap();
+    #[cfg(unix)]
+    {
+        // Private, or it is refused (sealed) before it is parsed.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let data = fx.data.path().to_path_buf();
     drop(fx.store);
     let mut result = keyhole_store::SecretStore::open(&data, KeySource::File(bad.clone()));

@@ -10,6 +10,7 @@ mod examples;
 mod http;
 mod sandbox;
 mod scrubbing;
+mod sealed;
 mod secrets;
 
 #[allow(unused_imports)]

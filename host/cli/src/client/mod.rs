@@ -100,11 +100,10 @@ impl Client {
             Err(e) if held_by_another_process(&e) => match ServeInfo::read(&g.data) {
                 Some(info) => {
                     let token = token(g, &info.address)?;
-                    Ok(Client::Remote(Remote::new(
-                        &info.address,
-                        token,
-                        g.ca_cert.as_deref(),
-                    )?))
+                    // A daemon on this machine serving its own certificate
+                    // is trusted with it.
+                    let ca = g.ca_cert.as_deref().or(info.tls_cert.as_deref());
+                    Ok(Client::Remote(Remote::new(&info.address, token, ca)?))
                 }
                 // Held, but by a process that serves no API (yet).
                 None => Err(e),

@@ -9,7 +9,7 @@
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use keyhole_store::{KeySource, SecretStore};
 
 use crate::auth::{Principal, Tokens};
@@ -52,8 +52,7 @@ pub fn init(g: &Globals) -> Result<()> {
             .into());
         }
     }
-    std::fs::create_dir_all(&g.data)
-        .with_context(|| format!("creating data directory {}", g.data.display()))?;
+    crate::datadir::secure(&g.data)?;
     {
         // Look before creating a key: an initialized data dir has a token.
         let probe = SecretStore::open(&g.data, KeySource::None)?;
@@ -196,8 +195,13 @@ pub fn rotation_text(r: &RotationView) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    format!(
+    let mut text = format!(
         "rotated {what}: {previous} -> v{}\n  {records}: {}\n  retired versions: {retired}",
         r.new_version, r.records_rewritten
-    )
+    );
+    if let Some(notice) = &r.notice {
+        text.push('\n');
+        text.push_str(notice);
+    }
+    text
 }

@@ -54,6 +54,21 @@ impl Install {
         c
     }
 
+    /// The binary as [`Install::cmd`], started from a shell whose umask is
+    /// `umask` (e.g. `000`, as a careless service manager might leave it).
+    pub fn cmd_with_umask(&self, umask: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(BIN)
+            .env("KEYHOLE_DATA", &self.data)
+            .env("KEYHOLE_KEY_FILE", &self.key)
+            .env_remove("KEYHOLE_MASTER_KEY")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        c
+    }
+
     pub fn run(&self, args: &[&str]) -> Out {
         self.cmd().args(args).output().expect("run keyhole").into()
     }
@@ -134,7 +149,8 @@ impl Server {
         Self::spawn(cmd, install, token, extra)
     }
 
-    fn spawn(mut cmd: Command, install: &Install, token: &str, extra: &[&str]) -> Server {
+    /// Starts `keyhole serve` from `cmd` (e.g. [`Install::cmd_with_umask`]).
+    pub fn spawn(mut cmd: Command, install: &Install, token: &str, extra: &[&str]) -> Server {
         let child = cmd
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)

@@ -37,6 +37,7 @@ impl SecretStore {
             new_version,
             records_rewritten: rewritten,
             retired_versions: retired,
+            key_file: None,
         })
     }
 
