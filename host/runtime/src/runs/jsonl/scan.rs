@@ -101,7 +101,8 @@ pub(super) fn query(
         return Ok(out);
     }
     let segments = log.segments().map_err(reading)?;
-    summaries.retain(|first| segments.iter().any(|s| s.first == first));
+    // Listed oldest first, so sorted by first id.
+    summaries.retain(|first| segments.binary_search_by_key(&first, |s| s.first).is_ok());
     for segment in segments.iter().rev() {
         if query.before.is_some_and(|b| segment.first >= b) {
             continue;
