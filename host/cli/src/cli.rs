@@ -365,6 +365,14 @@ pub struct ServeArgs {
     /// (MemTotal, or the cgroup limit if lower). 256MiB to 1TiB.
     #[arg(long, value_parser = parse_max_memory)]
     pub max_memory: Option<u64>,
+    /// Run records kept: older runs are no longer shown, and deleted.
+    #[arg(long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub max_runs: u64,
+    /// Keep run records only this long after their run started, e.g. 30d
+    /// (1s to 100years). Default: no age limit.
+    #[arg(long, value_name = "DURATION", value_parser = parse_max_age)]
+    pub runs_max_age: Option<Duration>,
 }
 
 /// `serve --max-memory`: 256 MiB to 1 TiB.
@@ -374,6 +382,16 @@ fn parse_max_memory(s: &str) -> Result<u64, String> {
         return Err("must be between 256MiB and 1TiB".into());
     }
     Ok(bytes)
+}
+
+/// `serve --runs-max-age`: 1 s to 100 years.
+fn parse_max_age(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    let range = Duration::from_secs(1)..=Duration::from_secs(100 * 365 * 86_400);
+    range
+        .contains(&d)
+        .then_some(d)
+        .ok_or_else(|| "must be between 1s and 100years".into())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -422,6 +440,11 @@ mod tests {
         assert_eq!(parse_timeout("10s").unwrap(), Duration::from_secs(10));
         assert!(parse_timeout("0s").is_err());
         assert!(parse_timeout("2days").is_err());
+        assert_eq!(
+            parse_max_age("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert!(parse_max_age("500ms").is_err() && parse_max_age("200years").is_err());
         assert_eq!(parse_bytes("64MiB").unwrap(), 64 << 20);
         assert_eq!(parse_bytes("1048576").unwrap(), 1 << 20);
         assert!(parse_bytes("lots").is_err());

@@ -201,7 +201,9 @@ fn api_routes_auth_limits_and_openapi() {
         &h.post_json("/v1/events", &json!({"topic": "", "environmentId": "prod"})),
         400,
     );
-    let runs = h.get("/v1/runs?listener=hello&limit=5").json();
+    let page = h.get("/v1/runs?listener=hello&limit=5").json();
+    assert_eq!(page["next"], Value::Null);
+    let runs = &page["runs"];
     assert_eq!(runs.as_array().unwrap().len(), 1);
     assert_eq!(runs[0]["eventId"], ev["eventId"]);
     assert_eq!(runs[0]["environmentId"], "prod");

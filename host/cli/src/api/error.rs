@@ -7,7 +7,7 @@
 //! | 400 | invalid input: names, ids, specs, modules, JSON, unknown fields |
 //! | 401 | no, malformed, unknown, revoked or expired token: no body (`auth.rs`) |
 //! | 403 | the token lacks the permission, or the target is outside its scope: `{"error", "missingPermission"}` |
-//! | 404 | unknown environment, space, secret, listener or token |
+//! | 404 | unknown environment, space, secret, listener, run or token (a run outside the caller's scope too: `runs.rs`) |
 //! | 408 | body not received within `--request-timeout` (see `deadline.rs`) |
 //! | 409 | already exists, or a concurrent change won (try again) |
 //! | 413 | body or module too large |
