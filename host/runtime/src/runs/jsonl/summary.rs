@@ -149,10 +149,18 @@ mod tests {
             .map(|(n, (listener, event_id))| RunFields {
                 id: n as u64,
                 event_id,
-                environment: if n % 2 == 0 { "prod" } else { "staging" },
-                space: (n % 3 == 0).then_some("team-a"),
+                environment: if n.is_multiple_of(2) {
+                    "prod"
+                } else {
+                    "staging"
+                },
+                space: n.is_multiple_of(3).then_some("team-a"),
                 listener,
-                outcome: if n % 5 == 0 { "deadline" } else { "ok" },
+                outcome: if n.is_multiple_of(5) {
+                    "deadline"
+                } else {
+                    "ok"
+                },
                 started_at_ms: 1_000 + n as u64,
             });
         s.insert(1, runs);

@@ -12,9 +12,9 @@ use super::*;
 /// `1_000 + n` ms.
 fn varied(n: usize) -> RunRecord {
     let mut r = record(&format!("l{}", n % 3), n);
-    r.environment = if n % 2 == 0 { "prod" } else { "dev" }.into();
-    r.space = (n % 3 == 0).then(|| "s".into());
-    if n % 5 == 0 {
+    r.environment = if n.is_multiple_of(2) { "prod" } else { "dev" }.into();
+    r.space = n.is_multiple_of(3).then(|| "s".into());
+    if n.is_multiple_of(5) {
         r.outcome = Outcome::Deadline { timeout_ms: 5 };
     }
     r.started_at_ms = 1_000 + n as u64;
