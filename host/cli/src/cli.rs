@@ -387,10 +387,10 @@ fn parse_max_memory(s: &str) -> Result<u64, String> {
 /// `serve --runs-max-age`: 1 s to 100 years.
 fn parse_max_age(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
-    match d >= Duration::from_secs(1) && d <= Duration::from_secs(100 * 365 * 86_400) {
-        true => Ok(d),
-        false => Err("must be between 1s and 100years".into()),
+    if d < Duration::from_secs(1) || d > Duration::from_secs(100 * 365 * 86_400) {
+        return Err("must be between 1s and 100years".into());
     }
+    Ok(d)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -281,6 +281,7 @@ fn check_openapi_against_server(h: &Http) {
             let m = method.to_uppercase();
             let r = match (m.as_str(), path.as_str()) {
                 ("GET", "/v1/secrets") => h.get("/v1/secrets?environmentId=prod"),
+                ("GET", "/v1/runs/{id}") => h.get("/v1/runs/1"),
                 ("GET", p) => h.get(p),
                 ("POST", "/v1/environments") => h.post_json(path, &json!({"id": "doc-env"})),
                 ("POST", "/v1/spaces") => {
@@ -310,7 +311,7 @@ fn check_openapi_against_server(h: &Http) {
             checked += 1;
         }
     }
-    assert_eq!(checked, 21, "operations checked");
+    assert_eq!(checked, 22, "operations checked");
 }
 
 /// A component that could never run is invalid input: 400 with a message

@@ -93,7 +93,7 @@ fn run_id(param: &str, value: &str) -> Result<u64, ApiError> {
 }
 
 /// Milliseconds since the epoch, or an RFC 3339 time in UTC.
-pub fn parse_time(param: &str, value: &str) -> Result<u64, ApiError> {
+fn parse_time(param: &str, value: &str) -> Result<u64, ApiError> {
     let expected = "milliseconds since the Unix epoch or an RFC 3339 time in UTC \
                     such as 2026-12-01T10:00:00Z";
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
@@ -109,16 +109,13 @@ pub fn parse_time(param: &str, value: &str) -> Result<u64, ApiError> {
 fn outcomes(value: &str) -> Result<Vec<String>, ApiError> {
     value
         .split(',')
-        .map(|label| match Outcome::LABELS.contains(&label) {
-            true => Ok(label.to_string()),
-            false => Err(bad(
-                "outcome",
-                &format!(
-                    "one or more of {} (comma-separated)",
-                    Outcome::LABELS.join(", ")
-                ),
-                label,
-            )),
+        .map(|label| {
+            if Outcome::LABELS.contains(&label) {
+                return Ok(label.to_string());
+            }
+            let all = Outcome::LABELS.join(", ");
+            let expected = format!("one or more of {all} (comma-separated)");
+            Err(bad("outcome", &expected, label))
         })
         .collect()
 }
