@@ -216,11 +216,25 @@ pub struct Http {
 
 impl Http {
     pub fn new(base: &str, token: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        Self::build(base, token, true)
+    }
+
+    /// A client that opens a connection per request. For requests the
+    /// server refuses before reading their body (a 401 or 403 on an
+    /// upload): it then closes the connection, and a pooled client may
+    /// send its next request into the closing socket.
+    pub fn without_keep_alive(base: &str, token: &str) -> Self {
+        Self::build(base, token, false)
+    }
+
+    fn build(base: &str, token: &str, keep_alive: bool) -> Self {
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+            .timeout_global(Some(Duration::from_secs(60)));
+        if !keep_alive {
+            config = config.max_idle_connections(0);
+        }
+        let agent: ureq::Agent = config.build().into();
         Http {
             agent,
             base: base.to_string(),
