@@ -33,10 +33,15 @@ impl Harness {
 
     /// Drops the runtime and store and opens them again, as a restart would.
     pub fn restart(self) -> Self {
+        self.restart_with(RuntimeConfig::default())
+    }
+
+    /// [`Harness::restart`], opening the runtime with `config`.
+    pub fn restart_with(self, config: RuntimeConfig) -> Self {
         let Harness { dir, runtime } = self;
         runtime.flush().expect("flush");
         drop(runtime);
-        let runtime = open(dir.path());
+        let runtime = open_with(dir.path(), config);
         Harness { dir, runtime }
     }
 
@@ -115,10 +120,6 @@ impl Default for Harness {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn open(dir: &Path) -> Runtime {
-    open_with(dir, RuntimeConfig::default())
 }
 
 fn open_with(dir: &Path, config: RuntimeConfig) -> Runtime {

@@ -308,16 +308,55 @@ pub struct EmitArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct RunsArgs {
+    #[command(subcommand)]
+    pub show: Option<RunsCmd>,
+    /// Only runs of events in this environment.
+    #[arg(long = "env", value_name = "ENV")]
+    pub env: Option<String>,
+    /// Only runs of events in this space.
+    #[arg(long = "space", value_name = "SPACE")]
+    pub space: Option<String>,
     /// Only this listener's runs.
     #[arg(long)]
     pub listener: Option<String>,
+    /// Only these outcomes, comma-separated: ok, guest_error, deadline,
+    /// memory, trap, failed, memory_budget.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Only the runs of this event.
+    #[arg(long = "event", value_name = "EVENT_ID")]
+    pub event: Option<String>,
+    /// Only runs started at or after this: a duration ago (10m, 2h, 7d) or
+    /// a time (2026-12-01T10:00:00Z).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only runs started at or before this (as --since).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only runs older than this run id (the cursor a page ends with).
+    #[arg(long, value_name = "RUN_ID")]
+    pub before: Option<u64>,
     /// At most this many runs, newest first.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
     /// Print JSON (an array of run records) instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCmd {
+    /// Show one run in full: outcome, timing, secrets read, HTTP calls and
+    /// its (scrubbed) output.
+    Show {
+        /// The run's id (first column of `keyhole runs`).
+        id: u64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -399,6 +438,14 @@ pub struct ServeArgs {
     /// (MemTotal, or the cgroup limit if lower). 256MiB to 1TiB.
     #[arg(long, value_parser = parse_max_memory)]
     pub max_memory: Option<u64>,
+    /// Run records kept: older runs are no longer shown, and deleted.
+    #[arg(long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub max_runs: u64,
+    /// Keep run records only this long after their run started, e.g. 30d
+    /// (1s to 100years). Default: no age limit.
+    #[arg(long, value_name = "DURATION", value_parser = parse_max_age)]
+    pub runs_max_age: Option<Duration>,
     #[command(flatten)]
     pub tls: crate::tls::TlsArgs,
 }
@@ -410,6 +457,15 @@ fn parse_max_memory(s: &str) -> Result<u64, String> {
         return Err("must be between 256MiB and 1TiB".into());
     }
     Ok(bytes)
+}
+
+/// `serve --runs-max-age`: 1 s to 100 years.
+fn parse_max_age(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(100 * 365 * 86_400) {
+        return Err("must be between 1s and 100years".into());
+    }
+    Ok(d)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -487,6 +543,8 @@ mod tests {
         assert_eq!(parse_timeout("10s").unwrap(), Duration::from_secs(10));
         assert!(parse_timeout("0s").is_err());
         assert!(parse_timeout("2days").is_err());
+        assert_eq!(parse_max_age("30d"), Ok(Duration::from_secs(2_592_000)));
+        assert!(parse_max_age("500ms").is_err() && parse_max_age("200years").is_err());
         assert_eq!(parse_bytes("64MiB").unwrap(), 64 << 20);
         assert_eq!(parse_bytes("1048576").unwrap(), 1 << 20);
         assert!(parse_bytes("lots").is_err());

@@ -137,6 +137,7 @@ fn api_report(e: &ApiFailure, message: String) -> Report {
         ),
         C::UnknownListener => (Exit::NotFound, Some("see `keyhole listeners list`".into())),
         C::UnknownToken => (Exit::NotFound, Some("see `keyhole token list`".into())),
+        C::UnknownRun => (Exit::NotFound, Some("see `keyhole runs`".into())),
         C::UnknownRoute => (
             Exit::NotFound,
             Some("the daemon may be of another keyhole version".into()),

@@ -90,7 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => commands::listeners::deploy(&c, args),
         Command::Listeners { cmd } => commands::listeners::listeners(&c, cmd),
         Command::Emit(args) => commands::listeners::emit(&c, args),
-        Command::Runs(args) => commands::listeners::runs(&c, args),
+        Command::Runs(args) => commands::runs::runs(&c, args),
         Command::Audit { cmd } => commands::audit::run(&c, cmd),
         Command::Init | Command::Serve(_) => unreachable!("handled above"),
     }

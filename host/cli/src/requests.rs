@@ -133,14 +133,32 @@ pub struct EmitBody {
     pub payload: serde_json::Value,
 }
 
-/// `GET /v1/runs`.
+/// `GET /v1/runs`, as sent: each value is checked and parsed by the API
+/// (`api/runs.rs`), so a bad one is a 400 in the caller's terms.
 #[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunsQuery {
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RunsParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listener: Option<String>,
+    /// One outcome label, or several separated by commas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<usize>,
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// Milliseconds since the epoch, or RFC 3339 in UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    /// The cursor: runs older than this run id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
 }
 
 /// `GET /v1/audit`.

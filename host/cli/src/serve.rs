@@ -44,6 +44,10 @@
 //! `budget.rs`). The budget also covers what the instance pool keeps
 //! resident, so many large runs cannot push the daemon past it.
 //!
+//! Run records are kept as `--max-runs` and `--runs-max-age` say: the API
+//! never shows a run beyond either, and the run log deletes them from disk
+//! a segment at a time.
+//!
 //! Only HTTP/1.1 is served, as before (axum's `http2` feature is off): hyper
 //! has no header or idle timeout for HTTP/2, so serving it would reopen the
 //! hole.
@@ -79,7 +83,12 @@ pub fn run(g: &Globals, args: ServeArgs) -> Result<()> {
     let max_memory = args
         .max_memory
         .unwrap_or_else(keyhole_runtime::default_max_memory);
-    let config = keyhole_runtime::RuntimeConfig::default().with_max_memory(max_memory);
+    let config = keyhole_runtime::RuntimeConfig {
+        max_run_records: usize::try_from(args.max_runs).unwrap_or(usize::MAX),
+        max_run_age: args.runs_max_age,
+        ..keyhole_runtime::RuntimeConfig::default()
+    }
+    .with_max_memory(max_memory);
     let runtime = g.open_runtime_with(config)?;
     let memory = runtime.memory_stats();
     tracing::info!(

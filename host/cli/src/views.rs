@@ -318,6 +318,14 @@ fn conceal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, 
     String::deserialize(d).map(Zeroizing::new)
 }
 
+/// A page of run records, newest first.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunsPage {
+    pub runs: Vec<RunView>,
+    /// The `before` of the next page; `null` when this is the last.
+    pub next: Option<u64>,
+}
+
 /// An API token as listed: never the token, never its hash.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

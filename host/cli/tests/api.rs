@@ -206,7 +206,9 @@ fn api_routes_auth_limits_and_openapi() {
         &h.post_json("/v1/events", &json!({"topic": "", "environmentId": "prod"})),
         400,
     );
-    let runs = h.get("/v1/runs?listener=hello&limit=5").json();
+    let page = h.get("/v1/runs?listener=hello&limit=5").json();
+    assert_eq!(page["next"], Value::Null);
+    let runs = &page["runs"];
     assert_eq!(runs.as_array().unwrap().len(), 1);
     assert_eq!(runs[0]["eventId"], ev["eventId"]);
     assert_eq!(runs[0]["environmentId"], "prod");
@@ -291,6 +293,7 @@ fn check_openapi_against_server(h: &Http) {
             let m = method.to_uppercase();
             let r = match (m.as_str(), path.as_str()) {
                 ("GET", "/v1/secrets") => h.get("/v1/secrets?environmentId=prod"),
+                ("GET", "/v1/runs/{id}") => h.get("/v1/runs/1"),
                 ("GET", p) => h.get(p),
                 ("POST", "/v1/environments") => h.post_json(path, &json!({"id": "doc-env"})),
                 ("POST", "/v1/spaces") => {
@@ -323,7 +326,7 @@ fn check_openapi_against_server(h: &Http) {
             checked += 1;
         }
     }
-    assert_eq!(checked, 22, "operations checked");
+    assert_eq!(checked, 23, "operations checked");
 }
 
 /// A component that could never run is invalid input: 400 with a message

@@ -201,6 +201,31 @@ fn flow(k: &Install, mut seen: String) {
     let one: serde_json::Value =
         serde_json::from_str(&k.ok(&["runs", "--limit", "1", "--json"])).unwrap();
     assert_eq!(one.as_array().unwrap().len(), 1);
+    // Filters, one run in full, and what does not exist.
+    let failed: serde_json::Value = serde_json::from_str(&k.ok(&[
+        "runs",
+        "--outcome",
+        "guest_error",
+        "--env",
+        "dev",
+        "--since",
+        "1h",
+        "--json",
+    ]))
+    .unwrap();
+    let failed = failed.as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["listener"], "hello-dev");
+    let id = runs[0]["id"].as_u64().unwrap().to_string();
+    let shown = k.ok(&["runs", "show", &id]);
+    assert!(shown.starts_with(&format!("run {id}\n")), "{shown}");
+    assert!(shown.contains("secrets:    SLACK_TOKEN"), "{shown}");
+    seen += &shown;
+    let out = k.run(&["runs", "--listener", "nope"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("no listener named nope"), "{out:?}");
+    assert_eq!(k.run(&["runs", "show", "999999"]).code, 3);
+    assert_eq!(k.run(&["runs", "--since", "yesterdayish"]).code, 2);
     seen += &json.to_string();
 
     assert!(k.ok(&["keys", "rotate"]).contains("rotated master key"));

@@ -229,7 +229,7 @@ fn runs_beyond_the_budget_wait_or_are_refused_and_the_daemon_stays_healthy() {
 
     // Recorded like any run, counted in metrics; and with the hog gone the
     // late listener runs.
-    let recorded = h.get("/v1/runs?listener=late").json();
+    let recorded = h.get("/v1/runs?listener=late").json()["runs"].clone();
     assert_eq!(
         recorded[0]["outcome"]["kind"], "memory_budget",
         "{recorded}"

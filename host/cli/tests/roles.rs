@@ -39,6 +39,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("DELETE", "/v1/listeners/{name}", "listeners:deploy"),
     ("POST", "/v1/events", "events:emit"),
     ("GET", "/v1/runs", "runs:read"),
+    ("GET", "/v1/runs/{id}", "runs:read"),
     ("GET", "/v1/audit", "audit:read"),
     ("GET", "/v1/audit/verify", "audit:read"),
     ("GET", "/v1/tokens", "tokens:admin"),
@@ -77,6 +78,7 @@ fn call(h: &Http, method: &str, path: &str, tag: &str) -> Resp {
     match (method, path) {
         ("GET", "/v1/secrets") => h.get("/v1/secrets?environmentId=prod"),
         ("GET", "/healthz") => h.send("GET", path, None, None),
+        ("GET", "/v1/runs/{id}") => h.get("/v1/runs/1"),
         ("GET", p) => h.get(p),
         ("POST", "/v1/environments") => h.post_json(path, &json!({"id": format!("env-{tag}")})),
         ("POST", "/v1/spaces") => h.post_json(
@@ -422,11 +424,16 @@ fn scoped_tokens_stay_in_their_scope() {
     assert_eq!(r.json()["runs"][0]["listener"], "stage-l");
     // Runs: its environment's only; an auditor sees all.
     let runs = t.get("/v1/runs").json();
-    assert_eq!(ids(&runs, "environmentId"), ["prod"]);
-    assert_eq!(t.get("/v1/runs?listener=stage-l").json(), json!([]));
+    assert_eq!(ids(&runs["runs"], "environmentId"), ["prod"]);
+    // Another environment's listener is as unknown as one never deployed.
+    for name in ["stage-l", "never-was"] {
+        let r = t.get(&format!("/v1/runs?listener={name}"));
+        assert_eq!(r.status, 404, "{r:?}");
+        assert_eq!(r.json()["error"], format!("no listener named {name}"));
+    }
     let auditor = h.create_token(&json!({"name": "audit", "role": "auditor"}));
     let all = h.with_token(&auditor).get("/v1/runs").json();
-    assert_eq!(ids(&all, "environmentId"), ["prod", "staging"]);
+    assert_eq!(ids(&all["runs"], "environmentId"), ["prod", "staging"]);
 
     // Scopes are checked when a token is made.
     let r = h.post_json(

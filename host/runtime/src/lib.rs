@@ -77,7 +77,7 @@ pub use engine::{
 };
 pub use error::RuntimeError;
 pub use machine::{default_max_memory, machine_memory};
-pub use runs::{Outcome, RunLog, RunQuery, RunRecord};
+pub use runs::{Outcome, RunFields, RunLog, RunPage, RunQuery, RunRecord};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};
 pub use sandbox::OUTPUT_LIMIT;
 

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use keyhole_audit::AuditLog;
 use keyhole_store::SecretStore;
@@ -22,8 +23,8 @@ use crate::deployments::Deployments;
 use crate::engine::{EngineConfig, EpochTicker, new_engine};
 use crate::error::RuntimeError;
 use crate::metrics::Metrics;
-use crate::runs::jsonl::JsonlRunLog;
-use crate::runs::{RunLog, RunQuery, RunRecord};
+use crate::runs::jsonl::{JsonlRunLog, Retention};
+use crate::runs::{RunLog, RunPage, RunQuery, RunRecord};
 use crate::sandbox::RunState;
 
 /// The bucket of deployment records (name -> postcard `Deployment`).
@@ -66,9 +67,13 @@ pub struct RuntimeConfig {
     pub engine: EngineConfig,
     /// Runs that may execute at once (across all `emit` calls).
     pub max_concurrent_runs: usize,
-    /// Run records kept; older ones are trimmed (by the default run log;
-    /// see [`Runtime::open_with_run_log`]).
+    /// Run records kept: readers see only the newest this many, and older
+    /// ones are deleted (by the default run log; see
+    /// [`Runtime::open_with_run_log`]).
     pub max_run_records: usize,
+    /// If set, run records are kept only this long after their run
+    /// started (same terms as `max_run_records`).
+    pub max_run_age: Option<Duration>,
     /// Audit entries kept; older segments are deleted, and the deletion is
     /// itself recorded.
     pub max_audit_entries: usize,
@@ -86,6 +91,7 @@ impl Default for RuntimeConfig {
             engine: EngineConfig::default(),
             max_concurrent_runs: cores * 4,
             max_run_records: 100_000,
+            max_run_age: None,
             max_audit_entries: 10_000_000,
             max_memory_bytes: 0,
         }
@@ -154,26 +160,29 @@ pub struct Runtime {
 impl Runtime {
     /// Opens the runtime on `store`'s database, with modules and artifacts
     /// under `data_dir`, and makes every stored deployment ready to run.
-    /// Run records go to JSON-lines files under `data_dir/runs`, keeping
-    /// about `config.max_run_records`.
+    /// Run records go to JSON-lines files under `data_dir/runs`, kept as
+    /// `config.max_run_records` and `config.max_run_age` say.
     pub fn open(
         store: SecretStore,
         data_dir: &Path,
         config: RuntimeConfig,
     ) -> Result<Self, RuntimeError> {
-        let keep = config.max_run_records;
+        let retention = Retention {
+            keep: config.max_run_records,
+            max_age: config.max_run_age,
+        };
         Self::open_inner(store, data_dir, config, |audit| {
             Ok(Arc::new(JsonlRunLog::open(
                 &data_dir.join("runs"),
-                keep,
+                retention,
                 audit.cloned(),
             )?))
         })
     }
 
     /// Like [`Runtime::open`], with run records going to `runs` instead of
-    /// the JSON-lines files (`config.max_run_records` is then the log's
-    /// business).
+    /// the JSON-lines files (`config.max_run_records` and
+    /// `config.max_run_age` are then the log's business).
     pub fn open_with_run_log(
         store: SecretStore,
         data_dir: &Path,
@@ -260,6 +269,29 @@ impl Runtime {
     /// The run records `query` asks for, newest first.
     pub fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, RuntimeError> {
         self.inner.runs.query(query)
+    }
+
+    /// A page of the runs `query` asks for, newest first, with the cursor
+    /// of the next page if older runs match too (found by asking for one
+    /// more than the page holds).
+    pub fn runs_page(&self, query: &RunQuery) -> Result<RunPage, RuntimeError> {
+        let mut runs = self.inner.runs.query(&RunQuery {
+            limit: query.limit.saturating_add(1),
+            ..query.clone()
+        })?;
+        let more = runs.len() > query.limit;
+        runs.truncate(query.limit);
+        let next = if more {
+            runs.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(RunPage { runs, next })
+    }
+
+    /// The run with this id, if it is recorded and still kept.
+    pub fn run_record(&self, id: u64) -> Result<Option<RunRecord>, RuntimeError> {
+        self.inner.runs.get(id)
     }
 
     /// The audit log, unless the store is sealed.
@@ -394,6 +426,10 @@ mod tests {
             .collect();
         assert_eq!(ids, [3, 1]);
         assert_eq!(runtime.runs(None, 2).unwrap().len(), 2);
+        let page = runtime.runs_page(&RunQuery::recent(None, 2)).unwrap();
+        assert_eq!((page.runs.len(), page.next), (2, Some(2)));
+        assert_eq!(runtime.run_record(2).unwrap().unwrap().listener, "b");
+        assert_eq!(runtime.run_record(4).unwrap(), None);
         runtime.flush().unwrap();
         assert_eq!(log.syncs.load(Ordering::Relaxed), 1);
         assert!(!dir.path().join("runs").exists(), "no JSONL files");

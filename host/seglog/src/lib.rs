@@ -27,9 +27,12 @@
 //!   carries a *mark*, and the writer passes the highest mark of a batch to
 //!   the hook before writing it (the run log waits there for the audit
 //!   entries its runs depend on).
-//! - **Retention**: beyond `keep` lines (plus a tenth) the oldest whole
-//!   segments are deleted, and [`Hooks::trimmed`] may append a line saying
-//!   so.
+//! - **Retention** (`retention.rs`): beyond `keep` lines (plus a tenth),
+//!   and optionally once older than `max_age`, the oldest whole segments
+//!   are deleted, and [`Hooks::trimmed`] may append a line saying so.
+//! - **Reading** newest or oldest first, or a segment at a time
+//!   ([`SegLog::segments`], `read.rs`) for readers that skip segments by
+//!   the sequence numbers in their names.
 //! - **Crashes**: a torn last line is cut off on open, so appends resume on
 //!   a line of their own. Syncing is the caller's choice ([`SegLog::sync`]).
 
@@ -37,6 +40,8 @@
 
 mod files;
 pub mod json;
+mod read;
+mod retention;
 mod writer;
 
 use std::io;
@@ -47,6 +52,7 @@ use std::time::{Duration, Instant};
 
 use crate::files::Segments;
 pub use crate::files::{complete_lines, segments};
+pub use crate::read::{Segment, SegmentLines};
 
 /// How a log is sized and paced.
 #[derive(Clone, Debug)]
@@ -66,6 +72,10 @@ pub struct Config {
     pub linger: Duration,
     /// How long the writer waits before trying a failed batch again.
     pub retry: Duration,
+    /// Lines older than this are deleted too, a whole segment at a time
+    /// (`retention.rs`). When every line has expired, the log keeps an
+    /// empty newest segment, and hooks' `init` then gets no last line.
+    pub max_age: Option<Duration>,
 }
 
 impl Config {
@@ -80,6 +90,7 @@ impl Config {
             batch: 1_024,
             linger: Duration::from_millis(20),
             retry: Duration::from_millis(100),
+            max_age: None,
         }
     }
 }
@@ -313,6 +324,28 @@ impl SegLog {
             q = self.shared.wait(q, Some(until));
         }
         Ok(())
+    }
+
+    /// The sequence number the next appended line will get.
+    pub fn next_seq(&self) -> u64 {
+        self.shared.lock().next_seq
+    }
+
+    /// The segment files, oldest first. Like the other readers, waits
+    /// (briefly) until every line appended before the call is written.
+    pub fn segments(&self) -> io::Result<Vec<Segment>> {
+        self.wait_written(self.appended(), Duration::from_secs(10));
+        let files = Segments::scan(&self.dir)?.files;
+        let ends = files.iter().skip(1).map(|(first, _)| Some(*first));
+        Ok(files
+            .iter()
+            .zip(ends.chain([None]))
+            .map(|((first, path), end)| Segment {
+                first: *first,
+                end,
+                path: path.clone(),
+            })
+            .collect())
     }
 
     /// Calls `f` with every stored line, newest first, until it breaks.

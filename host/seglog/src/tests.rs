@@ -219,3 +219,105 @@ fn a_blocked_barrier_lets_go_when_the_log_is_dropped() {
         "waits\n"
     );
 }
+
+#[test]
+fn segments_read_back_with_their_sequence_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 160); // 20 lines a segment
+    for i in 1..=100 {
+        put(&log, &format!("line {i}"));
+    }
+    assert_eq!(log.next_seq(), 101);
+    let segs = log.segments().unwrap();
+    assert_eq!(segs.len(), 5);
+    let mut want = 1;
+    for (i, seg) in segs.iter().enumerate() {
+        assert_eq!(seg.first, want);
+        assert_eq!(seg.end, segs.get(i + 1).map(|s| s.first));
+        let lines = seg.read().unwrap().unwrap();
+        for (seq, line) in lines.lines() {
+            assert_eq!((seq, line), (want, format!("line {want}").as_bytes()));
+            assert!(seg.may_hold(seq));
+            want += 1;
+        }
+        let last = want - 1;
+        assert_eq!(lines.get(last), Some(format!("line {last}").as_bytes()));
+        assert_eq!(lines.get(seg.first.wrapping_sub(1)), None);
+        assert_eq!(lines.get(want), None);
+    }
+    assert_eq!(want, 101);
+    assert!(segs[4].may_hold(10_000) && !segs[3].may_hold(100));
+    // A segment deleted since it was listed reads as `None`.
+    std::fs::remove_file(&segs[0].path).unwrap();
+    assert!(segs[0].read().unwrap().is_none());
+}
+
+fn aging(max_age: Duration) -> Config {
+    Config {
+        max_age: Some(max_age),
+        ..config(1000)
+    }
+}
+
+/// Waits (at most 5 s) until `done`.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(std::time::Instant::now() < until, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_segment_is_closed_once_it_is_an_eighth_of_the_maximum_age_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SegLog::open(dir.path(), aging(Duration::from_secs(60)), |_, _| Ok(Plain)).unwrap();
+    put(&log, "a");
+    log.sync(Duration::from_secs(10)).unwrap();
+    drop(log);
+    // Another process never continues a segment whose age it cannot know.
+    let log = SegLog::open(dir.path(), aging(Duration::from_millis(400)), |_, _| {
+        Ok(Plain)
+    })
+    .unwrap();
+    put(&log, "b");
+    log.sync(Duration::from_secs(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(80)); // past 400 ms / 8
+    put(&log, "c");
+    log.sync(Duration::from_secs(10)).unwrap();
+    let firsts: Vec<u64> = log.segments().unwrap().iter().map(|s| s.first).collect();
+    assert_eq!(firsts, [1, 2, 3]);
+}
+
+#[test]
+fn lines_past_the_maximum_age_are_deleted_and_numbering_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let max_age = Duration::from_millis(300);
+    let log = SegLog::open(dir.path(), aging(max_age), |_, _| Ok(Plain)).unwrap();
+    for i in 1..=10 {
+        put(&log, &format!("old {i}"));
+    }
+    log.sync(Duration::from_secs(10)).unwrap();
+    eventually("old lines deleted", || newest(&log).is_empty());
+    // An empty newest segment keeps the next sequence number.
+    let files = segments(dir.path()).unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].0, 11);
+    assert_eq!(std::fs::metadata(&files[0].1).unwrap().len(), 0);
+    assert_eq!(put(&log, "new"), 11);
+    assert_eq!(newest(&log), ["new"], "fresh lines stay");
+    drop(log);
+
+    let mut last_seen = None;
+    let log = SegLog::open(dir.path(), aging(max_age), |last, next| {
+        last_seen = Some((last.map(<[u8]>::to_vec), next));
+        Ok(Plain)
+    })
+    .unwrap();
+    assert_eq!(last_seen, Some((Some(b"new".to_vec()), 12)));
+    eventually("deleted after the restart too", || newest(&log).is_empty());
+    drop(log);
+    let log = SegLog::open(dir.path(), aging(max_age), |_, _| Ok(Plain)).unwrap();
+    assert_eq!(put(&log, "later"), 12);
+    assert_eq!(newest(&log), ["later"]);
+}

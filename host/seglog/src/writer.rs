@@ -1,13 +1,16 @@
 //! The writer thread: drains the queue in batches, stores each line
 //! through the hooks, appends the batch to segment files, syncs when asked,
-//! trims the oldest segments, and retries a batch that failed.
+//! deletes the oldest segments (`retention.rs`), and retries a batch that
+//! failed.
 //!
 //! All file I/O of a log happens here, off the callers' path.
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use crate::files::{Segments, complete_lines};
+use crate::retention;
 use crate::{Config, Hooks, SegLog, Shared};
 
 /// How many times a closing log retries a failed batch before giving up.
@@ -29,6 +32,22 @@ struct Current {
     file: std::fs::File,
     path: PathBuf,
     lines: usize,
+    /// When this process started writing to it.
+    opened: Instant,
+}
+
+/// When the writer starts a new segment.
+#[derive(Clone, Copy)]
+struct Rolling {
+    per_segment: usize,
+    /// With a maximum age: how old a segment may grow (`retention.rs`).
+    max_span: Option<Duration>,
+}
+
+impl Rolling {
+    fn has_room(&self, c: &Current) -> bool {
+        c.lines < self.per_segment && self.max_span.is_none_or(|s| c.opened.elapsed() < s)
+    }
 }
 
 pub(crate) fn run<H: Hooks>(
@@ -44,6 +63,11 @@ pub(crate) fn run<H: Hooks>(
     // gives up on a batch the disk keeps refusing rather than hang.
     let mut closing_failures = 0;
     let mut spare = Vec::new();
+    let rolling = Rolling {
+        per_segment: config.per_segment,
+        max_span: config.max_age.map(retention::roll_after),
+    };
+    let mut age_checked = Instant::now();
     loop {
         let (batch, sync, closed) = match retry.take() {
             Some(batch) => {
@@ -93,13 +117,7 @@ pub(crate) fn run<H: Hooks>(
         if let Some(b) = &batch {
             hooks.before_write(b.mark, &|| shared.lock().closed);
             let mut touched = Vec::new();
-            result = append_all(
-                &mut segments,
-                &mut current,
-                b,
-                config.per_segment,
-                &mut touched,
-            );
+            result = append_all(&mut segments, &mut current, b, rolling, &mut touched);
             if result.is_ok() {
                 let last = complete_lines(&b.stored).next_back().unwrap_or_default();
                 result = hooks.after_write(b.first_seq + b.lines - 1, last);
@@ -112,15 +130,15 @@ pub(crate) fn run<H: Hooks>(
             result = current.as_mut().map_or(Ok(()), |c| c.file.sync_data());
         }
         let mut trimmed_line = None;
-        // Trimming is housekeeping: a failure leaves old segments for the
-        // next batch to delete, and never makes a written batch be retried.
-        if result.is_ok() && segments.total(next_seq) > config.keep.saturating_add(config.keep / 10)
-        {
-            match trim(&mut segments, next_seq, config.keep) {
-                Ok(Some(first_kept)) => trimmed_line = hooks.trimmed(first_kept),
-                Ok(None) => {}
-                Err(e) => tracing::warn!("deleting old segments of {}: {e}", config.thread_name),
-            }
+        if result.is_ok() {
+            let first_kept = trim(
+                &mut segments,
+                &mut current,
+                next_seq,
+                &config,
+                &mut age_checked,
+            );
+            trimmed_line = first_kept.and_then(|f| hooks.trimmed(f));
         }
         let mut q = shared.lock();
         match result {
@@ -167,26 +185,72 @@ pub(crate) fn run<H: Hooks>(
     }
 }
 
-/// Appends a batch, starting a new segment every `per_segment` lines, and
-/// notes in `touched` each file it reached with its length before.
+/// Deletes old segments by count and by age (`retention.rs`); returns the
+/// first line kept if any were deleted. Housekeeping: a failure leaves old
+/// segments for a later pass, and never makes a written batch be retried.
+fn trim(
+    segments: &mut Segments,
+    current: &mut Option<Current>,
+    next_seq: u64,
+    config: &Config,
+    age_checked: &mut Instant,
+) -> Option<u64> {
+    let warn = |e: std::io::Error| {
+        tracing::warn!("deleting old segments of {}: {e}", config.thread_name);
+    };
+    let mut first_kept = None;
+    if segments.total(next_seq) > config.keep.saturating_add(config.keep / 10) {
+        match retention::by_count(segments, next_seq, config.keep) {
+            Ok(kept) => first_kept = kept,
+            Err(e) => warn(e),
+        }
+    }
+    if let Some(max_age) = config.max_age
+        && age_checked.elapsed() >= retention::age_check_every(max_age)
+    {
+        *age_checked = Instant::now();
+        match retention::by_age(segments, next_seq, max_age) {
+            Ok(done) => {
+                if done.rolled {
+                    *current = None;
+                }
+                first_kept = first_kept.max(done.first_kept);
+            }
+            Err(e) => warn(e),
+        }
+    }
+    first_kept
+}
+
+/// Appends a batch, starting a new segment when the current one is full
+/// (or, with a maximum age, old), and notes in `touched` each file it
+/// reached with its length before.
 fn append_all(
     segments: &mut Segments,
     current: &mut Option<Current>,
     batch: &Batch,
-    per_segment: usize,
+    rolling: Rolling,
     touched: &mut Vec<Touched>,
 ) -> std::io::Result<()> {
     let bytes = &batch.stored;
+    let per_segment = rolling.per_segment;
     (|| {
         let (mut offset, mut seq) = (0, batch.first_seq);
+        // The segment this batch created, if any.
+        let mut created = None;
         while offset < bytes.len() {
             let open = match current {
-                Some(c) if c.lines < per_segment => c,
+                Some(c) if rolling.has_room(c) => c,
                 _ => {
                     *current = None;
-                    // Continue the last segment after a restart if it has room.
+                    // Continue the last segment (after a restart, or a
+                    // failed batch) if it has room; with a maximum age,
+                    // only an empty one, whose age is unknown otherwise.
                     let (first, lines) = match segments.files.last() {
-                        Some((first, _)) if seq - first < per_segment as u64 => {
+                        Some((first, _))
+                            if seq - first < per_segment as u64
+                                && (rolling.max_span.is_none() || seq == *first) =>
+                        {
                             (*first, (seq - first) as usize)
                         }
                         _ => (seq, 0),
@@ -195,12 +259,19 @@ fn append_all(
                     let file = crate::files::open_for_append(&path)?;
                     if lines == 0 && segments.files.last().map(|(f, _)| *f) != Some(first) {
                         segments.files.push((first, path.clone()));
+                        created = Some(path.clone());
                     }
-                    current.insert(Current { file, path, lines })
+                    current.insert(Current {
+                        file,
+                        path,
+                        lines,
+                        opened: Instant::now(),
+                    })
                 }
             };
             if !touched.iter().any(|t| t.path == open.path) {
                 touched.push(Touched {
+                    created: created.as_ref() == Some(&open.path),
                     path: open.path.clone(),
                     len: open.file.metadata()?.len(),
                     file: open.file.try_clone()?,
@@ -227,6 +298,10 @@ fn append_all(
 /// A file a batch wrote to, and its length before.
 struct Touched {
     path: PathBuf,
+    /// Whether the batch created it (a failure removes it again; an empty
+    /// segment that was there before stays, as its name may carry the next
+    /// sequence number).
+    created: bool,
     len: u64,
     /// Its open handle: cutting back through it works even if the file was
     /// moved or its directory replaced under the log.
@@ -241,32 +316,9 @@ fn cut_back(segments: &mut Segments, current: &mut Option<Current>, touched: Vec
         if let Err(e) = t.file.set_len(t.len) {
             tracing::error!(path = %t.path.display(), "cutting back a failed write: {e}");
         }
-        if t.len == 0 {
+        if t.created {
             let _ = std::fs::remove_file(&t.path);
             segments.files.retain(|(_, p)| *p != t.path);
         }
     }
-}
-
-/// Deletes the oldest whole segments while at least `keep` lines remain.
-/// Returns the first line kept, if anything was deleted.
-fn trim(segments: &mut Segments, next_seq: u64, keep: usize) -> std::io::Result<Option<u64>> {
-    let mut deleted = false;
-    while segments.files.len() > 1 {
-        let second_first = segments.files[1].0;
-        if ((next_seq - second_first) as usize) < keep {
-            break;
-        }
-        let (first, path) = segments.files.remove(0);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                segments.files.insert(0, (first, path));
-                return Err(e);
-            }
-        }
-        deleted = true;
-    }
-    Ok(deleted.then(|| segments.files[0].0))
 }

@@ -8,7 +8,7 @@
 //! | 400 | invalid input: names, ids, specs, modules, JSON, unknown fields |
 //! | 401 | no, malformed, unknown, revoked or expired token: no body (`auth.rs`) |
 //! | 403 | the token lacks the permission, or the target is outside its scope: `{"error", "code", "missingPermission"}` |
-//! | 404 | unknown environment, space, secret, listener or token |
+//! | 404 | unknown environment, space, secret, listener, run or token (a run outside the caller's scope too: `runs.rs`) |
 //! | 408 | body not received within `--request-timeout` (see `deadline.rs`) |
 //! | 409 | already exists, or a concurrent change won (try again) |
 //! | 413 | body or module too large |
@@ -47,6 +47,7 @@ pub enum ErrorCode {
     UnknownSecret,
     UnknownListener,
     UnknownToken,
+    UnknownRun,
     UnknownRoute,
     /// Already exists.
     Exists,
@@ -81,6 +82,7 @@ impl ErrorCode {
             | C::UnknownSecret
             | C::UnknownListener
             | C::UnknownToken
+            | C::UnknownRun
             | C::UnknownRoute => StatusCode::NOT_FOUND,
             C::Exists | C::Contended => StatusCode::CONFLICT,
             C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,4 +1,4 @@
-//! Listeners, events and runs over HTTP.
+//! Listeners and events over HTTP (runs: `runs.rs`).
 //!
 //! `POST /v1/listeners` is multipart/form-data: a `spec` part (JSON, camelCase,
 //! unknown fields refused) and a `module` part (the component bytes, at most
@@ -8,29 +8,24 @@
 //!
 //! A scoped token may deploy, undeploy, list and emit only inside its scope
 //! (`auth.rs`), and its deployments may be granted only scopes it reaches
-//! itself; it sees the runs of events in its scope.
+//! itself.
 
 use axum::body::Body;
 use axum::extract::multipart::MultipartError;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use keyhole_runtime::{DeploySpec, Event, Grants, Limits, RunQuery};
+use keyhole_runtime::{DeploySpec, Event, Grants, Limits};
 use keyhole_store::Scope;
 
 use super::audit::audited;
 use super::auth::{denied_item, sees, within, within_scope};
 use super::error::{ApiError, ApiJson, ErrorCode, body_rejection, parse_json, read_body};
-use super::scopes::{blocking, query};
+use super::scopes::blocking;
 use super::{JSON_BODY_LIMIT, Shared, upload_limit};
 use crate::auth::{Permission, Principal, TokenScope};
-use crate::requests::{EmitBody, ListenerSpec, RunsQuery};
+use crate::requests::{EmitBody, ListenerSpec};
 use crate::views::{EmitView, ListenerView, RunView};
-
-/// Default and largest `limit` of `GET /v1/runs`.
-const RUNS_DEFAULT: usize = 50;
-const RUNS_MAX: usize = 10_000;
 
 impl From<ListenerSpec> for DeploySpec {
     fn from(s: ListenerSpec) -> Self {
@@ -228,22 +223,4 @@ pub async fn emit(
         event_id,
         runs: runs.into_iter().map(RunView::from).collect(),
     }))
-}
-
-pub async fn runs(
-    State(s): State<Shared>,
-    Extension(who): Extension<Principal>,
-    q: Result<Query<RunsQuery>, QueryRejection>,
-) -> Result<Json<Vec<RunView>>, ApiError> {
-    let q = query(q)?;
-    // A scoped token reads the runs of events in its scope only.
-    let query = RunQuery {
-        listener: q.listener,
-        environment: who.scope.environment().map(Into::into),
-        space: who.scope.space().map(Into::into),
-        limit: q.limit.unwrap_or(RUNS_DEFAULT).min(RUNS_MAX),
-    };
-    let runtime = s.runtime.clone();
-    let runs = blocking(move || Ok(runtime.query_runs(&query)?)).await?;
-    Ok(Json(runs.into_iter().map(RunView::from).collect()))
 }

@@ -23,6 +23,7 @@ mod auth;
 mod deadline;
 mod error;
 mod listeners;
+mod runs;
 mod scopes;
 mod tokens;
 
@@ -188,7 +189,8 @@ pub fn routes(max_module_bytes: usize) -> Vec<Route> {
             delete(listeners::undeploy),
         ),
         route(M::POST, "/v1/events", P::EventsEmit, post(listeners::emit)),
-        route(M::GET, "/v1/runs", P::RunsRead, get(listeners::runs)),
+        route(M::GET, "/v1/runs", P::RunsRead, get(runs::list)),
+        route(M::GET, "/v1/runs/{id}", P::RunsRead, get(runs::get)),
         route(M::GET, "/v1/audit", P::AuditRead, get(audit::list)),
         route(M::GET, "/v1/audit/verify", P::AuditRead, get(audit::verify)),
         route(M::GET, "/v1/tokens", P::TokensAdmin, get(tokens::list)),

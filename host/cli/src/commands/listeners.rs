@@ -1,4 +1,4 @@
-//! `keyhole deploy`, `listeners list | rm`, `emit` and `runs`.
+//! `keyhole deploy`, `listeners list | rm` and `emit`.
 //!
 //! A guest that fails is reported by `emit` but is not an error of `emit`
 //! itself: the exit code is non-zero only when the event could not be
@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{DeployArgs, EmitArgs, ListenersCmd, RunsArgs};
-use crate::client::{Call, Client, multipart, query, segment};
+use crate::cli::{DeployArgs, EmitArgs, ListenersCmd};
+use crate::client::{Call, Client, multipart, segment};
 use crate::errors::{CliError, Exit};
-use crate::requests::{EmitBody, GrantsBody, LimitsBody, ListenerSpec, RunsQuery};
-use crate::views::{EmitView, ListenerView, RunView};
+use crate::requests::{EmitBody, GrantsBody, LimitsBody, ListenerSpec};
+use crate::views::{EmitView, ListenerView};
 
 use super::text::{duration_text, one_line, outcome_text};
 
@@ -203,60 +203,4 @@ pub fn emit(c: &Client, args: EmitArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-pub fn runs(c: &Client, args: RunsArgs) -> Result<()> {
-    let path = format!(
-        "/v1/runs{}",
-        query(&RunsQuery {
-            listener: args.listener,
-            limit: Some(args.limit),
-        })?
-    );
-    let runs: Vec<RunView> = c.get(&path)?;
-    if args.json {
-        println!("{}", serde_json::to_string(&runs)?);
-        return Ok(());
-    }
-    if runs.is_empty() {
-        println!("no runs recorded");
-        return Ok(());
-    }
-    println!(
-        "{:<24} {:<20} {:<24} {:<12} {:>9}  DETAIL",
-        "STARTED", "LISTENER", "TOPIC", "OUTCOME", "DURATION"
-    );
-    for r in &runs {
-        println!(
-            "{:<24} {:<20} {:<24} {:<12} {:>9}  {}",
-            r.started_at,
-            r.listener,
-            one_line(&r.topic, 24),
-            r.outcome.label(),
-            duration_text(r.duration_us),
-            run_detail(r)
-        );
-    }
-    Ok(())
-}
-
-/// A run's outcome text, the secrets it read and its HTTP calls, on one
-/// line.
-fn run_detail(r: &RunView) -> String {
-    let mut detail = one_line(&outcome_text(&r.outcome), 100);
-    if !r.secrets_read.is_empty() {
-        detail.push_str(&format!(" [read: {}]", r.secrets_read.join(", ")));
-    }
-    if !r.http.is_empty() {
-        let calls: Vec<String> = r
-            .http
-            .iter()
-            .map(|c| {
-                let status = c.status.map_or_else(|| "-".into(), |s| s.to_string());
-                format!("{} {}{} -> {status}", c.method, c.host, c.path)
-            })
-            .collect();
-        detail.push_str(&format!(" [http: {}]", calls.join("; ")));
-    }
-    detail
 }

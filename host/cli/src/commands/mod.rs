@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod audit;
 pub mod listeners;
+pub mod runs;
 pub mod secrets;
 pub mod text;
 pub mod tokens;

@@ -362,6 +362,24 @@ impl Http {
     }
 }
 
+/// Every run `GET /v1/runs?{filters}` lists, newest first, a page of 1000
+/// at a time (at most 1,000 pages).
+pub fn all_runs(h: &Http, filters: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut before = String::new();
+    for _ in 0..1_000 {
+        let r = h.get(&format!("/v1/runs?{filters}&limit=1000{before}"));
+        assert_eq!(r.status, 200, "{r:?}");
+        let page = r.json();
+        out.extend(page["runs"].as_array().unwrap().iter().cloned());
+        match page["next"].as_u64() {
+            Some(next) => before = format!("&before={next}"),
+            None => return out,
+        }
+    }
+    panic!("more than 1,000 pages of runs");
+}
+
 /// A multipart/form-data body: (content type, bytes).
 pub fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "keyhole-test-boundary-7c0d2f";

@@ -51,7 +51,19 @@ impl Outcome {
         }
     }
 
-    /// Short label for metrics and listings.
+    /// Every [`Outcome::label`], in the order of the variants.
+    pub const LABELS: [&'static str; 7] = [
+        "ok",
+        "guest_error",
+        "deadline",
+        "memory",
+        "trap",
+        "failed",
+        "memory_budget",
+    ];
+
+    /// Short label for metrics, listings and queries (one of
+    /// [`Outcome::LABELS`]).
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Ok { .. } => "ok",
@@ -106,4 +118,49 @@ pub struct RunRecord {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_label_is_listed() {
+        let all = [
+            Outcome::Ok {
+                value: String::new(),
+            },
+            Outcome::GuestError {
+                message: String::new(),
+            },
+            Outcome::Deadline { timeout_ms: 1 },
+            Outcome::Memory { limit_bytes: 1 },
+            Outcome::Trap {
+                trap: String::new(),
+                message: String::new(),
+            },
+            Outcome::Failed {
+                message: String::new(),
+            },
+            Outcome::MemoryBudget {
+                limit_bytes: 1,
+                budget_bytes: 1,
+                waited_ms: 0,
+            },
+        ];
+        // A new variant does not compile here until it is in `all` too.
+        for o in &all {
+            match o {
+                Outcome::Ok { .. }
+                | Outcome::GuestError { .. }
+                | Outcome::Deadline { .. }
+                | Outcome::Memory { .. }
+                | Outcome::Trap { .. }
+                | Outcome::Failed { .. }
+                | Outcome::MemoryBudget { .. } => {}
+            }
+        }
+        let labels: Vec<&str> = all.iter().map(Outcome::label).collect();
+        assert_eq!(labels, Outcome::LABELS);
+    }
 }

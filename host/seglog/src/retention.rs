@@ -1,0 +1,112 @@
+//! Retention: which segments the writer deletes, by count and by age.
+//!
+//! Only whole segments are deleted, oldest first, so what is left is
+//! always a run of consecutive lines ending at the newest.
+//!
+//! - **By count** ([`by_count`]): while at least `keep` lines would remain.
+//! - **By age** ([`by_age`]): a segment file is modified last when its
+//!   newest line is written, so a file unmodified for longer than
+//!   `max_age` holds only lines older than that. To keep that true, the
+//!   writer also starts a new segment once its current one is an eighth of
+//!   `max_age` old, and never continues an older process's segment: a line
+//!   outlives `max_age` on disk by at most that eighth plus a check
+//!   interval.
+//!
+//! The newest segment is never simply deleted: its name carries the next
+//! sequence number across a restart. When it has expired too, an empty
+//! segment named by the next sequence number is created first, and the
+//! expired one is deleted after it.
+
+use std::io;
+use std::time::{Duration, SystemTime};
+
+use crate::files::Segments;
+
+/// Deletes the oldest whole segments while at least `keep` lines remain.
+/// Returns the first line kept, if anything was deleted.
+pub(crate) fn by_count(
+    segments: &mut Segments,
+    next_seq: u64,
+    keep: usize,
+) -> io::Result<Option<u64>> {
+    let mut deleted = false;
+    while segments.files.len() > 1 {
+        let second_first = segments.files[1].0;
+        if ((next_seq - second_first) as usize) < keep {
+            break;
+        }
+        delete_oldest(segments)?;
+        deleted = true;
+    }
+    Ok(deleted.then(|| segments.files[0].0))
+}
+
+/// What [`by_age`] did.
+#[derive(Debug, Default)]
+pub(crate) struct AgeTrim {
+    /// The first line kept, if anything was deleted.
+    pub first_kept: Option<u64>,
+    /// Whether the newest segment expired and an empty one took its place:
+    /// the writer must not append to the old one any more.
+    pub rolled: bool,
+}
+
+/// Deletes every segment whose newest line was written more than `max_age`
+/// ago (`next_seq`: the sequence number after the last line written).
+pub(crate) fn by_age(
+    segments: &mut Segments,
+    next_seq: u64,
+    max_age: Duration,
+) -> io::Result<AgeTrim> {
+    let mut done = AgeTrim::default();
+    let Some(cutoff) = SystemTime::now().checked_sub(max_age) else {
+        return Ok(done);
+    };
+    let expired = |path: &std::path::Path| -> io::Result<bool> {
+        match std::fs::metadata(path) {
+            Ok(m) => Ok(m.modified()? < cutoff),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(e),
+        }
+    };
+    if let Some((first, path)) = segments.files.last()
+        && *first < next_seq
+        && expired(path)?
+    {
+        let path = segments.path(next_seq);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        segments.files.push((next_seq, path));
+        done.rolled = true;
+    }
+    while segments.files.len() > 1 && expired(&segments.files[0].1)? {
+        delete_oldest(segments)?;
+        done.first_kept = Some(segments.files[0].0);
+    }
+    Ok(done)
+}
+
+/// How often the writer looks for expired segments, and how old its
+/// current segment may grow before it starts a new one.
+pub(crate) fn age_check_every(max_age: Duration) -> Duration {
+    (max_age / 8).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// How old a segment may grow before the writer starts a new one.
+pub(crate) fn roll_after(max_age: Duration) -> Duration {
+    (max_age / 8).max(Duration::from_millis(10))
+}
+
+fn delete_oldest(segments: &mut Segments) -> io::Result<()> {
+    let (first, path) = segments.files.remove(0);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => {
+            segments.files.insert(0, (first, path));
+            Err(e)
+        }
+    }
+}
