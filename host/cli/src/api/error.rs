@@ -1,6 +1,6 @@
 //! API errors: the one place where store, runtime and token errors become
-//! an [`ErrorCode`] (and through it an HTTP status), and the JSON body
-//! extractor that turns malformed input into a 4xx before any handler runs.
+//! an [`ErrorCode`] (and through it an HTTP status). Reading and parsing
+//! bodies, whose every failure is a 4xx, is `body.rs`.
 //! Every error body is `{"error": message, "code": ErrorCode}`.
 //!
 //! | status | meaning |
@@ -16,14 +16,10 @@
 //! | 500 | anything else (details are logged, not returned) |
 
 use axum::Json;
-use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
 use keyhole_runtime::RuntimeError;
 use keyhole_store::StoreError;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use keyhole_audit::AuditError;
@@ -324,83 +320,6 @@ impl From<AuditError> for ApiError {
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
         ApiError::internal(format!("task failed: {e}"))
-    }
-}
-
-/// Parses a JSON body, mapping every failure to a JSON 4xx.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
-}
-
-/// How much of an oversize body is read (and thrown away) before answering
-/// 413. Answering while the client is still sending would make the server
-/// close the connection under it, and most clients then report a broken
-/// pipe instead of the 413; past this much the connection is cut anyway.
-const DRAIN_LIMIT: usize = 64 << 20;
-
-/// Why a body read failed: too slow (408) or broken (400).
-fn body_read_error(e: axum::Error) -> ApiError {
-    match super::deadline::timed_out(&e) {
-        Some(t) => ApiError::new(ErrorCode::Timeout, t.to_string()),
-        None => ApiError::bad_request(format!("reading the body: {e}")),
-    }
-}
-
-/// Reads a whole body of at most `limit` bytes; a larger one is a 413.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let mut body = body;
-    let mut buf = Vec::new();
-    let mut total = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(body_read_error)?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
-        };
-        total = total.saturating_add(data.len());
-        if total > limit {
-            if total > limit.saturating_add(DRAIN_LIMIT) {
-                break;
-            }
-            buf = Vec::new();
-            continue;
-        }
-        buf.extend_from_slice(&data);
-    }
-    if total > limit {
-        return Err(ApiError::new(
-            ErrorCode::TooLarge,
-            format!("request body is larger than {limit} bytes"),
-        ));
-    }
-    Ok(Bytes::from(buf))
-}
-
-/// Like `axum::Json`, but every rejection (too large, unreadable, malformed,
-/// unknown field) is a JSON error. No Content-Type is required.
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(req.into_body(), super::JSON_BODY_LIMIT).await?;
-        parse_json(&bytes).map(ApiJson)
-    }
-}
-
-/// A body that could not be read; too-large bodies become 413.
-pub fn body_rejection(status: StatusCode, text: String) -> ApiError {
-    match status {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(ErrorCode::TooLarge, "request body too large")
-        }
-        StatusCode::REQUEST_TIMEOUT => ApiError::new(ErrorCode::Timeout, text),
-        _ => ApiError::bad_request(text),
     }
 }
 

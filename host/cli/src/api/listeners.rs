@@ -20,7 +20,8 @@ use keyhole_store::Scope;
 
 use super::audit::audited;
 use super::auth::{denied_item, sees, within, within_scope};
-use super::error::{ApiError, ApiJson, ErrorCode, body_rejection, parse_json, read_body};
+use super::body::{ApiJson, body_rejection, parse_json, read_body};
+use super::error::{ApiError, ErrorCode};
 use super::scopes::blocking;
 use super::{JSON_BODY_LIMIT, Shared, upload_limit};
 use crate::auth::{Permission, Principal, TokenScope};

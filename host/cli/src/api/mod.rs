@@ -20,6 +20,7 @@
 
 mod audit;
 mod auth;
+mod body;
 mod deadline;
 mod error;
 mod listeners;

@@ -14,7 +14,8 @@ use axum::{Extension, Json};
 
 use super::Shared;
 use super::audit::audited;
-use super::error::{ApiError, ApiJson};
+use super::body::ApiJson;
+use super::error::ApiError;
 use super::scopes::blocking;
 use crate::auth::{NewToken, Principal, Role, TokenError, TokenScope, UnknownRole};
 use crate::requests::CreateToken;
