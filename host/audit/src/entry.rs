@@ -52,7 +52,19 @@ pub struct ResolvedScope<'a> {
     pub version: u64,
 }
 
-/// One `get-secret` call.
+/// Where the host put a value it read for a listener without handing it
+/// over (`keyhole deploy --inject`): the origin of the request and the
+/// header the value went into.
+#[derive(Clone, Copy, Debug)]
+pub struct InjectedInto<'a> {
+    /// `https://slack.com:443`.
+    pub origin: &'a str,
+    /// Lower-case header name, e.g. `authorization`.
+    pub header: &'a str,
+}
+
+/// One `get-secret` call, or one read the host made to inject a value
+/// into an outbound request (then `injected` says where it went).
 #[derive(Clone, Copy, Debug)]
 pub struct SecretRead<'a> {
     pub time_ms: u64,
@@ -64,6 +76,9 @@ pub struct SecretRead<'a> {
     pub name: &'a str,
     pub requested: Option<RequestedScope<'a>>,
     pub resolved: Option<ResolvedScope<'a>>,
+    /// Set when the host read the value to inject it into a request: the
+    /// listener never received it.
+    pub injected: Option<InjectedInto<'a>>,
     pub outcome: ReadOutcome,
 }
 
@@ -98,6 +113,8 @@ pub enum Entry {
         requested: Option<Requested>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resolved: Option<Resolved>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        injected: Option<Injected>,
         outcome: ReadOutcome,
     },
     Admin {
@@ -126,6 +143,13 @@ pub struct Resolved {
     pub scope: String,
     pub provenance: String,
     pub version: u64,
+}
+
+/// Where an injected value went ([`InjectedInto`], read back).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Injected {
+    pub origin: String,
+    pub header: String,
 }
 
 impl Entry {
@@ -185,6 +209,14 @@ pub(crate) fn write_secret_read(buf: &mut Vec<u8>, r: &SecretRead<'_>) {
         string(buf, s.provenance);
         field(buf, "version");
         number(buf, s.version);
+        buf.push(b'}');
+    }
+    if let Some(i) = r.injected {
+        field(buf, "injected");
+        buf.extend_from_slice(b"{\"origin\":");
+        string(buf, i.origin);
+        field(buf, "header");
+        string(buf, i.header);
         buf.push(b'}');
     }
     field(buf, "outcome");
@@ -253,6 +285,7 @@ mod tests {
             name: "SLACK_TOKEN",
             requested: None,
             resolved: None,
+            injected: None,
             outcome: ReadOutcome::NotFound,
         };
         let mut buf = Vec::new();
@@ -301,6 +334,23 @@ mod tests {
             assert_eq!((r.version, r.scope.as_str()), (7, "space:team-a"));
             assert_eq!(q.environment.as_deref(), requested.environment);
         }
+        read.requested = None;
+        read.injected = Some(InjectedInto {
+            origin: "https://slack.com:443",
+            header: "authorization",
+        });
+        let mut buf = Vec::new();
+        write_secret_read(&mut buf, &read);
+        let Entry::SecretRead {
+            injected: Some(i), ..
+        } = owned(&buf)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (i.origin.as_str(), i.header.as_str()),
+            ("https://slack.com:443", "authorization")
+        );
     }
 
     #[test]

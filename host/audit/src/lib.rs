@@ -41,7 +41,8 @@ use keyhole_seglog::{Config, Hooks, SegLog};
 
 pub use chain::AuditKey;
 pub use entry::{
-    Admin, Entry, ReadOutcome, Requested, RequestedScope, Resolved, ResolvedScope, SecretRead,
+    Admin, Entry, Injected, InjectedInto, ReadOutcome, Requested, RequestedScope, Resolved,
+    ResolvedScope, SecretRead,
 };
 pub use query::{AuditQuery, AuditRecord};
 pub use verify::{Problem, VerifyReport};

@@ -47,6 +47,7 @@ fn read(name: &str, outcome: ReadOutcome) -> SecretRead<'_> {
             provenance: "environment",
             version: 1,
         }),
+        injected: None,
         outcome,
     }
 }
