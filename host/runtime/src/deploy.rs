@@ -16,6 +16,7 @@ use wasmtime::component::types::ComponentItem;
 
 use crate::error::RuntimeError;
 use crate::http::AllowedOrigin;
+use crate::inject::{Injection, Rules};
 
 /// Largest accepted module, before compilation.
 pub const MAX_MODULE_BYTES: usize = 64 << 20;
@@ -55,7 +56,12 @@ impl Default for Limits {
 }
 
 /// What a user asks to deploy.
+///
+/// Stored as JSON (`deploy_record.rs`), so a field added later reads as
+/// its default in older records; unknown fields are refused, so a record
+/// written by a newer keyhole is not silently stripped of a rule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeploySpec {
     pub name: String,
     pub environment: String,
@@ -72,6 +78,11 @@ pub struct DeploySpec {
     /// Non-secret settings delivered with each event.
     #[serde(default)]
     pub settings: Vec<(String, String)>,
+    /// Secrets the host puts into requests for the listener, which cannot
+    /// read them (`--inject`, `inject.rs`). Each origin is allowed by its
+    /// injection, on the allow-list or not.
+    #[serde(default)]
+    pub inject: Vec<Injection>,
 }
 
 impl DeploySpec {
@@ -85,12 +96,14 @@ impl DeploySpec {
             limits: Limits::default(),
             allow_http: Vec::new(),
             settings: Vec::new(),
+            inject: Vec::new(),
         }
     }
 }
 
 /// A stored deployment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Deployment {
     pub spec: DeploySpec,
     /// sha256 of the module bytes, hex.
@@ -98,7 +111,8 @@ pub struct Deployment {
     pub deployed_at_ms: u64,
 }
 
-/// Validates the non-module parts of a spec.
+/// Validates the non-module parts of a spec; returns the origins its runs
+/// may reach (the allow-list and each injection's origin).
 pub(crate) fn check_spec(spec: &DeploySpec) -> Result<Vec<AllowedOrigin>, RuntimeError> {
     let bad = |m: String| Err(RuntimeError::InvalidSpec(m));
     keyhole_store::validate_id(&spec.name)
@@ -138,10 +152,20 @@ pub(crate) fn check_spec(spec: &DeploySpec) -> Result<Vec<AllowedOrigin>, Runtim
             ));
         }
     }
-    spec.allow_http
+    let mut origins = spec
+        .allow_http
         .iter()
         .map(|entry| AllowedOrigin::parse(entry).map_err(RuntimeError::InvalidSpec))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // An injection allows its own origin: it could not be used otherwise.
+    if let Some(rules) = Rules::of(&spec.inject).map_err(RuntimeError::InvalidSpec)? {
+        for origin in rules.origins() {
+            if !origins.contains(origin) {
+                origins.push(origin.clone());
+            }
+        }
+    }
+    Ok(origins)
 }
 
 /// Cheap header check so garbage and core modules get a precise message.

@@ -18,6 +18,7 @@ use crate::deploy::{self, DeploySpec, Deployment};
 use crate::deployments::{Deployments, ReadyDeployment};
 use crate::error::RuntimeError;
 use crate::http::AllowedOrigin;
+use crate::inject::Rules;
 use crate::run::call::Listener;
 use crate::runtime::Runtime;
 
@@ -26,8 +27,7 @@ impl Runtime {
     pub(crate) fn load_all(&self) -> Result<(), RuntimeError> {
         let mut index = Deployments::default();
         for (_, entry) in self.inner.deployment_records.scan(b"")? {
-            let record: Deployment = postcard::from_bytes(&entry.value)
-                .map_err(|e| RuntimeError::Corrupt(format!("deployment record: {e}")))?;
+            let record = crate::deploy_record::decode(&entry.value)?;
             let component = self.inner.artifacts.load(&record.module_hash)?;
             index.insert(Arc::new(self.prepare(record, &component)?));
         }
@@ -46,6 +46,7 @@ impl Runtime {
         component: &Component,
     ) -> Result<ReadyDeployment, RuntimeError> {
         let origins: Arc<[AllowedOrigin]> = deploy::check_spec(&record.spec)?.into();
+        let inject = Rules::of(&record.spec.inject).map_err(RuntimeError::InvalidSpec)?;
         deploy::check_imports(&self.inner.engine, component, !origins.is_empty())?;
         let linker = if origins.is_empty() {
             &self.inner.linker
@@ -61,6 +62,7 @@ impl Runtime {
             topics: crate::topics::TopicFilter::new(&record.spec.topics)?,
             origins,
             grants: Arc::new(record.spec.grants.clone()),
+            inject,
             environment: record.spec.environment.as_str().into(),
             space: record.spec.space.as_deref().map(Into::into),
             name: record.spec.name.as_str().into(),
@@ -98,8 +100,7 @@ impl Runtime {
                 .artifacts
                 .persist(&record.module_hash, module, &artifact, &component)?;
         }
-        let bytes =
-            postcard::to_allocvec(&record).map_err(|e| RuntimeError::Corrupt(e.to_string()))?;
+        let bytes = crate::deploy_record::encode(&record)?;
         let _writing = self.writing();
         let records = &self.inner.deployment_records;
         records.put(record.spec.name.as_bytes(), &bytes)?;

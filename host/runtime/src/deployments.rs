@@ -13,18 +13,23 @@ use std::sync::Arc;
 
 use crate::deploy::{Deployment, Grants};
 use crate::http::AllowedOrigin;
+use crate::inject::Rules;
 use crate::run::call::Listener;
 use crate::topics::TopicFilter;
 
 /// A deployment ready to run: its stored record, its pre-linked listener,
 /// and what each run reads from the spec, prepared once at deploy (compiled
-/// topic filters, parsed origins, shared grants and scope ids).
+/// topic filters, parsed origins, shared grants and scope ids, checked
+/// injection rules).
 pub(crate) struct ReadyDeployment {
     pub(crate) record: Deployment,
     pub(crate) listener: Listener,
     pub(crate) topics: TopicFilter,
     pub(crate) origins: Arc<[AllowedOrigin]>,
     pub(crate) grants: Arc<Grants>,
+    /// The checked `--inject` rules; `None` without any (the common case,
+    /// which costs a run nothing).
+    pub(crate) inject: Option<Arc<Rules>>,
     pub(crate) environment: Arc<str>,
     pub(crate) space: Option<Arc<str>>,
     /// The deployment's name and module hash, shared with each run's audit

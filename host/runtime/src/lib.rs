@@ -19,13 +19,16 @@
 //! - What a guest can reach, and what it leaves: `sandbox.rs` (a run's
 //!   deny-all WASI state and limits), `output.rs` (captured stdout and
 //!   stderr), `scrub.rs` (revealed values removed from all a run leaves),
-//!   [`secrets`] (`get-secret`).
+//!   [`secrets`] (`get-secret`), [`inject`] (secrets the host puts into
+//!   outbound requests, never handing them over) and `http_scrub.rs`
+//!   (responses scrubbed of them).
 //! - [`runs`]: the run-record model and the [`RunLog`] trait records go
 //!   through; the default log is JSON lines in segment files (`runs/jsonl/`).
 //! - Models and checks: [`deploy`] (what a deployment is, the checks a
-//!   module passes), `needs.rs` (what a component needs of the engine to
-//!   start, refused at deploy when no listener may have it), `event.rs` ([`Event`] and its rules), `topics.rs`,
-//!   [`metrics`].
+//!   module passes; `deploy_record.rs`, how it is stored), `needs.rs`
+//!   (what a component needs of the engine to start, refused at deploy
+//!   when no listener may have it), `event.rs` ([`Event`] and its rules),
+//!   `topics.rs`, [`metrics`].
 //! - Foundations: [`http`] (the outbound HTTP allow-list, its policy, and
 //!   the calls a record lists), `budget.rs` (the host-wide memory budget
 //!   every run reserves from), `engine.rs` (the one wasmtime engine, its
@@ -38,6 +41,7 @@ mod artifacts;
 pub mod audit;
 mod budget;
 pub mod deploy;
+mod deploy_record;
 mod deploying;
 mod deployments;
 pub mod dispatch;
@@ -45,6 +49,8 @@ mod engine;
 mod error;
 mod event;
 pub mod http;
+mod http_scrub;
+pub mod inject;
 mod machine;
 pub mod metrics;
 mod needs;
@@ -76,6 +82,7 @@ pub use engine::{
     TABLE_KEEP_RESIDENT, engine_config,
 };
 pub use error::RuntimeError;
+pub use inject::Injection;
 pub use machine::{default_max_memory, machine_memory};
 pub use runs::{Outcome, RunFields, RunLog, RunPage, RunQuery, RunRecord};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};

@@ -15,6 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::http::{HttpCall, OutboundHooks};
+use crate::inject::Injector;
 use crate::output::CapturedOutput;
 use crate::secrets::{SecretsCtx, SecretsView};
 
@@ -116,6 +117,16 @@ impl RunState {
 
     /// Captured stdout and stderr, as raw bytes to scrub before they
     /// become text, each with the count of bytes dropped.
+    /// The values the host injected into this run's requests, for
+    /// scrubbing its record (none without injections: no allocation).
+    pub(crate) fn take_injected(&mut self) -> Vec<(String, crate::secrets::Revealed)> {
+        self.http
+            .as_mut()
+            .and_then(|(_, hooks)| hooks.inject.as_mut())
+            .map(Injector::take)
+            .unwrap_or_default()
+    }
+
     pub(crate) fn take_output(&self) -> ((Vec<u8>, u64), (Vec<u8>, u64)) {
         match &self.output {
             Some((out, err)) => (out.take(), err.take()),
@@ -146,6 +157,7 @@ impl RunState {
         max_requests: u32,
         max_response_bytes: u64,
         deadline: Instant,
+        inject: Option<Injector>,
     ) -> Arc<Mutex<Vec<HttpCall>>> {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let hooks = OutboundHooks {
@@ -155,6 +167,7 @@ impl RunState {
             max_response_bytes,
             deadline,
             started: 0,
+            inject,
         };
         self.http = Some((WasiHttpCtx::new(), hooks));
         calls

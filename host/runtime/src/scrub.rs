@@ -14,6 +14,10 @@
 //! make a value (invalid bytes becoming a U+FFFD the value contains), so
 //! text that needed it is scrubbed again. Every other cap (the returned
 //! text's, in `run/outcome.rs`) cuts after scrubbing.
+//!
+//! Response bodies of requests that carried an injected secret are
+//! scrubbed as they stream in ([`Scrubber::scrub_stream`], used by
+//! `http_scrub.rs`), with the same result as scrubbing them whole.
 
 use memchr::memmem::Finder;
 
@@ -101,6 +105,37 @@ impl<'a> Scrubber<'a> {
         if text.is_empty() || self.by_length.is_empty() {
             return None;
         }
+        let hits = self.hits(text);
+        let mut out = (!hits.is_empty()).then(|| replace_hits(text, hits));
+        if truncated {
+            for value in &self.by_length {
+                let tail = out.as_deref().unwrap_or(text);
+                // Any byte length: the cut may split a character.
+                let longest = (1..value.bytes.len().min(tail.len() + 1))
+                    .rev()
+                    .find(|&n| tail.ends_with(&value.bytes[..n]));
+                if let Some(n) = longest {
+                    let kept = tail.len() - n;
+                    let out = out.get_or_insert_with(|| text.to_vec());
+                    out.truncate(kept);
+                    push_label(out, &[value.name]);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl<'a> Scrubber<'a> {
+    /// Whether `text` holds any of the values.
+    pub(crate) fn finds(&self, text: &[u8]) -> bool {
+        self.by_length
+            .iter()
+            .any(|v| text.len() >= v.bytes.len() && v.finder.find(text).is_some())
+    }
+
+    /// Every occurrence of every value in `text`, overlapping ones too.
+    fn hits(&self, text: &[u8]) -> Vec<Hit<'a>> {
         let mut hits = Vec::new();
         for value in &self.by_length {
             let mut from = 0;
@@ -119,23 +154,52 @@ impl<'a> Scrubber<'a> {
                 from = start + 1;
             }
         }
-        let mut out = (!hits.is_empty()).then(|| replace_hits(text, hits));
-        if truncated {
-            for value in &self.by_length {
-                let tail = out.as_deref().unwrap_or(text);
-                // Any byte length: the cut may split a character.
-                let longest = (1..value.bytes.len().min(tail.len() + 1))
-                    .rev()
-                    .find(|&n| tail.ends_with(&value.bytes[..n]));
-                if let Some(n) = longest {
-                    let kept = tail.len() - n;
-                    let out = out.get_or_insert_with(|| text.to_vec());
-                    out.truncate(kept);
-                    push_label(out, &[value.name]);
-                }
+        hits
+    }
+
+    /// A stream scrubbed as it arrives (a response body): of `pending`,
+    /// the bytes received and not yet handed on, the scrubbed text of the
+    /// part no later byte can change, and that part's length; the caller
+    /// keeps the rest and calls again with more, or with `end` when the
+    /// stream is over.
+    ///
+    /// The result is what scrubbing the whole stream at once gives. Any
+    /// occurrence starting before the last `longest - 1` bytes is complete
+    /// already, so those bytes (the carry-over) are kept back; so is a run
+    /// of overlapping occurrences that reaches into them, from its start,
+    /// since a value still arriving could extend it (and its label).
+    pub(crate) fn scrub_stream(&self, pending: &[u8], end: bool) -> (Vec<u8>, usize) {
+        let Some(longest) = self.by_length.first().map(|v| v.bytes.len()) else {
+            return (pending.to_vec(), pending.len());
+        };
+        let mut hits = self.hits(pending);
+        hits.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
+        let cut = if end {
+            pending.len()
+        } else {
+            pending.len().saturating_sub(longest - 1)
+        };
+        let mut emit = cut;
+        let mut i = 0;
+        while i < hits.len() {
+            let (start, mut group_end) = (hits[i].start, hits[i].end);
+            i += 1;
+            while i < hits.len() && hits[i].start < group_end {
+                group_end = group_end.max(hits[i].end);
+                i += 1;
+            }
+            if group_end > cut {
+                emit = emit.min(start);
+                break;
             }
         }
-        out
+        hits.retain(|h| h.end <= emit);
+        let out = if hits.is_empty() {
+            pending[..emit].to_vec()
+        } else {
+            replace_hits(&pending[..emit], hits)
+        };
+        (out, emit)
     }
 }
 
@@ -178,6 +242,10 @@ fn push_label(out: &mut Vec<u8>, names: &[&str]) {
     }
     out.push(b']');
 }
+
+#[cfg(test)]
+#[path = "scrub_stream_tests.rs"]
+mod stream_tests;
 
 #[cfg(test)]
 mod tests {

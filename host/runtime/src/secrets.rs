@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 // The store's own limits: a name or id longer than the store accepts is
 // refused before it is copied out of guest memory.
-use keyhole_audit::{AuditLog, ReadOutcome, RequestedScope, ResolvedScope, SecretRead};
+use keyhole_audit::{
+    AuditLog, InjectedInto, ReadOutcome, RequestedScope, ResolvedScope, SecretRead,
+};
 use keyhole_store::{
     MAX_ID_LEN, MAX_NAME_LEN, Provenance, Resolved, Scope, SecretStore, StoreError,
 };
@@ -29,6 +31,7 @@ use zeroize::Zeroize;
 
 use crate::bindings::keyhole::listener::secrets::SecretError;
 use crate::deploy::Grants;
+use crate::inject::Rules;
 use crate::metrics::{CallOutcome, Metrics};
 
 const INTERFACE: &str = "keyhole:listener/secrets@0.1.0";
@@ -48,6 +51,10 @@ pub struct SecretsCtx {
     pub(crate) environment: Arc<str>,
     pub(crate) space: Option<Arc<str>>,
     pub(crate) grants: Arc<Grants>,
+    /// The deployment's injected secrets (`--inject`), which the host uses
+    /// for it and never hands over: `get-secret` of their names is denied.
+    /// `None` for deployments without any: one branch per call.
+    pub(crate) withheld: Option<Arc<Rules>>,
     /// Values revealed during this run, by name, for scrubbing.
     pub(crate) revealed: Vec<(String, Revealed)>,
     pub(crate) metrics: Arc<Metrics>,
@@ -59,12 +66,42 @@ pub struct SecretsCtx {
 }
 
 /// The audit log, and what every entry of this run says about the run.
+#[derive(Clone)]
 pub(crate) struct AuditCtx {
     pub(crate) log: Arc<AuditLog>,
     pub(crate) event_id: Box<str>,
     pub(crate) topic: Box<str>,
     pub(crate) deployment: Arc<str>,
     pub(crate) module_hash: Arc<str>,
+}
+
+impl AuditCtx {
+    /// Appends one read's entry (a `get-secret` call, or with `injected`
+    /// a read the host made to inject the value); `Err` says why the log
+    /// refused it.
+    pub(crate) fn secret_read(
+        &self,
+        name: &str,
+        requested: Option<RequestedScope<'_>>,
+        resolved: Option<ResolvedScope<'_>>,
+        injected: Option<InjectedInto<'_>>,
+        outcome: ReadOutcome,
+    ) -> Result<(), String> {
+        self.log
+            .secret_read(&SecretRead {
+                time_ms: crate::now_ms(),
+                event_id: &self.event_id,
+                topic: &self.topic,
+                deployment: &self.deployment,
+                module_sha256: &self.module_hash,
+                name,
+                requested,
+                resolved,
+                injected,
+                outcome,
+            })
+            .map_err(|e| e.0)
+    }
 }
 
 /// What a guest sees when its call could not be audited: the reason goes
@@ -87,6 +124,13 @@ pub(crate) struct Revealed(Arc<str>);
 impl Revealed {
     pub(crate) fn new(value: &str) -> Self {
         Revealed(Arc::from(value))
+    }
+
+    /// Another handle on the same copy (no copy of the text), for a
+    /// response body still being scrubbed of an injected value when the
+    /// run ends: whichever handle drops last zeroizes the text.
+    pub(crate) fn share(&self) -> Self {
+        Revealed(self.0.clone())
     }
 
     /// The plaintext. Never log or persist it.
@@ -203,15 +247,7 @@ impl SecretsCtx {
             environment: req.environment.as_deref(),
             space: req.space.as_deref(),
         });
-        let found = looked_up.as_ref().ok().map(|r| ResolvedScope {
-            space: matches!(r.scope, Scope::Space(_)),
-            id: r.scope.id(),
-            provenance: match r.provenance {
-                Provenance::Environment => "environment",
-                Provenance::SpaceOverride => "space-override",
-            },
-            version: r.version,
-        });
+        let found = looked_up.as_ref().ok().map(resolved_scope);
         // The entry is accepted before the value is handed out; if it
         // cannot be, the value drops (and zeroizes) here, unrevealed.
         self.audited(&req.name, requested, found, read_outcome(&looked_up))?;
@@ -235,6 +271,13 @@ impl SecretsCtx {
 
     /// What the store has for the request, if the deployment may read it.
     fn look_up(&mut self, req: &Request) -> Result<Resolved, SecretError> {
+        // Before anything else, whatever the scope and whether or not the
+        // secret exists: the denial is the same as any other.
+        if let Some(rules) = &self.withheld
+            && rules.withholds(&req.name)
+        {
+            return Err(SecretError::AccessDenied);
+        }
         keyhole_store::validate_name(&req.name).map_err(to_wit_error)?;
         let result = {
             let (environment, space) = self.authorize(req)?;
@@ -269,20 +312,8 @@ impl SecretsCtx {
             // Only a sealed store has no audit log, and it serves nothing.
             None => Some("the store is sealed".to_owned()),
             Some(a) => a
-                .log
-                .secret_read(&SecretRead {
-                    time_ms: crate::now_ms(),
-                    event_id: &a.event_id,
-                    topic: &a.topic,
-                    deployment: &a.deployment,
-                    module_sha256: &a.module_hash,
-                    name,
-                    requested,
-                    resolved,
-                    outcome,
-                })
-                .err()
-                .map(|e| e.0),
+                .secret_read(name, requested, resolved, None, outcome)
+                .err(),
         };
         match refused {
             None => {
@@ -345,11 +376,24 @@ impl SecretsCtx {
     }
 }
 
+/// Where a read found its value, as its audit entry says it.
+pub(crate) fn resolved_scope(r: &Resolved) -> ResolvedScope<'_> {
+    ResolvedScope {
+        space: matches!(r.scope, Scope::Space(_)),
+        id: r.scope.id(),
+        provenance: match r.provenance {
+            Provenance::Environment => "environment",
+            Provenance::SpaceOverride => "space-override",
+        },
+        version: r.version,
+    }
+}
+
 /// The environment and optional space a request reads from.
 type ReadScope<'r> = (Cow<'r, str>, Option<&'r str>);
 
 /// A call's outcome as its audit entry says it.
-fn read_outcome<T>(result: &Result<T, SecretError>) -> ReadOutcome {
+pub(crate) fn read_outcome<T>(result: &Result<T, SecretError>) -> ReadOutcome {
     result.as_ref().err().map_or(ReadOutcome::Ok, error_outcome)
 }
 

@@ -38,6 +38,7 @@ fn reading_a_value_again_reveals_no_new_copy() {
         environment: "prod".into(),
         space: None,
         grants: Arc::default(),
+        withheld: None,
         revealed: Vec::new(),
         metrics: Arc::default(),
         audit: Some(AuditCtx {

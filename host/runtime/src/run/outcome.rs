@@ -45,6 +45,12 @@ pub(super) fn record(
         .map(|c| std::mem::take(&mut *c.lock().unwrap_or_else(|e| e.into_inner())))
         .unwrap_or_default();
     let mut revealed = std::mem::take(&mut state.secrets.revealed);
+    // The values the host injected are scrubbed too, though the guest
+    // never had them: a server may have echoed one into an error text, or
+    // the run may have met one elsewhere. Not "read": they stay out of
+    // `secrets_read` (each HTTP call names its own).
+    let read = revealed.len();
+    revealed.extend(state.take_injected());
     // Free when nothing was revealed: no allocation, every text skipped.
     let scrubber = Scrubber::new(&revealed);
     // Scrubbed as bytes, before they become text: the capture cap may
@@ -67,7 +73,7 @@ pub(super) fn record(
     // Each name once, in the order first read; the values are zeroized
     // as they drop.
     let mut secrets_read: Vec<String> = Vec::new();
-    for (name, _) in revealed.drain(..) {
+    for (name, _) in revealed.drain(..).take(read) {
         if !secrets_read.contains(&name) {
             secrets_read.push(name);
         }

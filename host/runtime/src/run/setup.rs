@@ -4,7 +4,8 @@
 //! The store's data is the run's [`RunState`]: the secrets capability
 //! scoped to the deployment and the event, the memory and table limits
 //! (whose limiter remembers a hit, so the run is recorded as "memory"), and
-//! for deployments with an HTTP grant the outbound policy. The wall-clock
+//! for deployments with an HTTP grant the outbound policy (with its
+//! injector, for deployments with injected secrets). The wall-clock
 //! deadline is checked at each epoch tick, where a guest still within it
 //! yields to tokio (when it runs on a fiber) so it never holds a worker
 //! thread for long. The run holds its reservation of the host memory
@@ -19,6 +20,7 @@ use crate::budget::Reservation;
 use crate::deployments::ReadyDeployment;
 use crate::event::Event;
 use crate::http::HttpCall;
+use crate::inject::Injector;
 use crate::runtime::Inner;
 use crate::sandbox::{RunLimits, RunState};
 use crate::secrets::{AuditCtx, SecretsCtx};
@@ -67,6 +69,7 @@ pub(super) fn set_up(
         environment: target.environment.clone(),
         space: event.space.as_deref().map(Into::into),
         grants: target.grants.clone(),
+        withheld: target.inject.clone(),
         revealed: Vec::new(),
         metrics: inner.metrics.clone(),
         audit: inner.audit.clone().map(|log| AuditCtx {
@@ -82,6 +85,12 @@ pub(super) fn set_up(
         spec.limits.memory_bytes,
         crate::needs::TABLE_ELEMENTS as usize,
     );
+    // Only deployments with injections get an injector (and their origins
+    // are on the allow-list, so these have an HTTP grant).
+    let injector = target
+        .inject
+        .as_ref()
+        .map(|rules| Injector::new(rules.clone(), &secrets));
     let mut state = RunState::new(secrets, limits);
     let http_calls = (!target.origins.is_empty()).then(|| {
         state.with_http(
@@ -89,6 +98,7 @@ pub(super) fn set_up(
             spec.limits.max_http_requests,
             spec.limits.max_http_response_bytes,
             start + timeout,
+            injector,
         )
     });
     let mut store = Store::new(&inner.engine, state);

@@ -179,6 +179,18 @@ mod tests {
             status: None,
             error: Some("refused".into()),
             duration_us: 3,
+            injected: Vec::new(),
+        }];
+        out.push(r);
+        let mut r = base();
+        r.http = vec![HttpCall {
+            method: "POST".into(),
+            host: "slack.com".into(),
+            path: "/api".into(),
+            status: Some(200),
+            error: None,
+            duration_us: 9,
+            injected: vec!["SLACK_TOKEN".into()],
         }];
         out.push(r);
         out
