@@ -92,6 +92,25 @@ pub struct LimitsBody {
     pub max_http_response_bytes: Option<u64>,
 }
 
+fn placeholder() -> String {
+    "{}".into()
+}
+
+/// One `inject` entry of [`ListenerSpec`] (and of the listener's view): the
+/// host puts the secret `secret` into the header `header` of every request
+/// the listener sends to `origin`, written as `template` with `{}` standing
+/// for the value; the listener cannot read it. `keyhole deploy --inject`
+/// writes it as `SECRET@ORIGIN/HEADER: TEMPLATE`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectBody {
+    pub secret: String,
+    pub origin: String,
+    pub header: String,
+    #[serde(default = "placeholder")]
+    pub template: String,
+}
+
 fn all_topics() -> Vec<String> {
     vec!["*".into()]
 }
@@ -114,6 +133,9 @@ pub struct ListenerSpec {
     pub allow_http: Vec<String>,
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// Left out when empty, so a daemon that predates it accepts the rest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inject: Vec<InjectBody>,
 }
 
 fn empty_object() -> serde_json::Value {

@@ -17,6 +17,7 @@ use keyhole_store::{
 };
 
 use crate::auth::Token;
+use crate::requests::InjectBody;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -111,6 +112,10 @@ pub struct ListenerView {
     pub limits: LimitsView,
     pub allow_http: Vec<String>,
     pub settings: BTreeMap<String, String>,
+    /// Secrets the host injects into the listener's requests (absent from
+    /// daemons that predate them).
+    #[serde(default)]
+    pub inject: Vec<InjectBody>,
     pub module_hash: String,
     pub deployed_at: String,
 }
@@ -135,6 +140,16 @@ impl From<&Deployment> for ListenerView {
             },
             allow_http: s.allow_http.clone(),
             settings: s.settings.iter().cloned().collect(),
+            inject: s
+                .inject
+                .iter()
+                .map(|i| InjectBody {
+                    secret: i.secret.clone(),
+                    origin: i.origin.clone(),
+                    header: i.header.clone(),
+                    template: i.template.clone(),
+                })
+                .collect(),
             module_hash: d.module_hash.clone(),
             deployed_at: rfc3339(d.deployed_at_ms),
         }

@@ -15,7 +15,7 @@ use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use keyhole_runtime::{DeploySpec, Event, Grants, Limits};
+use keyhole_runtime::{DeploySpec, Event, Grants, Injection, Limits};
 use keyhole_store::Scope;
 
 use super::audit::audited;
@@ -51,6 +51,16 @@ impl From<ListenerSpec> for DeploySpec {
             },
             allow_http: s.allow_http,
             settings: s.settings.into_iter().collect(),
+            inject: s
+                .inject
+                .into_iter()
+                .map(|i| Injection {
+                    secret: i.secret,
+                    origin: i.origin,
+                    header: i.header,
+                    template: i.template,
+                })
+                .collect(),
         }
     }
 }

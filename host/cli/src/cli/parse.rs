@@ -43,6 +43,19 @@ pub(super) fn parse_bytes(s: &str) -> Result<u64, String> {
         .map_err(|e| format!("{e} (examples: 16MiB, 64MiB, 1048576)"))
 }
 
+/// `deploy --inject SECRET@ORIGIN/HEADER: TEMPLATE`, checked as the
+/// runtime checks it at deploy, so a mistake is a usage error (exit 2)
+/// before anything is uploaded.
+pub(super) fn parse_inject(s: &str) -> Result<crate::requests::InjectBody, String> {
+    let i = keyhole_runtime::Injection::parse(s)?;
+    Ok(crate::requests::InjectBody {
+        secret: i.secret,
+        origin: i.origin,
+        header: i.header,
+        template: i.template,
+    })
+}
+
 pub(super) fn parse_setting(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),

@@ -7,7 +7,8 @@ use clap::{Args, Subcommand};
 use keyhole_store::Scope;
 
 use super::parse::{
-    parse_bytes, parse_duration, parse_max_age, parse_max_memory, parse_setting, parse_timeout,
+    parse_bytes, parse_duration, parse_inject, parse_max_age, parse_max_memory, parse_setting,
+    parse_timeout,
 };
 use crate::auth::Role;
 
@@ -182,6 +183,12 @@ pub struct DeployArgs {
     /// Non-secret setting delivered with each event; repeat for several.
     #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String)>,
+    /// A secret the host puts into a header of every request to an origin,
+    /// e.g. 'SLACK_TOKEN@https://slack.com/Authorization: Bearer {}'
+    /// (`{}` is the value); the listener cannot read it. The origin is
+    /// allowed by this; repeat for several.
+    #[arg(long = "inject", value_name = "SECRET@ORIGIN/HEADER: TEMPLATE", value_parser = parse_inject)]
+    pub inject: Vec<crate::requests::InjectBody>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -138,6 +138,7 @@ fn line(r: &AuditRecord) -> String {
             name,
             requested,
             resolved,
+            injected,
             outcome,
             ..
         } => {
@@ -151,8 +152,11 @@ fn line(r: &AuditRecord) -> String {
             let from = resolved.as_ref().map_or(String::new(), |s| {
                 format!(" from {} ({} v{})", s.scope, s.provenance, s.version)
             });
+            let into = injected.as_ref().map_or(String::new(), |i| {
+                format!(" injected into {} {}", i.origin, i.header)
+            });
             format!(
-                "{when} #{:<6} read   {deployment} {name} {}{asked}{from} event {event_id}",
+                "{when} #{:<6} read   {deployment} {name} {}{asked}{from}{into} event {event_id}",
                 r.seq,
                 outcome.as_str()
             )

@@ -34,6 +34,7 @@ pub fn deploy(c: &Client, args: DeployArgs) -> Result<()> {
         },
         allow_http: args.allow_http,
         settings: args.settings.into_iter().collect(),
+        inject: args.inject,
     };
     let spec_json = serde_json::to_vec(&spec)?;
     // Compiling a large component takes seconds: say so at a terminal.
@@ -60,6 +61,12 @@ pub fn deploy(c: &Client, args: DeployArgs) -> Result<()> {
         scope_text(&d.environment_id, d.space_id.as_deref()),
         d.topics.join(", ")
     );
+    for i in &d.inject {
+        println!(
+            "  injects {} into {} of requests to {} (the listener cannot read it)",
+            i.secret, i.header, i.origin
+        );
+    }
     Ok(())
 }
 
@@ -161,6 +168,12 @@ fn print_listener(v: &ListenerView) {
         bytesize::ByteSize(l.max_http_response_bytes)
     );
     println!("  allow-http: {}", list_or_dash(&v.allow_http));
+    let inject: Vec<String> = v
+        .inject
+        .iter()
+        .map(|i| format!("{}@{}/{}: {}", i.secret, i.origin, i.header, i.template))
+        .collect();
+    println!("  inject:     {}", list_or_dash(&inject));
     println!("  settings:   {}", list_or_dash(&settings));
     println!("  module:     sha256:{}", v.module_hash);
     println!("  deployed:   {}", v.deployed_at);

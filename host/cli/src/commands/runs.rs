@@ -135,8 +135,13 @@ fn show(c: &Client, id: u64, json: bool) -> Result<()> {
             .error
             .as_deref()
             .map_or(String::new(), |e| format!(" ({e})"));
+        let injected = if call.injected.is_empty() {
+            String::new()
+        } else {
+            format!(" [injected: {}]", call.injected.join(", "))
+        };
         println!(
-            "  http:       {} {}{} -> {status}{error}",
+            "  http:       {} {}{} -> {status}{error}{injected}",
             call.method, call.host, call.path
         );
     }
@@ -170,7 +175,12 @@ fn run_detail(r: &RunView) -> String {
             .iter()
             .map(|c| {
                 let status = c.status.map_or_else(|| "-".into(), |s| s.to_string());
-                format!("{} {}{} -> {status}", c.method, c.host, c.path)
+                let injected = if c.injected.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (injected {})", c.injected.join(", "))
+                };
+                format!("{} {}{} -> {status}{injected}", c.method, c.host, c.path)
             })
             .collect();
         detail.push_str(&format!(" [http: {}]", calls.join("; ")));
