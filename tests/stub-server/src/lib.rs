@@ -2,6 +2,16 @@
 //! answers with a fixed JSON response: a stand-in for Slack in tests and in
 //! the demo (`src/bin/slack_stand_in.rs`).
 //!
+//! A few paths answer otherwise, for the tests of injected secrets: what a
+//! misbehaving or merely chatty server might send back.
+//!
+//! - `/echo`: every request header, as a response header `echo-NAME` and
+//!   as a line of the body, then a blank line and the request body; with
+//!   `?chunk=N`, the body goes out in N-byte chunks.
+//! - `/encoded`: the same echo, labelled `Content-Encoding: gzip` (but not
+//!   compressed).
+//! - `/redirect?to=URL`: `302 Found` with `Location: URL`.
+//!
 //! hyper serves it, on a current-thread tokio runtime of its own, on its own
 //! thread, so tests need no runtime of theirs. It binds 127.0.0.1 only, and
 //! everything it does is bounded: [`MAX_CONNECTIONS`] connections in its
@@ -15,9 +25,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, Frame};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -140,7 +155,7 @@ struct Handler {
 }
 
 impl Handler {
-    async fn handle(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    async fn handle(&self, req: Request<Incoming>) -> Result<Response<Reply>, Infallible> {
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -163,17 +178,95 @@ impl Handler {
             body: String::from_utf8_lossy(&body).into_owned(),
         };
         (self.on_request)(&req);
+        let answer = answer(&req, &body).unwrap_or_else(|| json(self.status, self.body));
         self.log.lock().unwrap().push(req);
-        Ok(json(self.status, self.body))
+        Ok(answer)
     }
 }
 
-fn json(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+/// A response body: whole, or in chunks of a given size.
+type Reply = BoxBody<Bytes, Infallible>;
+
+fn json(status: StatusCode, body: &'static str) -> Response<Reply> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+/// The answer of the special paths (see the module docs), if `req` is for
+/// one.
+fn answer(req: &Received, body: &[u8]) -> Option<Response<Reply>> {
+    let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    };
+    match path {
+        "/redirect" => {
+            let mut resp = Response::new(Full::new(Bytes::new()).boxed());
+            *resp.status_mut() = StatusCode::FOUND;
+            let to = HeaderValue::from_str(param("to").unwrap_or("/")).ok()?;
+            resp.headers_mut().insert(LOCATION, to);
+            Some(resp)
+        }
+        "/echo" | "/encoded" => {
+            let mut text = Vec::new();
+            for (k, v) in &req.headers {
+                text.extend_from_slice(format!("{k}: {v}\n").as_bytes());
+            }
+            text.push(b'\n');
+            text.extend_from_slice(body);
+            let chunk = param("chunk")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(usize::MAX);
+            let mut resp = Response::new(
+                Chunks {
+                    data: Bytes::from(text),
+                    size: chunk.max(1),
+                }
+                .boxed(),
+            );
+            let headers = resp.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            for (k, v) in &req.headers {
+                let name = HeaderName::from_bytes(format!("echo-{k}").as_bytes());
+                if let (Ok(name), Ok(value)) = (name, HeaderValue::from_str(v)) {
+                    headers.append(name, value);
+                }
+            }
+            if path == "/encoded" {
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            Some(resp)
+        }
+        _ => None,
+    }
+}
+
+/// `data` as frames of `size` bytes.
+struct Chunks {
+    data: Bytes,
+    size: usize,
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.data.is_empty() {
+            return Poll::Ready(None);
+        }
+        let n = self.size.min(self.data.len());
+        let chunk = self.data.split_to(n);
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
 }
 
 /// Accepts and serves connections until `stopped` fires (or its sender is
@@ -258,5 +351,41 @@ mod tests {
         let port = server.port;
         drop(server);
         assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+
+    #[test]
+    fn echoes_redirects_and_labels_an_encoding() {
+        let server = StubServer::start(200, "{}");
+        let answer = exchange(
+            &server,
+            "POST /echo?chunk=3 HTTP/1.1\r\nHost: h\r\nX-Key: k3y\r\nContent-Length: 4\r\n\r\nbody",
+        );
+        let lower = answer.to_ascii_lowercase();
+        assert!(lower.contains("echo-x-key: k3y"), "{answer}");
+        assert!(lower.contains("transfer-encoding: chunked"), "{answer}");
+        // "host: h\nx-key: k3y\ncontent-length: 4\n\nbody", in 3-byte chunks.
+        assert!(
+            answer.contains("\r\n\r\n3\r\nhos\r\n3\r\nt: \r\n"),
+            "{answer}"
+        );
+        assert_eq!(answer.matches("\r\n3\r\n").count(), 14, "{answer}");
+        assert!(answer.ends_with("\r\n3\r\nody\r\n0\r\n\r\n"), "{answer}");
+        let answer = exchange(
+            &server,
+            "GET /redirect?to=http://127.0.0.1:1/x HTTP/1.1\r\nHost: h\r\n\r\n",
+        );
+        assert!(answer.starts_with("HTTP/1.1 302 "), "{answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("location: http://127.0.0.1:1/x")
+        );
+        let answer = exchange(&server, "GET /encoded HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("content-encoding: gzip")
+        );
+        assert_eq!(server.received().len(), 3);
     }
 }

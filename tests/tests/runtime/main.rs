@@ -8,6 +8,7 @@ mod budget;
 mod deploy;
 mod examples;
 mod http;
+mod inject;
 mod runs;
 mod sandbox;
 mod scrubbing;
@@ -15,7 +16,7 @@ mod sealed;
 mod secrets;
 
 #[allow(unused_imports)]
-use {budget::*, deploy::*, examples::*, http::*, sandbox::*, scrubbing::*, secrets::*};
+use {budget::*, deploy::*, examples::*, http::*, inject::*, sandbox::*, scrubbing::*, secrets::*};
 
 macro_rules! assert_test_exists {
     ($name:ident) => {
