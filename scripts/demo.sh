@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # keyhole demo: a secret travels from `keyhole secrets set` to an outbound
 # HTTP request made by a sandboxed listener, without the listener's code,
-# configuration or environment ever containing it.
+# configuration or environment ever containing it: read by the listener
+# with get-secret, or injected by keyhole so the listener never holds it.
 #
 # Self-contained on a clean clone: installs the wasm32 targets, builds
 # keyhole and the example listener guest-examples/slack-notifier, and starts
@@ -86,7 +87,19 @@ kh keys rotate
 kh emit action:triggered --env prod \
   --payload '{"action":"notify-team","text":"prod: after rotation"}'
 
-step "Run records (outcomes, secrets read by name, HTTP calls; never values)"
+step "Or let keyhole hold the token: the same notifier, deployed with --inject"
+# keyhole adds `Authorization: Bearer <token>` to each request to the
+# stand-in's origin itself; this listener cannot read SLACK_TOKEN at all
+# (get-secret answers access-denied), so it could not send it anywhere else.
+kh deploy "$WASM" --name slack-notifier-injected --env prod --topic 'injected:*' \
+  --inject "SLACK_TOKEN@$SLACK/Authorization: Bearer {}" \
+  --setting 'slack_token_injected=true' \
+  --setting "slack_api_base=$SLACK" \
+  --setting 'slack_channel=#deploys'
+kh emit injected:triggered --env prod \
+  --payload '{"action":"notify-team","text":"prod: sent with an injected token"}'
+
+step "Run records (outcomes, secrets read by name, HTTP calls and what was injected into them; never values)"
 kh runs
 
 step "What the Slack stand-in received"
@@ -99,4 +112,9 @@ for token in xoxb-FAKE-team-a-token-2222 xoxb-FAKE-prod-token-1111 xoxb-FAKE-pro
     exit 1
   fi
 done
-step "Done: each token went from \`keyhole secrets set\` through get-secret to the outbound request"
+# Once read by the get-secret listener, once injected by keyhole.
+if [[ "$(grep -c "Authorization: Bearer xoxb-FAKE-prod-token-ROTATED-3333" "$WORK/slack.log")" -lt 2 ]]; then
+  echo "demo FAILED: the stand-in never saw the injected token" >&2
+  exit 1
+fi
+step "Done: each token went from \`keyhole secrets set\` to the outbound request, through get-secret or injected by keyhole"

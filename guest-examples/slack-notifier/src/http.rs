@@ -3,16 +3,17 @@
 use wasi::http::outgoing_handler;
 use wasi::http::types::{Fields, OutgoingBody, OutgoingRequest, Method, Scheme};
 
-/// POSTs `body` as JSON to `url` with an `Authorization` header; returns the
-/// status and the response body.
-pub fn post_json(url: &str, authorization: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+/// POSTs `body` as JSON to `url`, with an `Authorization` header when
+/// given one (without, keyhole injects it); returns the status and the
+/// response body.
+pub fn post_json(url: &str, authorization: Option<&str>, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
     let (scheme, rest) = url.split_once("://").ok_or("the API base URL needs http:// or https://")?;
     let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let headers = Fields::from_list(&[
-        ("content-type".into(), b"application/json; charset=utf-8".to_vec()),
-        ("authorization".into(), authorization.as_bytes().to_vec()),
-    ])
-    .map_err(|e| format!("headers: {e:?}"))?;
+    let mut list = vec![("content-type".to_string(), b"application/json; charset=utf-8".to_vec())];
+    if let Some(authorization) = authorization {
+        list.push(("authorization".into(), authorization.as_bytes().to_vec()));
+    }
+    let headers = Fields::from_list(&list).map_err(|e| format!("headers: {e:?}"))?;
     let request = OutgoingRequest::new(headers);
     request.set_method(&Method::Post).map_err(|_| "method")?;
     let scheme = if scheme == "http" { Scheme::Http } else { Scheme::Https };

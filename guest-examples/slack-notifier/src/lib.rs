@@ -5,6 +5,11 @@
 //! "text": "..."}`. Settings (non-secret, set at deploy time):
 //! `slack_api_base` (default `https://slack.com/api`) and `slack_channel`
 //! (default `#general`). Secret: `SLACK_TOKEN`, from the event's scope.
+//!
+//! With the setting `slack_token_injected=true` the listener never touches
+//! the token: it does not call `get-secret` and sends no `Authorization`
+//! header, and keyhole adds it on the way out
+//! (`keyhole deploy --inject 'SLACK_TOKEN@https://slack.com/Authorization: Bearer {}'`).
 
 wit_bindgen::generate!({ path: "../../wit", world: "listener" });
 
@@ -27,16 +32,22 @@ impl Guest for SlackNotifier {
             return Ok(format!("ignored action {action:?}"));
         }
         let text = payload["text"].as_str().unwrap_or("(no text)");
-        let token = get_secret("SLACK_TOKEN", None).map_err(|e| match e {
-            SecretError::NotFound => "SLACK_TOKEN is not set for this environment or space".to_string(),
-            other => format!("cannot read SLACK_TOKEN: {other:?}"),
-        })?;
+        // Injected: keyhole sets Authorization itself, and would deny the read.
+        let injected = setting(&event, "slack_token_injected") == Some("true");
+        let auth = if injected {
+            None
+        } else {
+            let token = get_secret("SLACK_TOKEN", None).map_err(|e| match e {
+                SecretError::NotFound => "SLACK_TOKEN is not set for this environment or space".to_string(),
+                other => format!("cannot read SLACK_TOKEN: {other:?}"),
+            })?;
+            Some(format!("Bearer {token}"))
+        };
         let base = setting(&event, "slack_api_base").unwrap_or("https://slack.com/api");
         let channel = setting(&event, "slack_channel").unwrap_or("#general");
         let body = json!({ "channel": channel, "text": text }).to_string();
         let url = format!("{}/chat.postMessage", base.trim_end_matches('/'));
-        let auth = format!("Bearer {token}");
-        let (status, response) = http::post_json(&url, &auth, body.as_bytes())?;
+        let (status, response) = http::post_json(&url, auth.as_deref(), body.as_bytes())?;
         if status != 200 {
             return Err(format!("Slack answered HTTP {status}"));
         }

@@ -144,6 +144,51 @@ pub fn example_slack_notifier() {
     );
 }
 
+/// The notifier with its token injected by the host (`--inject`, setting
+/// `slack_token_injected=true`): Slack gets the same header, the listener
+/// never read the token, and the record says it was injected.
+#[test]
+fn example_slack_notifier_with_an_injected_token() {
+    let slack = StubServer::start(200, r#"{"ok":true}"#);
+    let h = Harness::new();
+    h.scopes("prod", &["team-a"]);
+    h.set(
+        Scope::Environment("prod".into()),
+        "SLACK_TOKEN",
+        "xoxb-PLANTED-injected",
+    );
+    let mut spec = notifier_spec(&slack);
+    // The injection allows its own origin.
+    spec.allow_http.clear();
+    spec.inject = vec![
+        keyhole_runtime::Injection::parse(&format!(
+            "SLACK_TOKEN@{}/Authorization: Bearer {{}}",
+            slack.origin()
+        ))
+        .unwrap(),
+    ];
+    spec.settings
+        .push(("slack_token_injected".into(), "true".into()));
+    h.deploy(EXAMPLE_SLACK_NOTIFIER, spec);
+    let payload = r#"{"action":"notify-team","text":"Deploy finished"}"#;
+    let run = h.run_of("notifier", "action:triggered", "prod", None, payload);
+    assert_eq!(
+        run.outcome,
+        Outcome::Ok {
+            value: "posted to #deploys".into()
+        }
+    );
+    assert!(run.secrets_read.is_empty());
+    assert_eq!(run.http[0].injected, ["SLACK_TOKEN"]);
+    let got = slack.received();
+    assert_eq!(
+        got[0].header("authorization"),
+        Some("Bearer xoxb-PLANTED-injected")
+    );
+    h.runtime.flush().unwrap();
+    assert!(!contains(&all_bytes(&h.data_dir()), "xoxb-PLANTED"));
+}
+
 /// Slack saying no is a guest error, not a trap.
 #[test]
 fn slack_refusal_is_a_guest_error() {
