@@ -70,6 +70,12 @@ const REFUSED_HEADERS: &[&str] = &[
     "content-encoding",
 ];
 
+/// Why an injection is refused, in the user's terms (`--inject` names the
+/// flag; the API answers it as a bad request).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInjection(pub String);
+
 fn placeholder() -> String {
     PLACEHOLDER.into()
 }
@@ -99,16 +105,16 @@ impl Injection {
     /// the first `:`; the rest, trimmed, is the template (`{}` when there
     /// is no `:`). E.g. `SLACK_TOKEN@https://slack.com/Authorization: Bearer {}`,
     /// `API_KEY@http://127.0.0.1:8099/X-Api-Key`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, InvalidInjection> {
         let usage = format!("expected {SYNTAX}, e.g. '{EXAMPLE}'");
         let (secret, rest) = text
             .split_once('@')
-            .ok_or_else(|| format!("no `@` after the secret's name; {usage}"))?;
+            .ok_or_else(|| InvalidInjection(format!("no `@` after the secret's name; {usage}")))?;
         let after_scheme = rest.find("://").map_or(0, |i| i + 3);
         let slash = rest[after_scheme..]
             .find('/')
             .map(|i| after_scheme + i)
-            .ok_or_else(|| format!("no `/HEADER` after the origin; {usage}"))?;
+            .ok_or_else(|| InvalidInjection(format!("no `/HEADER` after the origin; {usage}")))?;
         let (origin, place) = (&rest[..slash], &rest[slash + 1..]);
         let (header, template) = match place.split_once(':') {
             Some((header, template)) => (header, template.trim()),
@@ -120,7 +126,7 @@ impl Injection {
             header: header.trim().into(),
             template: template.into(),
         };
-        injection.rule()?;
+        injection.rule().map_err(InvalidInjection)?;
         Ok(injection)
     }
 

@@ -9,7 +9,7 @@ fn parsed(text: &str) -> Injection {
 fn refused(text: &str) -> String {
     match Injection::parse(text) {
         Ok(i) => panic!("{text:?} parsed as {i:?}"),
-        Err(e) => e,
+        Err(e) => e.to_string(),
     }
 }
 

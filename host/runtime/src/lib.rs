@@ -82,7 +82,7 @@ pub use engine::{
     TABLE_KEEP_RESIDENT, engine_config,
 };
 pub use error::RuntimeError;
-pub use inject::Injection;
+pub use inject::{Injection, InvalidInjection};
 pub use machine::{default_max_memory, machine_memory};
 pub use runs::{Outcome, RunFields, RunLog, RunPage, RunQuery, RunRecord};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};

@@ -115,8 +115,6 @@ impl RunState {
         }
     }
 
-    /// Captured stdout and stderr, as raw bytes to scrub before they
-    /// become text, each with the count of bytes dropped.
     /// The values the host injected into this run's requests, for
     /// scrubbing its record (none without injections: no allocation).
     pub(crate) fn take_injected(&mut self) -> Vec<(String, crate::secrets::Revealed)> {
@@ -127,6 +125,8 @@ impl RunState {
             .unwrap_or_default()
     }
 
+    /// Captured stdout and stderr, as raw bytes to scrub before they
+    /// become text, each with the count of bytes dropped.
     pub(crate) fn take_output(&self) -> ((Vec<u8>, u64), (Vec<u8>, u64)) {
         match &self.output {
             Some((out, err)) => (out.take(), err.take()),

@@ -47,7 +47,7 @@ pub(super) fn parse_bytes(s: &str) -> Result<u64, String> {
 /// runtime checks it at deploy, so a mistake is a usage error (exit 2)
 /// before anything is uploaded.
 pub(super) fn parse_inject(s: &str) -> Result<crate::requests::InjectBody, String> {
-    let i = keyhole_runtime::Injection::parse(s)?;
+    let i = keyhole_runtime::Injection::parse(s).map_err(|e| e.to_string())?;
     Ok(crate::requests::InjectBody {
         secret: i.secret,
         origin: i.origin,
