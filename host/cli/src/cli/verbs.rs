@@ -350,6 +350,12 @@ pub struct ServeArgs {
     /// (1s to 100years). Default: no age limit.
     #[arg(long, value_name = "DURATION", value_parser = parse_max_age)]
     pub runs_max_age: Option<Duration>,
+    /// Audit entries kept (about: whole old segments are deleted, and the
+    /// deletion is itself an entry, so `audit verify` knows where the log
+    /// now starts). 1,000 to 1,000,000,000.
+    #[arg(long, value_name = "N", default_value_t = 10_000_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=1_000_000_000))]
+    pub audit_keep: u64,
     #[command(flatten)]
     pub tls: crate::tls::TlsArgs,
 }
