@@ -52,7 +52,10 @@ pub(crate) enum ScopeState<T> {
     /// A deletion has begun (`deletion/`): the scope is gone for every
     /// read, write, event and deploy, and a retry or the next open
     /// finishes (or, if unforced and no longer empty, cancels) it.
-    Deleting { record: T, mark: DeleteMark },
+    Deleting {
+        record: T,
+        mark: DeleteMark,
+    },
 }
 
 impl<T> ScopeState<T> {

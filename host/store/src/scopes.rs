@@ -100,7 +100,11 @@ fn scope_key(scope: &Scope) -> Vec<u8> {
 }
 
 /// Decodes the record stored for `scope` (whose id must be valid).
-fn decode_record(scope: &Scope, bytes: &[u8], revision: Revision) -> Result<ScopeRecord, StoreError> {
+fn decode_record(
+    scope: &Scope,
+    bytes: &[u8],
+    revision: Revision,
+) -> Result<ScopeRecord, StoreError> {
     Ok(match scope {
         Scope::Environment(_) => {
             let state: ScopeState<EnvRecord> = records::decode_scope(bytes, "environment record")?;
@@ -184,6 +188,8 @@ impl SecretStore {
         if !is_live(&*self.inner.bucket, &env)? {
             return Err(StoreError::unknown(&env));
         }
+        #[cfg(test)]
+        crate::test_hooks::hit(crate::test_hooks::Point::BeforeSpaceCreate);
         let scope = Scope::Space(id.to_owned());
         let created_at_ms = now_ms();
         let rec = encode_state(
@@ -228,7 +234,10 @@ impl SecretStore {
                 None => continue, // deleted in between: try again
             }
         }
-        Err(StoreError::Contended(format!("the id {}", Preview(scope.id()))))
+        Err(StoreError::Contended(format!(
+            "the id {}",
+            Preview(scope.id())
+        )))
     }
 
     pub fn environment(&self, id: &str) -> Result<Option<EnvironmentInfo>, StoreError> {

@@ -131,7 +131,8 @@ fn recover(fx: &Fixture, kept: &[Kept]) -> Vec<String> {
     assert!(!deks.is_empty(), "the attacker unwraps no key at all");
     let mut found = Vec::new();
     for k in kept {
-        let Versioned::V1(rec) = postcard::from_bytes::<Versioned<SecretRecord>>(&k.record).unwrap();
+        let Versioned::V1(rec) =
+            postcard::from_bytes::<Versioned<SecretRecord>>(&k.record).unwrap();
         let aad = ad(
             "keyhole-store/value/v1",
             &[&ad_scope(&k.segment), k.name.as_bytes()],
@@ -207,12 +208,19 @@ fn a_deleted_environment_s_values_cannot_be_recovered_with_the_master_key() {
     plant(&kept);
     for (scope, name) in [(env("prod"), "DB_URL"), (space("team-a"), "SLACK_TOKEN")] {
         let err = fx.store.get_secret(&scope, name).unwrap_err();
-        assert!(err.is_unavailable() || err.to_string().contains("unknown"), "{err}");
+        assert!(
+            err.is_unavailable() || err.to_string().contains("unknown"),
+            "{err}"
+        );
     }
     fx.store.create_environment("prod").unwrap();
     fx.store.create_space("team-a", "prod").unwrap();
-    fx.store.set_secret(&env("prod"), "NEW", &val("new-value")).unwrap();
-    fx.store.set_secret(&space("team-a"), "NEW", &val("new-value")).unwrap();
+    fx.store
+        .set_secret(&env("prod"), "NEW", &val("new-value"))
+        .unwrap();
+    fx.store
+        .set_secret(&space("team-a"), "NEW", &val("new-value"))
+        .unwrap();
     plant(&kept);
     for (scope, name) in [(env("prod"), "DB_URL"), (space("team-a"), "SLACK_TOKEN")] {
         let err = fx.store.get_secret(&scope, name).unwrap_err();

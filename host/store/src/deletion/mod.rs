@@ -42,6 +42,8 @@
 //! (destroyed at the next open, [`SecretStore::destroy_orphan_keys`]).
 
 mod sweep;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use sweep::live_fence;
 
@@ -127,7 +129,9 @@ impl SecretStore {
                 since_ms: rec.mark.map_or_else(now_ms, |m| m.since_ms),
             };
             let key = scope_record_key(scope);
-            if bucket.update(&key, &rec.encode(Some(mark)), rec.revision)? != keyhole_kv::Cas::Conflict {
+            if bucket.update(&key, &rec.encode(Some(mark)), rec.revision)?
+                != keyhole_kv::Cas::Conflict
+            {
                 self.flush()?;
                 return Ok(force);
             }
@@ -205,9 +209,10 @@ impl SecretStore {
         let spaces = scan_scopes(bucket, layout::SPACE_PREFIX)?;
         let mut out = Vec::new();
         for (scope, rec) in environments.iter().chain(&spaces) {
-            let orphan = rec.environment.as_deref().is_some_and(|env| {
-                !environments.iter().any(|(e, _)| e.id() == env)
-            });
+            let orphan = rec
+                .environment
+                .as_deref()
+                .is_some_and(|env| !environments.iter().any(|(e, _)| e.id() == env));
             if rec.mark.is_some() || orphan {
                 out.push(PendingDeletion {
                     scope: scope.clone(),

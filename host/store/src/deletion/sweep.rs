@@ -56,6 +56,8 @@ impl SecretStore {
         let bucket = &*self.inner.bucket;
         let (mut secrets, mut deks) = (0, 0);
         for _ in 0..SWEEP_PASSES {
+            #[cfg(test)]
+            crate::test_hooks::hit(crate::test_hooks::Point::BeforeSweepPass);
             let records = bucket.scan(&layout::secrets_of(scope))?;
             let keys = bucket.scan(&layout::deks_of(scope))?;
             if records.is_empty() && keys.is_empty() {
