@@ -106,6 +106,10 @@ fn runtime_report(e: &RuntimeError, message: String) -> Report {
     let (code, hint) = match e {
         R::Store(s) => return store_report(s, message),
         R::UnknownListener(_) => (Exit::NotFound, Some("see `keyhole listeners list`".into())),
+        R::NotEmpty { .. } => (
+            Exit::Failure,
+            Some("delete what it holds first, or force the delete to take it all with it".into()),
+        ),
         R::NotWasm(_)
         | R::CoreModule
         | R::InvalidComponent(_)
@@ -158,7 +162,12 @@ fn store_report(e: &StoreError, message: String) -> Report {
             ),
             message,
         ),
-        S::AlreadyExists(_) => (Exit::Failure, None, message),
+        S::AlreadyExists(_) | S::SpaceExists { .. } => (Exit::Failure, None, message),
+        S::BeingDeleted(_) => (
+            Exit::Failure,
+            Some("a deletion of it was interrupted; delete it again to finish".into()),
+            message,
+        ),
         S::Unsupported(_) => (Exit::Usage, None, message),
         S::Contended(_) => (
             Exit::Failure,

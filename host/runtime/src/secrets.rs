@@ -353,6 +353,8 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
         // compile until someone decides what a guest sees for it.
         StoreError::InvalidValue { .. }
         | StoreError::AlreadyExists(_)
+        | StoreError::SpaceExists { .. }
+        | StoreError::BeingDeleted(_)
         | StoreError::Sealed { .. }
         | StoreError::Corrupt { .. }
         | StoreError::Integrity { .. }

@@ -9,7 +9,7 @@
 //! | 403 | the token lacks the permission, or the target is outside its scope: `{"error", "missingPermission"}` |
 //! | 404 | unknown environment, space, secret, listener or token |
 //! | 408 | body not received within `--request-timeout` (see `deadline.rs`) |
-//! | 409 | already exists, or a concurrent change won (try again) |
+//! | 409 | already exists (a space id taken anywhere), being deleted, not empty (a delete without `force=true`), or a concurrent change won (try again) |
 //! | 413 | body or module too large |
 //! | 503 | store sealed (master key missing or wrong), or the audit log cannot record an admin change (nothing changed) |
 //! | 500 | anything else (details are logged, not returned) |
@@ -102,7 +102,9 @@ pub fn store_status(e: &StoreError) -> StatusCode {
         | S::SpaceNotInEnvironment { .. }
         | S::Unsupported(_) => StatusCode::BAD_REQUEST,
         S::UnknownEnvironment(_) | S::UnknownSpace(_) | S::NotFound { .. } => StatusCode::NOT_FOUND,
-        S::AlreadyExists(_) | S::Contended(_) => StatusCode::CONFLICT,
+        S::AlreadyExists(_) | S::SpaceExists { .. } | S::BeingDeleted(_) | S::Contended(_) => {
+            StatusCode::CONFLICT
+        }
         S::Sealed { .. } | S::KeyFile { .. } => StatusCode::SERVICE_UNAVAILABLE,
         S::Locked { .. } | S::Corrupt { .. } | S::Integrity { .. } | S::Backend(_) | S::Io(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -124,6 +126,7 @@ pub fn runtime_status(e: &RuntimeError) -> StatusCode {
         | R::InvalidEvent(_)
         | R::ExceedsLimits(_) => StatusCode::BAD_REQUEST,
         R::UnknownListener(_) => StatusCode::NOT_FOUND,
+        R::NotEmpty { .. } => StatusCode::CONFLICT,
         R::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         R::Io { .. } | R::Corrupt(_) | R::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -158,7 +161,25 @@ impl From<StoreError> for ApiError {
 
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
-        from_status(runtime_status(&e), e.to_string())
+        let message = match &e {
+            RuntimeError::NotEmpty { .. } => {
+                format!("{e}; pass force=true to delete them with it")
+            }
+            _ => e.to_string(),
+        };
+        from_status(runtime_status(&e), message)
+    }
+}
+
+/// A store error from creating a space, for a caller who may (`reaches`)
+/// or may not see the environment that owns a taken space id: a scoped
+/// caller is told only that the id is taken, not where.
+pub fn space_create_error(e: StoreError, reaches: impl Fn(&str) -> bool) -> ApiError {
+    match &e {
+        StoreError::SpaceExists { space, environment } if !reaches(environment) => {
+            ApiError::new(store_status(&e), format!("space id {space} is taken"))
+        }
+        _ => e.into(),
     }
 }
 
@@ -306,6 +327,17 @@ mod tests {
             token_status(&TokenError::Exists("ci".into())),
             StatusCode::CONFLICT
         );
+        let taken = || StoreError::SpaceExists {
+            space: "team-a".into(),
+            environment: "prod".into(),
+        };
+        let e = space_create_error(taken(), |_| false);
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (StatusCode::CONFLICT, "space id team-a is taken")
+        );
+        let e = space_create_error(taken(), |env| env == "prod");
+        assert!(e.message.contains("environment \"prod\""), "{}", e.message);
         let e = ApiError::from(RuntimeError::Engine("secret detail".into()));
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.message, "internal error");

@@ -6,7 +6,9 @@
 //! that write (and so fsync) run on the blocking pool.
 //!
 //! The caller's scope is checked first (`auth::within`), before the target
-//! is looked up; lists show only what the caller's scope reaches.
+//! is looked up; lists show only what the caller's scope reaches. Each
+//! environment, space and secret can also be read alone by id (`GET
+//! .../{id}`); deleting environments and spaces is `deletion.rs`.
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -18,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Shared;
 use super::audit::audited;
-use super::auth::{sees, within, within_scope};
-use super::error::{ApiError, ApiJson, parse_json, read_body};
+use super::auth::{denied_item, sees, within, within_scope};
+use super::error::{ApiError, ApiJson, parse_json, read_body, space_create_error};
 use crate::auth::{Permission, Principal};
 use crate::trail::secret_target;
 use crate::views::{SecretView, parse_secret_id, rfc3339};
@@ -89,6 +91,35 @@ pub async fn list_environments(
     ))
 }
 
+/// The environment `id`. A token limited to another environment gets the
+/// same 403 whether `id` exists or not.
+pub async fn get_environment(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<EnvironmentView>, ApiError> {
+    if who.scope.environment().is_some_and(|mine| mine != id) {
+        let what = format!("env {}", truncated(&id));
+        return Err(denied_item(&who, Permission::ScopesRead, &what));
+    }
+    let store = s.runtime.store().clone();
+    let e = blocking(move || {
+        store
+            .environment(&id)?
+            .ok_or_else(|| StoreError::UnknownEnvironment(id).into())
+    })
+    .await?;
+    Ok(Json(EnvironmentView {
+        id: e.id,
+        created_at: rfc3339(e.created_at_ms),
+    }))
+}
+
+/// At most 64 characters of a caller's id, for a denial's message.
+fn truncated(id: &str) -> String {
+    id.chars().take(64).collect()
+}
+
 pub async fn create_environment(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
@@ -139,6 +170,25 @@ fn space_view(s: keyhole_store::SpaceInfo) -> SpaceView {
     }
 }
 
+/// The space `id`. The caller's scope is checked first (for a token
+/// limited to an environment, "not in it" and "nowhere" are one 403).
+pub async fn get_space(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<SpaceView>, ApiError> {
+    let store = s.runtime.store().clone();
+    let info = blocking(move || {
+        let scope = Scope::Space(id.clone());
+        within_scope(&who, Permission::ScopesRead, &store, &scope)?;
+        store
+            .space(&id)?
+            .ok_or_else(|| StoreError::UnknownSpace(id).into())
+    })
+    .await?;
+    Ok(Json(space_view(info)))
+}
+
 pub async fn create_space(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
@@ -158,7 +208,11 @@ pub async fn create_space(
     let info = blocking(move || {
         let target = format!("space:{} (env:{})", body.id, body.environment_id);
         audited(&state, &who, "space.create", &target, || {
-            Ok(store.create_space(&body.id, &body.environment_id)?)
+            // Space ids are one namespace: say which environment holds a
+            // taken one only to a caller who reaches that environment.
+            store
+                .create_space(&body.id, &body.environment_id)
+                .map_err(|e| space_create_error(e, |env| sees(&who, env, None)))
         })
     })
     .await?;
@@ -242,6 +296,41 @@ pub async fn set_secret(
     })
     .await?;
     Ok(Json(view))
+}
+
+/// `{"data": <secret>}`: the secrets API's envelope.
+#[derive(Serialize)]
+pub struct Data<T> {
+    data: T,
+}
+
+/// One secret's metadata (never a value), by id: the scope is checked
+/// before the secret is looked up.
+pub async fn get_secret(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Data<SecretView>>, ApiError> {
+    let (scope, name) = parse_secret_id(&id).ok_or_else(|| {
+        ApiError::bad_request("secret id must be env:ENV:NAME or space:SPACE:NAME")
+    })?;
+    let store = s.runtime.store().clone();
+    let view = blocking(move || {
+        within_scope(&who, Permission::SecretsRead, &store, &scope)?;
+        let meta = store.secret_meta(&scope, &name)?;
+        let (environment, provenance) = match &scope {
+            Scope::Environment(e) => (e.clone(), Provenance::Environment),
+            Scope::Space(sp) => {
+                let space = store
+                    .space(sp)?
+                    .ok_or_else(|| StoreError::UnknownSpace(sp.clone()))?;
+                (space.environment, Provenance::SpaceOverride)
+            }
+        };
+        Ok(SecretView::new(&meta, &environment, provenance))
+    })
+    .await?;
+    Ok(Json(Data { data: view }))
 }
 
 pub async fn delete_secret(
