@@ -10,7 +10,7 @@
 //! Found live scopes are remembered ([`KnownScopes`]) so the per-event and
 //! per-read checks skip the backend. The watch forgets a scope on any
 //! change to its record, a mark as much as a delete (`cache_sync.rs`), and
-//! a checker remembers a scope only if the bucket saw no change while it
+//! a checker remembers a scope only if nothing was forgotten while it
 //! looked, so a mark landing in the middle of a check is never papered
 //! over by a stale "known".
 
@@ -34,22 +34,28 @@ const CREATE_ATTEMPTS: usize = 4;
 pub(crate) struct KnownScopes {
     environments: HashSet<String>,
     spaces: HashMap<String, String>,
+    /// Grows with every forget: a checker adds what it read only if no
+    /// forget came between its read and its add.
+    generation: u64,
 }
 
 impl KnownScopes {
     pub(crate) fn forget_environment(&mut self, id: &[u8]) {
+        self.generation += 1;
         if let Ok(id) = std::str::from_utf8(id) {
             self.environments.remove(id);
         }
     }
 
     pub(crate) fn forget_space(&mut self, id: &[u8]) {
+        self.generation += 1;
         if let Ok(id) = std::str::from_utf8(id) {
             self.spaces.remove(id);
         }
     }
 
     pub(crate) fn clear(&mut self) {
+        self.generation += 1;
         self.environments.clear();
         self.spaces.clear();
     }
@@ -300,8 +306,10 @@ impl SecretStore {
             .environments
             .contains(environment)
         {
-            let seen = self.inner.bucket.revision();
+            let seen = read_lock(&self.inner.known).generation;
             self.require_scope(&Scope::Environment(environment.to_owned()))?;
+            #[cfg(test)]
+            crate::test_hooks::hit(crate::test_hooks::Point::EnvironmentFound);
             self.remember(seen, |k| {
                 k.environments.insert(environment.to_owned());
             });
@@ -324,7 +332,7 @@ impl SecretStore {
         if known {
             return Ok(());
         }
-        let seen = self.inner.bucket.revision();
+        let seen = read_lock(&self.inner.known).generation;
         let scope = Scope::Space(space.to_owned());
         let Some(rec) = read_scope(&*self.inner.bucket, &scope)?.filter(ScopeRecord::is_live)
         else {
@@ -342,12 +350,14 @@ impl SecretStore {
         Ok(())
     }
 
-    /// Adds to the known scopes what was read live after revision `seen`,
-    /// unless the bucket has changed since (checked under the lock the
-    /// watch forgets under, so a forget is never overtaken).
-    fn remember(&self, seen: Revision, add: impl FnOnce(&mut KnownScopes)) {
+    /// Adds to the known scopes what was read live after generation
+    /// `seen`, unless a scope was forgotten since (checked under the lock
+    /// the watch forgets under): a mark that landed after the read is then
+    /// either already forgotten, and the add refused, or forgotten after
+    /// the add, taking it out again.
+    fn remember(&self, seen: u64, add: impl FnOnce(&mut KnownScopes)) {
         let mut known = write_lock(&self.inner.known);
-        if self.inner.bucket.revision() == seen {
+        if known.generation == seen {
             add(&mut known);
         }
     }

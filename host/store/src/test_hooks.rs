@@ -27,6 +27,9 @@ pub(crate) enum Point {
     BeforeSpaceCreate,
     /// A deletion's sweep, before each pass scans the scope's records.
     BeforeSweepPass,
+    /// `check_scope`, after it found the environment live and before it
+    /// remembers it.
+    EnvironmentFound,
 }
 
 type Hook = (Point, Box<dyn FnOnce()>);

@@ -1,7 +1,8 @@
 //! Deterministic interleavings of a deletion with the writers it races,
 //! pinned with [`crate::test_hooks`]: each writer checked the scope before
 //! the deletion marked it and writes after the deletion's sweep, which is
-//! exactly what its fence is for. Each test fails without that fence.
+//! exactly what its fence is for. Each test fails without that fence (or,
+//! for the known-scopes cache, without its generation check).
 
 use crate::layout;
 use crate::tamper_tests::setup;
@@ -99,5 +100,24 @@ fn a_late_sweep_leaves_a_scope_created_again_alone() {
     assert!(matches!(
         store.get_secret(&prod(), "OLD"),
         Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// A mark that lands (and is applied from the watch) while a check is
+/// between finding the environment live and remembering it must not leave
+/// the environment remembered as known.
+#[test]
+fn a_mark_landing_during_a_check_is_not_papered_over_by_the_known_cache() {
+    let (_d, _k, store) = setup();
+    let other = store.clone();
+    test_hooks::arm(Point::EnvironmentFound, move || {
+        other.begin_delete(&prod(), false).unwrap();
+        assert!(other.check_scope("prod", None).is_err(), "applied");
+    });
+    store.check_scope("prod", None).unwrap(); // read before the mark
+    assert!(!test_hooks::pending(), "the mark landed");
+    assert!(matches!(
+        store.check_scope("prod", None),
+        Err(StoreError::UnknownEnvironment(_))
     ));
 }
