@@ -8,6 +8,7 @@ mod budget;
 mod deploy;
 mod examples;
 mod http;
+mod lifecycle;
 mod runs;
 mod sandbox;
 mod scrubbing;
