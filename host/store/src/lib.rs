@@ -58,6 +58,8 @@ mod rotation;
 mod scopes;
 mod sealed_cache;
 #[cfg(test)]
+mod stress_tests;
+#[cfg(test)]
 mod tamper_tests;
 #[cfg(test)]
 mod test_hooks;
