@@ -6,6 +6,10 @@
 //! deploy and at open. Deployment records live in the bucket
 //! `deployments`, by name; writes to it are flushed before `deploy` and
 //! `undeploy` return, and every check runs before anything is written.
+//! After writing, a deploy checks its scope once more (its fence): a
+//! deletion of the scope that began meanwhile may already have undeployed
+//! the scope's listeners, so the deploy puts back what it replaced and
+//! fails (`lifecycle.rs`).
 
 use std::sync::Arc;
 
@@ -21,6 +25,18 @@ use crate::http::AllowedOrigin;
 use crate::inject::Rules;
 use crate::run::call::Listener;
 use crate::runtime::Runtime;
+
+/// How often a deploy that lost a race for its name's record tries again.
+const REPLACE_ATTEMPTS: usize = 16;
+
+/// What [`Runtime::deploy_replacing`] did.
+#[derive(Clone, Debug)]
+pub struct Deployed {
+    pub deployment: Deployment,
+    /// The module hash of the deployment of the same name it replaced;
+    /// `None` on a first deploy.
+    pub previous_module_hash: Option<String>,
+}
 
 impl Runtime {
     /// Makes every stored deployment ready to run (at open).
@@ -74,7 +90,18 @@ impl Runtime {
 
     /// Validates and stores a deployment, replacing one of the same name.
     /// Nothing is written unless every check passes.
+    /// [`Runtime::deploy_replacing`] also says what it replaced.
     pub fn deploy(&self, spec: DeploySpec, module: &[u8]) -> Result<Deployment, RuntimeError> {
+        Ok(self.deploy_replacing(spec, module)?.deployment)
+    }
+
+    /// [`Runtime::deploy`], reporting the module hash of the deployment of
+    /// the same name it replaced, if any.
+    pub fn deploy_replacing(
+        &self,
+        spec: DeploySpec,
+        module: &[u8],
+    ) -> Result<Deployed, RuntimeError> {
         deploy::check_spec(&spec)?;
         self.check_scopes(&spec)?;
         deploy::check_header(module)?;
@@ -102,15 +129,74 @@ impl Runtime {
         }
         let bytes = crate::deploy_record::encode(&record)?;
         let _writing = self.writing();
-        let records = &self.inner.deployment_records;
-        records.put(record.spec.name.as_bytes(), &bytes)?;
-        records.flush()?;
+        let (previous, revision) = self.replace_record(&record.spec.name, &bytes)?;
+        // The fence: a deletion that marked the scope after `check_scopes`
+        // may have undeployed its listeners already; put back what was
+        // there and answer that the scope is gone.
+        let spec = &record.spec;
+        if let Err(e) = self
+            .inner
+            .store
+            .check_scope(&spec.environment, spec.space.as_deref())
+        {
+            self.restore_record(&spec.name, previous.as_ref(), revision)?;
+            return Err(e.into());
+        }
+        self.inner.deployment_records.flush()?;
         self.inner
             .deployments
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(Arc::new(ready));
-        Ok(record)
+        let previous_module_hash = previous
+            .and_then(|old| crate::deploy_record::decode(&old).ok())
+            .map(|old| old.module_hash);
+        Ok(Deployed {
+            deployment: record,
+            previous_module_hash,
+        })
+    }
+
+    /// Writes the deployment record `name` (compare-and-set, so two hosts
+    /// deploying one name each learn what they replaced). Returns the
+    /// record it replaced and the revision written.
+    fn replace_record(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(Option<Vec<u8>>, keyhole_kv::Revision), RuntimeError> {
+        let records = &self.inner.deployment_records;
+        for _ in 0..REPLACE_ATTEMPTS {
+            let old = records.get(name.as_bytes())?;
+            let written = match &old {
+                Some(e) => records.update(name.as_bytes(), bytes, e.revision)?,
+                None => records.create(name.as_bytes(), bytes)?,
+            };
+            if let Some(revision) = written.written() {
+                return Ok((old.map(|e| e.value), revision));
+            }
+        }
+        Err(RuntimeError::Store(keyhole_store::StoreError::Contended(
+            format!("listener {name}"),
+        )))
+    }
+
+    /// Undoes [`Runtime::replace_record`] at `revision`: the old record
+    /// back, or none. A conflict means a later deploy or undeploy of the
+    /// name has replaced ours, and it stands.
+    fn restore_record(
+        &self,
+        name: &str,
+        previous: Option<&Vec<u8>>,
+        revision: keyhole_kv::Revision,
+    ) -> Result<(), RuntimeError> {
+        let records = &self.inner.deployment_records;
+        let _ = match previous {
+            Some(old) => records.update(name.as_bytes(), old, revision)?,
+            None => records.delete(name.as_bytes(), revision)?,
+        };
+        records.flush()?;
+        Ok(())
     }
 
     /// The deployment's scope, and every scope it is granted, must exist.

@@ -74,6 +74,11 @@ impl Deployments {
         Some(old)
     }
 
+    /// The deployment called `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<ReadyDeployment>> {
+        self.by_name.get(name)
+    }
+
     /// The deployments of `environment`, by name.
     pub(crate) fn in_environment(&self, environment: &str) -> &[Arc<ReadyDeployment>] {
         self.by_environment

@@ -423,6 +423,8 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
         StoreError::Sealed { .. } => SecretError::Unavailable(STORE_SEALED.into()),
         StoreError::InvalidValue { .. }
         | StoreError::AlreadyExists(_)
+        | StoreError::SpaceExists { .. }
+        | StoreError::BeingDeleted(_)
         | StoreError::Corrupt { .. }
         | StoreError::Integrity { .. }
         | StoreError::Locked { .. }

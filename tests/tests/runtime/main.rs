@@ -9,6 +9,7 @@ mod deploy;
 mod examples;
 mod http;
 mod inject;
+mod lifecycle;
 mod runs;
 mod sandbox;
 mod scrubbing;

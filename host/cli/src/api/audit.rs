@@ -55,6 +55,16 @@ pub fn audited<T>(
     trail(s, who.actor()).record(action, target, f)?
 }
 
+/// [`audited`], with a detail on the entry.
+pub fn audited_detailed<T>(
+    s: &Shared,
+    who: &Principal,
+    (action, target, detail): (&str, &str, &str),
+    f: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    trail(s, who.actor()).record_detailed(action, target, Some(detail), f)?
+}
+
 /// Records a refused request: `route` is its method and matched path.
 pub fn denial(s: &Shared, actor: String, route: &str, why: &str) {
     trail(s, actor).denied("request", route, why);
