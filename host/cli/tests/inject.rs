@@ -1,6 +1,6 @@
 //! `deploy --inject` as a user drives it, through a running daemon: the
 //! spec is checked before upload, survives the API's JSON, and every view
-//! (deploy, listeners list, runs, audit tail) names the injection and
+//! (deploy, listeners list and show, runs, audit tail) names the injection and
 //! never the value.
 
 mod common;
@@ -59,9 +59,14 @@ fn deploy_inject_through_the_daemon() {
         "{out:?}"
     );
     seen += &out.stdout;
-    let show = k.ok(&["listeners", "list"]);
-    assert!(show.contains(&format!("inject:     {inject}")), "{show}");
-    seen += &show;
+    for verb in [
+        &["listeners", "list"][..],
+        &["listeners", "show", "notifier"],
+    ] {
+        let show = k.ok(verb);
+        assert!(show.contains(&format!("inject:     {inject}")), "{show}");
+        seen += &show;
+    }
 
     let emitted = k.ok(&[
         "emit",
