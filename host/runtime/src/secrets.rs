@@ -272,10 +272,16 @@ impl SecretsCtx {
     /// What the store has for the request, if the deployment may read it.
     fn look_up(&mut self, req: &Request) -> Result<Resolved, SecretError> {
         // Before anything else, whatever the scope and whether or not the
-        // secret exists: the denial is the same as any other.
+        // secret exists: to the guest the denial is the same as any other;
+        // the operator learns why from the run record (and the audit log).
         if let Some(rules) = &self.withheld
             && rules.withholds(&req.name)
         {
+            self.note(format!(
+                "get-secret {}: access-denied: the secret is injected into this \
+                 listener's requests (deploy --inject), never handed to it",
+                req.name
+            ));
             return Err(SecretError::AccessDenied);
         }
         keyhole_store::validate_name(&req.name).map_err(to_wit_error)?;

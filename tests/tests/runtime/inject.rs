@@ -200,6 +200,14 @@ pub fn injection_prober() {
     assert_eq!(run.http[0].injected, ["SLACK_TOKEN"]);
     assert!(run.http[1].injected.is_empty());
     assert!(run.secrets_read.is_empty());
+    // The denials are the operator's to see: one note, however many calls.
+    assert_eq!(
+        run.notes,
+        [
+            "get-secret SLACK_TOKEN: access-denied: the secret is injected into this \
+          listener's requests (deploy --inject), never handed to it"
+        ]
+    );
     // The audit log: the injected read with where it went, then three
     // denials shaped like any other.
     let origin = format!("{} authorization", slack.origin());
