@@ -65,6 +65,11 @@ pub struct SecretRead<'a> {
     pub requested: Option<RequestedScope<'a>>,
     pub resolved: Option<ResolvedScope<'a>>,
     pub outcome: ReadOutcome,
+    /// Why the call was refused, for the operator (an `access_denied`
+    /// says which rule: a scope not granted, a name not declared, a topic
+    /// binding, a grant bound to another module). The guest is told only
+    /// the outcome.
+    pub reason: Option<&'a str>,
 }
 
 /// One admin action: who asked for what, and how it ended.
@@ -99,6 +104,8 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resolved: Option<Resolved>,
         outcome: ReadOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Admin {
         time_ms: u64,
@@ -189,6 +196,10 @@ pub(crate) fn write_secret_read(buf: &mut Vec<u8>, r: &SecretRead<'_>) {
     }
     field(buf, "outcome");
     string(buf, r.outcome.as_str());
+    if let Some(reason) = r.reason {
+        field(buf, "reason");
+        string(buf, reason);
+    }
     buf.push(b'}');
 }
 
@@ -254,6 +265,7 @@ mod tests {
             requested: None,
             resolved: None,
             outcome: ReadOutcome::NotFound,
+            reason: None,
         };
         let mut buf = Vec::new();
         write_secret_read(&mut buf, &read);
@@ -263,9 +275,21 @@ mod tests {
                 requested: None,
                 resolved: None,
                 outcome: ReadOutcome::NotFound,
+                reason: None,
                 ..
             }
         ));
+        let denied = SecretRead {
+            outcome: ReadOutcome::AccessDenied,
+            reason: Some("name not declared \"by\" the deployment"),
+            ..read
+        };
+        let mut buf = Vec::new();
+        write_secret_read(&mut buf, &denied);
+        let Entry::SecretRead { reason, .. } = owned(&buf) else {
+            panic!()
+        };
+        assert_eq!(reason.as_deref(), denied.reason);
         for requested in [
             RequestedScope {
                 environment: Some("prod"),

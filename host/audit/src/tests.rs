@@ -48,6 +48,7 @@ fn read(name: &str, outcome: ReadOutcome) -> SecretRead<'_> {
             version: 1,
         }),
         outcome,
+        reason: None,
     }
 }
 
