@@ -4,8 +4,15 @@
 //! Each deployment is kept as a pre-linked [`Listener`] so an event costs
 //! one instantiation, never a link or a compile; the link happens here, at
 //! deploy and at open. Deployment records live in the bucket
-//! `deployments`, by name; writes to it are flushed before `deploy` and
-//! `undeploy` return, and every check runs before anything is written.
+//! `deployments`, by name (`deploy_record.rs`); writes to it are flushed
+//! before `deploy` and `undeploy` return, and every check runs before
+//! anything is written.
+//!
+//! A deployment's grants are bound to the module they were given to: a
+//! deploy binds the spec's grants to the module deployed, and
+//! [`Runtime::deploy_keeping_grants`] carries the previous deployment's
+//! over to a new module. What a run may read follows from the binding
+//! (`access.rs`), decided here once rather than per event.
 
 use std::sync::Arc;
 
@@ -13,8 +20,10 @@ use keyhole_store::Scope;
 
 use wasmtime::component::Component;
 
+use crate::access::Access;
 use crate::artifacts::sha256_hex;
 use crate::deploy::{self, DeploySpec, Deployment};
+use crate::deploy_record;
 use crate::deployments::{Deployments, ReadyDeployment};
 use crate::error::RuntimeError;
 use crate::http::AllowedOrigin;
@@ -26,8 +35,7 @@ impl Runtime {
     pub(crate) fn load_all(&self) -> Result<(), RuntimeError> {
         let mut index = Deployments::default();
         for (_, entry) in self.inner.deployment_records.scan(b"")? {
-            let record: Deployment = postcard::from_bytes(&entry.value)
-                .map_err(|e| RuntimeError::Corrupt(format!("deployment record: {e}")))?;
+            let record = deploy_record::decode(&entry.value)?;
             let component = self.inner.artifacts.load(&record.module_hash)?;
             index.insert(Arc::new(self.prepare(record, &component)?));
         }
@@ -39,18 +47,28 @@ impl Runtime {
         Ok(())
     }
 
-    /// Links `component` for `record` and checks it is a listener.
+    /// Links `component` for `record` and checks it is a listener. Grants
+    /// given to another module than `record`'s are not applied: no extra
+    /// scopes, and no origin allowed (wasi:http is still linked, so the
+    /// module loads, but every request is denied).
     fn prepare(
         &self,
         record: Deployment,
         component: &Component,
     ) -> Result<ReadyDeployment, RuntimeError> {
-        let origins: Arc<[AllowedOrigin]> = deploy::check_spec(&record.spec)?.into();
-        deploy::check_imports(&self.inner.engine, component, !origins.is_empty())?;
-        let linker = if origins.is_empty() {
-            &self.inner.linker
+        let origins = deploy::check_spec(&record.spec)?;
+        let http = !origins.is_empty();
+        deploy::check_imports(&self.inner.engine, component, http)?;
+        let access = Access::of(&record)?;
+        let origins: Arc<[AllowedOrigin]> = if access.unbound.is_none() {
+            origins.into()
         } else {
+            Arc::new([])
+        };
+        let linker = if http {
             &self.inner.http_linker
+        } else {
+            &self.inner.linker
         };
         let instance_pre = linker
             .instantiate_pre(component)
@@ -59,8 +77,9 @@ impl Runtime {
         let listener = Listener::new(instance_pre, pure)?;
         Ok(ReadyDeployment {
             topics: crate::topics::TopicFilter::new(&record.spec.topics)?,
+            http,
             origins,
-            grants: Arc::new(record.spec.grants.clone()),
+            access: Arc::new(access),
             environment: record.spec.environment.as_str().into(),
             space: record.spec.space.as_deref().map(Into::into),
             name: record.spec.name.as_str().into(),
@@ -71,8 +90,59 @@ impl Runtime {
     }
 
     /// Validates and stores a deployment, replacing one of the same name.
+    /// Its grants are exactly those `spec` states, bound to `module`.
     /// Nothing is written unless every check passes.
     pub fn deploy(&self, spec: DeploySpec, module: &[u8]) -> Result<Deployment, RuntimeError> {
+        self.deploy_checked(spec, module, None)
+    }
+
+    /// Deploys `module` as [`Runtime::deploy`] does, with the grants of
+    /// `previous`, the deployment of the same name now stored, bound to
+    /// the new module. `spec` must state no grants of its own. If another
+    /// deploy or undeploy replaced `previous` meanwhile, nothing is written
+    /// ([`RuntimeError::Changed`]): the grants kept are exactly those the
+    /// caller saw (and checked).
+    pub fn deploy_keeping_grants(
+        &self,
+        mut spec: DeploySpec,
+        module: &[u8],
+        previous: &Deployment,
+    ) -> Result<Deployment, RuntimeError> {
+        if spec.has_grants() {
+            return Err(RuntimeError::InvalidSpec(
+                "keeping the previous deployment's grants replaces them all: state grants, \
+                 or keep them, not both"
+                    .into(),
+            ));
+        }
+        if previous.spec.name != spec.name {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "the grants kept must be those of listener {}",
+                spec.name
+            )));
+        }
+        spec.keep_grants_of(&previous.spec);
+        self.deploy_checked(spec, module, Some(previous))
+    }
+
+    /// The deployment called `name`, if there is one.
+    pub fn deployment(&self, name: &str) -> Option<Deployment> {
+        let index = self
+            .inner
+            .deployments
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        index.get(name).map(|d| d.record.clone())
+    }
+
+    /// A deploy; with `expected`, only if the stored deployment of the
+    /// name is still that one when the record is written.
+    fn deploy_checked(
+        &self,
+        spec: DeploySpec,
+        module: &[u8],
+        expected: Option<&Deployment>,
+    ) -> Result<Deployment, RuntimeError> {
         deploy::check_spec(&spec)?;
         self.check_scopes(&spec)?;
         deploy::check_header(module)?;
@@ -89,6 +159,7 @@ impl Runtime {
         };
         let record = Deployment {
             spec,
+            grants_sha256: module_hash.clone(),
             module_hash,
             deployed_at_ms: crate::now_ms(),
         };
@@ -98,9 +169,16 @@ impl Runtime {
                 .artifacts
                 .persist(&record.module_hash, module, &artifact, &component)?;
         }
-        let bytes =
-            postcard::to_allocvec(&record).map_err(|e| RuntimeError::Corrupt(e.to_string()))?;
+        let bytes = deploy_record::encode(&record)?;
         let _writing = self.writing();
+        if let Some(expected) = expected
+            && self.deployment(&record.spec.name).as_ref() != Some(expected)
+        {
+            return Err(RuntimeError::Changed(format!(
+                "listener {} was deployed or removed by someone else meanwhile",
+                record.spec.name
+            )));
+        }
         let records = &self.inner.deployment_records;
         records.put(record.spec.name.as_bytes(), &bytes)?;
         records.flush()?;

@@ -11,20 +11,26 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::deploy::{Deployment, Grants};
+use crate::access::Access;
+use crate::deploy::Deployment;
 use crate::http::AllowedOrigin;
 use crate::run::call::Listener;
 use crate::topics::TopicFilter;
 
 /// A deployment ready to run: its stored record, its pre-linked listener,
 /// and what each run reads from the spec, prepared once at deploy (compiled
-/// topic filters, parsed origins, shared grants and scope ids).
+/// topic filters, parsed origins, its read rules and scope ids).
 pub(crate) struct ReadyDeployment {
     pub(crate) record: Deployment,
     pub(crate) listener: Listener,
     pub(crate) topics: TopicFilter,
+    /// Linked with `wasi:http` (the spec names origins).
+    pub(crate) http: bool,
+    /// The origins runs may reach: none unless the grants are bound to
+    /// the running module.
     pub(crate) origins: Arc<[AllowedOrigin]>,
-    pub(crate) grants: Arc<Grants>,
+    /// What `get-secret` may read (`access.rs`).
+    pub(crate) access: Arc<Access>,
     pub(crate) environment: Arc<str>,
     pub(crate) space: Option<Arc<str>>,
     /// The deployment's name and module hash, shared with each run's audit
@@ -67,6 +73,11 @@ impl Deployments {
             }
         }
         Some(old)
+    }
+
+    /// The deployment called `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<ReadyDeployment>> {
+        self.by_name.get(name)
     }
 
     /// The deployments of `environment`, by name.

@@ -23,7 +23,10 @@
 //! - [`runs`]: the run-record model and the [`RunLog`] trait records go
 //!   through; the default log is JSON lines in segment files (`runs/jsonl/`).
 //! - Models and checks: [`deploy`] (what a deployment is, the checks a
-//!   module passes), `needs.rs` (what a component needs of the engine to
+//!   module passes, which of its fields are grants), `deploy_record.rs`
+//!   (how deployments are stored, and earlier releases' records),
+//!   `access.rs` (what a deployment may read, decided at deploy: declared
+//!   secrets, grants bound to the module, the reasons for a denial), `needs.rs` (what a component needs of the engine to
 //!   start, refused at deploy when no listener may have it), `event.rs` ([`Event`] and its rules), `topics.rs`,
 //!   [`metrics`].
 //! - Foundations: [`http`] (the outbound HTTP allow-list, its policy, and
@@ -34,10 +37,12 @@
 //!   never recompile), `error.rs`.
 #![deny(unsafe_code)]
 
+mod access;
 mod artifacts;
 pub mod audit;
 mod budget;
 pub mod deploy;
+mod deploy_record;
 mod deploying;
 mod deployments;
 pub mod dispatch;
@@ -79,6 +84,11 @@ pub use error::RuntimeError;
 pub use machine::{default_max_memory, machine_memory};
 pub use runs::{Outcome, RunFields, RunLog, RunPage, RunQuery, RunRecord};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};
+
+/// sha256 of module bytes, hex: how deployments name their module.
+pub fn module_sha256(module: &[u8]) -> String {
+    artifacts::sha256_hex(module)
+}
 pub use sandbox::OUTPUT_LIMIT;
 
 pub(crate) fn now_ms() -> u64 {

@@ -8,6 +8,10 @@
 //!
 //! Every failure a guest can cause or observe is a WIT `secret-error`, and
 //! [`to_wit_error`] is the one place internal errors become those variants.
+//! Every denial is the same `access-denied`, whichever rule denied it
+//! (`access.rs`: a scope not granted, a name not declared, a grant bound
+//! to another module, a secret bound to other topics); the rule is named
+//! in the run record's notes and the audit entry's `reason`.
 //! Traps are left for host bugs and engine limits. A failure of the store
 //! itself (sealed, corrupt, an i/o error) reaches the guest only as a fixed
 //! `unavailable` text: store errors can name the key file and the data
@@ -27,8 +31,8 @@ use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Lift, Linker, WasmStr};
 use zeroize::Zeroize;
 
+use crate::access::{Access, Denial};
 use crate::bindings::keyhole::listener::secrets::SecretError;
-use crate::deploy::Grants;
 use crate::metrics::{CallOutcome, Metrics};
 
 const INTERFACE: &str = "keyhole:listener/secrets@0.1.0";
@@ -47,7 +51,10 @@ pub struct SecretsCtx {
     pub(crate) store: SecretStore,
     pub(crate) environment: Arc<str>,
     pub(crate) space: Option<Arc<str>>,
-    pub(crate) grants: Arc<Grants>,
+    /// The event's topic, which topic-bound secrets must match.
+    pub(crate) topic: Box<str>,
+    /// What the deployment may read.
+    pub(crate) access: Arc<Access>,
     /// Values revealed during this run, by name, for scrubbing.
     pub(crate) revealed: Vec<(String, Revealed)>,
     pub(crate) metrics: Arc<Metrics>,
@@ -62,7 +69,6 @@ pub struct SecretsCtx {
 pub(crate) struct AuditCtx {
     pub(crate) log: Arc<AuditLog>,
     pub(crate) event_id: Box<str>,
-    pub(crate) topic: Box<str>,
     pub(crate) deployment: Arc<str>,
     pub(crate) module_hash: Arc<str>,
 }
@@ -125,7 +131,9 @@ pub fn add_to_linker<T: SecretsView + 'static>(linker: &mut Linker<T>) -> wasmti
             let result = match request {
                 Ok(req) => ctx.get_secret(req),
                 // Refused before anything was copied: the entry has no name.
-                Err(e) => ctx.audited("", None, None, error_outcome(&e)).and(Err(e)),
+                Err(e) => ctx
+                    .audited("", None, None, error_outcome(&e), None)
+                    .and(Err(e)),
             };
             let outcome = match &result {
                 Ok(_) => CallOutcome::Ok,
@@ -196,6 +204,31 @@ fn bounded<T: 'static>(
     Ok(text.into_owned())
 }
 
+/// Why a lookup gave no value: the guest's error, and for a denial the
+/// rule that denied it.
+struct Refusal {
+    error: SecretError,
+    denial: Option<Denial>,
+}
+
+impl From<SecretError> for Refusal {
+    fn from(error: SecretError) -> Self {
+        Refusal {
+            error,
+            denial: None,
+        }
+    }
+}
+
+impl From<Denial> for Refusal {
+    fn from(denial: Denial) -> Self {
+        Refusal {
+            error: SecretError::AccessDenied,
+            denial: Some(denial),
+        }
+    }
+}
+
 impl SecretsCtx {
     fn get_secret(&mut self, req: Request) -> Result<Arc<str>, SecretError> {
         let looked_up = self.look_up(&req);
@@ -212,10 +245,27 @@ impl SecretsCtx {
             },
             version: r.version,
         });
+        let (outcome, denial) = match &looked_up {
+            Ok(_) => (ReadOutcome::Ok, None),
+            Err(r) => (error_outcome(&r.error), r.denial),
+        };
+        if let Some(d) = denial {
+            self.note(format!(
+                "get-secret {}: access-denied ({})",
+                req.name,
+                d.reason()
+            ));
+        }
         // The entry is accepted before the value is handed out; if it
         // cannot be, the value drops (and zeroizes) here, unrevealed.
-        self.audited(&req.name, requested, found, read_outcome(&looked_up))?;
-        let resolved = looked_up?;
+        self.audited(
+            &req.name,
+            requested,
+            found,
+            outcome,
+            denial.map(Denial::reason),
+        )?;
+        let resolved = looked_up.map_err(|r| r.error)?;
         // A value read again (same name, unchanged) is handed out from the
         // copy already revealed: a guest calling get-secret in a loop must
         // not grow host memory, or the scrubbing after the run, per call.
@@ -234,17 +284,23 @@ impl SecretsCtx {
     }
 
     /// What the store has for the request, if the deployment may read it.
-    fn look_up(&mut self, req: &Request) -> Result<Resolved, SecretError> {
+    /// The name is checked against the declared ones before any lookup.
+    fn look_up(&mut self, req: &Request) -> Result<Resolved, Refusal> {
         keyhole_store::validate_name(&req.name).map_err(to_wit_error)?;
+        self.access.check_name(&req.name)?;
         let result = {
             let (environment, space) = self.authorize(req)?;
-            self.store.resolve(&environment, space, &req.name)
+            self.store
+                .resolve_on_topic(&environment, space, &req.name, &self.topic)
         };
         result.map_err(|e| {
+            if let StoreError::TopicBound { .. } = e {
+                return Denial::TopicMismatch.into();
+            }
             if e.is_unavailable() {
                 self.note(format!("get-secret {}: {e}", req.name));
             }
-            to_wit_error(e)
+            to_wit_error(e).into()
         })
     }
 
@@ -264,6 +320,7 @@ impl SecretsCtx {
         requested: Option<RequestedScope<'_>>,
         resolved: Option<ResolvedScope<'_>>,
         outcome: ReadOutcome,
+        reason: Option<&str>,
     ) -> Result<(), SecretError> {
         let refused = match &self.audit {
             // Only a sealed store has no audit log, and it serves nothing.
@@ -273,13 +330,14 @@ impl SecretsCtx {
                 .secret_read(&SecretRead {
                     time_ms: crate::now_ms(),
                     event_id: &a.event_id,
-                    topic: &a.topic,
+                    topic: &self.topic,
                     deployment: &a.deployment,
                     module_sha256: &a.module_hash,
                     name,
                     requested,
                     resolved,
                     outcome,
+                    reason,
                 })
                 .err()
                 .map(|e| e.0),
@@ -313,7 +371,9 @@ impl SecretsCtx {
     ///   it would tell a listener which space ids exist on the host);
     /// - a space named with an allowed environment reads from that
     ///   environment: a space outside it, existing or not, is `not-found`.
-    fn authorize<'r>(&'r self, req: &'r Request) -> Result<ReadScope<'r>, SecretError> {
+    ///
+    /// Allowed means the own environment, or granted (`access.rs`).
+    fn authorize<'r>(&'r self, req: &'r Request) -> Result<ReadScope<'r>, Refusal> {
         if !req.explicit {
             return Ok((Cow::Borrowed(&*self.environment), self.space.as_deref()));
         }
@@ -326,32 +386,19 @@ impl SecretsCtx {
             (None, Some(space)) => match self.store.space(space) {
                 Ok(Some(info)) => Cow::Owned(info.environment),
                 // In no environment, so in none the deployment may read.
-                Ok(None) => return Err(SecretError::AccessDenied),
-                Err(e) => return Err(to_wit_error(e)),
+                Ok(None) => return Err(Denial::ScopeNotGranted.into()),
+                Err(e) => return Err(to_wit_error(e).into()),
             },
             (None, None) => Cow::Borrowed(&*self.environment),
         };
-        let own = *environment == *self.environment;
-        let allowed = own
-            || self.grants.environments.iter().any(|g| *g == *environment)
-            || req
-                .space
-                .as_ref()
-                .is_some_and(|s| self.grants.spaces.iter().any(|g| g == s));
-        if !allowed {
-            return Err(SecretError::AccessDenied);
-        }
+        self.access
+            .check_scope(&self.environment, &environment, req.space.as_deref())?;
         Ok((environment, req.space.as_deref()))
     }
 }
 
 /// The environment and optional space a request reads from.
 type ReadScope<'r> = (Cow<'r, str>, Option<&'r str>);
-
-/// A call's outcome as its audit entry says it.
-fn read_outcome<T>(result: &Result<T, SecretError>) -> ReadOutcome {
-    result.as_ref().err().map_or(ReadOutcome::Ok, error_outcome)
-}
 
 fn error_outcome(e: &SecretError) -> ReadOutcome {
     match e {
@@ -371,6 +418,8 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
         | StoreError::UnknownEnvironment(_)
         | StoreError::UnknownSpace(_)
         | StoreError::SpaceNotInEnvironment { .. } => SecretError::NotFound,
+        // A denial like any other (`look_up` names its reason).
+        StoreError::TopicBound { .. } => SecretError::AccessDenied,
         StoreError::InvalidName { .. } | StoreError::InvalidId { .. } => {
             SecretError::InvalidName(err.to_string())
         }
@@ -378,6 +427,7 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
         // compile until someone decides what a guest sees for it.
         StoreError::Sealed { .. } => SecretError::Unavailable(STORE_SEALED.into()),
         StoreError::InvalidValue { .. }
+        | StoreError::InvalidTopics { .. }
         | StoreError::AlreadyExists(_)
         | StoreError::Corrupt { .. }
         | StoreError::Integrity { .. }

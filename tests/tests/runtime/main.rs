@@ -7,7 +7,9 @@ mod audit;
 mod budget;
 mod deploy;
 mod examples;
+mod grant_binding;
 mod http;
+mod least_privilege;
 mod runs;
 mod sandbox;
 mod scrubbing;
@@ -15,7 +17,10 @@ mod sealed;
 mod secrets;
 
 #[allow(unused_imports)]
-use {budget::*, deploy::*, examples::*, http::*, sandbox::*, scrubbing::*, secrets::*};
+use {
+    budget::*, deploy::*, examples::*, grant_binding::*, http::*, sandbox::*, scrubbing::*,
+    secrets::*,
+};
 
 macro_rules! assert_test_exists {
     ($name:ident) => {
