@@ -192,22 +192,36 @@ fn an_edited_topic_binding_fails_to_open() {
     let prod = Scope::Environment("prod".into());
     let action = vec!["action:*".to_string()];
     store
-        .set_secret_with_topics(&prod, "K", &SecretValue::new("VALUE-64".into()), Some(&action))
+        .set_secret_with_topics(
+            &prod,
+            "K",
+            &SecretValue::new("VALUE-64".into()),
+            Some(&action),
+        )
         .unwrap();
     store
         .set_secret(&prod, "PLAIN", &SecretValue::new("VALUE-64-plain".into()))
         .unwrap();
     let original = store.inner.bucket.get(&secret_key("K")).unwrap().unwrap();
     let restore = || {
-        store.inner.bucket.put(&secret_key("K"), &original.value).unwrap();
+        store
+            .inner
+            .bucket
+            .put(&secret_key("K"), &original.value)
+            .unwrap();
         forget_caches(&store);
-        let r = store.resolve_on_topic("prod", None, "K", "action:go").unwrap();
+        let r = store
+            .resolve_on_topic("prod", None, "K", "action:go")
+            .unwrap();
         assert_eq!(r.value.expose(), "VALUE-64");
     };
     restore();
     let edits: [(&str, Vec<String>); 4] = [
         ("widened", vec!["*".into()]),
-        ("widened by one", vec!["action:*".into(), "records:*".into()]),
+        (
+            "widened by one",
+            vec!["action:*".into(), "records:*".into()],
+        ),
         ("narrowed", vec!["action:go".into()]),
         ("dropped", vec![]),
     ];
@@ -225,7 +239,10 @@ fn an_edited_topic_binding_fails_to_open() {
             }
         }
         assert!(
-            matches!(store.get_secret(&prod, "K"), Err(StoreError::Integrity { .. })),
+            matches!(
+                store.get_secret(&prod, "K"),
+                Err(StoreError::Integrity { .. })
+            ),
             "{what}"
         );
         restore();
