@@ -63,7 +63,19 @@ impl Trail {
         target: &str,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<Result<T, E>, Refused> {
-        self.write(action, target, "ok", None, true)?;
+        self.record_detailed(action, target, None, f)
+    }
+
+    /// [`Trail::record`], with a detail on the entry (what a deletion
+    /// takes with it, say).
+    pub fn record_detailed<T, E: std::fmt::Display>(
+        &self,
+        action: &str,
+        target: &str,
+        detail: Option<&str>,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Result<T, E>, Refused> {
+        self.write(action, target, "ok", detail, true)?;
         let result = f();
         if let Err(e) = &result {
             let detail = e.to_string();

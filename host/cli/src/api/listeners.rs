@@ -8,7 +8,8 @@
 //!
 //! A scoped token may deploy, undeploy, list and emit only inside its scope
 //! (`auth.rs`), and its deployments may be granted only scopes it reaches
-//! itself.
+//! itself. What a redeploy does with the previous deployment's grants
+//! (keep them, or drop them with a notice) is `grants.rs`.
 
 use axum::body::Body;
 use axum::extract::multipart::MultipartError;
@@ -18,10 +19,11 @@ use axum::{Extension, Json};
 use keyhole_runtime::{DeploySpec, Event, Grants, Limits};
 use keyhole_store::Scope;
 
-use super::audit::audited;
+use super::audit::{audited, audited_with};
 use super::auth::{denied_item, sees, within, within_scope};
 use super::body::{ApiJson, body_rejection, parse_json, read_body};
 use super::error::{ApiError, ErrorCode};
+use super::grants;
 use super::scopes::blocking;
 use super::{JSON_BODY_LIMIT, Shared, upload_limit};
 use crate::auth::{Permission, Principal, TokenScope};
@@ -51,6 +53,7 @@ impl From<ListenerSpec> for DeploySpec {
             },
             allow_http: s.allow_http,
             settings: s.settings.into_iter().collect(),
+            secrets: s.secrets,
         }
     }
 }
@@ -144,15 +147,28 @@ pub async fn deploy(
         ));
     };
     let state = s.clone();
-    let deployment = blocking(move || {
+    let view = blocking(move || {
         check_deploy_scope(&state, &who, &spec)?;
+        let keep = spec.keep_grants;
+        let spec = DeploySpec::from(spec);
+        let runtime = &state.runtime;
+        let previous = runtime.deployment(&spec.name);
+        let new_hash = keyhole_runtime::module_sha256(&module);
+        let plan = grants::plan(&who, runtime.store(), &spec, keep, previous, &new_hash)?;
         let target = format!("listener:{}", spec.name);
-        audited(&state, &who, "listener.deploy", &target, || {
-            Ok(state.runtime.deploy(spec.into(), &module)?)
-        })
+        let detail = plan.detail.as_deref();
+        let deployment = audited_with(&state, &who, "listener.deploy", &target, detail, || {
+            Ok(match &plan.keep {
+                Some(previous) => runtime.deploy_keeping_grants(spec, &module, previous)?,
+                None => runtime.deploy(spec, &module)?,
+            })
+        })?;
+        let mut view = ListenerView::from(&deployment);
+        view.notice = plan.notice;
+        Ok(view)
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(ListenerView::from(&deployment))))
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 pub async fn list(

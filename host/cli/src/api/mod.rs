@@ -23,6 +23,7 @@ mod auth;
 mod body;
 mod deadline;
 mod error;
+mod grants;
 mod listeners;
 mod runs;
 mod scopes;

@@ -139,6 +139,7 @@ fn line(r: &AuditRecord) -> String {
             requested,
             resolved,
             outcome,
+            reason,
             ..
         } => {
             let asked = requested.as_ref().map_or(String::new(), |q| {
@@ -151,8 +152,9 @@ fn line(r: &AuditRecord) -> String {
             let from = resolved.as_ref().map_or(String::new(), |s| {
                 format!(" from {} ({} v{})", s.scope, s.provenance, s.version)
             });
+            let why = reason.as_ref().map_or(String::new(), |r| format!(" ({r})"));
             format!(
-                "{when} #{:<6} read   {deployment} {name} {}{asked}{from} event {event_id}",
+                "{when} #{:<6} read   {deployment} {name} {}{why}{asked}{from} event {event_id}",
                 r.seq,
                 outcome.as_str()
             )

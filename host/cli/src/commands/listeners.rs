@@ -34,6 +34,8 @@ pub fn deploy(c: &Client, args: DeployArgs) -> Result<()> {
         },
         allow_http: args.allow_http,
         settings: args.settings.into_iter().collect(),
+        secrets: args.secrets,
+        keep_grants: args.keep_grants,
     };
     let spec_json = serde_json::to_vec(&spec)?;
     // Compiling a large component takes seconds: say so at a terminal.
@@ -60,6 +62,12 @@ pub fn deploy(c: &Client, args: DeployArgs) -> Result<()> {
         scope_text(&d.environment_id, d.space_id.as_deref()),
         d.topics.join(", ")
     );
+    if spec.keep_grants {
+        println!("kept the previous deployment's grants for this module");
+    }
+    if let Some(notice) = &d.notice {
+        println!("notice: {notice}");
+    }
     Ok(())
 }
 
@@ -160,9 +168,16 @@ fn print_listener(v: &ListenerView) {
         l.max_http_requests,
         bytesize::ByteSize(l.max_http_response_bytes)
     );
+    println!("  secrets:    {}", v.secrets.join(", "));
     println!("  allow-http: {}", list_or_dash(&v.allow_http));
     println!("  settings:   {}", list_or_dash(&settings));
     println!("  module:     sha256:{}", v.module_hash);
+    if v.grants_sha256 != v.module_hash {
+        println!(
+            "  grants:     given to module sha256:{}, not this one: not applied",
+            v.grants_sha256
+        );
+    }
     println!("  deployed:   {}", v.deployed_at);
 }
 
