@@ -181,6 +181,43 @@ pub fn secret_read(store: &SecretStore, iterations: usize) -> Result<Samples> {
     Ok(s)
 }
 
+/// What one `get-secret` call's audit entry costs the call: accepting the
+/// entry into the log's buffer (the writer thread chains, authenticates
+/// and writes it in the background, batched).
+pub fn audit_entry(rt: &Runtime, iterations: usize) -> Result<Samples> {
+    use keyhole_audit::{ReadOutcome, ResolvedScope, SecretRead};
+    let log = rt
+        .audit()
+        .context("the runtime has no audit log (sealed store?)")?
+        .clone();
+    let entry = |time_ms| SecretRead {
+        time_ms,
+        event_id: "ev_0123456789abcdef0123456789abcdef",
+        topic: "bench",
+        deployment: "bench-listener",
+        module_sha256: "0000000000000000000000000000000000000000000000000000000000000000",
+        name: SECRET_NAME,
+        requested: None,
+        resolved: Some(ResolvedScope {
+            space: false,
+            id: ENVIRONMENT,
+            provenance: "environment",
+            version: 1,
+        }),
+        outcome: ReadOutcome::Ok,
+    };
+    let mut s = Samples::with_capacity(iterations);
+    for i in 0..iterations / 10 {
+        log.secret_read(&entry(i as u64))
+            .map_err(|e| anyhow::anyhow!("audit: {}", e.0))?;
+    }
+    for i in 0..iterations {
+        s.time(|| log.secret_read(&entry(i as u64)))
+            .map_err(|e| anyhow::anyhow!("audit: {}", e.0))?;
+    }
+    Ok(s)
+}
+
 /// Events per second with `threads` threads each looping `emit_blocking`
 /// (on one shared runtime; clones share everything) for `span`.
 pub fn throughput(rt: &Runtime, threads: usize, span: Duration) -> Result<f64> {

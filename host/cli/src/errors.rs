@@ -143,6 +143,14 @@ fn api_report(e: &ApiFailure, message: String) -> Report {
             Some("the daemon may be of another keyhole version".into()),
         ),
         C::Exists => (Exit::Failure, None),
+        C::NotEmpty => (
+            Exit::Failure,
+            Some("delete what it holds first, or pass --force to delete it all with it".into()),
+        ),
+        C::BeingDeleted => (
+            Exit::Failure,
+            Some("it is being deleted; once it is gone, its id can be created again".into()),
+        ),
         C::Contended => (
             Exit::Failure,
             Some("another change ran at the same time; run the command again".into()),
@@ -190,6 +198,10 @@ fn runtime_report(e: &RuntimeError, message: String) -> Report {
     let (code, hint) = match e {
         R::Store(s) => return store_report(s, message),
         R::UnknownListener(_) => (Exit::NotFound, Some("see `keyhole listeners list`".into())),
+        R::NotEmpty { .. } => (
+            Exit::Failure,
+            Some("delete what it holds first, or force the delete to take it all with it".into()),
+        ),
         R::NotWasm(_)
         | R::CoreModule
         | R::InvalidComponent(_)
@@ -250,7 +262,12 @@ fn store_report(e: &StoreError, message: String) -> Report {
             ),
             message,
         ),
-        S::AlreadyExists(_) => (Exit::Failure, None, message),
+        S::AlreadyExists(_) | S::SpaceExists { .. } => (Exit::Failure, None, message),
+        S::BeingDeleted(_) => (
+            Exit::Failure,
+            Some("a deletion of it was interrupted; delete it again to finish".into()),
+            message,
+        ),
         S::Unsupported(_) => (Exit::Usage, None, message),
         S::Contended(_) => (
             Exit::Failure,

@@ -86,6 +86,7 @@ pub fn run(g: &Globals, args: ServeArgs) -> Result<()> {
     let config = keyhole_runtime::RuntimeConfig {
         max_run_records: usize::try_from(args.max_runs).unwrap_or(usize::MAX),
         max_run_age: args.runs_max_age,
+        max_audit_entries: usize::try_from(args.audit_keep).unwrap_or(usize::MAX),
         ..keyhole_runtime::RuntimeConfig::default()
     }
     .with_max_memory(max_memory);

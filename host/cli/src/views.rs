@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use keyhole_runtime::http::HttpCall;
-use keyhole_runtime::{Deployment, Outcome, RunRecord};
+use keyhole_runtime::{Deployment, Outcome, RunRecord, ScopeDeletion};
 use keyhole_store::{
     EnvironmentInfo, Provenance, RotationReport, RotationTarget, Scope, SecretMeta, SpaceInfo,
 };
@@ -138,10 +138,6 @@ pub struct ListenerView {
     #[serde(default)]
     pub grants_sha256: String,
     pub deployed_at: String,
-    /// On a deploy's answer: what the deployer should know, e.g. that the
-    /// previous deployment's grants were not carried over.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notice: Option<String>,
 }
 
 impl From<&Deployment> for ListenerView {
@@ -168,7 +164,6 @@ impl From<&Deployment> for ListenerView {
             module_hash: d.module_hash.clone(),
             grants_sha256: d.grants_sha256.clone(),
             deployed_at: rfc3339(d.deployed_at_ms),
-            notice: None,
         }
     }
 }
@@ -257,6 +252,12 @@ impl From<SpaceInfo> for SpaceView {
     }
 }
 
+/// `{"data": ...}`: the secrets API's envelope, around one item.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Data<T> {
+    pub data: T,
+}
+
 /// The secrets endpoints' answer, in Flatfile's envelope
 /// (`SecretsResponse`): the effective secrets of the scope asked about,
 /// after the change for a write. Metadata only: values are write-only.
@@ -298,6 +299,45 @@ impl From<RotationReport> for RotationView {
             retired_versions: r.retired_versions,
             key_file: r.key_file.map(|p| p.display().to_string()),
             notice,
+        }
+    }
+}
+
+/// The deploy response: the listener, the module hash of the deployment
+/// of the same name it replaced (`null` on a first deploy), and what the
+/// deployer should know (that the previous deployment's grants were not
+/// carried over to this module).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployedView {
+    #[serde(flatten)]
+    pub listener: ListenerView,
+    pub previous_module_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+}
+
+/// What deleting an environment or space took with it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletionView {
+    pub id: String,
+    pub forced: bool,
+    pub secrets: usize,
+    pub spaces: Vec<String>,
+    pub listeners: Vec<String>,
+    pub data_keys: usize,
+}
+
+impl From<ScopeDeletion> for DeletionView {
+    fn from(d: ScopeDeletion) -> Self {
+        DeletionView {
+            id: d.scope.id().to_owned(),
+            forced: d.forced,
+            secrets: d.secrets,
+            spaces: d.spaces,
+            listeners: d.listeners,
+            data_keys: d.data_keys,
         }
     }
 }

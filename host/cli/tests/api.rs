@@ -279,6 +279,10 @@ fn check_openapi_against_server(h: &Http) {
         "/v1/secrets",
         &json!({"name": "DOC_CHECK", "value": "v", "environmentId": "prod"}),
     );
+    h.post_json(
+        "/v1/spaces",
+        &json!({"id": "doc-space-kept", "environmentId": "prod"}),
+    );
     let spec = json!({"name": "doc-check", "environmentId": "prod"});
     assert_eq!(h.deploy(&spec, &wasm(EXAMPLE_RUST_LISTENER)).status, 201);
     let r = h.post_json(
@@ -286,6 +290,8 @@ fn check_openapi_against_server(h: &Http) {
         &json!({"name": "doc-rotate", "role": "auditor"}),
     );
     assert_eq!(r.status, 201, "{r:?}");
+    let kept = json!({"name": "doc-kept", "environmentId": "prod"});
+    assert_eq!(h.deploy(&kept, &wasm(EXAMPLE_RUST_LISTENER)).status, 201);
 
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -294,7 +300,14 @@ fn check_openapi_against_server(h: &Http) {
             let r = match (m.as_str(), path.as_str()) {
                 ("GET", "/v1/secrets") => h.get("/v1/secrets?environmentId=prod"),
                 ("GET", "/v1/runs/{id}") => h.get("/v1/runs/1"),
+                ("GET", "/v1/environments/{id}") => h.get("/v1/environments/prod"),
+                ("GET", "/v1/spaces/{id}") => h.get("/v1/spaces/doc-space-kept"),
+                ("GET", "/v1/secrets/{id}") => h.get("/v1/secrets/env:prod:DOC2"),
+                ("GET", "/v1/listeners/{name}") => h.get("/v1/listeners/doc-kept"),
                 ("GET", p) => h.get(p),
+                // Paths come in order, so each was created on the way.
+                ("DELETE", "/v1/environments/{id}") => h.delete("/v1/environments/doc-env"),
+                ("DELETE", "/v1/spaces/{id}") => h.delete("/v1/spaces/doc-space"),
                 ("POST", "/v1/environments") => h.post_json(path, &json!({"id": "doc-env"})),
                 ("POST", "/v1/spaces") => {
                     h.post_json(path, &json!({"id": "doc-space", "environmentId": "prod"}))
@@ -326,7 +339,7 @@ fn check_openapi_against_server(h: &Http) {
             checked += 1;
         }
     }
-    assert_eq!(checked, 23, "operations checked");
+    assert_eq!(checked, 29, "operations checked");
 }
 
 /// A component that could never run is invalid input: 400 with a message

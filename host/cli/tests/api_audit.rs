@@ -185,7 +185,38 @@ fn a_sealed_daemon_refuses_admin_changes_it_cannot_audit() {
     assert!(server.terminate().success());
     // Nothing was changed.
     std::fs::write(&k.key, key).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&k.key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let envs = k.ok(&["env", "list"]);
     assert!(!envs.contains("staging"), "{envs}");
     assert!(!k.ok(&["token", "list"]).contains("auditor"));
+}
+
+/// `serve --audit-keep`: beyond it the oldest segments go, the deletion is
+/// an entry of its own, and the chain still verifies.
+#[test]
+fn audit_retention_is_a_serve_setting() {
+    let k = Install::new();
+    let admin = k.init();
+    let server = Server::start(&k, &admin, &["--audit-keep", "1000"]);
+    let h = server.http();
+    // Refused requests are cheap entries: 1,500 of them.
+    for _ in 0..1_500 {
+        assert_eq!(h.send("GET", "/v1/environments", None, None).status, 401);
+    }
+    let out = k.ok(&["audit", "verify"]);
+    assert!(out.contains("audit log verified"), "{out}");
+    let all = k.ok(&["audit", "tail", "--json", "--limit", "100000"]);
+    let lines: Vec<Value> = all
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() < 1_400, "{} entries kept", lines.len());
+    assert!(
+        lines.iter().any(|e| e["kind"] == "retention"),
+        "no retention entry"
+    );
+    assert!(server.terminate().success());
+    let out = k.run(&["serve", "--audit-keep", "10"]);
+    assert_eq!(out.code, 2, "{out:?}");
 }

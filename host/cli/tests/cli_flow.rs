@@ -254,8 +254,45 @@ fn flow(k: &Install, mut seen: String) {
     ]);
     let list = k.ok(&["secrets", "list", "--env", "prod", "--space", "team-a"]);
     assert!(!list.contains("space override"), "{list}");
+    let one = k.ok(&["listeners", "show", "hello"]);
+    assert!(
+        one.starts_with("hello\n") && one.contains("sha256:"),
+        "{one}"
+    );
     k.ok(&["listeners", "rm", "hello"]);
     assert!(!k.ok(&["listeners", "list"]).contains("hello\n"));
+
+    // One thing by id; deleting scopes, refused while they hold anything.
+    let secret = k.ok(&["secrets", "show", "SLACK_TOKEN", "--env", "prod"]);
+    assert!(secret.contains("version:  1"), "{secret}");
+    seen += &secret;
+    assert!(
+        k.ok(&["env", "show", "prod"])
+            .starts_with("environment prod\n")
+    );
+    assert!(
+        k.ok(&["space", "show", "team-a"])
+            .contains("environment: prod")
+    );
+    let out = k.run(&["env", "rm", "dev"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("still holds") && out.stderr.contains("1 listener"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("hint:") && out.stderr.contains("--force"),
+        "{out:?}"
+    );
+    let out = k.ok(&["env", "delete", "dev", "--force"]);
+    assert!(
+        out.starts_with("deleted environment dev with 0 secrets, 0 spaces, 1 listener"),
+        "{out}"
+    );
+    assert_eq!(k.run(&["env", "show", "dev"]).code, 3);
+    assert!(!k.ok(&["listeners", "list"]).contains("hello-dev"));
+    k.ok(&["space", "create", "empty", "--env", "prod"]);
+    assert_eq!(k.ok(&["space", "rm", "empty"]), "deleted space empty\n");
 
     for value in [ENV_VALUE, SPACE_VALUE] {
         assert!(!seen.contains(value), "a secret value was printed");

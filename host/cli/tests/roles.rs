@@ -28,14 +28,20 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/metrics", "metrics:read"),
     ("GET", "/v1/environments", "scopes:read"),
     ("POST", "/v1/environments", "environments:write"),
+    ("GET", "/v1/environments/{id}", "scopes:read"),
+    ("DELETE", "/v1/environments/{id}", "environments:write"),
     ("GET", "/v1/spaces", "scopes:read"),
     ("POST", "/v1/spaces", "scopes:write"),
+    ("GET", "/v1/spaces/{id}", "scopes:read"),
+    ("DELETE", "/v1/spaces/{id}", "scopes:write"),
     ("GET", "/v1/secrets", "secrets:read"),
     ("POST", "/v1/secrets", "secrets:write"),
+    ("GET", "/v1/secrets/{id}", "secrets:read"),
     ("DELETE", "/v1/secrets/{id}", "secrets:write"),
     ("POST", "/v1/keys/rotate", "keys:rotate"),
     ("GET", "/v1/listeners", "listeners:read"),
     ("POST", "/v1/listeners", "listeners:deploy"),
+    ("GET", "/v1/listeners/{name}", "listeners:read"),
     ("DELETE", "/v1/listeners/{name}", "listeners:deploy"),
     ("POST", "/v1/events", "events:emit"),
     ("GET", "/v1/runs", "runs:read"),
@@ -79,7 +85,13 @@ fn call(h: &Http, method: &str, path: &str, tag: &str) -> Resp {
         ("GET", "/v1/secrets") => h.get("/v1/secrets?environmentId=prod"),
         ("GET", "/healthz") => h.send("GET", path, None, None),
         ("GET", "/v1/runs/{id}") => h.get("/v1/runs/1"),
+        ("GET", "/v1/environments/{id}") => h.get("/v1/environments/prod"),
+        ("GET", "/v1/spaces/{id}") => h.get("/v1/spaces/team-a"),
+        ("GET", "/v1/secrets/{id}") => h.get("/v1/secrets/env:prod:MATRIX"),
+        ("GET", "/v1/listeners/{name}") => h.get(&format!("/v1/listeners/matrix-{tag}")),
         ("GET", p) => h.get(p),
+        ("DELETE", "/v1/environments/{id}") => h.delete(&format!("/v1/environments/env-{tag}")),
+        ("DELETE", "/v1/spaces/{id}") => h.delete(&format!("/v1/spaces/space-{tag}")),
         ("POST", "/v1/environments") => h.post_json(path, &json!({"id": format!("env-{tag}")})),
         ("POST", "/v1/spaces") => h.post_json(
             path,
@@ -169,7 +181,9 @@ fn every_role_on_every_route() {
         .iter()
         .map(|e| e["id"].as_str().unwrap())
         .collect();
-    assert_eq!(envs, ["env-admin", "prod"]);
+    assert_eq!(envs, ["prod"], "env-admin was created, then deleted");
+    let spaces = h.get("/v1/spaces").json();
+    assert_eq!(ids(&spaces, "id"), ["team-a"], "each role's space deleted");
     let tokens = h.get("/v1/tokens").json();
     let victims: Vec<&Value> = tokens
         .as_array()

@@ -6,7 +6,10 @@
 //! deploy and at open. Deployment records live in the bucket
 //! `deployments`, by name (`deploy_record.rs`); writes to it are flushed
 //! before `deploy` and `undeploy` return, and every check runs before
-//! anything is written.
+//! anything is written. After writing, a deploy checks its scope once more
+//! (its fence): a deletion of the scope that began meanwhile may already
+//! have undeployed the scope's listeners, so the deploy puts back what it
+//! replaced and fails (`lifecycle.rs`).
 //!
 //! A deployment's grants are bound to the module they were given to: a
 //! deploy binds the spec's grants to the module deployed, and
@@ -29,6 +32,18 @@ use crate::error::RuntimeError;
 use crate::http::AllowedOrigin;
 use crate::run::call::Listener;
 use crate::runtime::Runtime;
+
+/// How often a deploy that lost a race for its name's record tries again.
+const REPLACE_ATTEMPTS: usize = 16;
+
+/// What [`Runtime::deploy_replacing`] did.
+#[derive(Clone, Debug)]
+pub struct Deployed {
+    pub deployment: Deployment,
+    /// The module hash of the deployment of the same name it replaced;
+    /// `None` on a first deploy.
+    pub previous_module_hash: Option<String>,
+}
 
 impl Runtime {
     /// Makes every stored deployment ready to run (at open).
@@ -92,22 +107,33 @@ impl Runtime {
     /// Validates and stores a deployment, replacing one of the same name.
     /// Its grants are exactly those `spec` states, bound to `module`.
     /// Nothing is written unless every check passes.
+    /// [`Runtime::deploy_replacing`] also says what it replaced.
     pub fn deploy(&self, spec: DeploySpec, module: &[u8]) -> Result<Deployment, RuntimeError> {
+        Ok(self.deploy_replacing(spec, module)?.deployment)
+    }
+
+    /// [`Runtime::deploy`], reporting the module hash of the deployment of
+    /// the same name it replaced, if any.
+    pub fn deploy_replacing(
+        &self,
+        spec: DeploySpec,
+        module: &[u8],
+    ) -> Result<Deployed, RuntimeError> {
         self.deploy_checked(spec, module, None)
     }
 
-    /// Deploys `module` as [`Runtime::deploy`] does, with the grants of
-    /// `previous`, the deployment of the same name now stored, bound to
-    /// the new module. `spec` must state no grants of its own. If another
-    /// deploy or undeploy replaced `previous` meanwhile, nothing is written
-    /// ([`RuntimeError::Changed`]): the grants kept are exactly those the
-    /// caller saw (and checked).
+    /// Deploys `module` as [`Runtime::deploy_replacing`] does, with the
+    /// grants of `previous`, the deployment of the same name now stored,
+    /// bound to the new module. `spec` must state no grants of its own. If
+    /// another deploy or undeploy replaced `previous` meanwhile (on this
+    /// host or another), nothing is written ([`RuntimeError::Changed`]):
+    /// the grants kept are exactly those the caller saw (and checked).
     pub fn deploy_keeping_grants(
         &self,
         mut spec: DeploySpec,
         module: &[u8],
         previous: &Deployment,
-    ) -> Result<Deployment, RuntimeError> {
+    ) -> Result<Deployed, RuntimeError> {
         if spec.has_grants() {
             return Err(RuntimeError::InvalidSpec(
                 "keeping the previous deployment's grants replaces them all: state grants, \
@@ -125,24 +151,14 @@ impl Runtime {
         self.deploy_checked(spec, module, Some(previous))
     }
 
-    /// The deployment called `name`, if there is one.
-    pub fn deployment(&self, name: &str) -> Option<Deployment> {
-        let index = self
-            .inner
-            .deployments
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        index.get(name).map(|d| d.record.clone())
-    }
-
-    /// A deploy; with `expected`, only if the stored deployment of the
-    /// name is still that one when the record is written.
+    /// A deploy; with `expected`, only if the stored record of the name is
+    /// still that deployment when ours replaces it.
     fn deploy_checked(
         &self,
         spec: DeploySpec,
         module: &[u8],
         expected: Option<&Deployment>,
-    ) -> Result<Deployment, RuntimeError> {
+    ) -> Result<Deployed, RuntimeError> {
         deploy::check_spec(&spec)?;
         self.check_scopes(&spec)?;
         deploy::check_header(module)?;
@@ -171,23 +187,84 @@ impl Runtime {
         }
         let bytes = deploy_record::encode(&record)?;
         let _writing = self.writing();
-        if let Some(expected) = expected
-            && self.deployment(&record.spec.name).as_ref() != Some(expected)
+        let (previous, revision) = self.replace_record(&record.spec.name, &bytes, expected)?;
+        // The fence: a deletion that marked the scope after `check_scopes`
+        // may have undeployed its listeners already; put back what was
+        // there and answer that the scope is gone.
+        let spec = &record.spec;
+        if let Err(e) = self
+            .inner
+            .store
+            .check_scope(&spec.environment, spec.space.as_deref())
         {
-            return Err(RuntimeError::Changed(format!(
-                "listener {} was deployed or removed by someone else meanwhile",
-                record.spec.name
-            )));
+            self.restore_record(&spec.name, previous.as_ref(), revision)?;
+            return Err(e.into());
         }
-        let records = &self.inner.deployment_records;
-        records.put(record.spec.name.as_bytes(), &bytes)?;
-        records.flush()?;
+        self.inner.deployment_records.flush()?;
         self.inner
             .deployments
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(Arc::new(ready));
-        Ok(record)
+        let previous_module_hash = previous
+            .and_then(|old| deploy_record::decode(&old).ok())
+            .map(|old| old.module_hash);
+        Ok(Deployed {
+            deployment: record,
+            previous_module_hash,
+        })
+    }
+
+    /// Writes the deployment record `name` (compare-and-set, so two hosts
+    /// deploying one name each learn what they replaced); with `expected`,
+    /// only over a record of that deployment. Returns the record it
+    /// replaced and the revision written.
+    fn replace_record(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expected: Option<&Deployment>,
+    ) -> Result<(Option<Vec<u8>>, keyhole_kv::Revision), RuntimeError> {
+        let records = &self.inner.deployment_records;
+        for _ in 0..REPLACE_ATTEMPTS {
+            let old = records.get(name.as_bytes())?;
+            if let Some(expected) = expected {
+                let stored = old.as_ref().map(|e| deploy_record::decode(&e.value));
+                if !matches!(&stored, Some(Ok(d)) if d == expected) {
+                    return Err(RuntimeError::Changed(format!(
+                        "listener {name} was deployed or removed by someone else meanwhile"
+                    )));
+                }
+            }
+            let written = match &old {
+                Some(e) => records.update(name.as_bytes(), bytes, e.revision)?,
+                None => records.create(name.as_bytes(), bytes)?,
+            };
+            if let Some(revision) = written.written() {
+                return Ok((old.map(|e| e.value), revision));
+            }
+        }
+        Err(RuntimeError::Store(keyhole_store::StoreError::Contended(
+            format!("listener {name}"),
+        )))
+    }
+
+    /// Undoes [`Runtime::replace_record`] at `revision`: the old record
+    /// back, or none. A conflict means a later deploy or undeploy of the
+    /// name has replaced ours, and it stands.
+    fn restore_record(
+        &self,
+        name: &str,
+        previous: Option<&Vec<u8>>,
+        revision: keyhole_kv::Revision,
+    ) -> Result<(), RuntimeError> {
+        let records = &self.inner.deployment_records;
+        let _ = match previous {
+            Some(old) => records.update(name.as_bytes(), old, revision)?,
+            None => records.delete(name.as_bytes(), revision)?,
+        };
+        records.flush()?;
+        Ok(())
     }
 
     /// The deployment's scope, and every scope it is granted, must exist.

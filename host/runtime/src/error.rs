@@ -33,6 +33,12 @@ pub enum RuntimeError {
     /// meanwhile); nothing was written.
     #[error("{0}; try again")]
     Changed(String),
+    /// An unforced deletion of a scope that holds something.
+    #[error("{} still holds {holdings}", ScopeWords(.scope))]
+    NotEmpty {
+        scope: keyhole_store::Scope,
+        holdings: crate::lifecycle::ScopeHoldings,
+    },
     /// The module needs more than a listener may have to start at all (its
     /// initial memory, its tables, its core instances): it could never run.
     #[error("{0}")]
@@ -63,6 +69,18 @@ impl RuntimeError {
 
     pub(crate) fn engine(err: impl std::fmt::Display) -> Self {
         RuntimeError::Engine(format!("{err:#}"))
+    }
+}
+
+/// `environment prod` or `space team-a` (ids are checked, plain text).
+struct ScopeWords<'a>(&'a keyhole_store::Scope);
+
+impl std::fmt::Display for ScopeWords<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            keyhole_store::Scope::Environment(id) => write!(f, "environment {id}"),
+            keyhole_store::Scope::Space(id) => write!(f, "space {id}"),
+        }
     }
 }
 

@@ -7,8 +7,10 @@
 //! with its phase but imported by the deployments below it.
 //!
 //! - Operations, as `impl Runtime` blocks: [`dispatch`] (matching events to
-//!   deployments, the two `emit`s) and `deploying.rs` (deploy, undeploy,
-//!   loading what is stored at open).
+//!   deployments, the two `emit`s), `deploying.rs` (deploy, undeploy,
+//!   loading what is stored at open) and `lifecycle.rs` (deleting an
+//!   environment or space with its listeners, and finishing interrupted
+//!   deletions at open).
 //! - One run, by phase, in `run/`: `setup.rs` (the `Store`, limits and
 //!   deadline), `call.rs` (instantiate the pre-linked component, call
 //!   `handle`), `outcome.rs` (classify, scrub, cap, record).
@@ -50,6 +52,7 @@ mod engine;
 mod error;
 mod event;
 pub mod http;
+mod lifecycle;
 mod machine;
 pub mod metrics;
 mod needs;
@@ -75,12 +78,14 @@ mod bindings {
 
 pub use budget::MemoryStats;
 pub use deploy::{DeploySpec, Deployment, Grants, Limits};
+pub use deploying::Deployed;
 pub use dispatch::Event;
 pub use engine::{
     ASYNC_STACK_BYTES, EPOCH_TICK, EngineConfig, LINEAR_MEMORY_KEEP_RESIDENT, MAX_MEMORY_BYTES,
     TABLE_KEEP_RESIDENT, engine_config,
 };
 pub use error::RuntimeError;
+pub use lifecycle::{ScopeDeletion, ScopeHoldings};
 pub use machine::{default_max_memory, machine_memory};
 pub use runs::{Outcome, RunFields, RunLog, RunPage, RunQuery, RunRecord};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};

@@ -27,7 +27,7 @@ use crate::runs::jsonl::{JsonlRunLog, Retention};
 use crate::runs::{RunLog, RunPage, RunQuery, RunRecord};
 use crate::sandbox::RunState;
 
-/// The bucket of deployment records (name -> postcard `Deployment`).
+/// The bucket of deployment records (name -> `Deployment`, `deploy_record.rs`).
 const DEPLOYMENTS_BUCKET: &str = "deployments";
 /// A tokio runtime for callers outside of one (`emit_blocking`: the CLI, the
 /// benchmark, tests). Futures run on the calling thread via `block_on`; the
@@ -242,6 +242,7 @@ impl Runtime {
             }),
         };
         runtime.load_all()?;
+        runtime.finish_pending_deletions()?;
         Ok(runtime)
     }
 
@@ -255,6 +256,16 @@ impl Runtime {
         let mut out: Vec<Deployment> = map.all().map(|l| l.record.clone()).collect();
         out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         out
+    }
+
+    /// The deployment called `name`, if there is one.
+    pub fn deployment(&self, name: &str) -> Option<Deployment> {
+        let map = self
+            .inner
+            .deployments
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        map.get(name).map(|d| d.record.clone())
     }
 
     /// Recent run records, newest first.

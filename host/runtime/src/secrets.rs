@@ -429,6 +429,8 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
         StoreError::InvalidValue { .. }
         | StoreError::InvalidTopics { .. }
         | StoreError::AlreadyExists(_)
+        | StoreError::SpaceExists { .. }
+        | StoreError::BeingDeleted(_)
         | StoreError::Corrupt { .. }
         | StoreError::Integrity { .. }
         | StoreError::Locked { .. }

@@ -5,7 +5,8 @@
 //! read that consults a cache it calls [`CacheSync::catch_up`], which applies
 //! every change the bucket has seen and the caches have not: a change to a
 //! secret empties the sealed-record cache, a deleted DEK is evicted from the
-//! DEK cache, a deleted environment or space is forgotten, and a lag notice
+//! DEK cache, an environment or space whose record changed (marked for
+//! deletion, or deleted) is forgotten, and a lag notice
 //! (changes missed) empties them all. When nothing changed, `catch_up` is
 //! one comparison of two revisions, so the `get-secret` hot path stays a
 //! memory read.
@@ -103,12 +104,13 @@ fn apply(inner: &Inner, change: &Change) {
             inner.keys.deks.remove(key);
             inner.sealed_cache.invalidate();
         }
-        Some(key) if deleted => {
-            if let Some(id) = key.strip_prefix(layout::ENV_PREFIX) {
-                write_lock(&inner.known).forget_environment(id);
-            } else if let Some(id) = key.strip_prefix(layout::SPACE_PREFIX) {
-                write_lock(&inner.known).forget_space(id);
-            }
+        // Any change to a scope record, a deletion's mark as much as the
+        // record's removal, makes the scope unknown again.
+        Some(key) if key.starts_with(layout::ENV_PREFIX) => {
+            write_lock(&inner.known).forget_environment(&key[layout::ENV_PREFIX.len()..]);
+        }
+        Some(key) if key.starts_with(layout::SPACE_PREFIX) => {
+            write_lock(&inner.known).forget_space(&key[layout::SPACE_PREFIX.len()..]);
         }
         Some(_) => {}
     }

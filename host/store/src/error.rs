@@ -36,6 +36,14 @@ pub enum StoreError {
     SpaceNotInEnvironment { space: String, environment: String },
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// Space ids are one namespace across environments. Carries the owning
+    /// environment; whether a caller may be told it is the caller's call.
+    #[error("space {} already exists in environment {}", Preview(.space), Preview(.environment))]
+    SpaceExists { space: String, environment: String },
+    /// A deletion of the scope has begun and not finished (or cancelled):
+    /// deleting it again finishes it.
+    #[error("{} is being deleted; delete it again to finish", ScopeName(.0))]
+    BeingDeleted(Scope),
     #[error("no secret {} in {scope}", Preview(.name))]
     NotFound { scope: Scope, name: String },
     /// The secret is bound to topics the reading event's topic matches
@@ -90,6 +98,14 @@ impl StoreError {
         )
     }
 
+    /// "No such scope", in the words of the scope's kind.
+    pub(crate) fn unknown(scope: &Scope) -> Self {
+        match scope {
+            Scope::Environment(id) => StoreError::UnknownEnvironment(id.clone()),
+            Scope::Space(id) => StoreError::UnknownSpace(id.clone()),
+        }
+    }
+
     pub(crate) fn corrupt(what: impl Into<String>) -> Self {
         StoreError::Corrupt { what: what.into() }
     }
@@ -113,6 +129,18 @@ impl fmt::Display for Preview<'_> {
             write!(f, "{}", c.escape_debug())?;
         }
         f.write_str("\"")
+    }
+}
+
+/// `environment "prod"` or `space "team-a"`.
+pub(crate) struct ScopeName<'a>(pub &'a Scope);
+
+impl fmt::Display for ScopeName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Scope::Environment(id) => write!(f, "environment {}", Preview(id)),
+            Scope::Space(id) => write!(f, "space {}", Preview(id)),
+        }
     }
 }
 

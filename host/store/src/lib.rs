@@ -28,7 +28,8 @@
 //! * **Online rotation** of the KEK and of each DEK (`rotation/`).
 //!
 //! Module map: `open` (the store and opening it), `scopes` (environments,
-//! spaces, the membership check), `writes` (set, delete, the fenced sealed
+//! spaces, the membership check), `deletion/` (deleting a scope with its
+//! secrets and data keys, crash-safely), `writes` (set, delete, the fenced sealed
 //! write), `read` (get, resolve), `listings`, `rotation/`, `keys/` (key
 //! management: keyring, DEK cache, unsealing), `keyring` (master key text
 //! and files), `key_access` (refusing a key file others can read),
@@ -43,6 +44,7 @@
 
 mod cache_sync;
 mod crypto;
+mod deletion;
 mod error;
 mod key_access;
 mod keyring;
@@ -61,6 +63,8 @@ mod rotation;
 mod scopes;
 mod sealed_cache;
 #[cfg(test)]
+mod stress_tests;
+#[cfg(test)]
 mod tamper_tests;
 #[cfg(test)]
 mod test_hooks;
@@ -68,6 +72,7 @@ mod topic_binding;
 mod validate;
 mod writes;
 
+pub use deletion::{DeleteReport, PendingDeletion, ScopeContents};
 pub use error::StoreError;
 pub use keyhole_kv::Revision;
 pub use keyring::{KeySource, key_file_inside};

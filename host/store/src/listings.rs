@@ -1,6 +1,6 @@
-//! Listing secrets: one scope's, or the merged view a listener sees. Names,
-//! provenance, versions, times and topic bindings only: a listing has no
-//! field that could hold a value.
+//! Listing secrets: one scope's, one secret's, or the merged view a
+//! listener sees. Names, provenance, versions, times and topic bindings
+//! only: a listing has no field that could hold a value.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +10,7 @@ use crate::model::{EffectiveMeta, Provenance, Scope, SecretMeta};
 use crate::open::SecretStore;
 use crate::records;
 use crate::scopes::utf8;
+use crate::validate::validate_name;
 
 impl SecretStore {
     /// Metadata of the secrets of exactly this scope, by name.
@@ -29,6 +30,28 @@ impl SecretStore {
             });
         }
         Ok(out)
+    }
+
+    /// Metadata of one secret of exactly this scope (no inheritance):
+    /// [`StoreError::NotFound`] if it has none of that name.
+    pub fn secret_meta(&self, scope: &Scope, name: &str) -> Result<SecretMeta, StoreError> {
+        validate_name(name)?;
+        self.require_scope(scope)?;
+        let Some(entry) = self.inner.bucket.get(&layout::secret(scope, name))? else {
+            return Err(StoreError::NotFound {
+                scope: scope.clone(),
+                name: name.to_owned(),
+            });
+        };
+        let rec = records::decode_secret(&entry.value)?;
+        Ok(SecretMeta {
+            scope: scope.clone(),
+            name: name.to_owned(),
+            version: rec.version,
+            created_at_ms: rec.created_at_ms,
+            updated_at_ms: rec.updated_at_ms,
+            topics: rec.topics,
+        })
     }
 
     /// The merged view a listener in `environment` (and `space`) sees.

@@ -89,7 +89,7 @@ impl SecretStore {
         // Watch from here on: everything before is read fresh.
         let sync = CacheSync::new(&*bucket)?;
         let (ring, sealed) = keys::unseal(&*bucket, &key, material)?;
-        Ok(SecretStore {
+        let store = SecretStore {
             inner: Arc::new(Inner {
                 keys: KeyManager::new(bucket.clone(), key, ring),
                 sealed,
@@ -99,7 +99,13 @@ impl SecretStore {
                 bucket,
                 backend,
             }),
-        })
+        };
+        // A sealed store writes nothing; an unsealed one destroys what a
+        // crash in the middle of a deletion may have left (`deletion/`).
+        if !store.is_sealed() {
+            store.destroy_orphan_keys()?;
+        }
+        Ok(store)
     }
 
     /// Creates a key file with a new random 256-bit KEK (mode 0600).

@@ -46,6 +46,56 @@ pub(crate) struct EnvRecord {
     pub created_at_ms: u64,
 }
 
+/// An environment or space record as stored: live, or marked as being
+/// deleted. `Live` is variant 0, so its bytes are exactly release 0.1's
+/// `Versioned::V1(record)`: existing records decode as live, unchanged.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum ScopeState<T> {
+    Live(T),
+    /// A deletion has begun (`deletion/`): the scope is gone for every
+    /// read, write, event and deploy, and a retry or the next open
+    /// finishes (or, if unforced and no longer empty, cancels) it.
+    Deleting {
+        record: T,
+        mark: DeleteMark,
+    },
+}
+
+impl<T> ScopeState<T> {
+    pub(crate) fn record(&self) -> &T {
+        match self {
+            ScopeState::Live(r) | ScopeState::Deleting { record: r, .. } => r,
+        }
+    }
+
+    pub(crate) fn mark(&self) -> Option<DeleteMark> {
+        match self {
+            ScopeState::Live(_) => None,
+            ScopeState::Deleting { mark, .. } => Some(*mark),
+        }
+    }
+}
+
+/// Why and since when a scope is being deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DeleteMark {
+    /// Take what it holds with it. An unforced deletion goes ahead only
+    /// while the scope is empty.
+    pub forced: bool,
+    pub since_ms: u64,
+}
+
+pub(crate) fn encode_scope<T: Serialize>(state: &ScopeState<T>) -> Vec<u8> {
+    postcard::to_allocvec(state).expect("postcard encoding into a Vec")
+}
+
+pub(crate) fn decode_scope<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    what: &str,
+) -> Result<ScopeState<T>, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::corrupt(format!("{what}: {e}")))
+}
+
 #[derive(Serialize, Deserialize)]
 pub(crate) struct SpaceRecord<'a> {
     pub environment: &'a str,
@@ -290,6 +340,33 @@ mod tests {
         let rec = decode_secret(&old).unwrap();
         assert_eq!((rec.version, rec.sealed), (2, &[8u8, 9][..]));
         assert_eq!(encode_secret(&rec), old);
+    }
+
+    #[test]
+    fn a_live_scope_record_is_release_0_1_s_record() {
+        let old = encode(&SpaceRecord {
+            environment: "prod",
+            created_at_ms: 5,
+        });
+        let rec = SpaceRecord {
+            environment: "prod",
+            created_at_ms: 5,
+        };
+        assert_eq!(encode_scope(&ScopeState::Live(rec)), old);
+        let back: ScopeState<SpaceRecord<'_>> = decode_scope(&old, "t").unwrap();
+        assert!(back.mark().is_none());
+        assert_eq!(back.record().environment, "prod");
+        let mark = DeleteMark {
+            forced: true,
+            since_ms: 9,
+        };
+        let deleting = encode_scope(&ScopeState::Deleting {
+            record: EnvRecord { created_at_ms: 1 },
+            mark,
+        });
+        let back: ScopeState<EnvRecord> = decode_scope(&deleting, "t").unwrap();
+        assert_eq!((back.mark(), back.record().created_at_ms), (Some(mark), 1));
+        assert!(decode_scope::<EnvRecord>(&[9, 1], "t").is_err());
     }
 
     #[test]

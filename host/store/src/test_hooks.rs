@@ -19,9 +19,17 @@ pub(crate) enum Point {
     /// `set_secret`, after it read the DEK pointer and the old record and
     /// before it writes the new record.
     BeforeSecretWrite,
-    /// `KeyManager::create_first_dek`, after it read the KEK pointer and
-    /// before it writes the scope's first DEK.
+    /// `KeyManager::create_dek`, after it found the scope live and read the
+    /// KEK pointer, and before it writes the scope's first (or next) DEK.
     BeforeDekCreate,
+    /// `create_space`, after it found the environment live and before it
+    /// writes the space record.
+    BeforeSpaceCreate,
+    /// A deletion's sweep, before each pass scans the scope's records.
+    BeforeSweepPass,
+    /// `check_scope`, after it found the environment live and before it
+    /// remembers it.
+    EnvironmentFound,
 }
 
 type Hook = (Point, Box<dyn FnOnce()>);

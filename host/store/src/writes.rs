@@ -14,7 +14,9 @@
 //! lose an acknowledged write. A record is sealed under the scope's current
 //! DEK, and after the write the pointer is read again (the fence, see
 //! `keys/mod.rs`): if a DEK rotation moved it meanwhile, the record is
-//! sealed again under the new DEK, keeping its version.
+//! sealed again under the new DEK, keeping its version. Before that, the
+//! scope record is read again too (`deletion::live_fence`): a write that
+//! lands in a scope a deletion has marked meanwhile is taken back.
 
 use keyhole_kv::{Cas, Revision};
 
@@ -139,6 +141,9 @@ impl SecretStore {
                 None => bucket.create(&key, &rec)?,
             };
             if let Cas::Written(rev) = cas {
+                // First the scope (a deletion may have marked it since the
+                // check above: take the write back), then the DEK.
+                crate::deletion::live_fence(bucket, scope, &key, rev)?;
                 self.fence(scope, &key, name, plain, &meta, dek.version, rev)?;
                 break meta;
             }

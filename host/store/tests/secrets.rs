@@ -149,10 +149,14 @@ fn environments_and_spaces() {
         s.create_environment("prod"),
         Err(StoreError::AlreadyExists(_))
     ));
-    assert!(matches!(
-        s.create_space("team-a", "staging"),
-        Err(StoreError::AlreadyExists(_))
-    ));
+    // Space ids are one namespace: the error names the owner, for the
+    // caller to show or not.
+    match s.create_space("team-a", "staging") {
+        Err(StoreError::SpaceExists { space, environment }) => {
+            assert_eq!((space.as_str(), environment.as_str()), ("team-a", "prod"))
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(
         s.create_space("x", "nope"),
         Err(StoreError::UnknownEnvironment(_))

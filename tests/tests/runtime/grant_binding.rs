@@ -68,7 +68,8 @@ pub fn pure_secret_reader() {
             &wasm(PURE_SECRET_READER),
             &a,
         )
-        .unwrap();
+        .unwrap()
+        .deployment;
     assert_eq!(b.spec.grants, a.spec.grants);
     assert_eq!(b.spec.secrets, ["DB_*"]);
     assert_eq!(b.grants_sha256, module_sha256(&wasm(PURE_SECRET_READER)));

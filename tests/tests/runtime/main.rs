@@ -10,6 +10,7 @@ mod examples;
 mod grant_binding;
 mod http;
 mod least_privilege;
+mod lifecycle;
 mod runs;
 mod sandbox;
 mod scrubbing;

@@ -68,6 +68,16 @@ pub fn audited_with<T>(
     trail(s, who.actor()).record_detailed(action, target, detail, f)?
 }
 
+/// [`audited`], with a detail on the entry.
+pub fn audited_detailed<T>(
+    s: &Shared,
+    who: &Principal,
+    (action, target, detail): (&str, &str, &str),
+    f: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    trail(s, who.actor()).record_detailed(action, target, Some(detail), f)?
+}
+
 /// Records a refused request: `route` is its method and matched path.
 pub fn denial(s: &Shared, actor: String, route: &str, why: &str) {
     trail(s, actor).denied("request", route, why);

@@ -13,6 +13,10 @@
 //!    and for audit entries (`Principal::actor`).
 //! 4. Every 401 and every 403 (this check's or a handler's) is an audit
 //!    entry with outcome `denied` (`super::audit::denial`).
+//! 5. A refusal here leaves the request's body unread, so it says
+//!    `Connection: close`: the server will not read the rest, and a
+//!    keep-alive client must not send another request on that connection
+//!    (it would find it closed under it).
 //!
 //! A handler whose target is in its body or query (an environment, a space,
 //! a listener) then checks the token's scope with [`within`] or
@@ -46,6 +50,7 @@ pub async fn authorize(
             .get::<MatchedPath>()
             .map_or("?", |m| m.as_str())
     );
+    let unread = declares_body(&req);
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -54,13 +59,15 @@ pub async fn authorize(
         Ok(Some(p)) => p,
         Ok(None) => {
             denial(&s, UNAUTHENTICATED.into(), &route, "no valid bearer token");
-            return unauthorized();
+            return closing(unread, unauthorized());
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
     let actor = principal.actor();
     let response = match access {
-        Access::Needs(p) if let Err(e) = require(&principal, p) => e.into_response(),
+        Access::Needs(p) if let Err(e) = require(&principal, p) => {
+            closing(unread, e.into_response())
+        }
         _ => {
             req.extensions_mut().insert(principal);
             next.run(req).await
@@ -89,6 +96,28 @@ pub async fn as_caller(
     }
     req.extensions_mut().insert(caller);
     next.run(req).await
+}
+
+/// Whether the request says it carries a body (which a refusal here leaves
+/// unread).
+fn declares_body(req: &Request) -> bool {
+    let h = req.headers();
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// A refusal answered before the body was read: the server will not read
+/// it, so the connection cannot carry another request. Saying so keeps a
+/// keep-alive client from sending its next request into a closed socket.
+fn closing(unread: bool, mut response: Response) -> Response {
+    if unread {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// The bare 401: no detail.

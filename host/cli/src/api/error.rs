@@ -10,7 +10,7 @@
 //! | 403 | the token lacks the permission, or the target is outside its scope: `{"error", "code", "missingPermission"}` |
 //! | 404 | unknown environment, space, secret, listener, run or token (a run outside the caller's scope too: `runs.rs`) |
 //! | 408 | body not received within `--request-timeout` (see `deadline.rs`) |
-//! | 409 | already exists, or a concurrent change won (try again), e.g. a deploy keeping grants of a deployment replaced meanwhile |
+//! | 409 | already exists (a space id taken anywhere), being deleted, not empty (a delete without `force=true`), or a concurrent change won (try again), e.g. a deploy keeping the grants of a deployment replaced meanwhile |
 //! | 413 | body or module too large |
 //! | 503 | store sealed (master key missing or wrong), or the audit log cannot record an admin change (nothing changed) |
 //! | 500 | anything else (details are logged, not returned) |
@@ -47,6 +47,11 @@ pub enum ErrorCode {
     UnknownRoute,
     /// Already exists.
     Exists,
+    /// An environment or space still holds secrets, spaces or listeners,
+    /// and the delete was not forced.
+    NotEmpty,
+    /// The environment or space is being deleted.
+    BeingDeleted,
     /// A concurrent change won; trying again may succeed.
     Contended,
     /// The body or module is too large.
@@ -80,7 +85,7 @@ impl ErrorCode {
             | C::UnknownToken
             | C::UnknownRun
             | C::UnknownRoute => StatusCode::NOT_FOUND,
-            C::Exists | C::Contended => StatusCode::CONFLICT,
+            C::Exists | C::NotEmpty | C::BeingDeleted | C::Contended => StatusCode::CONFLICT,
             C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             C::Timeout => StatusCode::REQUEST_TIMEOUT,
             C::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -197,7 +202,8 @@ pub fn store_code(e: &StoreError) -> ErrorCode {
         S::UnknownEnvironment(_) => C::UnknownEnvironment,
         S::UnknownSpace(_) => C::UnknownSpace,
         S::NotFound { .. } => C::UnknownSecret,
-        S::AlreadyExists(_) => C::Exists,
+        S::AlreadyExists(_) | S::SpaceExists { .. } => C::Exists,
+        S::BeingDeleted(_) => C::BeingDeleted,
         S::Contended(_) => C::Contended,
         S::Sealed { .. } | S::KeyFile { .. } => C::Sealed,
         S::Locked { .. } | S::Corrupt { .. } | S::Integrity { .. } | S::Backend(_) | S::Io(_) => {
@@ -222,6 +228,7 @@ pub fn runtime_code(e: &RuntimeError) -> ErrorCode {
         | R::ExceedsLimits(_) => C::Invalid,
         R::UnknownListener(_) => C::UnknownListener,
         R::Changed(_) => C::Contended,
+        R::NotEmpty { .. } => C::NotEmpty,
         R::TooLarge { .. } => C::TooLarge,
         R::Io { .. } | R::Corrupt(_) | R::Engine(_) => C::Internal,
     }
@@ -278,8 +285,25 @@ impl From<RuntimeError> for ApiError {
                 let name = name.clone();
                 from_code(runtime_code(&e), e.to_string()).about(name)
             }
+            RuntimeError::NotEmpty { .. } => from_code(
+                runtime_code(&e),
+                format!("{e}; pass force=true to delete them with it"),
+            ),
             e => from_code(runtime_code(&e), e.to_string()),
         }
+    }
+}
+
+/// A store error from creating a space, for a caller who may (`reaches`)
+/// or may not see the environment that owns a taken space id: a scoped
+/// caller is told only that the id is taken, not where.
+pub fn space_create_error(e: StoreError, reaches: impl Fn(&str) -> bool) -> ApiError {
+    match &e {
+        StoreError::SpaceExists { space, environment } if !reaches(environment) => {
+            ApiError::new(store_code(&e), format!("space id {space} is taken"))
+                .about(space.as_str())
+        }
+        _ => e.into(),
     }
 }
 
@@ -365,6 +389,17 @@ mod tests {
             status(token_code(&TokenError::Exists("ci".into()))),
             StatusCode::CONFLICT
         );
+        let taken = || StoreError::SpaceExists {
+            space: "team-a".into(),
+            environment: "prod".into(),
+        };
+        let e = space_create_error(taken(), |_| false);
+        assert_eq!(
+            (e.status(), e.message.as_str()),
+            (StatusCode::CONFLICT, "space id team-a is taken")
+        );
+        let e = space_create_error(taken(), |env| env == "prod");
+        assert!(e.message.contains("environment \"prod\""), "{}", e.message);
         let e = ApiError::from(RuntimeError::Engine("secret detail".into()));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.message, "internal error");

@@ -6,6 +6,10 @@
 //! refused with 413 as soon as it passes the limit; nothing is stored unless
 //! the runtime accepts the whole deployment.
 //!
+//! The deploy response is the listener plus `previousModuleHash`, the hash
+//! of the module it replaced under the same name (`null` on a first
+//! deploy). `GET /v1/listeners/{name}` reads one listener.
+//!
 //! A scoped token may deploy, undeploy, list and emit only inside its scope
 //! (`auth.rs`), and its deployments may be granted only scopes it reaches
 //! itself. What a redeploy does with the previous deployment's grants
@@ -16,7 +20,7 @@ use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use keyhole_runtime::{DeploySpec, Event, Grants, Limits};
+use keyhole_runtime::{DeploySpec, Event, Grants, Limits, RuntimeError};
 use keyhole_store::Scope;
 
 use super::audit::{audited, audited_with};
@@ -28,7 +32,7 @@ use super::scopes::blocking;
 use super::{JSON_BODY_LIMIT, Shared, upload_limit};
 use crate::auth::{Permission, Principal, TokenScope};
 use crate::requests::{EmitBody, ListenerSpec};
-use crate::views::{EmitView, ListenerView, RunView};
+use crate::views::{DeployedView, EmitView, ListenerView, RunView};
 
 impl From<ListenerSpec> for DeploySpec {
     fn from(s: ListenerSpec) -> Self {
@@ -103,7 +107,7 @@ pub async fn deploy(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
     req: Request,
-) -> Result<(StatusCode, Json<ListenerView>), ApiError> {
+) -> Result<(StatusCode, Json<DeployedView>), ApiError> {
     // Read the whole upload first, so an oversize one is answered with a
     // clean 413 (see `read_body`), then parse it from memory.
     let (parts, body) = req.into_parts();
@@ -157,18 +161,39 @@ pub async fn deploy(
         let plan = grants::plan(&who, runtime.store(), &spec, keep, previous, &new_hash)?;
         let target = format!("listener:{}", spec.name);
         let detail = plan.detail.as_deref();
-        let deployment = audited_with(&state, &who, "listener.deploy", &target, detail, || {
+        let deployed = audited_with(&state, &who, "listener.deploy", &target, detail, || {
             Ok(match &plan.keep {
                 Some(previous) => runtime.deploy_keeping_grants(spec, &module, previous)?,
-                None => runtime.deploy(spec, &module)?,
+                None => runtime.deploy_replacing(spec, &module)?,
             })
         })?;
-        let mut view = ListenerView::from(&deployment);
-        view.notice = plan.notice;
-        Ok(view)
+        Ok(DeployedView {
+            listener: ListenerView::from(&deployed.deployment),
+            previous_module_hash: deployed.previous_module_hash,
+            notice: plan.notice,
+        })
     })
     .await?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// One listener, by name. A scoped token gets the same 403 for a listener
+/// outside its scope and for one that does not exist.
+pub async fn get(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Json<ListenerView>, ApiError> {
+    match s.runtime.deployment(&name) {
+        Some(d) if sees(&who, &d.spec.environment, d.spec.space.as_deref()) => {
+            Ok(Json(ListenerView::from(&d)))
+        }
+        _ if who.scope != TokenScope::All => {
+            let what = format!("listener {}", name.chars().take(64).collect::<String>());
+            Err(denied_item(&who, Permission::ListenersRead, &what))
+        }
+        _ => Err(RuntimeError::UnknownListener(name.chars().take(64).collect()).into()),
+    }
 }
 
 pub async fn list(

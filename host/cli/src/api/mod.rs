@@ -22,6 +22,7 @@ mod audit;
 mod auth;
 mod body;
 mod deadline;
+mod deletion;
 mod error;
 mod grants;
 mod listeners;
@@ -138,6 +139,18 @@ pub fn routes(max_module_bytes: usize) -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/v1/environments/{id}",
+            P::ScopesRead,
+            get(scopes::get_environment),
+        ),
+        route(
+            M::DELETE,
+            "/v1/environments/{id}",
+            P::EnvironmentsWrite,
+            delete(deletion::delete_environment),
+        ),
+        route(
+            M::GET,
             "/v1/spaces",
             P::ScopesRead,
             get(scopes::list_spaces),
@@ -150,6 +163,18 @@ pub fn routes(max_module_bytes: usize) -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/v1/spaces/{id}",
+            P::ScopesRead,
+            get(scopes::get_space),
+        ),
+        route(
+            M::DELETE,
+            "/v1/spaces/{id}",
+            P::ScopesWrite,
+            delete(deletion::delete_space),
+        ),
+        route(
+            M::GET,
             "/v1/secrets",
             P::SecretsRead,
             get(scopes::list_secrets),
@@ -159,6 +184,12 @@ pub fn routes(max_module_bytes: usize) -> Vec<Route> {
             "/v1/secrets",
             P::SecretsWrite,
             post(scopes::set_secret),
+        ),
+        route(
+            M::GET,
+            "/v1/secrets/{id}",
+            P::SecretsRead,
+            get(scopes::get_secret),
         ),
         route(
             M::DELETE,
@@ -183,6 +214,12 @@ pub fn routes(max_module_bytes: usize) -> Vec<Route> {
             "/v1/listeners",
             P::ListenersDeploy,
             post(listeners::deploy).layer(DefaultBodyLimit::max(upload_limit)),
+        ),
+        route(
+            M::GET,
+            "/v1/listeners/{name}",
+            P::ListenersRead,
+            get(listeners::get),
         ),
         route(
             M::DELETE,

@@ -13,25 +13,27 @@
 //! fsync) run on the blocking pool.
 //!
 //! The caller's scope is checked first (`auth::within`), before the target
-//! is looked up; lists show only what the caller's scope reaches.
+//! is looked up; lists show only what the caller's scope reaches. Each
+//! environment, space and secret can also be read alone by id (`GET
+//! .../{id}`); deleting environments and spaces is `deletion.rs`.
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use keyhole_store::{Scope, SecretStore, SecretValue, StoreError};
+use keyhole_store::{Provenance, Scope, SecretStore, SecretValue, StoreError};
 
 use super::Shared;
 use super::audit::{audited, audited_with};
-use super::auth::{sees, within, within_scope};
+use super::auth::{denied_item, sees, within, within_scope};
 use super::body::{ApiJson, parse_json, read_body};
-use super::error::ApiError;
+use super::error::{ApiError, space_create_error};
 use crate::auth::{Permission, Principal};
 use crate::requests::{CreateEnvironment, CreateSpace, Rotate, SecretQuery, SetSecret, SpaceQuery};
 use crate::trail::secret_target;
 use crate::views::{
-    EnvironmentView, RotationView, SecretView, SecretsView, SpaceView, parse_secret_id,
+    Data, EnvironmentView, RotationView, SecretView, SecretsView, SpaceView, parse_secret_id,
 };
 
 /// Runs a store call on the blocking pool.
@@ -60,6 +62,32 @@ pub async fn list_environments(
             .map(EnvironmentView::from)
             .collect(),
     ))
+}
+
+/// The environment `id`. A token limited to another environment gets the
+/// same 403 whether `id` exists or not.
+pub async fn get_environment(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<EnvironmentView>, ApiError> {
+    if who.scope.environment().is_some_and(|mine| mine != id) {
+        let what = format!("env {}", truncated(&id));
+        return Err(denied_item(&who, Permission::ScopesRead, &what));
+    }
+    let store = s.runtime.store().clone();
+    let e = blocking(move || {
+        store
+            .environment(&id)?
+            .ok_or_else(|| StoreError::UnknownEnvironment(id).into())
+    })
+    .await?;
+    Ok(Json(e.into()))
+}
+
+/// At most 64 characters of a caller's id, for a denial's message.
+fn truncated(id: &str) -> String {
+    id.chars().take(64).collect()
 }
 
 pub async fn create_environment(
@@ -100,6 +128,25 @@ pub async fn list_spaces(
     ))
 }
 
+/// The space `id`. The caller's scope is checked first (for a token
+/// limited to an environment, "not in it" and "nowhere" are one 403).
+pub async fn get_space(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<SpaceView>, ApiError> {
+    let store = s.runtime.store().clone();
+    let info = blocking(move || {
+        let scope = Scope::Space(id.clone());
+        within_scope(&who, Permission::ScopesRead, &store, &scope)?;
+        store
+            .space(&id)?
+            .ok_or_else(|| StoreError::UnknownSpace(id).into())
+    })
+    .await?;
+    Ok(Json(info.into()))
+}
+
 pub async fn create_space(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
@@ -119,7 +166,11 @@ pub async fn create_space(
     let info = blocking(move || {
         let target = format!("space:{} (env:{})", body.id, body.environment_id);
         audited(&state, &who, "space.create", &target, || {
-            Ok(store.create_space(&body.id, &body.environment_id)?)
+            // Space ids are one namespace: say which environment holds a
+            // taken one only to a caller who reaches that environment.
+            store
+                .create_space(&body.id, &body.environment_id)
+                .map_err(|e| space_create_error(e, |env| sees(&who, env, None)))
         })
     })
     .await?;
@@ -228,6 +279,35 @@ pub async fn set_secret(
     })
     .await?;
     Ok(Json(view))
+}
+
+/// One secret's metadata (never a value), by id: the scope is checked
+/// before the secret is looked up.
+pub async fn get_secret(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Data<SecretView>>, ApiError> {
+    let (scope, name) = parse_secret_id(&id).ok_or_else(|| {
+        ApiError::bad_request("secret id must be env:ENV:NAME or space:SPACE:NAME")
+    })?;
+    let store = s.runtime.store().clone();
+    let view = blocking(move || {
+        within_scope(&who, Permission::SecretsRead, &store, &scope)?;
+        let meta = store.secret_meta(&scope, &name)?;
+        let (environment, provenance) = match &scope {
+            Scope::Environment(e) => (e.clone(), Provenance::Environment),
+            Scope::Space(sp) => {
+                let space = store
+                    .space(sp)?
+                    .ok_or_else(|| StoreError::UnknownSpace(sp.clone()))?;
+                (space.environment, Provenance::SpaceOverride)
+            }
+        };
+        Ok(SecretView::new(&meta, &environment, provenance))
+    })
+    .await?;
+    Ok(Json(Data { data: view }))
 }
 
 pub async fn delete_secret(

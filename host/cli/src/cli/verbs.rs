@@ -65,6 +65,23 @@ pub enum EnvCmd {
     },
     /// List environments.
     List,
+    /// Show one environment.
+    Show {
+        /// The environment's id.
+        name: String,
+    },
+    /// Delete an environment (alias: delete). Refused while it holds
+    /// secrets, spaces or listeners, unless --force.
+    #[command(visible_alias = "delete")]
+    Rm {
+        /// The environment's id.
+        name: String,
+        /// Delete it with everything it holds: its secrets, its spaces and
+        /// their secrets, its listeners, and its data keys, so the deleted
+        /// values cannot be recovered, not even with the master key.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +99,23 @@ pub enum SpaceCmd {
         /// Only the spaces of this environment.
         #[arg(long = "env", value_name = "ENV")]
         env: Option<String>,
+    },
+    /// Show one space.
+    Show {
+        /// The space's id.
+        name: String,
+    },
+    /// Delete a space (alias: delete). Refused while it holds secrets or
+    /// listeners, unless --force.
+    #[command(visible_alias = "delete")]
+    Rm {
+        /// The space's id.
+        name: String,
+        /// Delete it with its secrets, its listeners and its data keys, so
+        /// the deleted values cannot be recovered, not even with the
+        /// master key.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -135,6 +169,17 @@ pub enum SecretsCmd {
         #[command(flatten)]
         scope: ScopeArgs,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one secret's metadata in exactly this scope: version, times,
+    /// where it comes from. Never its value.
+    Show {
+        /// The secret's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -211,7 +256,16 @@ pub enum ListenersCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a deployed listener.
+    /// Show one listener.
+    Show {
+        /// The listener's name (see `keyhole listeners list`).
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a deployed listener (alias: delete).
+    #[command(visible_alias = "delete")]
     Rm {
         /// The listener's name (see `keyhole listeners list`).
         name: String,
@@ -368,6 +422,12 @@ pub struct ServeArgs {
     /// (1s to 100years). Default: no age limit.
     #[arg(long, value_name = "DURATION", value_parser = parse_max_age)]
     pub runs_max_age: Option<Duration>,
+    /// Audit entries kept (about: whole old segments are deleted, and the
+    /// deletion is itself an entry, so `audit verify` knows where the log
+    /// now starts). 1,000 to 1,000,000,000.
+    #[arg(long, value_name = "N", default_value_t = 10_000_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=1_000_000_000))]
+    pub audit_keep: u64,
     #[command(flatten)]
     pub tls: crate::tls::TlsArgs,
 }

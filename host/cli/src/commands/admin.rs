@@ -14,11 +14,11 @@ use keyhole_store::{KeySource, SecretStore};
 
 use crate::auth::{Principal, Tokens};
 use crate::cli::{EnvCmd, KeysCmd, SpaceCmd};
-use crate::client::{Client, query};
+use crate::client::{Client, query, segment};
 use crate::config::Globals;
 use crate::errors::{CliError, Exit};
 use crate::requests::{CreateEnvironment, CreateSpace, Rotate, SpaceQuery};
-use crate::views::{EnvironmentView, RotationView, SpaceView};
+use crate::views::{DeletionView, EnvironmentView, RotationView, SpaceView};
 
 /// How the audit log names the admin token `init` and `token reset` make.
 pub const ADMIN_TARGET: &str = "token:admin (role admin, scope all)";
@@ -117,6 +117,15 @@ pub fn env(c: &Client, cmd: EnvCmd) -> Result<()> {
             let e: EnvironmentView = c.post("/v1/environments", &CreateEnvironment { id: name })?;
             println!("created environment {}", e.id);
         }
+        EnvCmd::Show { name } => {
+            let e: EnvironmentView = c.get(&format!("/v1/environments/{}", segment(&name)))?;
+            println!("environment {}\n  created: {}", e.id, e.created_at);
+        }
+        EnvCmd::Rm { name, force } => {
+            let path = format!("/v1/environments/{}{}", segment(&name), force_query(force));
+            let gone: DeletionView = c.delete(&path)?;
+            println!("deleted environment {name}{}", deletion_text(&gone));
+        }
         EnvCmd::List => {
             let envs: Vec<EnvironmentView> = c.get("/v1/environments")?;
             if envs.is_empty() {
@@ -144,6 +153,18 @@ pub fn space(c: &Client, cmd: SpaceCmd) -> Result<()> {
             )?;
             println!("created space {} in environment {}", s.id, s.environment_id);
         }
+        SpaceCmd::Show { name } => {
+            let s: SpaceView = c.get(&format!("/v1/spaces/{}", segment(&name)))?;
+            println!(
+                "space {}\n  environment: {}\n  created: {}",
+                s.id, s.environment_id, s.created_at
+            );
+        }
+        SpaceCmd::Rm { name, force } => {
+            let path = format!("/v1/spaces/{}{}", segment(&name), force_query(force));
+            let gone: DeletionView = c.delete(&path)?;
+            println!("deleted space {name}{}", deletion_text(&gone));
+        }
         SpaceCmd::List { env } => {
             let path = format!(
                 "/v1/spaces{}",
@@ -163,6 +184,32 @@ pub fn space(c: &Client, cmd: SpaceCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn force_query(force: bool) -> &'static str {
+    if force { "?force=true" } else { "" }
+}
+
+/// What a forced delete took with it, if anything.
+fn deletion_text(d: &DeletionView) -> String {
+    if !d.forced {
+        return String::new();
+    }
+    format!(
+        " with {} secret{}, {} space{}, {} listener{} and {} data key{} (destroyed: the values cannot be recovered)",
+        d.secrets,
+        plural(d.secrets),
+        d.spaces.len(),
+        plural(d.spaces.len()),
+        d.listeners.len(),
+        plural(d.listeners.len()),
+        d.data_keys,
+        plural(d.data_keys)
+    )
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 pub fn keys(c: &Client, cmd: KeysCmd) -> Result<()> {

@@ -12,7 +12,7 @@ use crate::cli::{DeployArgs, EmitArgs, ListenersCmd};
 use crate::client::{Call, Client, multipart, segment};
 use crate::errors::{CliError, Exit};
 use crate::requests::{EmitBody, GrantsBody, LimitsBody, ListenerSpec};
-use crate::views::{EmitView, ListenerView};
+use crate::views::{DeployedView, EmitView, ListenerView};
 
 use super::text::{duration_text, one_line, outcome_text};
 
@@ -45,7 +45,7 @@ pub fn deploy(c: &Client, args: DeployArgs) -> Result<()> {
         args.file.display(),
         bytesize::ByteSize(module.len() as u64)
     ));
-    let deployed: Result<ListenerView> = c.call(Call {
+    let deployed: Result<DeployedView> = c.call(Call {
         method: axum::http::Method::POST,
         path: "/v1/listeners".into(),
         body: multipart(&[
@@ -54,18 +54,24 @@ pub fn deploy(c: &Client, args: DeployArgs) -> Result<()> {
         ]),
     });
     progress.finish_and_clear();
-    let d = deployed.with_context(|| format!("deploying {}", args.file.display()))?;
+    let deployed = deployed.with_context(|| format!("deploying {}", args.file.display()))?;
+    let d = &deployed.listener;
     println!(
         "deployed {} (module sha256:{}) to {} on topics {}",
         d.name,
-        d.module_hash.get(..16).unwrap_or(&d.module_hash),
+        short_hash(&d.module_hash),
         scope_text(&d.environment_id, d.space_id.as_deref()),
         d.topics.join(", ")
     );
+    match &deployed.previous_module_hash {
+        Some(old) if *old == d.module_hash => println!("  (same module as before)"),
+        Some(old) => println!("  replaced module sha256:{}", short_hash(old)),
+        None => {}
+    }
     if spec.keep_grants {
         println!("kept the previous deployment's grants for this module");
     }
-    if let Some(notice) = &d.notice {
+    if let Some(notice) = &deployed.notice {
         println!("notice: {notice}");
     }
     Ok(())
@@ -109,6 +115,10 @@ fn read_module(path: &std::path::Path) -> Result<Vec<u8>> {
     })
 }
 
+fn short_hash(hash: &str) -> &str {
+    hash.get(..16).unwrap_or(hash)
+}
+
 fn scope_text(env: &str, space: Option<&str>) -> String {
     match space {
         Some(s) => format!("env {env} / space {s}"),
@@ -137,6 +147,14 @@ pub fn listeners(c: &Client, cmd: ListenersCmd) -> Result<()> {
             }
             for v in views.iter().filter(|_| !json) {
                 print_listener(v);
+            }
+        }
+        ListenersCmd::Show { name, json } => {
+            let v: ListenerView = c.get(&format!("/v1/listeners/{}", segment(&name)))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_listener(&v);
             }
         }
         ListenersCmd::Rm { name } => {

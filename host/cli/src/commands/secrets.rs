@@ -22,7 +22,7 @@ use crate::cli::{ScopeArgs, SecretsCmd};
 use crate::client::{Client, query, segment};
 use crate::errors::{CliError, Exit};
 use crate::requests::{SecretQuery, SetSecret};
-use crate::views::{SecretsView, secret_id};
+use crate::views::{Data, SecretView, SecretsView, secret_id};
 
 pub fn run(c: &Client, cmd: SecretsCmd) -> Result<()> {
     match cmd {
@@ -33,6 +33,7 @@ pub fn run(c: &Client, cmd: SecretsCmd) -> Result<()> {
             topics,
         } => set(c, &name, &scope, value, topics),
         SecretsCmd::List { scope, json } => list(c, &scope, json),
+        SecretsCmd::Show { name, scope, json } => show(c, &name, &scope, json),
         SecretsCmd::Rm { name, scope } => rm(c, &name, &scope),
     }
 }
@@ -165,6 +166,27 @@ fn list(c: &Client, scope: &ScopeArgs, json: bool) -> Result<()> {
             s.topics.join(", ")
         );
     }
+    Ok(())
+}
+
+fn show(c: &Client, name: &str, scope: &ScopeArgs, json: bool) -> Result<()> {
+    keyhole_store::validate_name(name)?;
+    let path = format!("/v1/secrets/{}", segment(&secret_id(&scope.target(), name)));
+    let one: Data<SecretView> = c.get(&path)?;
+    let s = one.data;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!(
+        "{} in {} (its value is never shown)",
+        s.name,
+        scope.target()
+    );
+    println!("  id:       {}", s.id);
+    println!("  version:  {}", s.version);
+    println!("  created:  {}", s.created_at);
+    println!("  updated:  {}", s.updated_at);
     Ok(())
 }
 

@@ -176,17 +176,27 @@ impl KeyManager {
     }
 
     /// The scope's current DEK, read from the backend (writers must not
-    /// trust a cached pointer), creating DEK v1 on the scope's first write.
+    /// trust a cached pointer), creating DEK v1 on the scope's first write,
+    /// or the next version on the first write after the scope was deleted
+    /// and created again.
     pub(crate) fn current_dek(&self, scope: &Scope) -> Result<CurrentDek, StoreError> {
         for _ in 0..super::FENCE_ROUNDS {
-            let Some((version, _)) = self.dek_pointer(scope)? else {
-                self.create_first_dek(scope)?;
+            let Some((version, rev)) = self.dek_pointer(scope)? else {
+                self.create_dek(scope, 1, None)?;
                 continue;
             };
             match self.dek(scope, version)? {
                 Some(cipher) => return Ok(CurrentDek { version, cipher }),
                 // Retired between reading the pointer and the record: the
-                // pointer has moved on; read it again.
+                // pointer has moved on; read it again. If it has not, the
+                // scope was deleted (its DEKs destroyed) and the pointer
+                // outlived it as the high-water mark of its versions.
+                None if self.dek_pointer(scope)? == Some((version, rev)) => {
+                    let next = version
+                        .checked_add(1)
+                        .ok_or_else(|| StoreError::corrupt("DEK version overflow"))?;
+                    self.create_dek(scope, next, Some(rev))?;
+                }
                 None => continue,
             }
         }
@@ -195,21 +205,39 @@ impl KeyManager {
         )))
     }
 
-    /// Creates DEK v1 and the pointer to it. Losing either race is fine:
-    /// another writer created them.
-    fn create_first_dek(&self, scope: &Scope) -> Result<(), StoreError> {
+    /// Creates DEK `version` of a live scope and points `dek-current` at it
+    /// (creating the pointer, or moving it from revision `pointer`). Losing
+    /// either race is fine: another writer created them. A scope that a
+    /// deletion marked meanwhile gets no key: the fence after the create
+    /// takes it back (`deletion::live_fence`).
+    fn create_dek(
+        &self,
+        scope: &Scope,
+        version: u64,
+        pointer: Option<keyhole_kv::Revision>,
+    ) -> Result<(), StoreError> {
+        if !crate::scopes::is_live(self.bucket(), scope)? {
+            return Err(StoreError::unknown(scope));
+        }
         let (kek_version, ring, _) = self.current_kek()?;
         let kek = &ring.get(kek_version).expect("current_kek holds it").cipher;
         let dek = crypto::random_key();
-        let rec = wrap_dek(kek, kek_version, &records::scope_key(scope), 1, &dek);
+        let rec = wrap_dek(kek, kek_version, &records::scope_key(scope), version, &dek);
         #[cfg(test)]
         crate::test_hooks::hit(crate::test_hooks::Point::BeforeDekCreate);
-        if let Cas::Written(rev) = self.bucket().create(&layout::dek(scope, 1), &rec)? {
-            self.kek_fence(&super::Wrapped::dek(scope, 1), &dek, kek_version, rev)?;
+        let dek_key = layout::dek(scope, version);
+        if let Cas::Written(rev) = self.bucket().create(&dek_key, &rec)? {
+            let wrapped = super::Wrapped::dek(scope, version);
+            let rev = self.kek_fence(&wrapped, &dek, kek_version, rev)?;
+            crate::deletion::live_fence(self.bucket(), scope, &dek_key, rev)?;
         }
-        let _ = self
-            .bucket()
-            .create(&layout::dek_current(scope), &1u64.to_be_bytes())?;
+        let value = version.to_be_bytes();
+        let _ = match pointer {
+            None => self.bucket().create(&layout::dek_current(scope), &value)?,
+            Some(rev) => self
+                .bucket()
+                .update(&layout::dek_current(scope), &value, rev)?,
+        };
         Ok(())
     }
 

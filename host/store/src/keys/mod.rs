@@ -119,14 +119,15 @@ impl KeyManager {
     /// and the AD scope and version it is wrapped with) under KEK `used` at
     /// revision `rev`: while `kek-current` names another KEK, rewrap it under
     /// that one. A conflict means a KEK rotation rewrapped it or a DEK
-    /// rotation retired it, and either is as good.
+    /// rotation retired it, and either is as good. Returns the revision the
+    /// key was last written at by this fence (or `rev`).
     pub(crate) fn kek_fence(
         &self,
         wrapped: &Wrapped,
         dek: &[u8; KEY_LEN],
         mut used: u64,
         mut rev: Revision,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Revision, StoreError> {
         let Wrapped {
             key,
             ad_scope: sk,
@@ -136,13 +137,13 @@ impl KeyManager {
         for _ in 0..FENCE_ROUNDS {
             let (current, ring, _) = self.current_kek()?;
             if current == used {
-                return Ok(());
+                return Ok(rev);
             }
             let kek = &ring.get(current).expect("ring_with holds it").cipher;
             let rec = wrap_dek(kek, current, sk, version, dek);
             match self.bucket.update(key, &rec, rev)? {
                 Cas::Written(r) => (used, rev) = (current, r),
-                Cas::Conflict => return Ok(()),
+                Cas::Conflict => return Ok(rev),
             }
         }
         Err(StoreError::Contended("the current master key".into()))

@@ -70,7 +70,10 @@ impl SecretStore {
             let Cas::Written(rev) = bucket.create(&dek_key, &rec)? else {
                 continue; // another rotation took this version
             };
-            keys.kek_fence(&Wrapped::dek(scope, new_version), &dek, kek_version, rev)?;
+            let rev = keys.kek_fence(&Wrapped::dek(scope, new_version), &dek, kek_version, rev)?;
+            // A deletion that marked the scope after our check may have
+            // swept its DEKs already: take ours back.
+            crate::deletion::live_fence(bucket, scope, &dek_key, rev)?;
             let switched = match pointer {
                 Some((_, rev)) => bucket.update(&pointer_key, &new_version.to_be_bytes(), rev)?,
                 None => bucket.create(&pointer_key, &new_version.to_be_bytes())?,

@@ -27,14 +27,15 @@ const SWITCH_ATTEMPTS: usize = 16;
 const SWEEP_PASSES: usize = 16;
 
 /// Deletes `key` whatever revision it is at (retrying when a concurrent
-/// rewrap changes it); absent is fine.
-fn delete_current(bucket: &dyn Bucket, key: &[u8]) -> Result<(), StoreError> {
+/// rewrap changes it); absent is fine. Returns whether this call deleted
+/// it.
+pub(crate) fn delete_current(bucket: &dyn Bucket, key: &[u8]) -> Result<bool, StoreError> {
     loop {
         let Some(entry) = bucket.get(key)? else {
-            return Ok(());
+            return Ok(false);
         };
         if bucket.delete(key, entry.revision)?.written().is_some() {
-            return Ok(());
+            return Ok(true);
         }
     }
 }
