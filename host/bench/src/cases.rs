@@ -205,6 +205,7 @@ pub fn audit_entry(rt: &Runtime, iterations: usize) -> Result<Samples> {
             version: 1,
         }),
         outcome: ReadOutcome::Ok,
+        reason: None,
     };
     let mut s = Samples::with_capacity(iterations);
     for i in 0..iterations / 10 {
