@@ -90,10 +90,17 @@ pub(super) fn plan(
         });
     };
     let (old, new) = (short(&previous.module_hash), short(new_hash));
+    // The same module redeployed without its grants loses them too (a
+    // deploy states the whole deployment), but not for being other code.
+    let whose = if previous.module_hash == new_hash {
+        "this deploy states none, so the listener has none".to_owned()
+    } else {
+        format!("they were not carried over to module sha256:{new}, which has none")
+    };
     let notice = format!(
-        "the previous deployment of {name} (module sha256:{old}) had grants ({}); they were \
-         not carried over to module sha256:{new}, which has none. To keep them, deploy again \
-         with --keep-grants (API: \"keepGrants\": true), or state them",
+        "the previous deployment of {name} (module sha256:{old}) had grants ({}); {whose}. \
+         To keep them, deploy again with --keep-grants (API: \"keepGrants\": true), or state \
+         them",
         previous.spec.grants_text()
     );
     Ok(Redeploy {
