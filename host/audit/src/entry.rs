@@ -80,6 +80,11 @@ pub struct SecretRead<'a> {
     /// listener never received it.
     pub injected: Option<InjectedInto<'a>>,
     pub outcome: ReadOutcome,
+    /// Why the call was refused, for the operator (an `access_denied`
+    /// says which rule: a scope not granted, a name not declared, a topic
+    /// binding, a grant bound to another module). The guest is told only
+    /// the outcome.
+    pub reason: Option<&'a str>,
 }
 
 /// One admin action: who asked for what, and how it ended.
@@ -116,6 +121,8 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         injected: Option<Injected>,
         outcome: ReadOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Admin {
         time_ms: u64,
@@ -221,6 +228,10 @@ pub(crate) fn write_secret_read(buf: &mut Vec<u8>, r: &SecretRead<'_>) {
     }
     field(buf, "outcome");
     string(buf, r.outcome.as_str());
+    if let Some(reason) = r.reason {
+        field(buf, "reason");
+        string(buf, reason);
+    }
     buf.push(b'}');
 }
 
@@ -287,6 +298,7 @@ mod tests {
             resolved: None,
             injected: None,
             outcome: ReadOutcome::NotFound,
+            reason: None,
         };
         let mut buf = Vec::new();
         write_secret_read(&mut buf, &read);
@@ -296,9 +308,21 @@ mod tests {
                 requested: None,
                 resolved: None,
                 outcome: ReadOutcome::NotFound,
+                reason: None,
                 ..
             }
         ));
+        let denied = SecretRead {
+            outcome: ReadOutcome::AccessDenied,
+            reason: Some("name not declared \"by\" the deployment"),
+            ..read
+        };
+        let mut buf = Vec::new();
+        write_secret_read(&mut buf, &denied);
+        let Entry::SecretRead { reason, .. } = owned(&buf) else {
+            panic!()
+        };
+        assert_eq!(reason.as_deref(), denied.reason);
         for requested in [
             RequestedScope {
                 environment: Some("prod"),

@@ -49,6 +49,7 @@ fn read(name: &str, outcome: ReadOutcome) -> SecretRead<'_> {
         }),
         injected: None,
         outcome,
+        reason: None,
     }
 }
 

@@ -206,6 +206,7 @@ pub fn audit_entry(rt: &Runtime, iterations: usize) -> Result<Samples> {
         }),
         injected: None,
         outcome: ReadOutcome::Ok,
+        reason: None,
     };
     let mut s = Samples::with_capacity(iterations);
     for i in 0..iterations / 10 {

@@ -211,6 +211,10 @@ fn runtime_report(e: &RuntimeError, message: String) -> Report {
         | R::InvalidEvent(_)
         | R::ExceedsLimits(_)
         | R::TooLarge { .. } => (Exit::Usage, None),
+        R::Changed(_) => (
+            Exit::Failure,
+            Some("another change ran at the same time; run the command again".into()),
+        ),
         R::Io { .. } | R::Corrupt(_) | R::Engine(_) => (Exit::Failure, None),
     };
     Report {
@@ -224,9 +228,13 @@ fn store_report(e: &StoreError, message: String) -> Report {
     use StoreError as S;
     let (code, hint, message) = match e {
         S::Locked { path } => return locked_report(path),
-        S::InvalidName { .. } | S::InvalidId { .. } | S::InvalidValue { .. } => {
-            (Exit::Usage, None, message)
-        }
+        S::InvalidName { .. }
+        | S::InvalidId { .. }
+        | S::InvalidValue { .. }
+        | S::InvalidTopics { .. } => (Exit::Usage, None, message),
+        // Only a listener's read is refused for its topic; listed so that
+        // every variant has its code.
+        S::TopicBound { .. } => (Exit::Denied, None, message),
         S::UnknownEnvironment(id) => (
             Exit::NotFound,
             Some(format!(

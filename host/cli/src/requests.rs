@@ -47,7 +47,8 @@ pub struct SecretQuery {
 }
 
 /// `POST /v1/secrets`: an upsert, in Flatfile's shape (`actorId` as in
-/// [`SecretQuery`]). The value is held in a zeroizing buffer on both sides.
+/// [`SecretQuery`]), plus keyhole's optional `topics`. The value is held in
+/// a zeroizing buffer on both sides.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SetSecret {
@@ -59,6 +60,11 @@ pub struct SetSecret {
     pub space_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_id: Option<String>,
+    /// Topic globs listeners may read the secret during. Absent: the
+    /// binding the secret had stays (none for a new one); `[]` or `["*"]`:
+    /// every topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<Vec<String>>,
 }
 
 /// `POST /v1/keys/rotate`.
@@ -133,6 +139,13 @@ pub struct ListenerSpec {
     pub allow_http: Vec<String>,
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// Secret names or globs the listener may read; empty: every name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    /// Carry the grants of the deployment of the same name over to this
+    /// module (which must state none of its own).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_grants: bool,
     /// Left out when empty, so a daemon that predates it accepts the rest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inject: Vec<InjectBody>,

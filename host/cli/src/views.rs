@@ -65,6 +65,23 @@ pub struct SecretView {
     pub version: u64,
     pub created_at: String,
     pub updated_at: String,
+    /// The topic globs listeners may read it during; `["*"]`: every topic.
+    #[serde(default = "every")]
+    pub topics: Vec<String>,
+}
+
+/// How views show "no restriction": `*`.
+fn every() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// `items`, or `*` when there are none (no restriction).
+fn or_every(items: &[String]) -> Vec<String> {
+    if items.is_empty() {
+        every()
+    } else {
+        items.to_vec()
+    }
 }
 
 impl SecretView {
@@ -81,6 +98,7 @@ impl SecretView {
             version: meta.version,
             created_at: rfc3339(meta.created_at_ms),
             updated_at: rfc3339(meta.updated_at_ms),
+            topics: or_every(&meta.topics),
         }
     }
 }
@@ -112,11 +130,18 @@ pub struct ListenerView {
     pub limits: LimitsView,
     pub allow_http: Vec<String>,
     pub settings: BTreeMap<String, String>,
+    /// The secret names or globs it may read; `["*"]`: every name.
+    #[serde(default = "every")]
+    pub secrets: Vec<String>,
     /// Secrets the host injects into the listener's requests (absent from
     /// daemons that predate them).
     #[serde(default)]
     pub inject: Vec<InjectBody>,
     pub module_hash: String,
+    /// The module sha256 its grants were given to: they apply only while
+    /// it is `moduleHash`.
+    #[serde(default)]
+    pub grants_sha256: String,
     pub deployed_at: String,
 }
 
@@ -140,6 +165,7 @@ impl From<&Deployment> for ListenerView {
             },
             allow_http: s.allow_http.clone(),
             settings: s.settings.iter().cloned().collect(),
+            secrets: or_every(&s.secrets),
             inject: s
                 .inject
                 .iter()
@@ -151,6 +177,7 @@ impl From<&Deployment> for ListenerView {
                 })
                 .collect(),
             module_hash: d.module_hash.clone(),
+            grants_sha256: d.grants_sha256.clone(),
             deployed_at: rfc3339(d.deployed_at_ms),
         }
     }
@@ -177,6 +204,10 @@ pub struct RunView {
     pub output_dropped: u64,
     pub secrets_read: Vec<String>,
     pub http: Vec<HttpCall>,
+    /// What the operator should know about the run: why a `get-secret`
+    /// was denied or failed, grants not applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl From<RunRecord> for RunView {
@@ -197,6 +228,7 @@ impl From<RunRecord> for RunView {
             output_dropped: r.output_dropped,
             secrets_read: r.secrets_read,
             http: r.http,
+            notes: r.notes,
         }
     }
 }
@@ -286,14 +318,18 @@ impl From<RotationReport> for RotationView {
     }
 }
 
-/// The deploy response: the listener, and the module hash of the
-/// deployment of the same name it replaced (`null` on a first deploy).
+/// The deploy response: the listener, the module hash of the deployment
+/// of the same name it replaced (`null` on a first deploy), and what the
+/// deployer should know (that the previous deployment's grants were not
+/// carried over to this module).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeployedView {
     #[serde(flatten)]
     pub listener: ListenerView,
     pub previous_module_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 /// What deleting an environment or space took with it.

@@ -1,7 +1,11 @@
 //! What a deployment is, and the checks a module passes before it is stored.
 //!
 //! A deployment binds a listener component (by sha256) to an environment,
-//! optionally a space, topic filters, grants and limits. Checks run in order
+//! optionally a space, topic filters, grants and limits. Its grants (every
+//! field [`DeploySpec::has_grants`] looks at) hold for the module sha256
+//! they were given to ([`Deployment::grants_sha256`]): a redeploy of other
+//! code gets only what its own request states, unless it asks to keep the
+//! previous grants ([`DeploySpec::keep_grants_of`]). Checks run in order
 //! of cost: header bytes, then what the component needs to start (its
 //! memories, tables and core instances, `needs.rs`), then compilation, then
 //! the import allow-list, then linking against the `listener` world. Nothing
@@ -78,6 +82,10 @@ pub struct DeploySpec {
     /// Non-secret settings delivered with each event.
     #[serde(default)]
     pub settings: Vec<(String, String)>,
+    /// The secret names (or globs, `SLACK_*`) the listener may read;
+    /// empty: every name in the scopes it may read.
+    #[serde(default)]
+    pub secrets: Vec<String>,
     /// Secrets the host puts into requests for the listener, which cannot
     /// read them (`--inject`, `inject.rs`). Each origin is allowed by its
     /// injection, on the allow-list or not.
@@ -96,8 +104,50 @@ impl DeploySpec {
             limits: Limits::default(),
             allow_http: Vec::new(),
             settings: Vec::new(),
+            secrets: Vec::new(),
             inject: Vec::new(),
         }
+    }
+
+    /// Whether the spec grants anything: extra scopes, declared secrets,
+    /// outbound HTTP origins, injected secrets. Every field that is a grant is listed here,
+    /// in [`DeploySpec::keep_grants_of`] and in
+    /// [`DeploySpec::grants_text`], and nowhere else.
+    pub fn has_grants(&self) -> bool {
+        !self.grants.environments.is_empty()
+            || !self.grants.spaces.is_empty()
+            || !self.secrets.is_empty()
+            || !self.allow_http.is_empty()
+            || !self.inject.is_empty()
+    }
+
+    /// Replaces this spec's grants with `previous`'s (a redeploy that
+    /// keeps them).
+    pub fn keep_grants_of(&mut self, previous: &DeploySpec) {
+        self.grants = previous.grants.clone();
+        self.secrets = previous.secrets.clone();
+        self.allow_http = previous.allow_http.clone();
+        self.inject = previous.inject.clone();
+    }
+
+    /// The grants in a few words, e.g. `env staging; secrets SLACK_*`.
+    pub fn grants_text(&self) -> String {
+        let mut parts = Vec::new();
+        for (what, items) in [
+            ("env", &self.grants.environments),
+            ("space", &self.grants.spaces),
+            ("secrets", &self.secrets),
+            ("http", &self.allow_http),
+        ] {
+            if !items.is_empty() {
+                parts.push(format!("{what} {}", items.join(", ")));
+            }
+        }
+        if !self.inject.is_empty() {
+            let inject: Vec<String> = self.inject.iter().map(Injection::to_string).collect();
+            parts.push(format!("inject {}", inject.join(", ")));
+        }
+        parts.join("; ")
     }
 }
 
@@ -109,6 +159,19 @@ pub struct Deployment {
     /// sha256 of the module bytes, hex.
     pub module_hash: String,
     pub deployed_at_ms: u64,
+    /// sha256 of the module the spec's grants were given to. They apply
+    /// only while it is `module_hash`; records from before grants were
+    /// bound are bound to their own module when loaded
+    /// (`deploy_record.rs`).
+    #[serde(default)]
+    pub grants_sha256: String,
+}
+
+impl Deployment {
+    /// Whether the grants hold for the module this deployment runs.
+    pub fn grants_bound(&self) -> bool {
+        self.grants_sha256 == self.module_hash
+    }
 }
 
 /// Validates the non-module parts of a spec; returns the origins its runs
@@ -152,6 +215,7 @@ pub(crate) fn check_spec(spec: &DeploySpec) -> Result<Vec<AllowedOrigin>, Runtim
             ));
         }
     }
+    crate::access::check_patterns(&spec.secrets)?;
     let mut origins = spec
         .allow_http
         .iter()

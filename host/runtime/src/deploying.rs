@@ -4,12 +4,18 @@
 //! Each deployment is kept as a pre-linked [`Listener`] so an event costs
 //! one instantiation, never a link or a compile; the link happens here, at
 //! deploy and at open. Deployment records live in the bucket
-//! `deployments`, by name; writes to it are flushed before `deploy` and
-//! `undeploy` return, and every check runs before anything is written.
-//! After writing, a deploy checks its scope once more (its fence): a
-//! deletion of the scope that began meanwhile may already have undeployed
-//! the scope's listeners, so the deploy puts back what it replaced and
-//! fails (`lifecycle.rs`).
+//! `deployments`, by name (`deploy_record.rs`); writes to it are flushed
+//! before `deploy` and `undeploy` return, and every check runs before
+//! anything is written. After writing, a deploy checks its scope once more
+//! (its fence): a deletion of the scope that began meanwhile may already
+//! have undeployed the scope's listeners, so the deploy puts back what it
+//! replaced and fails (`lifecycle.rs`).
+//!
+//! A deployment's grants are bound to the module they were given to: a
+//! deploy binds the spec's grants to the module deployed, and
+//! [`Runtime::deploy_keeping_grants`] carries the previous deployment's
+//! over to a new module. What a run may read follows from the binding
+//! (`access.rs`), decided here once rather than per event.
 
 use std::sync::Arc;
 
@@ -17,8 +23,10 @@ use keyhole_store::Scope;
 
 use wasmtime::component::Component;
 
+use crate::access::Access;
 use crate::artifacts::sha256_hex;
 use crate::deploy::{self, DeploySpec, Deployment};
+use crate::deploy_record;
 use crate::deployments::{Deployments, ReadyDeployment};
 use crate::error::RuntimeError;
 use crate::http::AllowedOrigin;
@@ -43,7 +51,7 @@ impl Runtime {
     pub(crate) fn load_all(&self) -> Result<(), RuntimeError> {
         let mut index = Deployments::default();
         for (_, entry) in self.inner.deployment_records.scan(b"")? {
-            let record = crate::deploy_record::decode(&entry.value)?;
+            let record = deploy_record::decode(&entry.value)?;
             let component = self.inner.artifacts.load(&record.module_hash)?;
             index.insert(Arc::new(self.prepare(record, &component)?));
         }
@@ -55,19 +63,34 @@ impl Runtime {
         Ok(())
     }
 
-    /// Links `component` for `record` and checks it is a listener.
+    /// Links `component` for `record` and checks it is a listener. Grants
+    /// given to another module than `record`'s are not applied: no extra
+    /// scopes, and no origin allowed (wasi:http is still linked, so the
+    /// module loads, but every request is denied).
     fn prepare(
         &self,
         record: Deployment,
         component: &Component,
     ) -> Result<ReadyDeployment, RuntimeError> {
-        let origins: Arc<[AllowedOrigin]> = deploy::check_spec(&record.spec)?.into();
-        let inject = Rules::of(&record.spec.inject).map_err(RuntimeError::InvalidSpec)?;
-        deploy::check_imports(&self.inner.engine, component, !origins.is_empty())?;
-        let linker = if origins.is_empty() {
-            &self.inner.linker
+        let origins = deploy::check_spec(&record.spec)?;
+        let http = !origins.is_empty();
+        deploy::check_imports(&self.inner.engine, component, http)?;
+        let access = Access::of(&record)?;
+        // Injections are grants: none for a module they were not given to
+        // (its requests go nowhere anyway); the names stay withheld.
+        let inject = match access.unbound {
+            None => Rules::of(&record.spec.inject).map_err(RuntimeError::InvalidSpec)?,
+            Some(_) => None,
+        };
+        let origins: Arc<[AllowedOrigin]> = if access.unbound.is_none() {
+            origins.into()
         } else {
+            Arc::new([])
+        };
+        let linker = if http {
             &self.inner.http_linker
+        } else {
+            &self.inner.linker
         };
         let instance_pre = linker
             .instantiate_pre(component)
@@ -76,8 +99,9 @@ impl Runtime {
         let listener = Listener::new(instance_pre, pure)?;
         Ok(ReadyDeployment {
             topics: crate::topics::TopicFilter::new(&record.spec.topics)?,
+            http,
             origins,
-            grants: Arc::new(record.spec.grants.clone()),
+            access: Arc::new(access),
             inject,
             environment: record.spec.environment.as_str().into(),
             space: record.spec.space.as_deref().map(Into::into),
@@ -89,6 +113,7 @@ impl Runtime {
     }
 
     /// Validates and stores a deployment, replacing one of the same name.
+    /// Its grants are exactly those `spec` states, bound to `module`.
     /// Nothing is written unless every check passes.
     /// [`Runtime::deploy_replacing`] also says what it replaced.
     pub fn deploy(&self, spec: DeploySpec, module: &[u8]) -> Result<Deployment, RuntimeError> {
@@ -101,6 +126,46 @@ impl Runtime {
         &self,
         spec: DeploySpec,
         module: &[u8],
+    ) -> Result<Deployed, RuntimeError> {
+        self.deploy_checked(spec, module, None)
+    }
+
+    /// Deploys `module` as [`Runtime::deploy_replacing`] does, with the
+    /// grants of `previous`, the deployment of the same name now stored,
+    /// bound to the new module. `spec` must state no grants of its own. If
+    /// another deploy or undeploy replaced `previous` meanwhile (on this
+    /// host or another), nothing is written ([`RuntimeError::Changed`]):
+    /// the grants kept are exactly those the caller saw (and checked).
+    pub fn deploy_keeping_grants(
+        &self,
+        mut spec: DeploySpec,
+        module: &[u8],
+        previous: &Deployment,
+    ) -> Result<Deployed, RuntimeError> {
+        if spec.has_grants() {
+            return Err(RuntimeError::InvalidSpec(
+                "keeping the previous deployment's grants replaces them all: state grants, \
+                 or keep them, not both"
+                    .into(),
+            ));
+        }
+        if previous.spec.name != spec.name {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "the grants kept must be those of listener {}",
+                spec.name
+            )));
+        }
+        spec.keep_grants_of(&previous.spec);
+        self.deploy_checked(spec, module, Some(previous))
+    }
+
+    /// A deploy; with `expected`, only if the stored record of the name is
+    /// still that deployment when ours replaces it.
+    fn deploy_checked(
+        &self,
+        spec: DeploySpec,
+        module: &[u8],
+        expected: Option<&Deployment>,
     ) -> Result<Deployed, RuntimeError> {
         deploy::check_spec(&spec)?;
         self.check_scopes(&spec)?;
@@ -118,6 +183,7 @@ impl Runtime {
         };
         let record = Deployment {
             spec,
+            grants_sha256: module_hash.clone(),
             module_hash,
             deployed_at_ms: crate::now_ms(),
         };
@@ -127,9 +193,9 @@ impl Runtime {
                 .artifacts
                 .persist(&record.module_hash, module, &artifact, &component)?;
         }
-        let bytes = crate::deploy_record::encode(&record)?;
+        let bytes = deploy_record::encode(&record)?;
         let _writing = self.writing();
-        let (previous, revision) = self.replace_record(&record.spec.name, &bytes)?;
+        let (previous, revision) = self.replace_record(&record.spec.name, &bytes, expected)?;
         // The fence: a deletion that marked the scope after `check_scopes`
         // may have undeployed its listeners already; put back what was
         // there and answer that the scope is gone.
@@ -149,7 +215,7 @@ impl Runtime {
             .unwrap_or_else(|e| e.into_inner())
             .insert(Arc::new(ready));
         let previous_module_hash = previous
-            .and_then(|old| crate::deploy_record::decode(&old).ok())
+            .and_then(|old| deploy_record::decode(&old).ok())
             .map(|old| old.module_hash);
         Ok(Deployed {
             deployment: record,
@@ -158,16 +224,26 @@ impl Runtime {
     }
 
     /// Writes the deployment record `name` (compare-and-set, so two hosts
-    /// deploying one name each learn what they replaced). Returns the
-    /// record it replaced and the revision written.
+    /// deploying one name each learn what they replaced); with `expected`,
+    /// only over a record of that deployment. Returns the record it
+    /// replaced and the revision written.
     fn replace_record(
         &self,
         name: &str,
         bytes: &[u8],
+        expected: Option<&Deployment>,
     ) -> Result<(Option<Vec<u8>>, keyhole_kv::Revision), RuntimeError> {
         let records = &self.inner.deployment_records;
         for _ in 0..REPLACE_ATTEMPTS {
             let old = records.get(name.as_bytes())?;
+            if let Some(expected) = expected {
+                let stored = old.as_ref().map(|e| deploy_record::decode(&e.value));
+                if !matches!(&stored, Some(Ok(d)) if d == expected) {
+                    return Err(RuntimeError::Changed(format!(
+                        "listener {name} was deployed or removed by someone else meanwhile"
+                    )));
+                }
+            }
             let written = match &old {
                 Some(e) => records.update(name.as_bytes(), bytes, e.revision)?,
                 None => records.create(name.as_bytes(), bytes)?,

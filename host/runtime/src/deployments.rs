@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::deploy::{Deployment, Grants};
+use crate::access::Access;
+use crate::deploy::Deployment;
 use crate::http::AllowedOrigin;
 use crate::inject::Rules;
 use crate::run::call::Listener;
@@ -19,16 +20,22 @@ use crate::topics::TopicFilter;
 
 /// A deployment ready to run: its stored record, its pre-linked listener,
 /// and what each run reads from the spec, prepared once at deploy (compiled
-/// topic filters, parsed origins, shared grants and scope ids, checked
+/// topic filters, parsed origins, its read rules and scope ids, checked
 /// injection rules).
 pub(crate) struct ReadyDeployment {
     pub(crate) record: Deployment,
     pub(crate) listener: Listener,
     pub(crate) topics: TopicFilter,
+    /// Linked with `wasi:http` (the spec names origins).
+    pub(crate) http: bool,
+    /// The origins runs may reach: none unless the grants are bound to
+    /// the running module.
     pub(crate) origins: Arc<[AllowedOrigin]>,
-    pub(crate) grants: Arc<Grants>,
-    /// The checked `--inject` rules; `None` without any (the common case,
-    /// which costs a run nothing).
+    /// What `get-secret` may read (`access.rs`).
+    pub(crate) access: Arc<Access>,
+    /// The checked `--inject` rules, if the grants are bound to the running
+    /// module; `None` without any (the common case, which costs a run
+    /// nothing).
     pub(crate) inject: Option<Arc<Rules>>,
     pub(crate) environment: Arc<str>,
     pub(crate) space: Option<Arc<str>>,

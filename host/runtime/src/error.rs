@@ -28,6 +28,11 @@ pub enum RuntimeError {
     InvalidEvent(String),
     #[error("no listener named `{0}`")]
     UnknownListener(String),
+    /// What an operation depended on changed under it (a deploy that keeps
+    /// the previous grants, when the previous deployment was replaced
+    /// meanwhile); nothing was written.
+    #[error("{0}; try again")]
+    Changed(String),
     /// An unforced deletion of a scope that holds something.
     #[error("{} still holds {holdings}", ScopeWords(.scope))]
     NotEmpty {

@@ -29,11 +29,12 @@
 use std::sync::Arc;
 
 use http::header::{ACCEPT_ENCODING, HeaderName, HeaderValue};
-use keyhole_audit::{InjectedInto, ReadOutcome};
-use keyhole_store::SecretStore;
+use keyhole_audit::{InjectedInto, SecretRead};
+use keyhole_store::{SecretStore, StoreError};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::access::Denial;
 use crate::bindings::keyhole::listener::secrets::SecretError;
 use crate::http::AllowedOrigin;
 use crate::metrics::Metrics;
@@ -253,11 +254,6 @@ impl Rules {
         })))
     }
 
-    /// Whether `name` is injected, so never handed to the guest.
-    pub(crate) fn withholds(&self, name: &str) -> bool {
-        self.rules.iter().any(|r| &*r.secret == name)
-    }
-
     /// The origins the rules send to: each is allowed by its injection.
     pub(crate) fn origins(&self) -> impl Iterator<Item = &AllowedOrigin> {
         self.rules.iter().map(|r| &r.origin)
@@ -271,6 +267,9 @@ pub(crate) struct Injector {
     store: SecretStore,
     environment: Arc<str>,
     space: Option<Arc<str>>,
+    /// The event's topic: a secret bound to topics is injected only on
+    /// events whose topic matches one.
+    topic: Box<str>,
     /// `None` while the store is sealed: then nothing is injected.
     audit: Option<AuditCtx>,
     metrics: Arc<Metrics>,
@@ -287,6 +286,7 @@ impl Injector {
             store: secrets.store.clone(),
             environment: secrets.environment.clone(),
             space: secrets.space.clone(),
+            topic: secrets.topic.clone(),
             audit: secrets.audit.clone(),
             metrics: secrets.metrics.clone(),
             injected: Vec::new(),
@@ -331,27 +331,48 @@ impl Injector {
                 "injected secret {name}: the secret store is sealed"
             ));
         };
-        let looked_up = self
-            .store
-            .resolve(&self.environment, self.space.as_deref(), name)
-            .map_err(to_wit_error);
-        let into = InjectedInto {
-            origin: &rule.origin_text,
-            header: rule.header.as_str(),
-        };
-        let found = looked_up.as_ref().ok().map(resolved_scope);
-        let outcome: ReadOutcome = read_outcome(&looked_up);
+        // As `get-secret(name, none)` reads it on this event: a secret
+        // bound to other topics is not injected either.
+        let looked_up = self.store.resolve_on_topic(
+            &self.environment,
+            self.space.as_deref(),
+            name,
+            &self.topic,
+        );
+        let topic_bound = matches!(looked_up, Err(StoreError::TopicBound { .. }));
+        let looked_up = looked_up.map_err(to_wit_error);
+        let reason = topic_bound.then(|| Denial::TopicMismatch.reason());
         // Accepted before the value is used; if not, it drops unused.
-        if let Err(why) = audit.secret_read(name, None, found, Some(into), outcome) {
+        let entry = SecretRead {
+            time_ms: crate::now_ms(),
+            event_id: &audit.event_id,
+            topic: &self.topic,
+            deployment: &audit.deployment,
+            module_sha256: &audit.module_hash,
+            name,
+            requested: None,
+            resolved: looked_up.as_ref().ok().map(resolved_scope),
+            injected: Some(InjectedInto {
+                origin: &rule.origin_text,
+                header: rule.header.as_str(),
+            }),
+            outcome: read_outcome(&looked_up),
+            reason,
+        };
+        if let Err(why) = audit.log.secret_read(&entry) {
             self.metrics.audit_refused();
             return Err(format!(
-                "injected secret {name}: audit log unavailable ({why})"
+                "injected secret {name}: audit log unavailable ({})",
+                why.0
             ));
         }
         self.metrics.audit_entry();
         let resolved = looked_up.map_err(|e| match e {
             SecretError::NotFound => {
                 format!("injected secret {name} is not set for this event's scope")
+            }
+            SecretError::AccessDenied if topic_bound => {
+                format!("injected secret {name} is bound to other topics than this event's")
             }
             SecretError::Unavailable(why) => format!("injected secret {name}: {why}"),
             SecretError::AccessDenied | SecretError::InvalidName(_) => {

@@ -92,7 +92,6 @@ fn rules_refuse_two_values_for_one_header_and_too_many() {
     assert!(Rules::of(&[]).unwrap().is_none());
     let other = parsed("B@https://hooks.slack.com/Authorization: Bearer {}");
     let rules = Rules::of(&[a.clone(), other]).unwrap().unwrap();
-    assert!(rules.withholds("A") && rules.withholds("B") && !rules.withholds("C"));
     assert_eq!(rules.origins().count(), 2);
     let many = vec![a; MAX_INJECTIONS + 1];
     assert!(Rules::of(&many).err().unwrap().contains("at most"));

@@ -27,10 +27,13 @@
 //! - [`runs`]: the run-record model and the [`RunLog`] trait records go
 //!   through; the default log is JSON lines in segment files (`runs/jsonl/`).
 //! - Models and checks: [`deploy`] (what a deployment is, the checks a
-//!   module passes; `deploy_record.rs`, how it is stored), `needs.rs`
-//!   (what a component needs of the engine to start, refused at deploy
-//!   when no listener may have it), `event.rs` ([`Event`] and its rules),
-//!   `topics.rs`, [`metrics`].
+//!   module passes, which of its fields are grants), `deploy_record.rs`
+//!   (how deployments are stored, and earlier releases' records),
+//!   `access.rs` (what a deployment may read, decided at deploy: declared
+//!   secrets, injected ones withheld, grants bound to the module, the
+//!   reasons for a denial), `needs.rs` (what a component needs of the
+//!   engine to start, refused at deploy when no listener may have it),
+//!   `event.rs` ([`Event`] and its rules), `topics.rs`, [`metrics`].
 //! - Foundations: [`http`] (the outbound HTTP allow-list, its policy, and
 //!   the calls a record lists), `budget.rs` (the host-wide memory budget
 //!   every run reserves from), `engine.rs` (the one wasmtime engine, its
@@ -39,6 +42,7 @@
 //!   never recompile), `error.rs`.
 #![deny(unsafe_code)]
 
+mod access;
 mod artifacts;
 pub mod audit;
 mod budget;
@@ -91,6 +95,11 @@ pub use lifecycle::{ScopeDeletion, ScopeHoldings};
 pub use machine::{default_max_memory, machine_memory};
 pub use runs::{Outcome, RunFields, RunLog, RunPage, RunQuery, RunRecord};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};
+
+/// sha256 of module bytes, hex: how deployments name their module.
+pub fn module_sha256(module: &[u8]) -> String {
+    artifacts::sha256_hex(module)
+}
 pub use sandbox::OUTPUT_LIMIT;
 
 pub(crate) fn now_ms() -> u64 {

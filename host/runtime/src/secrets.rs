@@ -8,6 +8,11 @@
 //!
 //! Every failure a guest can cause or observe is a WIT `secret-error`, and
 //! [`to_wit_error`] is the one place internal errors become those variants.
+//! Every denial is the same `access-denied`, whichever rule denied it
+//! (`access.rs`: a scope not granted, a name not declared, a grant bound
+//! to another module, a secret bound to other topics, a secret the host
+//! injects for the deployment, `inject.rs`); the rule is named
+//! in the run record's notes and the audit entry's `reason`.
 //! Traps are left for host bugs and engine limits. A failure of the store
 //! itself (sealed, corrupt, an i/o error) reaches the guest only as a fixed
 //! `unavailable` text: store errors can name the key file and the data
@@ -19,9 +24,7 @@ use std::sync::Arc;
 
 // The store's own limits: a name or id longer than the store accepts is
 // refused before it is copied out of guest memory.
-use keyhole_audit::{
-    AuditLog, InjectedInto, ReadOutcome, RequestedScope, ResolvedScope, SecretRead,
-};
+use keyhole_audit::{AuditLog, ReadOutcome, RequestedScope, ResolvedScope, SecretRead};
 use keyhole_store::{
     MAX_ID_LEN, MAX_NAME_LEN, Provenance, Resolved, Scope, SecretStore, StoreError,
 };
@@ -29,9 +32,8 @@ use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Lift, Linker, WasmStr};
 use zeroize::Zeroize;
 
+use crate::access::{Access, Denial};
 use crate::bindings::keyhole::listener::secrets::SecretError;
-use crate::deploy::Grants;
-use crate::inject::Rules;
 use crate::metrics::{CallOutcome, Metrics};
 
 const INTERFACE: &str = "keyhole:listener/secrets@0.1.0";
@@ -50,11 +52,10 @@ pub struct SecretsCtx {
     pub(crate) store: SecretStore,
     pub(crate) environment: Arc<str>,
     pub(crate) space: Option<Arc<str>>,
-    pub(crate) grants: Arc<Grants>,
-    /// The deployment's injected secrets (`--inject`), which the host uses
-    /// for it and never hands over: `get-secret` of their names is denied.
-    /// `None` for deployments without any: one branch per call.
-    pub(crate) withheld: Option<Arc<Rules>>,
+    /// The event's topic, which topic-bound secrets must match.
+    pub(crate) topic: Box<str>,
+    /// What the deployment may read.
+    pub(crate) access: Arc<Access>,
     /// Values revealed during this run, by name, for scrubbing.
     pub(crate) revealed: Vec<(String, Revealed)>,
     pub(crate) metrics: Arc<Metrics>,
@@ -70,38 +71,8 @@ pub struct SecretsCtx {
 pub(crate) struct AuditCtx {
     pub(crate) log: Arc<AuditLog>,
     pub(crate) event_id: Box<str>,
-    pub(crate) topic: Box<str>,
     pub(crate) deployment: Arc<str>,
     pub(crate) module_hash: Arc<str>,
-}
-
-impl AuditCtx {
-    /// Appends one read's entry (a `get-secret` call, or with `injected`
-    /// a read the host made to inject the value); `Err` says why the log
-    /// refused it.
-    pub(crate) fn secret_read(
-        &self,
-        name: &str,
-        requested: Option<RequestedScope<'_>>,
-        resolved: Option<ResolvedScope<'_>>,
-        injected: Option<InjectedInto<'_>>,
-        outcome: ReadOutcome,
-    ) -> Result<(), String> {
-        self.log
-            .secret_read(&SecretRead {
-                time_ms: crate::now_ms(),
-                event_id: &self.event_id,
-                topic: &self.topic,
-                deployment: &self.deployment,
-                module_sha256: &self.module_hash,
-                name,
-                requested,
-                resolved,
-                injected,
-                outcome,
-            })
-            .map_err(|e| e.0)
-    }
 }
 
 /// What a guest sees when its call could not be audited: the reason goes
@@ -169,7 +140,9 @@ pub fn add_to_linker<T: SecretsView + 'static>(linker: &mut Linker<T>) -> wasmti
             let result = match request {
                 Ok(req) => ctx.get_secret(req),
                 // Refused before anything was copied: the entry has no name.
-                Err(e) => ctx.audited("", None, None, error_outcome(&e)).and(Err(e)),
+                Err(e) => ctx
+                    .audited("", None, None, error_outcome(&e), None)
+                    .and(Err(e)),
             };
             let outcome = match &result {
                 Ok(_) => CallOutcome::Ok,
@@ -240,6 +213,31 @@ fn bounded<T: 'static>(
     Ok(text.into_owned())
 }
 
+/// Why a lookup gave no value: the guest's error, and for a denial the
+/// rule that denied it.
+struct Refusal {
+    error: SecretError,
+    denial: Option<Denial>,
+}
+
+impl From<SecretError> for Refusal {
+    fn from(error: SecretError) -> Self {
+        Refusal {
+            error,
+            denial: None,
+        }
+    }
+}
+
+impl From<Denial> for Refusal {
+    fn from(denial: Denial) -> Self {
+        Refusal {
+            error: SecretError::AccessDenied,
+            denial: Some(denial),
+        }
+    }
+}
+
 impl SecretsCtx {
     fn get_secret(&mut self, req: Request) -> Result<Arc<str>, SecretError> {
         let looked_up = self.look_up(&req);
@@ -248,10 +246,27 @@ impl SecretsCtx {
             space: req.space.as_deref(),
         });
         let found = looked_up.as_ref().ok().map(resolved_scope);
+        let (outcome, denial) = match &looked_up {
+            Ok(_) => (ReadOutcome::Ok, None),
+            Err(r) => (error_outcome(&r.error), r.denial),
+        };
+        if let Some(d) = denial {
+            self.note(format!(
+                "get-secret {}: access-denied ({})",
+                req.name,
+                d.reason()
+            ));
+        }
         // The entry is accepted before the value is handed out; if it
         // cannot be, the value drops (and zeroizes) here, unrevealed.
-        self.audited(&req.name, requested, found, read_outcome(&looked_up))?;
-        let resolved = looked_up?;
+        self.audited(
+            &req.name,
+            requested,
+            found,
+            outcome,
+            denial.map(Denial::reason),
+        )?;
+        let resolved = looked_up.map_err(|r| r.error)?;
         // A value read again (same name, unchanged) is handed out from the
         // copy already revealed: a guest calling get-secret in a loop must
         // not grow host memory, or the scrubbing after the run, per call.
@@ -270,30 +285,23 @@ impl SecretsCtx {
     }
 
     /// What the store has for the request, if the deployment may read it.
-    fn look_up(&mut self, req: &Request) -> Result<Resolved, SecretError> {
-        // Before anything else, whatever the scope and whether or not the
-        // secret exists: to the guest the denial is the same as any other;
-        // the operator learns why from the run record (and the audit log).
-        if let Some(rules) = &self.withheld
-            && rules.withholds(&req.name)
-        {
-            self.note(format!(
-                "get-secret {}: access-denied: the secret is injected into this \
-                 listener's requests (deploy --inject), never handed to it",
-                req.name
-            ));
-            return Err(SecretError::AccessDenied);
-        }
+    /// The name is checked against the declared ones before any lookup.
+    fn look_up(&mut self, req: &Request) -> Result<Resolved, Refusal> {
         keyhole_store::validate_name(&req.name).map_err(to_wit_error)?;
+        self.access.check_name(&req.name)?;
         let result = {
             let (environment, space) = self.authorize(req)?;
-            self.store.resolve(&environment, space, &req.name)
+            self.store
+                .resolve_on_topic(&environment, space, &req.name, &self.topic)
         };
         result.map_err(|e| {
+            if let StoreError::TopicBound { .. } = e {
+                return Denial::TopicMismatch.into();
+            }
             if e.is_unavailable() {
                 self.note(format!("get-secret {}: {e}", req.name));
             }
-            to_wit_error(e)
+            to_wit_error(e).into()
         })
     }
 
@@ -313,13 +321,28 @@ impl SecretsCtx {
         requested: Option<RequestedScope<'_>>,
         resolved: Option<ResolvedScope<'_>>,
         outcome: ReadOutcome,
+        reason: Option<&str>,
     ) -> Result<(), SecretError> {
         let refused = match &self.audit {
             // Only a sealed store has no audit log, and it serves nothing.
             None => Some("the store is sealed".to_owned()),
             Some(a) => a
-                .secret_read(name, requested, resolved, None, outcome)
-                .err(),
+                .log
+                .secret_read(&SecretRead {
+                    time_ms: crate::now_ms(),
+                    event_id: &a.event_id,
+                    topic: &self.topic,
+                    deployment: &a.deployment,
+                    module_sha256: &a.module_hash,
+                    name,
+                    requested,
+                    resolved,
+                    injected: None,
+                    outcome,
+                    reason,
+                })
+                .err()
+                .map(|e| e.0),
         };
         match refused {
             None => {
@@ -350,7 +373,9 @@ impl SecretsCtx {
     ///   it would tell a listener which space ids exist on the host);
     /// - a space named with an allowed environment reads from that
     ///   environment: a space outside it, existing or not, is `not-found`.
-    fn authorize<'r>(&'r self, req: &'r Request) -> Result<ReadScope<'r>, SecretError> {
+    ///
+    /// Allowed means the own environment, or granted (`access.rs`).
+    fn authorize<'r>(&'r self, req: &'r Request) -> Result<ReadScope<'r>, Refusal> {
         if !req.explicit {
             return Ok((Cow::Borrowed(&*self.environment), self.space.as_deref()));
         }
@@ -363,21 +388,13 @@ impl SecretsCtx {
             (None, Some(space)) => match self.store.space(space) {
                 Ok(Some(info)) => Cow::Owned(info.environment),
                 // In no environment, so in none the deployment may read.
-                Ok(None) => return Err(SecretError::AccessDenied),
-                Err(e) => return Err(to_wit_error(e)),
+                Ok(None) => return Err(Denial::ScopeNotGranted.into()),
+                Err(e) => return Err(to_wit_error(e).into()),
             },
             (None, None) => Cow::Borrowed(&*self.environment),
         };
-        let own = *environment == *self.environment;
-        let allowed = own
-            || self.grants.environments.iter().any(|g| *g == *environment)
-            || req
-                .space
-                .as_ref()
-                .is_some_and(|s| self.grants.spaces.iter().any(|g| g == s));
-        if !allowed {
-            return Err(SecretError::AccessDenied);
-        }
+        self.access
+            .check_scope(&self.environment, &environment, req.space.as_deref())?;
         Ok((environment, req.space.as_deref()))
     }
 }
@@ -421,6 +438,8 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
         | StoreError::UnknownEnvironment(_)
         | StoreError::UnknownSpace(_)
         | StoreError::SpaceNotInEnvironment { .. } => SecretError::NotFound,
+        // A denial like any other (`look_up` names its reason).
+        StoreError::TopicBound { .. } => SecretError::AccessDenied,
         StoreError::InvalidName { .. } | StoreError::InvalidId { .. } => {
             SecretError::InvalidName(err.to_string())
         }
@@ -428,6 +447,7 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
         // compile until someone decides what a guest sees for it.
         StoreError::Sealed { .. } => SecretError::Unavailable(STORE_SEALED.into()),
         StoreError::InvalidValue { .. }
+        | StoreError::InvalidTopics { .. }
         | StoreError::AlreadyExists(_)
         | StoreError::SpaceExists { .. }
         | StoreError::BeingDeleted(_)

@@ -37,8 +37,8 @@ fn reading_a_value_again_reveals_no_new_copy() {
         store: store.clone(),
         environment: "prod".into(),
         space: None,
-        grants: Arc::default(),
-        withheld: None,
+        topic: "t".into(),
+        access: Arc::default(),
         revealed: Vec::new(),
         metrics: Arc::default(),
         audit: Some(AuditCtx {
@@ -46,7 +46,6 @@ fn reading_a_value_again_reveals_no_new_copy() {
                 .unwrap()
                 .unwrap(),
             event_id: "ev_1".into(),
-            topic: "t".into(),
             deployment: "reader".into(),
             module_hash: "00".into(),
         }),

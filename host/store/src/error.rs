@@ -25,6 +25,9 @@ pub enum StoreError {
     InvalidId { id: String, rule: &'static str },
     #[error("invalid secret value: {rule}")]
     InvalidValue { rule: &'static str },
+    /// A topic glob a secret was to be bound to breaks a rule.
+    #[error("invalid topic glob {}: {rule}", Preview(.topic))]
+    InvalidTopics { topic: String, rule: String },
     #[error("unknown environment {}", Preview(.0))]
     UnknownEnvironment(String),
     #[error("unknown space {}", Preview(.0))]
@@ -43,6 +46,11 @@ pub enum StoreError {
     BeingDeleted(Scope),
     #[error("no secret {} in {scope}", Preview(.name))]
     NotFound { scope: Scope, name: String },
+    /// The secret is bound to topics the reading event's topic matches
+    /// none of (or the read is for no event at all). For a listener this
+    /// is an access denial, like a scope it was not granted.
+    #[error("secret {} in {scope} is bound to other topics", Preview(.name))]
+    TopicBound { scope: Scope, name: String },
     #[error("sealed: {reason}")]
     Sealed { reason: String },
     #[error("corrupt store record: {what}")]

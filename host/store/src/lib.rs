@@ -13,6 +13,10 @@
 //!   AES-256-GCM with a fresh random nonce and associated data binding it to
 //!   its place, so moved or altered records fail with
 //!   [`StoreError::Integrity`] instead of decrypting into garbage.
+//! * **Topic-bound secrets.** A secret may be bound to event topics
+//!   (`topic_binding.rs`); listeners read it only during matching events.
+//!   The binding is sealed into the value's AD, so widening it by editing
+//!   the data makes the value fail to open.
 //! * **Sealed, not broken.** A missing or wrong master key, or a key file
 //!   that group or others can read (refused, `key_access.rs`), opens the
 //!   store *sealed*: metadata works, value operations return
@@ -29,8 +33,9 @@
 //! write), `read` (get, resolve), `listings`, `rotation/`, `keys/` (key
 //! management: keyring, DEK cache, unsealing), `keyring` (master key text
 //! and files), `key_access` (refusing a key file others can read),
-//! `crypto` (the AEAD), `records` (record formats and AD), `layout` (where
-//! records live in the bucket), `sealed_cache` (records as
+//! `crypto` (the AEAD), `records` (record formats and AD),
+//! `topic_binding` (a secret's topic globs, checked and compiled),
+//! `layout` (where records live in the bucket), `sealed_cache` (records as
 //! stored, in front of the backend), `cache_sync` (the watch that keeps the
 //! caches true), `migrate` (release 0.1's layout), `validate`, `model`,
 //! `error`.
@@ -63,6 +68,7 @@ mod stress_tests;
 mod tamper_tests;
 #[cfg(test)]
 mod test_hooks;
+mod topic_binding;
 mod validate;
 mod writes;
 
@@ -75,4 +81,5 @@ pub use model::{
     RotationTarget, Scope, SecretMeta, SecretValue, SpaceInfo,
 };
 pub use open::SecretStore;
+pub use topic_binding::{MAX_TOPIC_LEN, MAX_TOPICS};
 pub use validate::{MAX_ID_LEN, MAX_NAME_LEN, MAX_VALUE_LEN, validate_id, validate_name};

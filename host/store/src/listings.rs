@@ -1,6 +1,6 @@
 //! Listing secrets: one scope's, one secret's, or the merged view a
-//! listener sees. Names, provenance, versions and times only: a listing
-//! has no field that could hold a value.
+//! listener sees. Names, provenance, versions, times and topic bindings
+//! only: a listing has no field that could hold a value.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +8,7 @@ use crate::error::StoreError;
 use crate::layout;
 use crate::model::{EffectiveMeta, Provenance, Scope, SecretMeta};
 use crate::open::SecretStore;
-use crate::records::{self, SecretRecord};
+use crate::records;
 use crate::scopes::utf8;
 use crate::validate::validate_name;
 
@@ -19,13 +19,14 @@ impl SecretStore {
         let prefix = layout::secrets_of(scope);
         let mut out = Vec::new();
         for (k, e) in self.inner.bucket.scan(&prefix)? {
-            let rec: SecretRecord<'_> = records::decode(&e.value, "secret record")?;
+            let rec = records::decode_secret(&e.value)?;
             out.push(SecretMeta {
                 scope: scope.clone(),
                 name: utf8(&k[prefix.len()..], "secret name")?,
                 version: rec.version,
                 created_at_ms: rec.created_at_ms,
                 updated_at_ms: rec.updated_at_ms,
+                topics: rec.topics,
             });
         }
         Ok(out)
@@ -42,13 +43,14 @@ impl SecretStore {
                 name: name.to_owned(),
             });
         };
-        let rec: SecretRecord<'_> = records::decode(&entry.value, "secret record")?;
+        let rec = records::decode_secret(&entry.value)?;
         Ok(SecretMeta {
             scope: scope.clone(),
             name: name.to_owned(),
             version: rec.version,
             created_at_ms: rec.created_at_ms,
             updated_at_ms: rec.updated_at_ms,
+            topics: rec.topics,
         })
     }
 

@@ -91,6 +91,9 @@ pub struct SecretMeta {
     pub version: u64,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// The topic globs the secret is bound to: listeners read it only
+    /// during events whose topic matches one. Empty: every topic.
+    pub topics: Vec<String>,
 }
 
 /// Where an effective secret comes from.

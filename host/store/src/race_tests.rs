@@ -194,7 +194,7 @@ fn a_write_that_picked_the_old_dek_is_resealed_by_its_fence() {
         .get(&layout::secret(&prod(), "NEW"))
         .unwrap()
         .unwrap();
-    let rec: crate::records::SecretRecord<'_> = crate::records::decode(&stored.value, "t").unwrap();
+    let rec = crate::records::decode_secret(&stored.value).unwrap();
     assert_eq!(rec.dek_version, 2, "re-sealed under the current DEK");
 }
 

@@ -1,10 +1,20 @@
 //! Reading values: exactly one scope's ([`SecretStore::get_secret`]) or what
 //! a listener sees, a space's override falling back to its environment's
-//! ([`SecretStore::resolve`], the `get-secret` hot path).
+//! ([`SecretStore::resolve_on_topic`], the `get-secret` hot path).
 //!
 //! Every read first applies the changes the bucket's watch has seen
 //! (`cache_sync.rs`), then serves the record from the sealed cache or the
 //! backend, and decrypts it on demand.
+//!
+//! A listener's read also honours the record's topic binding
+//! (`topic_binding.rs`): a secret bound to topics the event's does not
+//! match is refused ([`StoreError::TopicBound`]). The binding of a cached
+//! record is checked before it is opened, so a refused read decrypts
+//! nothing; a record read from the backend is opened first (which
+//! authenticates its binding, sealed into the AD) and only then cached,
+//! so the cache holds only records that authenticated. The resolved
+//! record's binding decides: a space override bound to other topics is
+//! refused, not passed over for the environment's value.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +23,9 @@ use crate::error::{Preview, StoreError};
 use crate::layout;
 use crate::model::{Provenance, Resolved, Scope, SecretValue};
 use crate::open::SecretStore;
-use crate::records::{self, SecretRecord};
+use crate::records;
 use crate::sealed_cache::{Cached, SealedEntry};
+use crate::topic_binding::TopicBinding;
 use crate::validate::validate_name;
 
 /// A secret record as read from the backend.
@@ -26,18 +37,30 @@ enum Fetched {
     Entry(Arc<SealedEntry>),
 }
 
+/// Who is reading, which decides whether a topic binding applies.
+#[derive(Clone, Copy)]
+enum Reader<'a> {
+    /// The host, reading one scope's value ([`SecretStore::get_secret`]):
+    /// bindings say which listeners may read a secret, not whether the
+    /// host may.
+    Host,
+    /// A listener, during an event on this topic (`None`: outside any).
+    Listener(Option<&'a str>),
+}
+
 /// How many times a read re-reads a record whose DEK is gone: at once, then
 /// waiting a little longer each time (1, 2, 4 ... ms, 127 ms in all) for a
 /// writer's fence to land.
 const STALE_RETRIES: u32 = 8;
 
 impl SecretStore {
-    /// The value of `name` in exactly `scope` (no inheritance).
+    /// The value of `name` in exactly `scope` (no inheritance), whatever
+    /// topics it is bound to: this is the host's read, not a listener's.
     pub fn get_secret(&self, scope: &Scope, name: &str) -> Result<SecretValue, StoreError> {
         validate_name(name)?;
         self.check_unsealed()?;
         self.inner.sync.catch_up(&self.inner)?;
-        match self.read_value(scope, name)? {
+        match self.read_value(scope, name, Reader::Host)? {
             Some((value, _)) => Ok(value),
             None => {
                 self.require_scope(scope)?;
@@ -49,13 +72,38 @@ impl SecretStore {
         }
     }
 
-    /// What a listener in `environment` (and `space`) gets for `name`: the
-    /// space's own secret if it has one, else the environment's.
+    /// What a listener in `environment` (and `space`) gets for `name`
+    /// outside of any event: the space's own secret if it has one, else the
+    /// environment's. A secret bound to topics is refused
+    /// ([`StoreError::TopicBound`]); see [`SecretStore::resolve_on_topic`].
     pub fn resolve(
         &self,
         environment: &str,
         space: Option<&str>,
         name: &str,
+    ) -> Result<Resolved, StoreError> {
+        self.resolve_as(environment, space, name, Reader::Listener(None))
+    }
+
+    /// What a listener in `environment` (and `space`) gets for `name`
+    /// during an event on `topic`: as [`SecretStore::resolve`], and a
+    /// secret bound to topics is read only if `topic` matches one of them.
+    pub fn resolve_on_topic(
+        &self,
+        environment: &str,
+        space: Option<&str>,
+        name: &str,
+        topic: &str,
+    ) -> Result<Resolved, StoreError> {
+        self.resolve_as(environment, space, name, Reader::Listener(Some(topic)))
+    }
+
+    fn resolve_as(
+        &self,
+        environment: &str,
+        space: Option<&str>,
+        name: &str,
+        reader: Reader<'_>,
     ) -> Result<Resolved, StoreError> {
         validate_name(name)?;
         self.check_unsealed()?;
@@ -63,7 +111,7 @@ impl SecretStore {
         if let Some(space) = space {
             self.require_space_in(space, environment)?;
             let scope = Scope::Space(space.to_owned());
-            if let Some((value, version)) = self.read_value(&scope, name)? {
+            if let Some((value, version)) = self.read_value(&scope, name, reader)? {
                 return Ok(Resolved {
                     value,
                     scope,
@@ -73,7 +121,7 @@ impl SecretStore {
             }
         }
         let scope = Scope::Environment(environment.to_owned());
-        match self.read_value(&scope, name)? {
+        match self.read_value(&scope, name, reader)? {
             Some((value, version)) => Ok(Resolved {
                 value,
                 scope,
@@ -93,11 +141,13 @@ impl SecretStore {
     /// Reads and decrypts one value; `None` if the record does not exist.
     /// The record comes from the sealed cache, or from the backend (and is
     /// cached once it has authenticated, if the bucket saw no change
-    /// meanwhile; a missing record is cached as missing).
+    /// meanwhile; a missing record is cached as missing). A listener's read
+    /// of a record bound to other topics is [`StoreError::TopicBound`].
     fn read_value(
         &self,
         scope: &Scope,
         name: &str,
+        reader: Reader<'_>,
     ) -> Result<Option<(SecretValue, u64)>, StoreError> {
         let key = layout::secret(scope, name);
         let cache = &self.inner.sealed_cache;
@@ -126,6 +176,22 @@ impl SecretStore {
                     }
                 }
             };
+            let allowed = match &entry.topics {
+                None => true,
+                Some(binding) => match reader {
+                    Reader::Host => true,
+                    Reader::Listener(topic) => topic.is_some_and(|t| binding.allows(t)),
+                },
+            };
+            let refused = || StoreError::TopicBound {
+                scope: scope.clone(),
+                name: name.to_owned(),
+            };
+            if !allowed && fresh.is_none() {
+                // Cached, so it authenticated when it was read: refused
+                // without opening it.
+                return Err(refused());
+            }
             let mut plain = entry
                 .cipher
                 .open(&entry.nonce, &entry.ad, &entry.sealed)
@@ -151,6 +217,11 @@ impl SecretStore {
             {
                 cache.insert(generation, key, Cached::Sealed(entry));
             }
+            if !allowed {
+                // Opened only to authenticate it; the value drops
+                // (zeroized) here.
+                return Err(refused());
+            }
             return Ok(Some((value, version)));
         }
         Err(StoreError::corrupt(format!(
@@ -167,17 +238,23 @@ impl SecretStore {
         let Some(entry) = read else {
             return Ok(Fetched::Missing);
         };
-        let rec: SecretRecord<'_> = records::decode(&entry.value, "secret record")?;
+        let rec = records::decode_secret(&entry.value)?;
         let Some(cipher) = self.inner.keys.dek(scope, rec.dek_version)? else {
             return Ok(Fetched::StaleDek);
         };
         let sk = records::scope_key(scope);
+        let topics = if rec.topics.is_empty() {
+            None
+        } else {
+            Some(Box::new(TopicBinding::compile(&rec.topics)?))
+        };
         Ok(Fetched::Entry(Arc::new(SealedEntry {
             version: rec.version,
             nonce: rec.nonce,
             sealed: rec.sealed.into(),
-            ad: records::value_ad(&sk, name, rec.version, rec.dek_version).into(),
+            ad: records::value_ad(&sk, name, rec.version, rec.dek_version, &rec.topics).into(),
             cipher,
+            topics,
         })))
     }
 }

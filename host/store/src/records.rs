@@ -5,7 +5,10 @@
 //! Records are postcard-encoded inside a versioned enum so the format can
 //! grow without guessing. A record that fails to decode is reported as
 //! [`StoreError::Corrupt`], never papered over. The formats are those of
-//! release 0.1, so migrated records open unchanged.
+//! release 0.1, so migrated records open unchanged. The one addition is a
+//! second format of secret record, `V2`, for a secret bound to event topics
+//! ([`SecretRecord::topics`]); a secret without topics is written as `V1`,
+//! byte for byte as before, so older data and older readers are unaffected.
 //!
 //! The AD of every ciphertext is length-prefixed and domain-separated, so a
 //! ciphertext moved to another name, scope, version or key slot (by a bug or
@@ -114,8 +117,11 @@ pub(crate) struct CheckRecord<'a> {
     pub sealed: &'a [u8],
 }
 
-/// One secret: metadata in the clear, value sealed under a DEK version.
-#[derive(Serialize, Deserialize, Clone)]
+/// One secret: metadata in the clear, value sealed under a DEK version,
+/// and the topic globs it is bound to (none: readable during every event).
+/// The topics are in the clear too, but bound into the value's AD
+/// ([`value_ad`]): a record whose binding was edited does not open.
+#[derive(Clone)]
 pub(crate) struct SecretRecord<'a> {
     pub version: u64,
     pub created_at_ms: u64,
@@ -123,6 +129,72 @@ pub(crate) struct SecretRecord<'a> {
     pub dek_version: u64,
     pub nonce: [u8; NONCE_LEN],
     pub sealed: &'a [u8],
+    /// Sorted, without duplicates (`topic_binding::normalize`); empty for
+    /// a secret readable on every topic.
+    pub topics: Vec<String>,
+}
+
+/// The fields every secret record has, as `V1` encoded them.
+#[derive(Serialize, Deserialize)]
+struct SecretFields<'a> {
+    version: u64,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    dek_version: u64,
+    nonce: [u8; NONCE_LEN],
+    sealed: &'a [u8],
+}
+
+/// A secret record as written: variant 0 (`V1`) is release 0.1's
+/// `Versioned::V1(record)`, so unbound secrets keep their old bytes.
+#[derive(Serialize)]
+enum SecretOut<'a> {
+    V1(SecretFields<'a>),
+    V2(SecretFields<'a>, &'a [String]),
+}
+
+/// The same, as read.
+#[derive(Deserialize)]
+enum SecretIn<'a> {
+    #[serde(borrow)]
+    V1(SecretFields<'a>),
+    V2(#[serde(borrow)] SecretFields<'a>, Vec<String>),
+}
+
+pub(crate) fn encode_secret(rec: &SecretRecord<'_>) -> Vec<u8> {
+    let fields = SecretFields {
+        version: rec.version,
+        created_at_ms: rec.created_at_ms,
+        updated_at_ms: rec.updated_at_ms,
+        dek_version: rec.dek_version,
+        nonce: rec.nonce,
+        sealed: rec.sealed,
+    };
+    let out = if rec.topics.is_empty() {
+        SecretOut::V1(fields)
+    } else {
+        SecretOut::V2(fields, &rec.topics)
+    };
+    postcard::to_allocvec(&out).expect("postcard encoding into a Vec")
+}
+
+pub(crate) fn decode_secret(bytes: &[u8]) -> Result<SecretRecord<'_>, StoreError> {
+    let (f, topics) = match postcard::from_bytes::<SecretIn<'_>>(bytes) {
+        Ok(SecretIn::V1(f)) => (f, Vec::new()),
+        // A V2 record always has topics; one without is not what we wrote.
+        Ok(SecretIn::V2(f, topics)) if !topics.is_empty() => (f, topics),
+        Ok(SecretIn::V2(..)) => return Err(StoreError::corrupt("secret record: empty topics")),
+        Err(e) => return Err(StoreError::corrupt(format!("secret record: {e}"))),
+    };
+    Ok(SecretRecord {
+        version: f.version,
+        created_at_ms: f.created_at_ms,
+        updated_at_ms: f.updated_at_ms,
+        dek_version: f.dek_version,
+        nonce: f.nonce,
+        sealed: f.sealed,
+        topics,
+    })
 }
 
 /// `e:<id>` or `s:<id>`: how AD names a scope.
@@ -168,12 +240,30 @@ fn ad(domain: &[u8], parts: &[&[u8]], numbers: &[u64]) -> Vec<u8> {
     out
 }
 
-/// AD of a secret value: (scope, name, secret version, DEK version).
-pub(crate) fn value_ad(scope_key: &[u8], name: &str, version: u64, dek_version: u64) -> Vec<u8> {
+/// AD of a secret value: (scope, name, secret version, DEK version), and
+/// for a topic-bound secret its topics. Without topics it is release 0.1's
+/// AD, so existing values open unchanged; with them it is another domain,
+/// so adding, removing or changing a binding makes the value fail to open.
+pub(crate) fn value_ad(
+    scope_key: &[u8],
+    name: &str,
+    version: u64,
+    dek_version: u64,
+    topics: &[String],
+) -> Vec<u8> {
+    if topics.is_empty() {
+        return ad(
+            b"keyhole-store/value/v1",
+            &[scope_key, name.as_bytes()],
+            &[version, dek_version],
+        );
+    }
+    let mut parts: Vec<&[u8]> = vec![scope_key, name.as_bytes()];
+    parts.extend(topics.iter().map(|t| t.as_bytes()));
     ad(
-        b"keyhole-store/value/v1",
-        &[scope_key, name.as_bytes()],
-        &[version, dek_version],
+        b"keyhole-store/value/v2",
+        &parts,
+        &[version, dek_version, topics.len() as u64],
     )
 }
 
@@ -197,28 +287,59 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_reject_garbage() {
-        let rec = SecretRecord {
+        let mut rec = SecretRecord {
             version: 7,
             created_at_ms: 1,
             updated_at_ms: 2,
             dek_version: 3,
             nonce: [9; NONCE_LEN],
             sealed: &[1, 2, 3, 4],
+            topics: Vec::new(),
         };
-        let bytes = encode(&rec);
-        let back: SecretRecord<'_> = decode(&bytes, "t").unwrap();
+        let bytes = encode_secret(&rec);
+        let back = decode_secret(&bytes).unwrap();
         assert_eq!(
             (back.version, back.dek_version, back.nonce, back.sealed),
             (7, 3, [9; NONCE_LEN], &[1u8, 2, 3, 4][..])
         );
+        assert!(back.topics.is_empty());
         assert!(matches!(
-            decode::<SecretRecord<'_>>(&[7, 1], "t"),
+            decode_secret(&[7, 1]),
             Err(StoreError::Corrupt { .. })
         ));
         assert!(matches!(
-            decode::<SecretRecord<'_>>(&bytes[..bytes.len() - 2], "t"),
+            decode_secret(&bytes[..bytes.len() - 2]),
             Err(StoreError::Corrupt { .. })
         ));
+        rec.topics = vec!["action:*".into(), "records:created".into()];
+        let bound = encode_secret(&rec);
+        assert_eq!(decode_secret(&bound).unwrap().topics, rec.topics);
+    }
+
+    /// Release 0.1 wrote secret records as `Versioned::V1(fields)`; a
+    /// record without topics is still exactly that, and reads back.
+    #[test]
+    fn unbound_secrets_keep_release_0_1_bytes() {
+        #[derive(Serialize)]
+        struct Old<'a> {
+            version: u64,
+            created_at_ms: u64,
+            updated_at_ms: u64,
+            dek_version: u64,
+            nonce: [u8; NONCE_LEN],
+            sealed: &'a [u8],
+        }
+        let old = encode(&Old {
+            version: 2,
+            created_at_ms: 5,
+            updated_at_ms: 6,
+            dek_version: 1,
+            nonce: [3; NONCE_LEN],
+            sealed: &[8, 9],
+        });
+        let rec = decode_secret(&old).unwrap();
+        assert_eq!((rec.version, rec.sealed), (2, &[8u8, 9][..]));
+        assert_eq!(encode_secret(&rec), old);
     }
 
     #[test]
@@ -255,8 +376,23 @@ mod tests {
         assert_ne!(e, s);
         assert_eq!(parse_scope_key(&s), Some(Scope::Space("ab".into())));
         assert_eq!(parse_scope_key(&e), Some(Scope::Environment("ab".into())));
-        assert_ne!(value_ad(b"e:a", "bc", 1, 1), value_ad(b"e:ab", "c", 1, 1));
-        assert_ne!(value_ad(b"e:a", "b", 1, 2), value_ad(b"e:a", "b", 2, 1));
+        let none: &[String] = &[];
+        assert_ne!(
+            value_ad(b"e:a", "bc", 1, 1, none),
+            value_ad(b"e:ab", "c", 1, 1, none)
+        );
+        assert_ne!(
+            value_ad(b"e:a", "b", 1, 2, none),
+            value_ad(b"e:a", "b", 2, 1, none)
+        );
+        let t = |ts: &[&str]| ts.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let bound = value_ad(b"e:a", "b", 1, 1, &t(&["x"]));
+        assert_ne!(bound, value_ad(b"e:a", "b", 1, 1, none));
+        assert_ne!(bound, value_ad(b"e:a", "b", 1, 1, &t(&["x", "y"])));
+        assert_ne!(
+            value_ad(b"e:a", "b", 1, 1, &t(&["xy"])),
+            value_ad(b"e:a", "b", 1, 1, &t(&["x", "y"]))
+        );
         assert_ne!(dek_ad(b"e:a", 1, 2), dek_ad(b"e:a", 2, 1));
         assert_ne!(check_ad(1), check_ad(2));
     }

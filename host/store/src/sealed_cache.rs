@@ -34,6 +34,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::crypto::{Cipher, NONCE_LEN};
 use crate::locks::{read_lock, write_lock};
+use crate::topic_binding::TopicBinding;
 
 /// Most entries cached.
 pub(crate) const MAX_ENTRIES: usize = 16_384;
@@ -51,6 +52,9 @@ pub(crate) struct SealedEntry {
     pub ad: Box<[u8]>,
     /// The DEK the record names (the same `Arc` the DEK cache holds).
     pub cipher: Arc<Cipher>,
+    /// The record's topic binding, compiled; `None` for a secret readable
+    /// on every topic (one branch on the read path).
+    pub topics: Option<Box<TopicBinding>>,
 }
 
 /// What the cache knows about one key.
@@ -65,7 +69,9 @@ impl Cached {
     fn bytes(&self) -> usize {
         match self {
             Cached::Missing => 0,
-            Cached::Sealed(e) => e.sealed.len() + e.ad.len(),
+            Cached::Sealed(e) => {
+                e.sealed.len() + e.ad.len() + e.topics.as_ref().map_or(0, |t| t.bytes)
+            }
         }
     }
 }
@@ -154,6 +160,7 @@ mod tests {
             sealed: vec![0; sealed_len].into(),
             ad: Box::new([]),
             cipher: Arc::new(Cipher::new(&[7; 32])),
+            topics: None,
         }))
     }
 

@@ -49,11 +49,11 @@ fn edit(store: &SecretStore, name: &str, edit: impl FnOnce(&mut SecretRecord<'_>
     let bucket = &store.inner.bucket;
     let key = secret_key(name);
     let bytes = bucket.get(&key).unwrap().unwrap().value;
-    let mut rec: SecretRecord<'_> = records::decode(&bytes, "t").unwrap();
+    let mut rec: SecretRecord<'_> = records::decode_secret(&bytes).unwrap();
     let mut sealed = rec.sealed.to_vec();
     edit(&mut rec, &mut sealed);
     rec.sealed = &sealed;
-    bucket.put(&key, &records::encode(&rec)).unwrap();
+    bucket.put(&key, &records::encode_secret(&rec)).unwrap();
 }
 
 fn assert_integrity(store: &SecretStore, name: &str, what: &str) {
@@ -180,6 +180,93 @@ fn tampered_wrapped_dek_fails_integrity() {
         store.get_secret(&prod, "K"),
         Err(StoreError::Integrity { .. })
     ));
+}
+
+/// A topic binding is sealed into the value's AD: a record whose binding
+/// was widened, narrowed, dropped or added behind the store's back fails
+/// to open (for the host's read too), while an unbound record keeps
+/// release 0.1's AD and opens as before.
+#[test]
+fn an_edited_topic_binding_fails_to_open() {
+    let (_d, _k, store) = setup();
+    let prod = Scope::Environment("prod".into());
+    let action = vec!["action:*".to_string()];
+    store
+        .set_secret_with_topics(
+            &prod,
+            "K",
+            &SecretValue::new("VALUE-64".into()),
+            Some(&action),
+        )
+        .unwrap();
+    store
+        .set_secret(&prod, "PLAIN", &SecretValue::new("VALUE-64-plain".into()))
+        .unwrap();
+    let original = store.inner.bucket.get(&secret_key("K")).unwrap().unwrap();
+    let restore = || {
+        store
+            .inner
+            .bucket
+            .put(&secret_key("K"), &original.value)
+            .unwrap();
+        forget_caches(&store);
+        let r = store
+            .resolve_on_topic("prod", None, "K", "action:go")
+            .unwrap();
+        assert_eq!(r.value.expose(), "VALUE-64");
+    };
+    restore();
+    let edits: [(&str, Vec<String>); 4] = [
+        ("widened", vec!["*".into()]),
+        (
+            "widened by one",
+            vec!["action:*".into(), "records:*".into()],
+        ),
+        ("narrowed", vec!["action:go".into()]),
+        ("dropped", vec![]),
+    ];
+    for (what, topics) in edits {
+        edit(&store, "K", |r, _| r.topics = topics.clone());
+        forget_caches(&store);
+        for topic in ["action:go", "records:created"] {
+            match store.resolve_on_topic("prod", None, "K", topic) {
+                Err(e @ StoreError::Integrity { .. }) => {
+                    assert!(!e.to_string().contains("VALUE-64"), "{e}")
+                }
+                // Narrowed: the other topic is refused without opening.
+                Err(StoreError::TopicBound { .. }) if what == "narrowed" => {}
+                other => panic!("{what}, {topic}: expected Integrity, got {other:?}"),
+            }
+        }
+        assert!(
+            matches!(
+                store.get_secret(&prod, "K"),
+                Err(StoreError::Integrity { .. })
+            ),
+            "{what}"
+        );
+        restore();
+    }
+    // A binding added to an unbound record.
+    edit(&store, "PLAIN", |r, _| r.topics = vec!["*x".into()]);
+    forget_caches(&store);
+    assert_integrity(&store, "PLAIN", "binding added");
+}
+
+/// An unbound value's AD is release 0.1's, byte for byte.
+#[test]
+fn unbound_values_keep_release_0_1_associated_data() {
+    let mut expected = b"keyhole-store/value/v1\0".to_vec();
+    for part in [&b"e:prod"[..], b"SLACK_TOKEN"] {
+        expected.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        expected.extend_from_slice(part);
+    }
+    expected.extend_from_slice(&3u64.to_be_bytes());
+    expected.extend_from_slice(&2u64.to_be_bytes());
+    assert_eq!(
+        records::value_ad(b"e:prod", "SLACK_TOKEN", 3, 2, &[]),
+        expected
+    );
 }
 
 /// Rough hot-path timing; run with

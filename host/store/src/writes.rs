@@ -4,6 +4,11 @@
 //! Durability: every acknowledged write flushes the backend before it
 //! returns, so a write the caller saw succeed survives a crash.
 //!
+//! Topic bindings (`topic_binding.rs`) are written with the value and
+//! sealed into its AD. A write that does not say otherwise keeps the
+//! binding the secret had: replacing a value (a routine rotation, a script
+//! that knows nothing of topics) never widens who may read it.
+//!
 //! Concurrency: versions are bumped with compare-and-set on the record's
 //! revision, so concurrent writers (in this process or another host) never
 //! lose an acknowledged write. A record is sealed under the scope's current
@@ -22,14 +27,17 @@ use crate::layout;
 use crate::model::{Scope, SecretMeta, SecretValue, now_ms};
 use crate::open::SecretStore;
 use crate::records::{self, SecretRecord};
+use crate::topic_binding;
 use crate::validate::{validate_name, validate_value};
 
 /// What a secret record keeps besides its sealed value.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct RecordMeta {
     pub version: u64,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// Normalized (`topic_binding::normalize`); empty: every topic.
+    pub topics: Vec<String>,
 }
 
 impl RecordMeta {
@@ -38,6 +46,7 @@ impl RecordMeta {
             version: rec.version,
             created_at_ms: rec.created_at_ms,
             updated_at_ms: rec.updated_at_ms,
+            topics: rec.topics.clone(),
         }
     }
 }
@@ -48,31 +57,56 @@ fn seal_record(
     scope: &Scope,
     name: &str,
     plain: &[u8],
-    meta: RecordMeta,
+    meta: &RecordMeta,
 ) -> Vec<u8> {
     let nonce = crypto::random_nonce();
-    let ad = records::value_ad(&records::scope_key(scope), name, meta.version, dek.version);
+    let ad = records::value_ad(
+        &records::scope_key(scope),
+        name,
+        meta.version,
+        dek.version,
+        &meta.topics,
+    );
     let sealed = dek.cipher.seal(&nonce, &ad, plain);
-    records::encode(&SecretRecord {
+    records::encode_secret(&SecretRecord {
         version: meta.version,
         created_at_ms: meta.created_at_ms,
         updated_at_ms: meta.updated_at_ms,
         dek_version: dek.version,
         nonce,
         sealed: &sealed,
+        topics: meta.topics.clone(),
     })
 }
 
 impl SecretStore {
-    /// Creates or replaces a secret; its version grows by one.
+    /// Creates or replaces a secret; its version grows by one. A secret
+    /// bound to topics stays bound to them (see
+    /// [`SecretStore::set_secret_with_topics`]).
     pub fn set_secret(
         &self,
         scope: &Scope,
         name: &str,
         value: &SecretValue,
     ) -> Result<SecretMeta, StoreError> {
+        self.set_secret_with_topics(scope, name, value, None)
+    }
+
+    /// Creates or replaces a secret, and says which event topics listeners
+    /// may read it during: `None` keeps the binding the secret had (none
+    /// for a new secret); `Some` replaces it with these topic globs, where
+    /// an empty list, or one holding `*`, means every topic. Its version
+    /// grows by one.
+    pub fn set_secret_with_topics(
+        &self,
+        scope: &Scope,
+        name: &str,
+        value: &SecretValue,
+        topics: Option<&[String]>,
+    ) -> Result<SecretMeta, StoreError> {
         validate_name(name)?;
         validate_value(value.expose())?;
+        let topics = topics.map(topic_binding::normalize).transpose()?;
         self.require_scope(scope)?;
         self.check_unsealed()?;
         let bucket = &*self.inner.bucket;
@@ -84,20 +118,22 @@ impl SecretStore {
             let now = now_ms();
             let meta = match &old {
                 Some(e) => {
-                    let r: SecretRecord<'_> = records::decode(&e.value, "secret record")?;
+                    let r = records::decode_secret(&e.value)?;
                     RecordMeta {
                         version: r.version + 1,
                         created_at_ms: r.created_at_ms,
                         updated_at_ms: now,
+                        topics: topics.clone().unwrap_or(r.topics),
                     }
                 }
                 None => RecordMeta {
                     version: 1,
                     created_at_ms: now,
                     updated_at_ms: now,
+                    topics: topics.clone().unwrap_or_default(),
                 },
             };
-            let rec = seal_record(&dek, scope, name, plain, meta);
+            let rec = seal_record(&dek, scope, name, plain, &meta);
             #[cfg(test)]
             crate::test_hooks::hit(crate::test_hooks::Point::BeforeSecretWrite);
             let cas = match &old {
@@ -108,7 +144,7 @@ impl SecretStore {
                 // First the scope (a deletion may have marked it since the
                 // check above: take the write back), then the DEK.
                 crate::deletion::live_fence(bucket, scope, &key, rev)?;
-                self.fence(scope, &key, name, plain, meta, dek.version, rev)?;
+                self.fence(scope, &key, name, plain, &meta, dek.version, rev)?;
                 break meta;
             }
         };
@@ -119,6 +155,7 @@ impl SecretStore {
             version: meta.version,
             created_at_ms: meta.created_at_ms,
             updated_at_ms: meta.updated_at_ms,
+            topics: meta.topics,
         })
     }
 
@@ -149,7 +186,7 @@ impl SecretStore {
         key: &[u8],
         name: &str,
         plain: &[u8],
-        meta: RecordMeta,
+        meta: &RecordMeta,
         expected: Revision,
     ) -> Result<Cas, StoreError> {
         let dek = self.inner.keys.current_dek(scope)?;
@@ -172,7 +209,7 @@ impl SecretStore {
         key: &[u8],
         name: &str,
         plain: &[u8],
-        meta: RecordMeta,
+        meta: &RecordMeta,
         mut used: u64,
         mut rev: Revision,
     ) -> Result<(), StoreError> {

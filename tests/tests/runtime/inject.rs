@@ -204,8 +204,8 @@ pub fn injection_prober() {
     assert_eq!(
         run.notes,
         [
-            "get-secret SLACK_TOKEN: access-denied: the secret is injected into this \
-          listener's requests (deploy --inject), never handed to it"
+            "get-secret SLACK_TOKEN: access-denied (secret injected into the listener's \
+          requests (deploy --inject), never handed to it)"
         ]
     );
     // The audit log: the injected read with where it went, then three
@@ -354,4 +354,96 @@ fn injections_are_checked_at_deploy_and_survive_a_restart() {
         slack.received()[0].header("authorization"),
         Some(format!("Bearer {PLANTED}").as_str())
     );
+}
+
+/// An injection is a grant like the others, bound to the module it was
+/// given to: other code redeployed under the name gets it only by keeping
+/// the grants (`deploy_keeping_grants`), and stating grants of its own
+/// drops it.
+#[test]
+fn an_injection_is_a_grant_bound_to_the_module() {
+    let slack = StubServer::start(200, "{}");
+    let other = StubServer::start(200, "{}");
+    let h = harness();
+    let a = h.deploy(INJECTION_PROBER, spec(&slack, &[]));
+    assert!(a.spec.has_grants() && a.grants_bound());
+    let call = json!({"url": format!("{}/echo", slack.origin())}).to_string();
+
+    // B (other code) keeping A's grants: the injection holds for B.
+    let kept = h
+        .runtime
+        .deploy_keeping_grants(DeploySpec::new("prober", "prod"), &wasm(HTTP_CALLER), &a)
+        .expect("kept");
+    let b = kept.deployment;
+    assert_ne!(b.module_hash, a.module_hash, "different code");
+    assert_eq!(
+        (b.grants_sha256.as_str(), &b.spec.inject),
+        (b.module_hash.as_str(), &a.spec.inject)
+    );
+    let run = h.run_of("prober", "t", "prod", None, &call);
+    assert_eq!(run.http[0].injected, ["SLACK_TOKEN"], "{:?}", run.outcome);
+    assert_eq!(
+        slack.received()[0].header("authorization"),
+        Some(format!("Bearer {PLANTED}").as_str())
+    );
+
+    // B stating grants of its own, without the injection: none.
+    let mut own = DeploySpec::new("prober", "prod");
+    own.allow_http = vec![other.origin()];
+    let b = h.deploy(HTTP_CALLER, own);
+    assert!(b.spec.inject.is_empty());
+    let run = h.run_of("prober", "t", "prod", None, &call);
+    assert!(run.http[0].injected.is_empty());
+    assert_eq!(
+        run.http[0].error.as_deref(),
+        Some("destination not on the allow-list")
+    );
+    assert_eq!(slack.received().len(), 1, "nothing more reached the origin");
+}
+
+/// A secret bound to topics is injected only on events whose topic
+/// matches: on another the request does not go out, and the audit entry
+/// names the rule.
+#[test]
+fn a_topic_bound_secret_is_injected_only_on_its_topics() {
+    let slack = StubServer::start(200, "{}");
+    let h = harness();
+    h.store()
+        .set_secret_with_topics(
+            &Scope::Environment("prod".into()),
+            "SLACK_TOKEN",
+            &keyhole_store::SecretValue::new(PLANTED.into()),
+            Some(&["action:*".to_owned()]),
+        )
+        .expect("bound");
+    h.deploy(INJECTION_PROBER, spec(&slack, &[]));
+    let payload = json!({"requests": [{"url": format!("{}/echo", slack.origin())}], "read": []});
+
+    let run = h.run_of("prober", "action:go", "prod", None, &payload.to_string());
+    assert_eq!(run.http[0].injected, ["SLACK_TOKEN"], "{:?}", run.outcome);
+    assert_eq!(slack.received().len(), 1);
+
+    let run = h.run_of("prober", "other", "prod", None, &payload.to_string());
+    assert_eq!(
+        run.http[0].error.as_deref(),
+        Some("injected secret SLACK_TOKEN is bound to other topics than this event's")
+    );
+    assert_eq!(slack.received().len(), 1, "the request did not go out");
+    let audit = h.runtime.audit().expect("audited");
+    let query = AuditQuery {
+        limit: 10,
+        ..Default::default()
+    };
+    let reasons: Vec<_> = audit
+        .query(&query)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.entry {
+            Entry::SecretRead {
+                event_id, reason, ..
+            } if event_id == run.event_id => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, [Some("secret bound to other topics".to_owned())]);
 }

@@ -7,8 +7,10 @@ mod audit;
 mod budget;
 mod deploy;
 mod examples;
+mod grant_binding;
 mod http;
 mod inject;
+mod least_privilege;
 mod lifecycle;
 mod runs;
 mod sandbox;
@@ -17,7 +19,10 @@ mod sealed;
 mod secrets;
 
 #[allow(unused_imports)]
-use {budget::*, deploy::*, examples::*, http::*, inject::*, sandbox::*, scrubbing::*, secrets::*};
+use {
+    budget::*, deploy::*, examples::*, grant_binding::*, http::*, inject::*, sandbox::*,
+    scrubbing::*, secrets::*,
+};
 
 macro_rules! assert_test_exists {
     ($name:ident) => {

@@ -55,6 +55,19 @@ pub fn audited<T>(
     trail(s, who.actor()).record(action, target, f)?
 }
 
+/// [`audited`], the entry carrying `detail` (what else the change does,
+/// e.g. grants kept across a redeploy).
+pub fn audited_with<T>(
+    s: &Shared,
+    who: &Principal,
+    action: &str,
+    target: &str,
+    detail: Option<&str>,
+    f: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    trail(s, who.actor()).record_detailed(action, target, detail, f)?
+}
+
 /// [`audited`], with a detail on the entry.
 pub fn audited_detailed<T>(
     s: &Shared,

@@ -10,7 +10,7 @@
 //! | 403 | the token lacks the permission, or the target is outside its scope: `{"error", "code", "missingPermission"}` |
 //! | 404 | unknown environment, space, secret, listener, run or token (a run outside the caller's scope too: `runs.rs`) |
 //! | 408 | body not received within `--request-timeout` (see `deadline.rs`) |
-//! | 409 | already exists (a space id taken anywhere), being deleted, not empty (a delete without `force=true`), or a concurrent change won (try again) |
+//! | 409 | already exists (a space id taken anywhere), being deleted, not empty (a delete without `force=true`), or a concurrent change won (try again), e.g. a deploy keeping the grants of a deployment replaced meanwhile |
 //! | 413 | body or module too large |
 //! | 503 | store sealed (master key missing or wrong), or the audit log cannot record an admin change (nothing changed) |
 //! | 500 | anything else (details are logged, not returned) |
@@ -193,7 +193,11 @@ pub fn store_code(e: &StoreError) -> ErrorCode {
         S::InvalidName { .. }
         | S::InvalidId { .. }
         | S::InvalidValue { .. }
+        | S::InvalidTopics { .. }
         | S::Unsupported(_) => C::Invalid,
+        // Only a listener's read is refused for its topic (the API reads
+        // no values); listed so that every variant has its code.
+        S::TopicBound { .. } => C::Forbidden,
         S::SpaceNotInEnvironment { .. } => C::SpaceNotInEnvironment,
         S::UnknownEnvironment(_) => C::UnknownEnvironment,
         S::UnknownSpace(_) => C::UnknownSpace,
@@ -223,6 +227,7 @@ pub fn runtime_code(e: &RuntimeError) -> ErrorCode {
         | R::InvalidEvent(_)
         | R::ExceedsLimits(_) => C::Invalid,
         R::UnknownListener(_) => C::UnknownListener,
+        R::Changed(_) => C::Contended,
         R::NotEmpty { .. } => C::NotEmpty,
         R::TooLarge { .. } => C::TooLarge,
         R::Io { .. } | R::Corrupt(_) | R::Engine(_) => C::Internal,

@@ -12,7 +12,8 @@
 //!
 //! A scoped token may deploy, undeploy, list and emit only inside its scope
 //! (`auth.rs`), and its deployments may be granted only scopes it reaches
-//! itself.
+//! itself. What a redeploy does with the previous deployment's grants
+//! (keep them, or drop them with a notice) is `grants.rs`.
 
 use axum::body::Body;
 use axum::extract::multipart::MultipartError;
@@ -22,10 +23,11 @@ use axum::{Extension, Json};
 use keyhole_runtime::{DeploySpec, Event, Grants, Injection, Limits, RuntimeError};
 use keyhole_store::Scope;
 
-use super::audit::audited;
+use super::audit::{audited, audited_with};
 use super::auth::{denied_item, sees, within, within_scope};
 use super::body::{ApiJson, body_rejection, parse_json, read_body};
 use super::error::{ApiError, ErrorCode};
+use super::grants;
 use super::scopes::blocking;
 use super::{JSON_BODY_LIMIT, Shared, upload_limit};
 use crate::auth::{Permission, Principal, TokenScope};
@@ -55,6 +57,7 @@ impl From<ListenerSpec> for DeploySpec {
             },
             allow_http: s.allow_http,
             settings: s.settings.into_iter().collect(),
+            secrets: s.secrets,
             inject: s
                 .inject
                 .into_iter()
@@ -158,18 +161,29 @@ pub async fn deploy(
         ));
     };
     let state = s.clone();
-    let deployment = blocking(move || {
+    let view = blocking(move || {
         check_deploy_scope(&state, &who, &spec)?;
+        let keep = spec.keep_grants;
+        let spec = DeploySpec::from(spec);
+        let runtime = &state.runtime;
+        let previous = runtime.deployment(&spec.name);
+        let new_hash = keyhole_runtime::module_sha256(&module);
+        let plan = grants::plan(&who, runtime.store(), &spec, keep, previous, &new_hash)?;
         let target = format!("listener:{}", spec.name);
-        audited(&state, &who, "listener.deploy", &target, || {
-            Ok(state.runtime.deploy_replacing(spec.into(), &module)?)
+        let detail = plan.detail.as_deref();
+        let deployed = audited_with(&state, &who, "listener.deploy", &target, detail, || {
+            Ok(match &plan.keep {
+                Some(previous) => runtime.deploy_keeping_grants(spec, &module, previous)?,
+                None => runtime.deploy_replacing(spec, &module)?,
+            })
+        })?;
+        Ok(DeployedView {
+            listener: ListenerView::from(&deployed.deployment),
+            previous_module_hash: deployed.previous_module_hash,
+            notice: plan.notice,
         })
     })
     .await?;
-    let view = DeployedView {
-        listener: ListenerView::from(&deployment.deployment),
-        previous_module_hash: deployment.previous_module_hash,
-    };
     Ok((StatusCode::CREATED, Json(view)))
 }
 

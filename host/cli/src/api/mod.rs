@@ -24,6 +24,7 @@ mod body;
 mod deadline;
 mod deletion;
 mod error;
+mod grants;
 mod listeners;
 mod runs;
 mod scopes;

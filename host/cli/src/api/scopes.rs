@@ -6,8 +6,11 @@
 //! a write); `spaceId` alone implies its environment; `actorId` is
 //! accepted. Secrets are addressed by an id naming their scope
 //! (`env:prod:SLACK_TOKEN`, `space:team-a:SLACK_TOKEN`). Unlike Flatfile's,
-//! no response ever carries a value: values are write-only. Store calls
-//! that write (and so fsync) run on the blocking pool.
+//! no response ever carries a value: values are write-only. keyhole adds
+//! an optional `topics` to the upsert (the topic globs listeners may read
+//! the secret during; absent keeps the binding the secret had) and shows
+//! each secret's binding in the answers. Store calls that write (and so
+//! fsync) run on the blocking pool.
 //!
 //! The caller's scope is checked first (`auth::within`), before the target
 //! is looked up; lists show only what the caller's scope reaches. Each
@@ -22,7 +25,7 @@ use axum::{Extension, Json};
 use keyhole_store::{Provenance, Scope, SecretStore, SecretValue, StoreError};
 
 use super::Shared;
-use super::audit::audited;
+use super::audit::{audited, audited_with};
 use super::auth::{denied_item, sees, within, within_scope};
 use super::body::{ApiJson, parse_json, read_body};
 use super::error::{ApiError, space_create_error};
@@ -259,9 +262,19 @@ pub async fn set_secret(
             None => Scope::Environment(env.clone()),
         };
         let target = secret_target(&scope, &body.name);
-        audited(&state, &who, "secret.set", &target, || {
-            Ok(store.set_secret(&scope, &body.name, &value)?)
-        })?;
+        let topics = body.topics.as_deref();
+        let detail = topics.map(|t| match t {
+            [] => "topics *".to_owned(),
+            t => format!("topics {}", t.join(", ")),
+        });
+        audited_with(
+            &state,
+            &who,
+            "secret.set",
+            &target,
+            detail.as_deref(),
+            || Ok(store.set_secret_with_topics(&scope, &body.name, &value, topics)?),
+        )?;
         effective(&store, &env, space.as_deref())
     })
     .await?;

@@ -156,6 +156,13 @@ pub enum SecretsCmd {
         /// history and the process list: avoid).
         #[arg(long, value_name = "VALUE")]
         value: Option<String>,
+        /// Bind the secret to event topics: listeners read it only during
+        /// events whose topic matches one of these globs (e.g. 'action:*');
+        /// repeat for several (no comma lists: globs use commas, as in
+        /// 'user.{created,deleted}'). '*' removes a binding. Without it,
+        /// a secret keeps the binding it had (none for a new one).
+        #[arg(long = "topics", value_name = "GLOB")]
+        topics: Vec<String>,
     },
     /// List the secrets a listener in this scope sees: names, where each
     /// comes from, version and update time. Never values.
@@ -228,6 +235,17 @@ pub struct DeployArgs {
     /// Non-secret setting delivered with each event; repeat for several.
     #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String)>,
+    /// A secret name, or a glob such as 'SLACK_*', the listener may read;
+    /// repeat for several. Without any, it may read every name in its
+    /// scopes. Reading another name is access-denied.
+    #[arg(long = "secret", value_name = "NAME|GLOB")]
+    pub secrets: Vec<String>,
+    /// Carry the grants of the deployment of the same name (--grant-env,
+    /// --grant-space, --secret, --allow-http, --inject) over to this module. Grants
+    /// hold for the module they were given to: without this (or stating
+    /// them again), a redeploy of other code has none.
+    #[arg(long, conflicts_with_all = ["grant_env", "grant_space", "secrets", "allow_http", "inject"])]
+    pub keep_grants: bool,
     /// A secret the host puts into a header of every request to an origin,
     /// e.g. 'SLACK_TOKEN@https://slack.com/Authorization: Bearer {}'
     /// (`{}` is the value); the listener cannot read it. The origin is

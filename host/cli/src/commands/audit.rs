@@ -140,6 +140,7 @@ fn line(r: &AuditRecord) -> String {
             resolved,
             injected,
             outcome,
+            reason,
             ..
         } => {
             let asked = requested.as_ref().map_or(String::new(), |q| {
@@ -152,11 +153,12 @@ fn line(r: &AuditRecord) -> String {
             let from = resolved.as_ref().map_or(String::new(), |s| {
                 format!(" from {} ({} v{})", s.scope, s.provenance, s.version)
             });
+            let why = reason.as_ref().map_or(String::new(), |r| format!(" ({r})"));
             let into = injected.as_ref().map_or(String::new(), |i| {
                 format!(" injected into {} {}", i.origin, i.header)
             });
             format!(
-                "{when} #{:<6} read   {deployment} {name} {}{asked}{from}{into} event {event_id}",
+                "{when} #{:<6} read   {deployment} {name} {}{why}{asked}{from}{into} event {event_id}",
                 r.seq,
                 outcome.as_str()
             )

@@ -34,6 +34,8 @@ pub fn deploy(c: &Client, args: DeployArgs) -> Result<()> {
         },
         allow_http: args.allow_http,
         settings: args.settings.into_iter().collect(),
+        secrets: args.secrets,
+        keep_grants: args.keep_grants,
         inject: args.inject,
     };
     let spec_json = serde_json::to_vec(&spec)?;
@@ -72,6 +74,12 @@ pub fn deploy(c: &Client, args: DeployArgs) -> Result<()> {
         Some(old) if *old == d.module_hash => println!("  (same module as before)"),
         Some(old) => println!("  replaced module sha256:{}", short_hash(old)),
         None => {}
+    }
+    if spec.keep_grants {
+        println!("kept the previous deployment's grants for this module");
+    }
+    if let Some(notice) = &deployed.notice {
+        println!("notice: {notice}");
     }
     Ok(())
 }
@@ -185,6 +193,7 @@ fn print_listener(v: &ListenerView) {
         l.max_http_requests,
         bytesize::ByteSize(l.max_http_response_bytes)
     );
+    println!("  secrets:    {}", v.secrets.join(", "));
     println!("  allow-http: {}", list_or_dash(&v.allow_http));
     let inject: Vec<String> = v
         .inject
@@ -194,6 +203,12 @@ fn print_listener(v: &ListenerView) {
     println!("  inject:     {}", list_or_dash(&inject));
     println!("  settings:   {}", list_or_dash(&settings));
     println!("  module:     sha256:{}", v.module_hash);
+    if v.grants_sha256 != v.module_hash {
+        println!(
+            "  grants:     given to module sha256:{}, not this one: not applied",
+            v.grants_sha256
+        );
+    }
     println!("  deployed:   {}", v.deployed_at);
 }
 

@@ -129,6 +129,9 @@ fn show(c: &Client, id: u64, json: bool) -> Result<()> {
         r.secrets_read.join(", ")
     };
     println!("  secrets:    {read} (names only; values never leave the run)");
+    for note in &r.notes {
+        println!("  note:       {note}");
+    }
     for call in &r.http {
         let status = call.status.map_or_else(|| "-".into(), |s| s.to_string());
         let error = call

@@ -2,9 +2,15 @@
 //!
 //! Values go in and never come out: `set` asks for the value without echo
 //! at a terminal, or reads it from stdin (so it stays out of shell history
-//! and `ps`); `list` shows names, provenance, versions and times only. The
-//! value is held in zeroizing buffers from the moment it is read until its
-//! request is sent.
+//! and `ps`); `list` shows names, provenance, versions, times and topic
+//! bindings only. The value is held in zeroizing buffers from the moment
+//! it is read until its request is sent.
+//!
+//! `set --topics GLOB` binds the secret to event topics (repeated, never a
+//! comma list: globs such as `user.{created,deleted}` hold commas, and so
+//! may topics). Without `--topics` a secret keeps the binding it had, so
+//! replacing a value never widens who may read it; `--topics '*'` removes
+//! the binding.
 
 use std::io::{IsTerminal, Read};
 
@@ -20,7 +26,12 @@ use crate::views::{Data, SecretView, SecretsView, secret_id};
 
 pub fn run(c: &Client, cmd: SecretsCmd) -> Result<()> {
     match cmd {
-        SecretsCmd::Set { name, scope, value } => set(c, &name, &scope, value),
+        SecretsCmd::Set {
+            name,
+            scope,
+            value,
+            topics,
+        } => set(c, &name, &scope, value, topics),
         SecretsCmd::List { scope, json } => list(c, &scope, json),
         SecretsCmd::Show { name, scope, json } => show(c, &name, &scope, json),
         SecretsCmd::Rm { name, scope } => rm(c, &name, &scope),
@@ -38,7 +49,13 @@ fn list_path(scope: &ScopeArgs) -> Result<String> {
     ))
 }
 
-fn set(c: &Client, name: &str, scope: &ScopeArgs, value: Option<String>) -> Result<()> {
+fn set(
+    c: &Client,
+    name: &str,
+    scope: &ScopeArgs,
+    value: Option<String>,
+    topics: Vec<String>,
+) -> Result<()> {
     // Everything that can be checked is, before asking for a value that
     // could not be stored: the name, the scope (and the right to it), and
     // that the store is unsealed.
@@ -63,15 +80,22 @@ fn set(c: &Client, name: &str, scope: &ScopeArgs, value: Option<String>) -> Resu
             environment_id: Some(scope.env.clone()),
             space_id: scope.space.clone(),
             actor_id: None,
+            topics: (!topics.is_empty()).then_some(topics),
         },
     )?;
     let target = scope.target();
-    let version = written
+    let written = written
         .data
         .iter()
-        .find(|s| s.name == name && s.space_id == scope.space)
-        .map_or(0, |s| s.version);
+        .find(|s| s.name == name && s.space_id == scope.space);
+    let version = written.map_or(0, |s| s.version);
     println!("set {name} in {target} (version {version})");
+    if let Some(s) = written.filter(|s| s.topics != ["*"]) {
+        println!(
+            "listeners read it only during events on topics {}",
+            s.topics.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -124,15 +148,22 @@ fn list(c: &Client, scope: &ScopeArgs, json: bool) -> Result<()> {
         return Ok(());
     }
     println!("secrets in {place} (values are never shown):");
-    println!("{:<32} {:<24} {:>7}  UPDATED", "NAME", "FROM", "VERSION");
+    println!(
+        "{:<32} {:<24} {:>7}  {:<24}  TOPICS",
+        "NAME", "FROM", "VERSION", "UPDATED"
+    );
     for s in &effective.data {
         let from = match (&s.provenance, &s.space_id) {
             (Provenance::SpaceOverride, Some(space)) => format!("space override ({space})"),
             _ => format!("environment ({})", s.environment_id),
         };
         println!(
-            "{:<32} {:<24} {:>7}  {}",
-            s.name, from, s.version, s.updated_at
+            "{:<32} {:<24} {:>7}  {:<24}  {}",
+            s.name,
+            from,
+            s.version,
+            s.updated_at,
+            s.topics.join(", ")
         );
     }
     Ok(())

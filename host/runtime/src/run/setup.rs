@@ -68,18 +68,24 @@ pub(super) fn set_up(
         store: inner.store.clone(),
         environment: target.environment.clone(),
         space: event.space.as_deref().map(Into::into),
-        grants: target.grants.clone(),
-        withheld: target.inject.clone(),
+        topic: event.topic.as_str().into(),
+        access: target.access.clone(),
         revealed: Vec::new(),
         metrics: inner.metrics.clone(),
         audit: inner.audit.clone().map(|log| AuditCtx {
             log,
             event_id: event.id.as_str().into(),
-            topic: event.topic.as_str().into(),
             deployment: target.name.clone(),
             module_hash: target.module_hash.clone(),
         }),
-        notes: Vec::new(),
+        // Grants given to another module: every run says they were not
+        // applied (`access.rs`).
+        notes: target
+            .access
+            .unbound
+            .as_ref()
+            .map(|u| vec![u.note.clone()])
+            .unwrap_or_default(),
     };
     let limits = RunLimits::new(
         spec.limits.memory_bytes,
@@ -92,7 +98,7 @@ pub(super) fn set_up(
         .as_ref()
         .map(|rules| Injector::new(rules.clone(), &secrets));
     let mut state = RunState::new(secrets, limits);
-    let http_calls = (!target.origins.is_empty()).then(|| {
+    let http_calls = target.http.then(|| {
         state.with_http(
             target.origins.clone(),
             spec.limits.max_http_requests,

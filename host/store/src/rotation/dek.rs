@@ -13,7 +13,7 @@ use crate::keys::{Wrapped, wrap_dek};
 use crate::layout;
 use crate::model::{RotationReport, RotationTarget, Scope};
 use crate::open::SecretStore;
-use crate::records::{self, SecretRecord};
+use crate::records;
 use crate::scopes::utf8;
 use crate::writes::RecordMeta;
 
@@ -99,7 +99,7 @@ impl SecretStore {
         for _ in 0..SWEEP_PASSES {
             let mut behind = 0;
             for (key, entry) in self.inner.bucket.scan(&prefix)? {
-                let rec: SecretRecord<'_> = records::decode(&entry.value, "secret record")?;
+                let rec = records::decode_secret(&entry.value)?;
                 if rec.dek_version >= new_version {
                     continue;
                 }
@@ -112,7 +112,7 @@ impl SecretStore {
                     self.expect_moved(&key, entry.revision, scope, &name, rec.dek_version)?;
                     continue;
                 };
-                let ad = records::value_ad(&sk, &name, rec.version, rec.dek_version);
+                let ad = records::value_ad(&sk, &name, rec.version, rec.dek_version, &rec.topics);
                 let plain = old_dek.open(&rec.nonce, &ad, rec.sealed).map_err(|_| {
                     StoreError::integrity(format!(
                         "secret {} in {scope} does not authenticate",
@@ -120,7 +120,7 @@ impl SecretStore {
                     ))
                 })?;
                 let meta = RecordMeta::of(&rec);
-                let cas = self.reseal(scope, &key, &name, &plain, meta, entry.revision)?;
+                let cas = self.reseal(scope, &key, &name, &plain, &meta, entry.revision)?;
                 rewritten += usize::from(cas.written().is_some());
             }
             if behind == 0 {
@@ -168,8 +168,7 @@ impl SecretStore {
         }
         let mut referenced = HashSet::new();
         for (_, entry) in self.inner.bucket.scan(&layout::secrets_of(scope))? {
-            let rec: SecretRecord<'_> = records::decode(&entry.value, "secret record")?;
-            referenced.insert(rec.dek_version);
+            referenced.insert(records::decode_secret(&entry.value)?.dek_version);
         }
         let mut retired = Vec::new();
         for version in keys.dek_versions(scope)? {
