@@ -49,6 +49,21 @@ fn deploy_inject_through_the_daemon() {
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.stderr.contains("exactly once"), "{bad:?}");
 
+    // An injection is a grant: --keep-grants carries it, never beside it.
+    let both = k.run(&[
+        "deploy",
+        EXAMPLE_SLACK_NOTIFIER,
+        "--name",
+        "notifier",
+        "--env",
+        "prod",
+        "--keep-grants",
+        "--inject",
+        &inject,
+    ]);
+    assert_eq!(both.code, 2, "{both:?}");
+    assert!(both.stderr.contains("cannot be used with"), "{both:?}");
+
     let out = deploy("notifier", &inject);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
