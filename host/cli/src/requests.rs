@@ -2,7 +2,7 @@
 //! the API parses them. One type per request, so the two cannot drift.
 //!
 //! Field names are camelCase. Bodies refuse unknown fields, so a typo is a
-//! 400 rather than a silently ignored setting. Answers are in `views.rs`.
+//! 400 rather than a silently ignored setting. Answers are in `views/`.
 
 use std::collections::BTreeMap;
 
