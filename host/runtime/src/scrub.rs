@@ -19,6 +19,8 @@
 //! scrubbed as they stream in ([`Scrubber::scrub_stream`], used by
 //! `http_scrub.rs`), with the same result as scrubbing them whole.
 
+use std::cell::OnceCell;
+
 use memchr::memmem::Finder;
 
 use crate::secrets::Revealed;
@@ -30,11 +32,24 @@ pub(crate) struct Scrubber<'a> {
     by_length: Vec<Value<'a>>,
 }
 
-/// One revealed value and its searcher, prepared once per run.
+/// One revealed value and its searcher, built at most once per run and
+/// only when some text is long enough to hold the value (building one
+/// costs more than a short run's whole scrub).
 struct Value<'a> {
     name: &'a str,
     bytes: &'a [u8],
-    finder: Finder<'a>,
+    finder: OnceCell<Finder<'a>>,
+}
+
+impl<'a> Value<'a> {
+    fn find(&self, text: &[u8]) -> Option<usize> {
+        if text.len() < self.bytes.len() {
+            return None;
+        }
+        self.finder
+            .get_or_init(|| Finder::new(self.bytes))
+            .find(text)
+    }
 }
 
 /// One occurrence of a value in the bytes being scrubbed.
@@ -52,7 +67,7 @@ impl<'a> Scrubber<'a> {
             .map(|(name, v)| Value {
                 name,
                 bytes: v.expose().as_bytes(),
-                finder: Finder::new(v.expose().as_bytes()),
+                finder: OnceCell::new(),
             })
             .collect();
         by_length.sort_by_key(|v| std::cmp::Reverse(v.bytes.len()));
@@ -129,9 +144,7 @@ impl<'a> Scrubber<'a> {
 impl<'a> Scrubber<'a> {
     /// Whether `text` holds any of the values.
     pub(crate) fn finds(&self, text: &[u8]) -> bool {
-        self.by_length
-            .iter()
-            .any(|v| text.len() >= v.bytes.len() && v.finder.find(text).is_some())
+        self.by_length.iter().any(|v| v.find(text).is_some())
     }
 
     /// Every occurrence of every value in `text`, overlapping ones too.
@@ -141,9 +154,7 @@ impl<'a> Scrubber<'a> {
             let mut from = 0;
             // A text too short to hold the value (a run's short result,
             // say) skips the search.
-            while text.len() - from >= value.bytes.len()
-                && let Some(i) = value.finder.find(&text[from..])
-            {
+            while let Some(i) = value.find(&text[from..]) {
                 let start = from + i;
                 hits.push(Hit {
                     start,
