@@ -20,25 +20,36 @@ fn results(record: &keyhole_runtime::RunRecord) -> Vec<Value> {
 /// provenance, version).
 type Read = (String, ReadOutcome, Option<(String, String, u64)>);
 
-fn reads_of(h: &Harness, event_id: &str) -> Vec<Read> {
+/// The `SecretRead` entries of one event, oldest first.
+pub(crate) fn secret_reads(h: &Harness, event_id: &str) -> Vec<Entry> {
     let audit = h.runtime.audit().expect("audited");
-    let mut out: Vec<Read> = audit
-        .query(&AuditQuery {
-            limit: 1000,
-            ..Default::default()
-        })
+    let query = AuditQuery {
+        limit: 1000,
+        ..Default::default()
+    };
+    let mut out: Vec<Entry> = audit
+        .query(&query)
         .unwrap()
         .into_iter()
-        .filter_map(|r| match r.entry {
+        .map(|r| r.entry)
+        .filter(|e| matches!(e, Entry::SecretRead { event_id: id, .. } if *id == event_id))
+        .collect();
+    out.reverse();
+    out
+}
+
+fn reads_of(h: &Harness, event_id: &str) -> Vec<Read> {
+    secret_reads(h, event_id)
+        .into_iter()
+        .filter_map(|e| match e {
             Entry::SecretRead {
-                event_id: e,
                 name,
                 outcome,
                 resolved,
                 deployment,
                 module_sha256,
                 ..
-            } if e == event_id => {
+            } => {
                 assert_eq!(deployment, "reader");
                 assert_eq!(module_sha256.len(), 64);
                 Some((
@@ -49,9 +60,7 @@ fn reads_of(h: &Harness, event_id: &str) -> Vec<Read> {
             }
             _ => None,
         })
-        .collect();
-    out.reverse();
-    out
+        .collect()
 }
 
 #[test]

@@ -94,32 +94,22 @@ fn header<'a>(response: &'a Value, name: &str) -> Option<&'a Value> {
 
 /// Every audit entry of `event_id`'s reads: (name, outcome, injected into).
 fn reads(h: &Harness, event_id: &str) -> Vec<(String, ReadOutcome, Option<String>)> {
-    let audit = h.runtime.audit().expect("audited");
-    let query = AuditQuery {
-        limit: 1000,
-        ..Default::default()
-    };
-    let mut out: Vec<_> = audit
-        .query(&query)
-        .unwrap()
+    crate::audit::secret_reads(h, event_id)
         .into_iter()
-        .filter_map(|r| match r.entry {
+        .filter_map(|e| match e {
             Entry::SecretRead {
-                event_id: e,
                 name,
                 outcome,
                 injected,
                 ..
-            } if e == event_id => Some((
+            } => Some((
                 name,
                 outcome,
                 injected.map(|i| format!("{} {}", i.origin, i.header)),
             )),
             _ => None,
         })
-        .collect();
-    out.reverse();
-    out
+        .collect()
 }
 
 /// Acceptance: the injected origin receives the value in place of the

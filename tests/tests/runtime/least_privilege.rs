@@ -4,7 +4,7 @@
 //! the run record's notes and the audit entry's reason say which rule
 //! denied it. (Grants bound to the module: `grant_binding.rs`.)
 
-use keyhole_audit::{AuditQuery, Entry, ReadOutcome};
+use keyhole_audit::{Entry, ReadOutcome};
 use keyhole_runtime::{DeploySpec, Outcome, RunRecord, RuntimeError};
 use keyhole_store::{Scope, SecretValue};
 use keyhole_tests::*;
@@ -25,28 +25,18 @@ pub(crate) fn reads(reads: Value) -> String {
 /// The audit entries of one event's reads, oldest first: (name, outcome,
 /// reason).
 pub(crate) fn audited(h: &Harness, event_id: &str) -> Vec<(String, ReadOutcome, Option<String>)> {
-    let audit = h.runtime.audit().expect("audited");
-    let query = AuditQuery {
-        limit: 1000,
-        ..Default::default()
-    };
-    let mut out: Vec<_> = audit
-        .query(&query)
-        .unwrap()
+    crate::audit::secret_reads(h, event_id)
         .into_iter()
-        .filter_map(|r| match r.entry {
+        .filter_map(|e| match e {
             Entry::SecretRead {
-                event_id: e,
                 name,
                 outcome,
                 reason,
                 ..
-            } if e == event_id => Some((name, outcome, reason)),
+            } => Some((name, outcome, reason)),
             _ => None,
         })
-        .collect();
-    out.reverse();
-    out
+        .collect()
 }
 
 fn prod() -> Scope {
