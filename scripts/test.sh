@@ -21,4 +21,13 @@ if command -v npm >/dev/null && ! [ "$js/node_modules/.package-lock.json" -nt "$
   (cd "$js" && npm ci --loglevel=error --no-audit --no-fund) \
     || echo "warning: npm ci failed in $js; the JavaScript example test is skipped" >&2
 fi
+# The web console's browser test injects axe-core (npm, tests/browser) into
+# each page; it needs Debian's chromium and chromium-driver too (.ci/run
+# installs them; without them the test says so and passes, unless
+# KEYHOLE_REQUIRE_BROWSER is set).
+browser=tests/browser
+if command -v npm >/dev/null && ! [ "$browser/node_modules/.package-lock.json" -nt "$browser/package-lock.json" ]; then
+  (cd "$browser" && npm ci --loglevel=error --no-audit --no-fund) \
+    || echo "warning: npm ci failed in $browser; the console's browser test will fail" >&2
+fi
 exec cargo test --workspace --release "$@"

@@ -20,6 +20,7 @@ mod cli;
 mod client;
 mod commands;
 mod config;
+mod console;
 mod datadir;
 mod errors;
 mod requests;

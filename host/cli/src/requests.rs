@@ -170,7 +170,7 @@ pub struct EmitBody {
 
 /// `GET /v1/runs`, as sent: each value is checked and parsed by the API
 /// (`api/runs.rs`), so a bad one is a 400 in the caller's terms.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RunsParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -145,7 +145,12 @@ async fn serve(
     announce(g, listener.local_addr()?, cert)?;
 
     api::spawn_last_used_writer(&state);
-    let router = api::router(state);
+    let console = crate::console::Limits {
+        idle: args.console_idle_timeout,
+        lifetime: args.console_session_lifetime,
+    };
+    let router =
+        api::router(state.clone()).merge(crate::console::router(state, tls.is_some(), console));
     let http = http1_builder(args.header_timeout);
     let graceful = GracefulShutdown::new();
     let cap = fit_connection_cap(args.max_connections);

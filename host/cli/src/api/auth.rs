@@ -34,22 +34,27 @@ use keyhole_store::{Scope, SecretStore};
 
 use super::audit::{UNAUTHENTICATED, denial};
 use super::error::{ApiError, Denial, ErrorCode, store_code};
-use super::{Access, Shared};
+use super::{Access, ConsoleCaller, Shared};
 use crate::auth::{Permission, Principal, Reach, TokenScope};
 
-/// Middleware for every non-public route (see the module docs).
-pub async fn authorize(
-    State((s, access)): State<(Shared, Access)>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let route = format!(
+/// The method and matched path of a request, for audit entries.
+fn route_of(req: &Request) -> String {
+    format!(
         "{} {}",
         req.method(),
         req.extensions()
             .get::<MatchedPath>()
             .map_or("?", |m| m.as_str())
-    );
+    )
+}
+
+/// Middleware for every non-public route (see the module docs).
+pub async fn authorize(
+    State((s, access)): State<(Shared, Access)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = route_of(&req);
     let unread = declares_body(&req);
     let header = req
         .headers()
@@ -63,6 +68,43 @@ pub async fn authorize(
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
+    admit(&s, access, principal, &route, req, next).await
+}
+
+/// Middleware for every non-public route of the console's in-process API
+/// (`super::console_router`): the caller is the [`ConsoleCaller`] the
+/// console put in the request's extensions (the signed-in token, which the
+/// console has just checked is still valid); from there on it is treated
+/// exactly as a bearer token's principal.
+pub async fn from_console(
+    State((s, access)): State<(Shared, Access)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let route = route_of(&req);
+    let Some(ConsoleCaller(principal)) = req.extensions_mut().remove::<ConsoleCaller>() else {
+        denial(
+            &s,
+            UNAUTHENTICATED.into(),
+            &route,
+            "console request without a caller",
+        );
+        return unauthorized();
+    };
+    admit(&s, access, principal, &route, req, next).await
+}
+
+/// The route's permission check for a known caller, then the handler;
+/// every 403 is audited.
+async fn admit(
+    s: &Shared,
+    access: Access,
+    principal: Principal,
+    route: &str,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let unread = declares_body(&req);
     let actor = principal.actor();
     let response = match access {
         Access::Needs(p) if let Err(e) = require(&principal, p) => {
@@ -76,7 +118,7 @@ pub async fn authorize(
     // Every 403, whether from the route's permission or a handler's scope
     // check, carries why (`error::Denial`).
     if let Some(Denial(why)) = response.extensions().get::<Denial>() {
-        denial(&s, actor, &route, why);
+        denial(s, actor, route, why);
     }
     response
 }

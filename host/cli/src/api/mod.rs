@@ -14,6 +14,14 @@
 //! outside its scope, a 403 naming the permission (`auth.rs`). The caller's
 //! `auth::Principal` is in each request's extensions.
 //!
+//! Three routers are built from the one table, differing only in how the
+//! caller is known: [`router`] (the daemon's, bearer tokens only),
+//! [`local_router`] (the CLI in its own process, as the local user) and
+//! [`console_router`] (the web console in the daemon's process, as the
+//! signed-in token: `crate::console`). Each is its own `Router` value,
+//! never reachable from another: a network request reaches only
+//! [`router`].
+//!
 //! Bodies are bounded: JSON bodies by [`JSON_BODY_LIMIT`], module uploads by
 //! `--max-module-bytes`, and the time to receive any body by
 //! `--request-timeout` ([`deadline`]).
@@ -45,6 +53,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+pub use audit::{UNAUTHENTICATED, audited, denial};
+pub use auth::require;
+pub use deadline::limit_body_time;
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use tokens::spawn_last_used_writer;
 
@@ -249,31 +260,59 @@ pub fn routes(max_module_bytes: usize) -> Vec<Route> {
     ]
 }
 
+/// The caller of a request to [`console_router`]: the signed-in token's
+/// principal, put in the request's extensions by the console. Only code in
+/// this process can set an extension, and only the console's router reads
+/// this one, so no network request can name its own caller.
+#[derive(Clone, Debug)]
+pub struct ConsoleCaller(pub Principal);
+
+/// How a router knows who is calling.
+enum Caller {
+    /// `Authorization: Bearer` on each request.
+    Bearer,
+    /// Always this principal (the CLI's local user).
+    Given(Principal),
+    /// The [`ConsoleCaller`] extension of each request.
+    Console,
+}
+
 /// The complete application, for network clients: every route but the
 /// public ones needs a bearer token (`auth::authorize`).
 pub fn router(state: Shared) -> Router {
-    build(state, None)
+    build(state, Caller::Bearer)
 }
 
 /// The same application for the CLI in this process (`crate::client`):
 /// every request is `caller`'s (the local user), with no token.
 pub fn local_router(state: Shared) -> Router {
-    build(state, Some(Principal::local()))
+    build(state, Caller::Given(Principal::local()))
 }
 
-fn build(state: Shared, local: Option<Principal>) -> Router {
+/// The same application for the web console, in the daemon's process
+/// (`crate::console`): each request is the [`ConsoleCaller`] its extension
+/// names, checked exactly as a bearer token's principal is (permission,
+/// scope, and a `denied` audit entry for every refusal).
+pub fn console_router(state: Shared) -> Router {
+    build(state, Caller::Console)
+}
+
+fn build(state: Shared, caller: Caller) -> Router {
     let mut router = Router::new();
     for r in routes(state.max_module_bytes) {
         tracing::debug!(method = %r.method, path = r.path, access = ?r.access, "route");
-        let handler = match (r.access, &local) {
+        let handler = match (r.access, &caller) {
             (Access::Public, _) => r.handler,
-            (access, None) => r.handler.route_layer(middleware::from_fn_with_state(
+            (access, Caller::Bearer) => r.handler.route_layer(middleware::from_fn_with_state(
                 (state.clone(), access),
                 auth::authorize,
             )),
-            (access, Some(caller)) => r.handler.route_layer(middleware::from_fn_with_state(
-                (caller.clone(), access),
-                auth::as_caller,
+            (access, Caller::Given(caller)) => r.handler.route_layer(
+                middleware::from_fn_with_state((caller.clone(), access), auth::as_caller),
+            ),
+            (access, Caller::Console) => r.handler.route_layer(middleware::from_fn_with_state(
+                (state.clone(), access),
+                auth::from_console,
             )),
         };
         router = router.route(r.path, handler);

@@ -26,7 +26,7 @@ use std::fmt;
 
 pub use records::{NewToken, Token, Tokens};
 pub use roles::{Permission, Role, UnknownRole, role_names};
-pub use view::TokenView;
+pub use view::{Binding, TokenView};
 
 /// Where a token may act.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use keyhole_kv::{Change, Watch};
+use sha2::Digest as _;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::records::{self, PREFIX, Token, Tokens, digest, now_ms};
@@ -162,6 +163,17 @@ impl TokenView {
         let Some(token) = bearer(header) else {
             return Ok(None);
         };
+        Ok(self.verify(token)?.map(|(p, _)| p))
+    }
+
+    /// The principal a presented token stands for, and the binding a
+    /// console session keeps in its place (`crate::console`): `None` for
+    /// an unknown, revoked or expired token.
+    pub fn verify(&self, token: &str) -> Result<Option<(Principal, Binding)>, TokenError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Ok(None);
+        }
         self.catch_up()?;
         let presented = digest(token);
         let live = self.read();
@@ -175,6 +187,31 @@ impl TokenView {
         let Some(l) = usize::try_from(hit).ok().and_then(|i| live.get(i)) else {
             return Ok(None);
         };
+        let now = now_ms();
+        if l.token.expired_at(now) {
+            return Ok(None);
+        }
+        l.last_used_ms.fetch_max(now, Ordering::Relaxed);
+        let binding = Binding {
+            name: l.token.name.clone(),
+            tag: Binding::tag(&l.token.sha256),
+        };
+        Ok(Some((l.principal.clone(), binding)))
+    }
+
+    /// The principal of a console session's token, checked again as if it
+    /// had been presented: `None` once the token is revoked, expired, or
+    /// rotated or reset (its secret changed, so its binding no longer
+    /// matches).
+    pub fn recheck(&self, b: &Binding) -> Result<Option<Principal>, TokenError> {
+        self.catch_up()?;
+        let live = self.read();
+        let Some(l) = live.iter().find(|l| l.token.name == b.name) else {
+            return Ok(None);
+        };
+        if !bool::from(Binding::tag(&l.token.sha256).ct_eq(&b.tag)) {
+            return Ok(None);
+        }
         let now = now_ms();
         if l.token.expired_at(now) {
             return Ok(None);
@@ -213,6 +250,39 @@ impl TokenView {
     #[cfg(test)]
     fn applied(&self) -> keyhole_kv::Revision {
         self.applied.load(Ordering::Acquire)
+    }
+}
+
+/// Which token a console session was opened with, held in the token's
+/// place: its name, and a tag derived from the stored hash of its secret
+/// (neither the token nor the hash itself), so a rotated or reset token's
+/// sessions end with the old secret. `Debug` shows the name only.
+#[derive(Clone)]
+pub struct Binding {
+    name: String,
+    tag: [u8; 32],
+}
+
+impl Binding {
+    fn tag(stored: &[u8; 32]) -> [u8; 32] {
+        let mut h = sha2::Sha256::new();
+        h.update(b"keyhole console session binding\0");
+        h.update(stored);
+        h.finalize().into()
+    }
+
+    /// The token's name.
+    #[cfg(test)]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Debug for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binding")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -278,6 +348,30 @@ mod tests {
         assert!(view.verify_header(Some(&header(&ci2))).unwrap().is_none());
         assert_eq!(view.applied(), tokens.bucket().revision());
         assert!(view.verify_header(Some(&header(&admin))).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_binding_holds_until_its_token_is_rotated_or_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = keyhole_kv_embedded::EmbeddedKv::open(dir.path()).unwrap();
+        let tokens = Tokens::open(&kv).unwrap();
+        let (_, ci) = tokens.create(new("ci", Role::Deployer)).unwrap();
+        let view = TokenView::load(Tokens::open(&kv).unwrap()).unwrap();
+        assert!(view.verify("kh_wrong").unwrap().is_none());
+        let (p, b) = view
+            .verify(&format!(" {}\n", ci.as_str()))
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.actor(), b.name()), ("token:ci".into(), "ci"));
+        assert!(!format!("{b:?}").contains(&hex::encode(digest(&ci))));
+        assert_eq!(view.recheck(&b).unwrap(), Some(p));
+        tokens.rotate("ci").unwrap();
+        assert!(view.recheck(&b).unwrap().is_none(), "rotated");
+        let (_, ci2) = tokens.rotate("ci").unwrap();
+        let (_, b2) = view.verify(&ci2).unwrap().unwrap();
+        assert!(view.recheck(&b2).unwrap().is_some());
+        tokens.revoke("ci").unwrap();
+        assert!(view.recheck(&b2).unwrap().is_none(), "revoked");
     }
 
     #[test]

@@ -408,6 +408,14 @@ pub struct ServeArgs {
     /// connection. 1ms to 24h.
     #[arg(long, default_value = "30s", value_parser = parse_timeout)]
     pub write_timeout: Duration,
+    /// The web console (served at /) signs a browser out after this long
+    /// without a request. 1ms to 24h.
+    #[arg(long, default_value = "30m", value_parser = parse_timeout)]
+    pub console_idle_timeout: Duration,
+    /// The web console signs a browser out this long after it signed in,
+    /// however busy. 1ms to 24h.
+    #[arg(long, default_value = "12h", value_parser = parse_timeout)]
+    pub console_session_lifetime: Duration,
     /// Most client connections open at once. Beyond it new connections wait
     /// in the kernel's listen backlog until one closes, so clients cannot
     /// exhaust the daemon's file descriptors. 1 to 65536.

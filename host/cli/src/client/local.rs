@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::http::{Method, Request, header};
+use axum::http::Method;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use super::{Body, Call, Reply};
+use super::{Call, Reply};
 use crate::api::{self, ApiMetrics, AppState};
 use crate::auth::{TokenView, Tokens};
 use crate::config::Globals;
@@ -61,20 +61,7 @@ impl Local {
 
     pub fn send(&self, call: Call) -> Result<Reply> {
         let changes = call.method != Method::GET;
-        let builder = Request::builder().method(call.method).uri(&call.path);
-        let request = match call.body {
-            Body::Empty => builder.body(axum::body::Body::empty()),
-            Body::Json(bytes) => builder
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(axum::body::Body::from(bytes.to_vec())),
-            Body::Multipart { boundary, bytes } => builder
-                .header(
-                    header::CONTENT_TYPE,
-                    format!("multipart/form-data; boundary={boundary}"),
-                )
-                .body(axum::body::Body::from(bytes)),
-        }
-        .context("building the request")?;
+        let request = call.into_request()?;
         let reply = self.rt.block_on(async {
             let response = self
                 .router

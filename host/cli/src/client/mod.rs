@@ -65,6 +65,37 @@ pub struct Call {
     pub body: Body,
 }
 
+impl Call {
+    pub fn new(method: Method, path: &str, body: Body) -> Self {
+        Call {
+            method,
+            path: path.to_owned(),
+            body,
+        }
+    }
+
+    /// This call as a request to a router in this process (`Local`, and
+    /// the web console's `crate::console::call`).
+    pub fn into_request(self) -> Result<axum::http::Request<axum::body::Body>> {
+        let builder = axum::http::Request::builder()
+            .method(self.method)
+            .uri(&self.path);
+        let request = match self.body {
+            Body::Empty => builder.body(axum::body::Body::empty()),
+            Body::Json(bytes) => builder
+                .header(axum::http::header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(bytes.to_vec())),
+            Body::Multipart { boundary, bytes } => builder
+                .header(
+                    axum::http::header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(axum::body::Body::from(bytes)),
+        };
+        request.context("building the request")
+    }
+}
+
 /// What came back.
 pub struct Reply {
     pub status: StatusCode,
@@ -81,6 +112,34 @@ pub struct ApiFailure {
     /// The id or name the error is about, if the API said.
     pub subject: Option<String>,
     pub missing_permission: Option<String>,
+}
+
+impl ApiFailure {
+    /// What a refusal's body says; `who` names the answering side for a
+    /// body that says nothing (a 401 has none, on purpose).
+    pub fn from_reply(reply: &Reply, who: &str) -> ApiFailure {
+        if let Ok(body) = serde_json::from_slice::<ErrorBody>(&reply.body) {
+            return ApiFailure {
+                code: body.code,
+                message: body.error,
+                subject: body.subject,
+                missing_permission: body.missing_permission,
+            };
+        }
+        let (code, message) = match reply.status {
+            StatusCode::UNAUTHORIZED => (
+                ErrorCode::Unauthenticated,
+                format!("{who} refused the token: missing, wrong, revoked or expired"),
+            ),
+            s => (ErrorCode::Other, format!("{who} answered {s}")),
+        };
+        ApiFailure {
+            code,
+            message,
+            subject: None,
+            missing_permission: None,
+        }
+    }
 }
 
 impl Client {
@@ -169,34 +228,7 @@ impl Client {
     }
 
     fn failure(&self, reply: &Reply) -> ApiFailure {
-        if let Ok(body) = serde_json::from_slice::<ErrorBody>(&reply.body) {
-            return ApiFailure {
-                code: body.code,
-                message: body.error,
-                subject: body.subject,
-                missing_permission: body.missing_permission,
-            };
-        }
-        // A 401 has no body, on purpose.
-        let (code, message) = match reply.status {
-            StatusCode::UNAUTHORIZED => (
-                ErrorCode::Unauthenticated,
-                format!(
-                    "the daemon at {} refused the token: missing, wrong, revoked or expired",
-                    self.place()
-                ),
-            ),
-            s => (
-                ErrorCode::Other,
-                format!("the daemon at {} answered {s}", self.place()),
-            ),
-        };
-        ApiFailure {
-            code,
-            message,
-            subject: None,
-            missing_permission: None,
-        }
+        ApiFailure::from_reply(reply, &format!("the daemon at {}", self.place()))
     }
 
     /// Errors (sealed, exit 5) unless the store can read and write secret

@@ -1,0 +1,135 @@
+//! The console's pages, one file per area. Each handler reads through the
+//! API as the visitor (`super::call`) and renders with `super::layout`;
+//! each form posts to a handler that calls the API, then redirects back
+//! with a fixed notice (`Done`), or shows the API's refusal.
+
+mod admin;
+mod environments;
+mod listeners;
+mod runs;
+mod spaces;
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{Console, ConsoleState, Visitor};
+use crate::auth::Permission;
+use crate::client::segment;
+
+/// The pages' routes; a deploy upload may be `upload_limit` bytes.
+pub fn routes(upload_limit: usize) -> Router<ConsoleState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/environments") }))
+        .route(
+            "/environments",
+            get(environments::list).post(environments::create),
+        )
+        .route("/environments/{env}", get(environments::settings))
+        .route(
+            "/environments/{env}/secrets",
+            post(environments::set_secret),
+        )
+        .route(
+            "/environments/{env}/secrets/{name}/delete",
+            post(environments::delete_secret),
+        )
+        .route(
+            "/environments/{env}/spaces",
+            post(environments::create_space),
+        )
+        .route("/spaces/{space}", get(spaces::secrets))
+        .route(
+            "/spaces/{space}/secrets",
+            get(spaces::secrets).post(spaces::override_secret),
+        )
+        .route(
+            "/spaces/{space}/secrets/{name}/revert",
+            post(spaces::revert),
+        )
+        .route("/spaces/{space}/listeners", get(spaces::listeners))
+        .route(
+            "/listeners",
+            get(listeners::list)
+                .post(listeners::deploy)
+                .layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/listeners/{name}", get(listeners::detail))
+        .route("/listeners/{name}/delete", post(listeners::remove))
+        .route("/listeners/{name}/test", post(listeners::test_event))
+        .route("/runs", get(runs::list))
+        .route("/runs/{id}", get(runs::detail))
+        .route("/audit", get(admin::audit))
+        .route("/tokens", get(admin::tokens).post(admin::create_token))
+        .route("/tokens/{name}/revoke", post(admin::revoke_token))
+}
+
+/// `?done=KEY` after an action: the notice to show. Fixed texts only, so
+/// nothing a visitor typed is echoed back from the URL.
+#[derive(Deserialize, Default)]
+pub struct Done {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+impl Done {
+    fn notice(&self) -> Option<&'static str> {
+        Some(match self.done.as_deref()? {
+            "env-created" => "Environment created.",
+            "space-created" => "Space created.",
+            "secret-saved" => "Secret saved. Its value is stored encrypted and is not shown again.",
+            "secret-deleted" => "Secret deleted.",
+            "override-saved" => {
+                "Override saved. Its value is stored encrypted and is not shown again."
+            }
+            "reverted" => "Override removed: the space now uses the environment's value.",
+            "deployed" => "Listener deployed.",
+            "removed" => "Listener removed.",
+            "revoked" => "Token revoked.",
+            _ => return None,
+        })
+    }
+}
+
+/// `path?done=key`.
+fn done(path: &str, key: &str) -> Redirect {
+    Redirect::to(&format!("{path}?done={key}"))
+}
+
+/// `/environments/ENV` etc., with the segment encoded.
+fn at(prefix: &str, id: &str) -> String {
+    format!("{prefix}/{}", segment(id))
+}
+
+/// Who last set each secret (audit target `env:E/NAME` or `space:S/NAME`),
+/// from the newest admin entries, for a visitor who may read the audit
+/// log; empty otherwise.
+async fn updated_by(c: &Console, v: &Visitor) -> HashMap<String, String> {
+    let mut by = HashMap::new();
+    if !v.may(Permission::AuditRead) {
+        return by;
+    }
+    let Ok(page) = c
+        .get::<crate::views::AuditPage>(&v.who, "/v1/audit?outcome=ok&limit=2000")
+        .await
+    else {
+        return by;
+    };
+    for r in page.entries {
+        if let keyhole_audit::Entry::Admin {
+            actor,
+            action,
+            target,
+            ..
+        } = r.entry
+            && action == "secret.set"
+        {
+            by.entry(target).or_insert(actor);
+        }
+    }
+    by
+}
