@@ -145,17 +145,32 @@ impl Session {
     /// loaded document without the mark is there (a click can return
     /// before its navigation starts).
     async fn click(&self, css: &str) {
+        self.navigate(css, None).await;
+    }
+
+    /// Types `text` and Enter into the field `css` finds (a form sent with
+    /// the keyboard alone), then waits as [`Session::click`] does.
+    async fn type_and_enter(&self, css: &str, text: &str) {
+        self.navigate(css, Some(text)).await;
+    }
+
+    async fn navigate(&self, css: &str, typed: Option<&str>) {
         self.c
             .execute("window.__khOld = true;", vec![])
             .await
             .unwrap();
-        self.c
+        let e = self
+            .c
             .find(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        match typed {
+            None => e.click().await.unwrap(),
+            Some(text) => {
+                e.clear().await.unwrap();
+                e.send_keys(&format!("{text}\u{E007}")).await.unwrap();
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let fresh = self
@@ -319,8 +334,8 @@ async fn walk(s: &Session, token: &str) {
     s.fill("#token", "kh_not-a-token").await;
     s.click("form[action='/signin'] button").await;
     assert!(s.source().await.contains("That token was not accepted"));
-    s.fill("#token", token).await;
-    s.click("form[action='/signin'] button").await;
+    // By keyboard alone: the token, then Enter.
+    s.type_and_enter("#token", token).await;
     assert_eq!(s.path().await, "/environments");
     s.check_page("environments").await;
 
@@ -408,8 +423,27 @@ async fn walk(s: &Session, token: &str) {
     s.assert_clean("on the audit page").await;
     s.check_page("audit").await;
     s.goto("/tokens").await;
-    assert!(s.source().await.contains("admin"));
+    s.fill("#t-name", "ci").await;
+    s.click("form[action='/tokens'] button").await;
+    let shown =
+        s.c.find(Locator::Css("#new-token"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+    assert!(
+        shown.starts_with("kh_"),
+        "the new token is shown: {shown:?}"
+    );
     s.check_page("tokens").await;
+    s.goto("/tokens").await;
+    let again = s.source().await;
+    assert!(
+        again.contains(">ci<") && !again.contains(&shown),
+        "shown once only"
+    );
 
     // Sign out: the session is gone.
     s.click("form[action='/signout'] button").await;

@@ -16,7 +16,7 @@ use crate::auth::Permission;
 pub const STYLESHEET: &str = include_str!("assets/console.css");
 
 /// The top-level areas: label, path, the permission that shows it.
-const AREAS: [(&str, &str, Permission); 5] = [
+pub const AREAS: [(&str, &str, Permission); 5] = [
     ("Environments", "/environments", Permission::ScopesRead),
     ("Listeners", "/listeners", Permission::ListenersRead),
     ("Runs", "/runs", Permission::RunsRead),
@@ -63,7 +63,7 @@ pub fn page(v: &Visitor, title: &str, area: &str, notice: Option<&str>, body: Ma
                     nav aria-label="Main" {
                         ul {
                             @for (label, path, p) in AREAS {
-                                @if v.may(p) || (p == Permission::ScopesRead && v.may(Permission::SecretsRead)) {
+                                @if v.may(p) {
                                     li {
                                         @if label == area {
                                             a href=(path) aria-current="page" { (label) }

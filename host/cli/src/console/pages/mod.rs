@@ -24,7 +24,7 @@ use crate::client::segment;
 /// The pages' routes; a deploy upload may be `upload_limit` bytes.
 pub fn routes(upload_limit: usize) -> Router<ConsoleState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/environments") }))
+        .route("/", get(home))
         .route(
             "/environments",
             get(environments::list).post(environments::create),
@@ -66,6 +66,15 @@ pub fn routes(upload_limit: usize) -> Router<ConsoleState> {
         .route("/audit", get(admin::audit))
         .route("/tokens", get(admin::tokens).post(admin::create_token))
         .route("/tokens/{name}/revoke", post(admin::revoke_token))
+}
+
+/// `/`: the first area the visitor's role may see.
+async fn home(v: Visitor) -> Redirect {
+    let first = crate::console::layout::AREAS
+        .iter()
+        .find(|(_, _, p)| v.may(*p))
+        .map_or("/environments", |(_, path, _)| path);
+    Redirect::to(first)
 }
 
 /// `?done=KEY` after an action: the notice to show. Fixed texts only, so

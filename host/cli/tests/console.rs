@@ -1,0 +1,423 @@
+//! The web console's guards, over plain HTTP against `keyhole serve` (the
+//! browser walk is `console_browser.rs`): CSRF and origin checks on every
+//! form, sign-in refusals and their audit entries, session expiry and
+//! revocation, roles (an action the role lacks is not shown, and refused
+//! when posted anyway), the content policy and cookie flags, and no value
+//! in any page or the daemon's log.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Install, Server, token_from};
+
+/// A cookie-keeping client that does not follow redirects.
+struct Browser {
+    agent: ureq::Agent,
+    base: String,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The first form's CSRF token on the page.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find(r#"name="csrf" value=""#)
+            .unwrap_or_else(|| panic!("no CSRF field in {}", self.body));
+        let rest = &self.body[at + r#"name="csrf" value=""#.len()..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+}
+
+impl Browser {
+    fn new(base: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Browser {
+            agent,
+            base: base.to_owned(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        origin: Option<&str>,
+        form: Option<&[(&str, &str)]>,
+    ) -> Page {
+        let mut b = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if !self.cookies.is_empty() {
+            let c: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            b = b.header("cookie", c.join("; "));
+        }
+        if let Some(o) = origin {
+            b = b.header("origin", o);
+        }
+        let result = match form {
+            Some(fields) => {
+                let body = serde_urlencoded::to_string(fields).unwrap();
+                self.agent.run(
+                    b.header("content-type", "application/x-www-form-urlencoded")
+                        .body(body.into_bytes())
+                        .unwrap(),
+                )
+            }
+            None => self.agent.run(b.body(()).unwrap()),
+        };
+        let mut r = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let headers: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        for (k, v) in &headers {
+            if k == "set-cookie" {
+                let pair = v.split(';').next().unwrap();
+                let (name, value) = pair.split_once('=').unwrap();
+                if value.is_empty() || v.contains("Max-Age=0") {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        let location = r
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = r.body_mut().read_to_string().unwrap_or_default();
+        Page {
+            status: r.status().as_u16(),
+            location,
+            headers,
+            body,
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Page {
+        self.send("GET", path, None, None)
+    }
+
+    /// Posts `fields` from this console's own origin.
+    fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let origin = self.base.clone();
+        self.send("POST", path, Some(&origin), Some(fields))
+    }
+
+    fn sign_in(&mut self, token: &str) -> Page {
+        let form = self.get("/signin");
+        let csrf = form.csrf();
+        self.post("/signin", &[("csrf", &csrf), ("token", token)])
+    }
+}
+
+/// An installation with a daemon, the admin token and `extra` serve flags.
+fn daemon(extra: &[&str]) -> (Install, Server, String) {
+    let k = Install::new();
+    let token = token_from(&k.init());
+    let server = Server::start(&k, &token, extra);
+    (k, server, token)
+}
+
+#[test]
+fn forms_need_this_origin_and_the_session_csrf_token() {
+    let (_k, server, token) = daemon(&[]);
+    let mut b = Browser::new(&server.base);
+    let signed = b.sign_in(&token);
+    assert_eq!(
+        (signed.status, signed.location.as_deref()),
+        (303, Some("/"))
+    );
+    let csrf = b.get("/environments").csrf();
+    let base = server.base.clone();
+
+    let no_token = b.post("/environments", &[("id", "a")]);
+    assert_eq!(no_token.status, 403, "{}", no_token.body);
+    assert!(no_token.body.contains("form token is missing or stale"));
+    let wrong = "0".repeat(64);
+    assert_eq!(
+        b.post("/environments", &[("csrf", &wrong), ("id", "b")])
+            .status,
+        403
+    );
+    let elsewhere = b.send(
+        "POST",
+        "/environments",
+        Some("http://evil.example"),
+        Some(&[("csrf", &csrf), ("id", "c")]),
+    );
+    assert_eq!(elsewhere.status, 403);
+    assert!(elsewhere.body.contains("another site"));
+    let no_origin = b.send(
+        "POST",
+        "/environments",
+        None,
+        Some(&[("csrf", &csrf), ("id", "d")]),
+    );
+    assert_eq!(no_origin.status, 403);
+    // The same form from this origin, with the token, works.
+    let ok = b.send(
+        "POST",
+        "/environments",
+        Some(&base),
+        Some(&[("csrf", &csrf), ("id", "e")]),
+    );
+    assert_eq!(
+        (ok.status, ok.location.as_deref()),
+        (303, Some("/environments/e?done=env-created"))
+    );
+    let envs = server.http().get("/v1/environments").json();
+    let ids: Vec<&str> = envs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["e"], "only the good form changed anything");
+
+    // The sign-in form's own token is a double-submit cookie.
+    let mut fresh = Browser::new(&server.base);
+    let csrf = fresh.get("/signin").csrf();
+    fresh.cookies.clear();
+    let r = fresh.post("/signin", &[("csrf", &csrf), ("token", &token)]);
+    assert_eq!(r.status, 403, "no sign-in cookie");
+    assert!(!fresh.cookies.keys().any(|k| k.contains("session")));
+}
+
+#[test]
+fn a_wrong_token_cannot_sign_in_and_is_audited() {
+    let (_k, server, _token) = daemon(&[]);
+    let mut b = Browser::new(&server.base);
+    let r = b.sign_in("kh_0000000000000000000000000000000000000000000000000000000000000000");
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("That token was not accepted"));
+    assert!(!b.cookies.contains_key("keyhole_session"));
+    let page = b.get("/environments");
+    assert_eq!(
+        (page.status, page.location.as_deref()),
+        (303, Some("/signin"))
+    );
+    let audit = server.http().get("/v1/audit?outcome=denied").json();
+    let denied = audit["entries"].as_array().unwrap();
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["actor"] == "unauthenticated" && e["target"] == "POST /signin"),
+        "{denied:?}"
+    );
+}
+
+#[test]
+fn sessions_expire_when_idle_and_end_with_their_token() {
+    let (_k, server, token) = daemon(&["--console-idle-timeout", "1500ms"]);
+    let mut b = Browser::new(&server.base);
+    b.sign_in(&token);
+    assert_eq!(b.get("/environments").status, 200);
+    std::thread::sleep(Duration::from_millis(2_000));
+    let r = b.get("/environments");
+    assert_eq!(
+        (r.status, r.location.as_deref()),
+        (303, Some("/signin?expired=1"))
+    );
+    assert!(
+        b.get("/signin?expired=1")
+            .body
+            .contains("Your session ended")
+    );
+
+    // A revoked token's session ends on its next request.
+    let ops = server
+        .http()
+        .create_token(&serde_json::json!({"name": "ops", "role": "admin"}));
+    let mut o = Browser::new(&server.base);
+    o.sign_in(&ops);
+    assert_eq!(o.get("/tokens").status, 200);
+    assert_eq!(server.http().delete("/v1/tokens/ops").status, 204);
+    let r = o.get("/tokens");
+    assert_eq!(
+        (r.status, r.location.as_deref()),
+        (303, Some("/signin?expired=1"))
+    );
+
+    // Signing out ends the session at the daemon, not only in the browser.
+    let mut s = Browser::new(&server.base);
+    s.sign_in(&token);
+    let kept = s.cookies.clone();
+    let csrf = s.get("/environments").csrf();
+    let out = s.post("/signout", &[("csrf", &csrf)]);
+    assert_eq!(
+        (out.status, out.location.as_deref()),
+        (303, Some("/signin"))
+    );
+    s.cookies = kept;
+    assert_eq!(s.get("/environments").status, 303, "the old cookie is dead");
+}
+
+#[test]
+fn a_role_without_a_permission_sees_no_action_and_is_refused() {
+    let (_k, server, _token) = daemon(&[]);
+    let admin = server.http();
+    assert_eq!(
+        admin
+            .post_json("/v1/environments", &serde_json::json!({"id": "prod"}))
+            .status,
+        201
+    );
+    let writer =
+        admin.create_token(&serde_json::json!({"name": "writer", "role": "secrets-writer"}));
+    let mut b = Browser::new(&server.base);
+    b.sign_in(&writer);
+
+    // secrets-writer: may set secrets and create spaces, not environments.
+    let envs = b.get("/environments");
+    assert_eq!(envs.status, 200);
+    assert!(
+        !envs.body.contains(r#"action="/environments""#),
+        "no create form"
+    );
+    let settings = b.get("/environments/prod");
+    assert!(
+        settings
+            .body
+            .contains(r#"action="/environments/prod/secrets""#)
+    );
+    assert!(
+        !settings.body.contains(r#"href="/tokens""#),
+        "no Tokens area"
+    );
+    let csrf = settings.csrf();
+    let r = b.post("/environments", &[("csrf", &csrf), ("id", "sneaky")]);
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("environments:write"), "{}", r.body);
+    let r = b.post(
+        "/tokens",
+        &[("csrf", &csrf), ("name", "mine"), ("role", "admin")],
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(admin.get("/v1/environments/sneaky").status, 404);
+    assert!(
+        admin.get("/v1/tokens").body.contains("writer")
+            && !admin.get("/v1/tokens").body.contains("mine")
+    );
+    // Both refusals are in the audit log under the token's name.
+    let denied = admin
+        .get("/v1/audit?actor=token:writer&outcome=denied")
+        .json();
+    assert!(denied["entries"].as_array().unwrap().len() >= 2, "{denied}");
+    // A page the role may not read at all is a refusal page, not a 500.
+    let audit = b.get("/audit");
+    assert_eq!(audit.status, 403);
+}
+
+#[test]
+fn pages_carry_the_content_policy_and_cookie_flags_and_never_a_value() {
+    let k = Install::new();
+    let token = token_from(&k.init());
+    let log = k.dir.path().join("serve.log");
+    let server = Server::start_logged(&k, &token, &[], &log);
+    let mut b = Browser::new(&server.base);
+
+    let signin = b.get("/signin");
+    assert_eq!(
+        signin.header("content-security-policy"),
+        ["default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"]
+    );
+    assert_eq!(signin.header("x-frame-options"), ["DENY"]);
+    assert_eq!(signin.header("cache-control"), ["no-store"]);
+    assert!(!signin.body.contains("<script") && !signin.body.contains("style="));
+    let r = b.sign_in(&token);
+    let cookie = r
+        .header("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("keyhole_session="))
+        .expect("a session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP on loopback: {cookie}"
+    );
+    let css = b.get("/assets/console.css");
+    assert_eq!(css.header("content-type"), ["text/css; charset=utf-8"]);
+
+    let plant = "kh-console-plant-4b9e1f0a7c";
+    let csrf = b.get("/environments").csrf();
+    b.post("/environments", &[("csrf", &csrf), ("id", "prod")]);
+    b.post(
+        "/environments/prod/spaces",
+        &[("csrf", &csrf), ("id", "s1")],
+    );
+    let saved = b.post(
+        "/environments/prod/secrets",
+        &[
+            ("csrf", &csrf),
+            ("name", "TOKEN"),
+            ("value", plant),
+            ("topics", ""),
+        ],
+    );
+    assert_eq!(saved.status, 303);
+    let over = b.post(
+        "/spaces/s1/secrets",
+        &[("csrf", &csrf), ("name", "TOKEN"), ("value", plant)],
+    );
+    assert_eq!(over.status, 303);
+    // Bad input is a page in the user's terms, never a 500.
+    let bad = b.post(
+        "/environments/prod/secrets",
+        &[("csrf", &csrf), ("name", "bad name!"), ("value", plant)],
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(!bad.body.contains(plant));
+    let missing = b.get("/environments/nope");
+    assert_eq!(missing.status, 404);
+    for path in [
+        "/environments",
+        "/environments/prod",
+        "/spaces/s1/secrets",
+        "/audit",
+        "/runs",
+        "/listeners",
+        "/tokens",
+    ] {
+        let p = b.get(path);
+        assert_eq!(p.status, 200, "{path}");
+        assert!(!p.body.contains(plant), "{path} shows the value");
+    }
+    drop(server);
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !log_text.contains(plant),
+        "the daemon's log holds the value"
+    );
+}
