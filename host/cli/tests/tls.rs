@@ -35,6 +35,16 @@ fn https_get(
     path: &str,
     token: Option<&str>,
 ) -> Result<(u16, String), String> {
+    https_get_head(base, trusted, path, token).map(|(status, _, body)| (status, body))
+}
+
+/// [`https_get`], with the response's head (status line and headers).
+fn https_get_head(
+    base: &str,
+    trusted: &CertificateDer<'static>,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(u16, String, String), String> {
     let addr = base.strip_prefix("https://").ok_or("not an https URL")?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(trusted.clone()).map_err(|e| e.to_string())?;
@@ -69,8 +79,8 @@ fn https_get(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("no HTTP status in {text:?}"))?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok((status, body.to_string()))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok((status, head.to_string(), body.to_string()))
 }
 
 /// `keyhole ARGS` that must exit by itself: killed (and the test failed)
@@ -132,6 +142,20 @@ fn the_api_is_served_over_tls_and_plain_http_to_it_fails() {
             .unwrap()
             .0,
         401
+    );
+
+    // The web console's cookies are Secure and `__Host-` under TLS.
+    let (status, head, _) = https_get_head(&server.base, &der, "/signin", None).unwrap();
+    assert_eq!(status, 200, "{head}");
+    let cookie = head
+        .lines()
+        .find(|l| l.to_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {head}"));
+    assert!(
+        cookie.contains("__Host-keyhole_signin=")
+            && cookie.contains("; Secure")
+            && cookie.contains("HttpOnly"),
+        "{cookie}"
     );
 
     // Plain HTTP to the TLS port gets no HTTP answer.

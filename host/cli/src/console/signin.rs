@@ -24,8 +24,15 @@ use super::csrf::{self, CsrfToken};
 use super::{ConsoleState, Posted, layout, session};
 use crate::api::{UNAUTHENTICATED, audited, denial};
 
-/// The sign-in form's double-submit cookie.
-const SIGNIN_COOKIE: &str = "keyhole_signin";
+/// The sign-in form's double-submit cookie (`__Host-` under TLS, as the
+/// session's: `session::cookie_name`).
+fn signin_cookie(tls: bool) -> &'static str {
+    if tls {
+        "__Host-keyhole_signin"
+    } else {
+        "keyhole_signin"
+    }
+}
 
 pub fn routes() -> Router<ConsoleState> {
     Router::new()
@@ -64,7 +71,7 @@ fn signin_page(status: StatusCode, c: &ConsoleState, message: Option<&str>) -> R
         }
     };
     let mut response = layout::bare(status, "Sign in", body);
-    let cookie = session::set_cookie(SIGNIN_COOKIE, &token.hex(), c.tls, Some(600));
+    let cookie = session::set_cookie(signin_cookie(c.tls), &token.hex(), c.tls, Some(600));
     if let Ok(v) = cookie.parse() {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -92,7 +99,7 @@ async fn sign_in(
     headers: HeaderMap,
     axum::Form(f): axum::Form<SignIn>,
 ) -> Response {
-    let cookie = session::read_cookie(&headers, SIGNIN_COOKIE).and_then(CsrfToken::parse);
+    let cookie = session::read_cookie(&headers, signin_cookie(c.tls)).and_then(CsrfToken::parse);
     if let Err(why) = csrf::same_origin(&headers, c.tls) {
         return super::refused_form(why);
     }
@@ -143,7 +150,7 @@ async fn sign_in(
     let name = session::cookie_name(c.tls);
     for cookie in [
         session::set_cookie(name, &id, c.tls, None),
-        session::set_cookie(SIGNIN_COOKIE, "", c.tls, Some(0)),
+        session::set_cookie(signin_cookie(c.tls), "", c.tls, Some(0)),
     ] {
         if let Ok(v) = cookie.parse() {
             h.append(header::SET_COOKIE, v);
