@@ -1,0 +1,114 @@
+//! The stream behind each bucket: created by keyhole with the KV layout,
+//! and checked against what the server says it holds.
+//!
+//! Why by hand: the client's `create_key_value` first reads account limits
+//! that nats-server 2.9 does not send, and fails there. Why checked: 2.9
+//! silently drops settings newer than itself, and a stream of the same name
+//! made by someone else (or an older keyhole) may differ. A bucket whose
+//! stream differs from what keyhole needs is refused, naming each
+//! difference, rather than used with other semantics.
+
+use async_nats::jetstream::{self, stream};
+use keyhole_kv::KvError;
+
+use crate::HISTORY;
+
+/// The stream configuration keyhole needs for bucket `bucket`.
+pub fn wanted(bucket: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: HISTORY,
+        max_bytes: -1,
+        max_message_size: -1,
+        max_messages: -1,
+        storage: stream::StorageType::File,
+        num_replicas: replicas.max(1),
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// Every setting keyhole relies on that `got` does not have.
+pub fn differences(want: &stream::Config, got: &stream::Config) -> Vec<String> {
+    let mut d = Vec::new();
+    let mut check = |what: &str, w: String, g: String| {
+        if w != g {
+            d.push(format!("{what} is {g}, keyhole needs {w}"));
+        }
+    };
+    check(
+        "subjects",
+        format!("{:?}", want.subjects),
+        format!("{:?}", got.subjects),
+    );
+    check(
+        "max_msgs_per_subject (history)",
+        want.max_messages_per_subject.to_string(),
+        got.max_messages_per_subject.to_string(),
+    );
+    check(
+        "storage",
+        format!("{:?}", want.storage),
+        format!("{:?}", got.storage),
+    );
+    check(
+        "num_replicas",
+        want.num_replicas.to_string(),
+        got.num_replicas.to_string(),
+    );
+    check(
+        "discard",
+        format!("{:?}", want.discard),
+        format!("{:?}", got.discard),
+    );
+    check(
+        "allow_rollup_hdrs",
+        want.allow_rollup.to_string(),
+        got.allow_rollup.to_string(),
+    );
+    check(
+        "deny_delete",
+        want.deny_delete.to_string(),
+        got.deny_delete.to_string(),
+    );
+    check(
+        "allow_direct",
+        want.allow_direct.to_string(),
+        got.allow_direct.to_string(),
+    );
+    check(
+        "max_age",
+        format!("{:?}", want.max_age),
+        format!("{:?}", got.max_age),
+    );
+    d
+}
+
+/// Makes sure bucket `bucket`'s stream exists as keyhole needs it.
+pub async fn ensure(js: &jetstream::Context, bucket: &str, replicas: usize) -> Result<(), KvError> {
+    let want = wanted(bucket, replicas);
+    let got = match js.get_stream(&want.name).await {
+        Ok(s) => s.cached_info().config.clone(),
+        Err(_) => js
+            .create_stream(want.clone())
+            .await
+            .map_err(|e| KvError::Backend(format!("NATS: creating stream {}: {e}", want.name)))?
+            .cached_info()
+            .config
+            .clone(),
+    };
+    let diff = differences(&want, &got);
+    if diff.is_empty() {
+        Ok(())
+    } else {
+        Err(KvError::Backend(format!(
+            "NATS stream {} is not configured as keyhole needs (an older server may have dropped a setting, or another program made it): {}",
+            want.name,
+            diff.join("; ")
+        )))
+    }
+}

@@ -1,0 +1,101 @@
+//! A throwaway nats-server for tests (feature `test-server`): JetStream on a
+//! free loopback port, file storage in a temporary directory, killed on
+//! drop. Needs Debian's `nats-server` on the PATH.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running nats-server.
+pub struct TestServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+/// Whether `nats-server` can be run here. Without it tests skip, unless
+/// `KEYHOLE_REQUIRE_NATS` is set (CI sets it), when they fail.
+pub fn available() -> bool {
+    let found = Command::new("nats-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("KEYHOLE_REQUIRE_NATS").is_none(),
+            "KEYHOLE_REQUIRE_NATS is set but nats-server is missing (apt-get install nats-server)"
+        );
+        eprintln!("skipped: nats-server is not installed");
+    }
+    found
+}
+
+impl TestServer {
+    /// Starts one and waits (at most 30 s) until it accepts connections.
+    pub fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir)
+    }
+
+    fn start_in(dir: tempfile::TempDir) -> TestServer {
+        let ports = dir.path().join("ports");
+        std::fs::create_dir_all(&ports).unwrap();
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .arg(dir.path().join("js"))
+            .arg("--ports_file_dir")
+            .arg(&ports)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        let port = wait_for_port(&ports, child.id());
+        TestServer { child, dir, port }
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Where it stores its streams.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("js")
+    }
+
+    /// Kills it (SIGKILL) and starts it again on the same storage; the new
+    /// server has a new port.
+    pub fn restart(mut self) -> TestServer {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let _ = std::fs::remove_dir_all(dir.path().join("ports"));
+        Self::start_in(dir)
+    }
+}
+
+fn wait_for_port(ports: &Path, pid: u32) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let file = ports.join(format!("nats-server_{pid}.ports"));
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(url) = v["nats"][0].as_str()
+            && let Some(port) = url.rsplit(':').next().and_then(|p| p.parse().ok())
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,130 @@
+//! The NATS backend against the seam's conformance suite, on a real
+//! nats-server (Debian's 2.9.10 in CI), plus what is NATS's own: two
+//! connections (two hosts) see each other's writes and watches, a stream
+//! that differs from what keyhole needs is refused by name, and
+//! acknowledged writes survive a server restart.
+
+use std::time::Duration;
+
+use keyhole_kv::{Backend, Cas};
+use keyhole_kv_nats::test_server::{TestServer, available};
+use keyhole_kv_nats::{NatsConfig, NatsKv};
+
+fn connect(server: &TestServer, namespace: &str) -> NatsKv {
+    NatsKv::connect(NatsConfig {
+        url: server.url(),
+        namespace: namespace.into(),
+        replicas: 1,
+    })
+    .expect("connect to nats-server")
+}
+
+#[test]
+fn conformance() {
+    if !available() {
+        return;
+    }
+    let server = TestServer::start();
+    keyhole_kv::conformance::run_all(&connect(&server, "conf"));
+}
+
+#[test]
+fn two_hosts_share_buckets_and_race_fairly() {
+    if !available() {
+        return;
+    }
+    let server = TestServer::start();
+    let (a, b) = (connect(&server, "kh"), connect(&server, "kh"));
+    let (ba, bb) = (a.bucket("store").unwrap(), b.bucket("store").unwrap());
+    let mut watch_b = bb.watch(0).unwrap();
+    let r1 = ba.put(b"secret/one", b"sealed-1").unwrap();
+    assert_eq!(
+        bb.get(b"secret/one").unwrap().unwrap().revision,
+        r1,
+        "B reads A's write"
+    );
+    let c = watch_b
+        .next_timeout(Duration::from_secs(10))
+        .unwrap()
+        .expect("B's watch sees A's write");
+    assert_eq!(c.revision(), r1);
+    // Compare-and-set across hosts: one of two updates from the same
+    // revision wins.
+    let wa = ba.update(b"secret/one", b"from a", r1).unwrap();
+    let wb = bb.update(b"secret/one", b"from b", r1).unwrap();
+    assert_eq!(
+        [wa, wb]
+            .iter()
+            .filter(|c| matches!(c, Cas::Written(_)))
+            .count(),
+        1,
+        "{wa:?} {wb:?}"
+    );
+    // Keys of any bytes round-trip, in key order.
+    for k in [&b"a.b*c>d e"[..], b"", b"\xff\x00"] {
+        ba.put(k, k).unwrap();
+    }
+    let keys: Vec<Vec<u8>> = bb.scan(b"").unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, [&b""[..], b"a.b*c>d e", b"secret/one", b"\xff\x00"]);
+    // Another namespace is another set of buckets.
+    let other = connect(&server, "other").bucket("store").unwrap();
+    assert!(other.get(b"secret/one").unwrap().is_none());
+}
+
+#[test]
+fn a_stream_that_differs_from_what_keyhole_needs_is_refused_by_name() {
+    if !available() {
+        return;
+    }
+    let server = TestServer::start();
+    // Someone made the bucket's stream with one version per key.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "KV_kh-store".into(),
+            subjects: vec!["$KV.kh-store.>".into()],
+            max_messages_per_subject: 1,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let kv = connect(&server, "kh");
+    let err = kv.bucket("store").err().expect("refused").to_string();
+    assert!(err.contains("KV_kh-store"), "{err}");
+    assert!(
+        err.contains("max_msgs_per_subject (history) is 1, keyhole needs 8"),
+        "{err}"
+    );
+    assert!(err.contains("deny_delete is false"), "{err}");
+    // Other buckets still open.
+    kv.bucket("tokens").unwrap();
+}
+
+#[test]
+fn acknowledged_writes_survive_a_server_restart() {
+    if !available() {
+        return;
+    }
+    let server = TestServer::start();
+    let written: Vec<u64> = {
+        let kv = connect(&server, "kh");
+        let b = kv.bucket("store").unwrap();
+        (0..200u32)
+            .map(|i| b.put(format!("k{i}").as_bytes(), &i.to_le_bytes()).unwrap())
+            .collect()
+    };
+    let server = server.restart();
+    let kv = connect(&server, "kh");
+    let b = kv.bucket("store").unwrap();
+    for (i, r) in written.iter().enumerate() {
+        let e = b.get(format!("k{i}").as_bytes()).unwrap().expect("kept");
+        assert_eq!(
+            (e.value.as_slice(), e.revision),
+            (&(i as u32).to_le_bytes()[..], *r)
+        );
+    }
+}
