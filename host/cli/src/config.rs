@@ -41,6 +41,8 @@ pub struct Globals {
     pub token_file: Option<PathBuf>,
     /// `--ca-cert`: CAs to trust for an https:// daemon.
     pub ca_cert: Option<PathBuf>,
+    /// `--cluster`: the NATS server whose buckets hold the shared state.
+    pub cluster: Option<keyhole_kv_nats::NatsConfig>,
 }
 
 /// The token file's name, beside the master key file.
@@ -68,14 +70,43 @@ impl Globals {
             server: cli.server.clone().filter(|s| !s.trim().is_empty()),
             token_file,
             ca_cert: cli.ca_cert.clone(),
+            cluster: cli
+                .cluster
+                .clone()
+                .filter(|u| !u.trim().is_empty())
+                .map(|url| keyhole_kv_nats::NatsConfig {
+                    url,
+                    namespace: cli.cluster_namespace.clone(),
+                    replicas: cli.cluster_replicas,
+                }),
         })
     }
 
     /// Opens the store (sealed if the key is missing, wrong, or a file
     /// others can read), after making sure the data directory is private.
     pub fn open_store(&self) -> Result<SecretStore> {
+        self.open_store_with(self.key.clone())
+    }
+
+    /// [`Globals::open_store`] with `key`: on the embedded backend in the
+    /// data directory, or with `--cluster` on NATS.
+    pub fn open_store_with(&self, key: KeySource) -> Result<SecretStore> {
         crate::datadir::secure(&self.data)?;
-        Ok(SecretStore::open(&self.data, self.key.clone())?)
+        let Some(cluster) = &self.cluster else {
+            return Ok(SecretStore::open(&self.data, key)?);
+        };
+        if let KeySource::File(path) = &key
+            && keyhole_store::key_file_inside(path, &self.data)
+        {
+            return Err(keyhole_store::StoreError::KeyFile {
+                path: path.clone(),
+                reason: "must live outside the data directory".into(),
+            }
+            .into());
+        }
+        let nats = keyhole_kv_nats::NatsKv::connect(cluster.clone())
+            .with_context(|| format!("connecting to the cluster at {}", cluster.url))?;
+        Ok(SecretStore::open_on(std::sync::Arc::new(nats), key)?)
     }
 
     /// Opens the store and the runtime on it.
@@ -85,8 +116,16 @@ impl Globals {
 
     /// Opens the store and the runtime on it, with `config`.
     pub fn open_runtime_with(&self, config: RuntimeConfig) -> Result<Runtime> {
+        if self.cluster.is_none() {
+            let store = self.open_store()?;
+            return Ok(Runtime::open(store, &self.data, config)?);
+        }
+        // The host's own backend first: it holds the data directory's lock,
+        // so a second process on it finds the daemon rather than NATS.
+        crate::datadir::secure(&self.data)?;
+        let host = keyhole_kv_embedded::EmbeddedKv::open(&self.data)?.into_backend();
         let store = self.open_store()?;
-        Ok(Runtime::open(store, &self.data, config)?)
+        Ok(Runtime::open_clustered(store, host, &self.data, config)?)
     }
 
     /// Where this CLI's admin actions on `store` are audited (as

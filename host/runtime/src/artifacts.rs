@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use crate::cluster::SharedModules;
 use crate::error::RuntimeError;
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
@@ -31,6 +32,8 @@ pub(crate) struct Artifacts {
     modules: PathBuf,
     artifacts: PathBuf,
     digests: Arc<dyn keyhole_kv::Bucket>,
+    /// In cluster mode: modules as every host sees them (`cluster.rs`).
+    shared: Option<SharedModules>,
     compat: String,
     cache: Mutex<HashMap<String, Component>>,
     pub(crate) compiled: AtomicU64,
@@ -38,10 +41,13 @@ pub(crate) struct Artifacts {
 }
 
 impl Artifacts {
+    /// Artifacts under `data_dir`, their digests in `backend` (this
+    /// host's); with `shared`, modules also go to and come from it.
     pub(crate) fn open(
         engine: &Engine,
         data_dir: &Path,
         backend: &dyn keyhole_kv::Backend,
+        shared: Option<SharedModules>,
     ) -> Result<Self, RuntimeError> {
         let modules = data_dir.join("modules");
         let artifacts = data_dir.join("artifacts");
@@ -56,6 +62,7 @@ impl Artifacts {
             modules,
             artifacts,
             digests: open_digests(backend)?,
+            shared,
             compat: format!("{:016x}", h.finish()),
             cache: Mutex::default(),
             compiled: AtomicU64::new(0),
@@ -92,6 +99,9 @@ impl Artifacts {
         artifact: &[u8],
         component: &Component,
     ) -> Result<(), RuntimeError> {
+        if let Some(shared) = &self.shared {
+            shared.put(module_hash, module)?;
+        }
         write_atomic(&self.module_path(module_hash), module)?;
         let path = self.artifact_path(module_hash);
         write_atomic(&path, artifact)?;
@@ -128,8 +138,18 @@ impl Artifacts {
             }
             _ => {
                 let module_path = self.module_path(module_hash);
-                let module =
-                    std::fs::read(&module_path).map_err(|e| RuntimeError::io(&module_path, e))?;
+                let module = match (std::fs::read(&module_path), &self.shared) {
+                    (Ok(m), _) => m,
+                    // Deployed on another host: fetched once, kept here.
+                    (Err(e), Some(shared)) if e.kind() == std::io::ErrorKind::NotFound => {
+                        let m = shared
+                            .get(module_hash)?
+                            .ok_or_else(|| RuntimeError::io(&module_path, e))?;
+                        write_atomic(&module_path, &m)?;
+                        m
+                    }
+                    (Err(e), _) => return Err(RuntimeError::io(&module_path, e)),
+                };
                 if sha256_hex(&module) != module_hash {
                     return Err(RuntimeError::Corrupt(format!(
                         "{} does not match its hash",

@@ -67,7 +67,7 @@ impl Runtime {
     /// given to another module than `record`'s are not applied: no extra
     /// scopes, and no origin allowed (wasi:http is still linked, so the
     /// module loads, but every request is denied).
-    fn prepare(
+    pub(crate) fn prepare(
         &self,
         record: Deployment,
         component: &Component,
@@ -316,7 +316,7 @@ impl Runtime {
     /// Held while the deployment records and the in-memory index change
     /// together, so concurrent deploys and undeploys of one name leave them
     /// agreeing. Events never take it.
-    fn writing(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn writing(&self) -> std::sync::MutexGuard<'_, ()> {
         self.inner
             .deploy_writes
             .lock()

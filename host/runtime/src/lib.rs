@@ -46,6 +46,7 @@ mod access;
 mod artifacts;
 pub mod audit;
 mod budget;
+mod cluster;
 pub mod deploy;
 mod deploy_record;
 mod deploying;

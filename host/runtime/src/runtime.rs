@@ -158,6 +158,25 @@ pub struct Runtime {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// The default run log: JSON-lines files under `data_dir/runs`, kept as
+/// `config` says, opened once the audit log is.
+fn jsonl_runs<'a>(
+    data_dir: &'a Path,
+    config: &RuntimeConfig,
+) -> impl FnOnce(Option<&Arc<AuditLog>>) -> Result<Arc<dyn RunLog>, RuntimeError> + 'a {
+    let retention = Retention {
+        keep: config.max_run_records,
+        max_age: config.max_run_age,
+    };
+    move |audit| {
+        Ok(Arc::new(JsonlRunLog::open(
+            &data_dir.join("runs"),
+            retention,
+            audit.cloned(),
+        )?))
+    }
+}
+
 impl Runtime {
     /// Opens the runtime on `store`'s database, with modules and artifacts
     /// under `data_dir`, and makes every stored deployment ready to run.
@@ -168,17 +187,23 @@ impl Runtime {
         data_dir: &Path,
         config: RuntimeConfig,
     ) -> Result<Self, RuntimeError> {
-        let retention = Retention {
-            keep: config.max_run_records,
-            max_age: config.max_run_age,
-        };
-        Self::open_inner(store, data_dir, config, |audit| {
-            Ok(Arc::new(JsonlRunLog::open(
-                &data_dir.join("runs"),
-                retention,
-                audit.cloned(),
-            )?))
-        })
+        let runs = jsonl_runs(data_dir, &config);
+        Self::open_inner(store, None, data_dir, config, runs)
+    }
+
+    /// Like [`Runtime::open`], for a host of a cluster: `store` is on a
+    /// backend the hosts share, and `host` is this host's own (artifact
+    /// digests). Modules are shared, and deployments made on other hosts
+    /// are followed (`cluster.rs`). Run records and the audit log stay in
+    /// `data_dir`.
+    pub fn open_clustered(
+        store: SecretStore,
+        host: Arc<dyn keyhole_kv::Backend>,
+        data_dir: &Path,
+        config: RuntimeConfig,
+    ) -> Result<Self, RuntimeError> {
+        let runs = jsonl_runs(data_dir, &config);
+        Self::open_inner(store, Some(host), data_dir, config, runs)
     }
 
     /// Like [`Runtime::open`], with run records going to `runs` instead of
@@ -190,7 +215,7 @@ impl Runtime {
         config: RuntimeConfig,
         runs: Arc<dyn RunLog>,
     ) -> Result<Self, RuntimeError> {
-        Self::open_inner(store, data_dir, config, |_| Ok(runs))
+        Self::open_inner(store, None, data_dir, config, |_| Ok(runs))
     }
 
     /// `runs` is called where the run log has always been opened: after the
@@ -198,6 +223,7 @@ impl Runtime {
     /// which the default run log waits for).
     fn open_inner(
         store: SecretStore,
+        host: Option<Arc<dyn keyhole_kv::Backend>>,
         data_dir: &Path,
         config: RuntimeConfig,
         runs: impl FnOnce(Option<&Arc<AuditLog>>) -> Result<Arc<dyn RunLog>, RuntimeError>,
@@ -218,7 +244,20 @@ impl Runtime {
         keyhole_kv::migrate_legacy(&*backend, "deployments", &*deployment_records, |k| {
             Ok(k.to_vec())
         })?;
-        let artifacts = Artifacts::open(&engine, data_dir, &*backend)?;
+        // In cluster mode the store's backend is shared; what is this
+        // host's alone (artifact digests) stays in `host` (`cluster.rs`).
+        let shared_modules = match &host {
+            Some(_) => Some(crate::cluster::SharedModules::new(
+                backend.bucket("modules")?,
+            )),
+            None => None,
+        };
+        let artifacts = Artifacts::open(
+            &engine,
+            data_dir,
+            host.as_deref().unwrap_or(&*backend),
+            shared_modules,
+        )?;
         let audit = crate::audit::open(&store, data_dir, config.max_audit_entries)?;
         let runtime = Runtime {
             inner: Arc::new(Inner {
@@ -244,6 +283,9 @@ impl Runtime {
         };
         runtime.load_all()?;
         runtime.finish_pending_deletions()?;
+        if host.is_some() {
+            crate::cluster::follow_deployments(&runtime)?;
+        }
         Ok(runtime)
     }
 

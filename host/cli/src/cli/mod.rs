@@ -56,6 +56,31 @@ pub struct Cli {
     #[arg(long, global = true, env = "KEYHOLE_CA_CERT", value_name = "PATH")]
     pub ca_cert: Option<PathBuf>,
 
+    /// Cluster mode: keep environments, spaces, sealed secrets, data keys,
+    /// deployments, modules and tokens in the NATS JetStream server (or
+    /// cluster) at this URL, shared by every host given the same URL and
+    /// namespace (nats://HOST:PORT). Each host still has its own --data
+    /// (run records, audit log, compiled artifacts) and needs the master
+    /// key. See docs/cluster.md.
+    #[arg(long, global = true, env = "KEYHOLE_CLUSTER", value_name = "URL")]
+    pub cluster: Option<String>,
+
+    /// Prefix of the NATS buckets, so several installations can share one
+    /// NATS account.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYHOLE_CLUSTER_NAMESPACE",
+        default_value = "keyhole",
+        value_name = "NAME"
+    )]
+    pub cluster_namespace: String,
+
+    /// Stream replicas for buckets keyhole creates (3 on a production NATS
+    /// cluster).
+    #[arg(long, global = true, default_value_t = 1, value_name = "N")]
+    pub cluster_replicas: usize,
+
     #[command(subcommand)]
     pub command: Command,
 }

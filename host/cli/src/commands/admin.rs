@@ -55,7 +55,7 @@ pub fn init(g: &Globals) -> Result<()> {
     crate::datadir::secure(&g.data)?;
     {
         // Look before creating a key: an initialized data dir has a token.
-        let probe = SecretStore::open(&g.data, KeySource::None)?;
+        let probe = g.open_store_with(KeySource::None)?;
         if Tokens::open(&**probe.backend())?.any()? {
             return Err(CliError::new(
                 Exit::Failure,
@@ -68,7 +68,7 @@ pub fn init(g: &Globals) -> Result<()> {
     if let KeySource::File(path) = &g.key {
         SecretStore::init_key_file(path)?;
     }
-    let store = SecretStore::open(&g.data, g.key.clone())?;
+    let store = g.open_store()?;
     if let Some(reason) = store.sealed_reason() {
         return Err(keyhole_store::StoreError::Sealed { reason }.into());
     }

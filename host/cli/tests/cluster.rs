@@ -1,0 +1,157 @@
+//! Cluster mode, first part: two `keyhole serve --cluster` hosts on one
+//! nats-server (Debian's, on a random loopback port) share environments,
+//! sealed secrets, tokens, deployments and modules. A secret set through
+//! host A is read by a run on host B; a listener deployed through A runs on
+//! B, whose disk never saw its upload; a token made on A works on B; an
+//! undeploy on A reaches B. What NATS stores holds no secret value in
+//! clear. (Events are still run by the host that receives them.)
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Http, Install, Server, token_from};
+use keyhole_kv_nats::test_server::{TestServer, available};
+use keyhole_tests::{SECRET_READER, fnv, wasm};
+use serde_json::{Value, json};
+
+const V1: &str = "kh-cluster-value-one-5d1c";
+const V2: &str = "kh-cluster-value-two-9e4a";
+
+fn host(k: &Install, nats: &TestServer, token: &str) -> Server {
+    let mut cmd = k.cmd();
+    cmd.env("KEYHOLE_CLUSTER", nats.url())
+        .stderr(Stdio::inherit());
+    Server::spawn(cmd, k, token, &[])
+}
+
+/// What `reader`'s one run read for API_KEY, through `h`.
+fn read_through(h: &Http) -> String {
+    let r = h.post_json(
+        "/v1/events",
+        &json!({"topic": "t", "environmentId": "prod", "payload": {"reads": [{"name": "API_KEY"}]}}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let runs = r.json()["runs"].as_array().cloned().unwrap_or_default();
+    let Some(run) = runs.iter().find(|r| r["listener"] == "reader") else {
+        return "no run".into();
+    };
+    let value = run["outcome"]["value"].as_str().unwrap_or_default();
+    let v: Value = serde_json::from_str(value).unwrap_or_default();
+    v["results"][0]["fnv"]
+        .as_str()
+        .unwrap_or("no value")
+        .to_owned()
+}
+
+/// Polls `f` (every 50 ms, at most 20 s) until it returns `want`.
+fn eventually<T: PartialEq + std::fmt::Debug>(what: &str, want: T, mut f: impl FnMut() -> T) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = f();
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still {got:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_hosts_share_state_through_nats() {
+    if !available() {
+        return;
+    }
+    let nats = TestServer::start();
+    let a = Install::new();
+    let out = a
+        .cmd()
+        .env("KEYHOLE_CLUSTER", nats.url())
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = token_from(&String::from_utf8_lossy(&out.stdout));
+    // Host B: its own data directory, the same master key, no init.
+    let b = Install::new();
+    std::fs::create_dir_all(b.key.parent().unwrap()).unwrap();
+    std::fs::copy(&a.key, &b.key).unwrap();
+
+    let host_a = host(&a, &nats, &token);
+    let host_b = host(&b, &nats, &token);
+    let (ha, hb) = (host_a.http(), host_b.http());
+
+    assert_eq!(
+        ha.post_json("/v1/environments", &json!({"id": "prod"}))
+            .status,
+        201
+    );
+    let set = |value: &str| {
+        let r = ha.post_json(
+            "/v1/secrets",
+            &json!({"name": "API_KEY", "value": value, "environmentId": "prod"}),
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+    };
+    set(V1);
+    let r = ha.deploy(
+        &json!({"name": "reader", "environmentId": "prod", "topics": ["t"]}),
+        &wasm(SECRET_READER),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+
+    // B sees the environment at once (the store reads NATS) and the
+    // listener once its follower has compiled the shared module.
+    let envs = hb.get("/v1/environments").json();
+    assert_eq!(envs[0]["id"], "prod", "{envs}");
+    eventually("B has the listener", 200, || {
+        hb.get("/v1/listeners/reader").status
+    });
+    assert_eq!(read_through(&hb), fnv(V1), "B's run reads A's value");
+
+    // A new value through A reaches B's runs within the watch lag.
+    set(V2);
+    eventually("B reads the new value", fnv(V2), || read_through(&hb));
+
+    // A token made on A works on B.
+    let ci = ha.create_token(&json!({"name": "ci", "role": "auditor"}));
+    eventually("B accepts A's token", 200, || {
+        hb.with_token(&ci).get("/v1/runs").status
+    });
+
+    // An undeploy on A reaches B.
+    assert_eq!(ha.delete("/v1/listeners/reader").status, 204);
+    eventually("B drops the listener", 404, || {
+        hb.get("/v1/listeners/reader").status
+    });
+    assert_eq!(read_through(&hb), "no run");
+
+    // NATS holds sealed records only.
+    drop((host_a, host_b));
+    let mut files = vec![nats.store_dir()];
+    let mut checked = 0;
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            checked += 1;
+            for v in [V1, V2] {
+                assert!(
+                    !bytes.windows(v.len()).any(|w| w == v.as_bytes()),
+                    "{} holds a value in clear",
+                    p.display()
+                );
+            }
+        }
+    }
+    assert!(checked > 0, "NATS wrote files");
+}

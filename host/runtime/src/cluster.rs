@@ -1,0 +1,186 @@
+//! What a runtime does when its store's backend is shared with other hosts
+//! (cluster mode, `keyhole serve --cluster`):
+//!
+//! - **Modules** go to the shared bucket `modules` too, in chunks under
+//!   their sha256 ([`SharedModules`]), so a host that never saw the upload
+//!   can compile a deployment made elsewhere. Compiled artifacts stay on
+//!   each host (native code is never shared) with their digests in the
+//!   host's own backend.
+//! - **Deployments** made or removed on another host reach this one through
+//!   a watch of the `deployments` bucket ([`follow_deployments`]): for each
+//!   change, the name's current record is read and the index made to match
+//!   it, so changes applied out of order or twice still end in the bucket's
+//!   state.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use keyhole_kv::{Bucket, Change};
+use sha2::{Digest, Sha256};
+
+use crate::deploy_record;
+use crate::error::RuntimeError;
+use crate::runtime::{Inner, Runtime};
+
+/// Bytes per chunk: well under NATS's default 1 MB message limit.
+const CHUNK: usize = 256 << 10;
+
+/// Modules by sha256 in a shared bucket: chunks `HASH/000000`…, then the
+/// manifest `HASH` (the chunk count), written last, so a manifest means
+/// every chunk is there.
+pub(crate) struct SharedModules {
+    bucket: Arc<dyn Bucket>,
+}
+
+impl SharedModules {
+    pub(crate) fn new(bucket: Arc<dyn Bucket>) -> Self {
+        SharedModules { bucket }
+    }
+
+    pub(crate) fn put(&self, hash: &str, module: &[u8]) -> Result<(), RuntimeError> {
+        if self.bucket.get(hash.as_bytes())?.is_some() {
+            return Ok(());
+        }
+        let mut count = 0usize;
+        for (i, chunk) in module.chunks(CHUNK).enumerate() {
+            self.bucket
+                .put(format!("{hash}/{i:06}").as_bytes(), chunk)?;
+            count = i + 1;
+        }
+        self.bucket
+            .put(hash.as_bytes(), count.to_string().as_bytes())?;
+        self.bucket.flush()?;
+        Ok(())
+    }
+
+    /// The module, checked against its hash; `None` if no host stored it.
+    pub(crate) fn get(&self, hash: &str) -> Result<Option<Vec<u8>>, RuntimeError> {
+        let Some(manifest) = self.bucket.get(hash.as_bytes())? else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str| RuntimeError::Corrupt(format!("shared module {hash}: {what}"));
+        let count: usize = std::str::from_utf8(&manifest.value)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| corrupt("unreadable manifest"))?;
+        let mut module = Vec::new();
+        for i in 0..count {
+            let chunk = self
+                .bucket
+                .get(format!("{hash}/{i:06}").as_bytes())?
+                .ok_or_else(|| corrupt("a chunk is missing"))?;
+            module.extend_from_slice(&chunk.value);
+        }
+        if hex::encode(Sha256::digest(&module)) != hash {
+            return Err(corrupt("does not match its hash"));
+        }
+        Ok(Some(module))
+    }
+}
+
+/// How long the follower waits for a change before checking whether the
+/// runtime is still there.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Starts the thread that applies other hosts' deploys and undeploys.
+pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> {
+    let mut watch = runtime.inner.deployment_records.watch(0)?;
+    let weak: Weak<Inner> = Arc::downgrade(&runtime.inner);
+    std::thread::Builder::new()
+        .name("keyhole-deploy-follow".into())
+        .spawn(move || {
+            loop {
+                let change = match watch.next_timeout(POLL) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("watching deployments: {e}; reloading them all");
+                        std::thread::sleep(POLL);
+                        Some(Change::Lagged { revision: 0 })
+                    }
+                };
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let Some(change) = change else {
+                    continue;
+                };
+                let runtime = Runtime { inner };
+                let result = match change.key() {
+                    Some(name) => runtime.sync_deployment(&String::from_utf8_lossy(name)),
+                    None => runtime.sync_all_deployments(),
+                };
+                if let Err(e) = result {
+                    tracing::warn!("applying a deployment change from another host: {e}");
+                }
+            }
+        })
+        .map_err(|e| RuntimeError::io(std::path::Path::new("keyhole-deploy-follow"), e))?;
+    Ok(())
+}
+
+impl Runtime {
+    /// Makes the index's deployment `name` match its record in the bucket.
+    pub(crate) fn sync_deployment(&self, name: &str) -> Result<(), RuntimeError> {
+        let _writing = self.writing();
+        let stored = match self.inner.deployment_records.get(name.as_bytes())? {
+            Some(e) => Some(deploy_record::decode(&e.value)?),
+            None => None,
+        };
+        let current = self
+            .inner
+            .deployments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .map(|d| d.record.clone());
+        match (stored, current) {
+            (Some(s), Some(c)) if s == c => Ok(()),
+            (None, None) => Ok(()),
+            (None, Some(_)) => {
+                self.inner
+                    .deployments
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(name);
+                tracing::info!(listener = name, "undeployed on another host");
+                Ok(())
+            }
+            (Some(record), _) => {
+                let component = self.inner.artifacts.load(&record.module_hash)?;
+                let ready = self.prepare(record, &component)?;
+                self.inner
+                    .deployments
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(Arc::new(ready));
+                tracing::info!(listener = name, "deployed on another host");
+                Ok(())
+            }
+        }
+    }
+
+    /// After missed changes: every name in the bucket or the index, synced.
+    fn sync_all_deployments(&self) -> Result<(), RuntimeError> {
+        let mut names: Vec<String> = self
+            .inner
+            .deployment_records
+            .scan(b"")?
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+            .collect();
+        names.extend(
+            self.inner
+                .deployments
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .all()
+                .map(|d| d.name.to_string()),
+        );
+        names.sort();
+        names.dedup();
+        for name in names {
+            self.sync_deployment(&name)?;
+        }
+        Ok(())
+    }
+}
