@@ -156,6 +156,10 @@ fn api_report(e: &ApiFailure, message: String) -> Report {
             Some("another change ran at the same time; run the command again".into()),
         ),
         C::Timeout | C::Internal | C::Other => (Exit::Failure, None),
+        C::Unavailable => (
+            Exit::Failure,
+            Some("this host is behind the cluster; run the command again".into()),
+        ),
         C::Unauthenticated => (
             Exit::Denied,
             Some(

@@ -166,7 +166,15 @@ pub struct EmitBody {
     /// Any JSON document; `{}` when absent.
     #[serde(default = "empty_object")]
     pub payload: serde_json::Value,
+    /// Run only once this host's store has applied this revision (a
+    /// write's `revision`, made through any host): read-your-writes across
+    /// hosts. Waited for at most [`MIN_REVISION_WAIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_revision: Option<u64>,
 }
+
+/// How long `POST /v1/events` waits for its `minRevision`.
+pub const MIN_REVISION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `GET /v1/runs`, as sent: each value is checked and parsed by the API
 /// (`api/runs.rs`), so a bad one is a 400 in the caller's terms.

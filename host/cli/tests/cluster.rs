@@ -3,8 +3,9 @@
 //! sealed secrets, tokens, deployments and modules. A secret set through
 //! host A is read by a run on host B; a listener deployed through A runs on
 //! B, whose disk never saw its upload; a token made on A works on B; an
-//! undeploy on A reaches B. What NATS stores holds no secret value in
-//! clear. (Events are still run by the host that receives them.)
+//! undeploy on A reaches B. An event through B naming the revision of a
+//! write through A reads that write. What NATS stores holds no secret
+//! value in clear. (Events are still run by the host that receives them.)
 
 mod common;
 
@@ -26,11 +27,13 @@ fn host(k: &Install, nats: &TestServer, token: &str) -> Server {
     Server::spawn(cmd, k, token, &[])
 }
 
-/// What `reader`'s one run read for API_KEY, through `h`.
-fn read_through(h: &Http) -> String {
+/// What `reader`'s one run read for API_KEY, through `h`, optionally
+/// once `h`'s host has seen `min_revision`.
+fn read_through(h: &Http, min_revision: Option<u64>) -> String {
     let r = h.post_json(
         "/v1/events",
-        &json!({"topic": "t", "environmentId": "prod", "payload": {"reads": [{"name": "API_KEY"}]}}),
+        &json!({"topic": "t", "environmentId": "prod", "minRevision": min_revision,
+                "payload": {"reads": [{"name": "API_KEY"}]}}),
     );
     assert_eq!(r.status, 200, "{r:?}");
     let runs = r.json()["runs"].as_array().cloned().unwrap_or_default();
@@ -100,6 +103,7 @@ fn two_hosts_share_state_through_nats() {
             &json!({"name": "API_KEY", "value": value, "environmentId": "prod"}),
         );
         assert_eq!(r.status, 200, "{r:?}");
+        r.json()["revision"].as_u64().expect("a write's revision")
     };
     set(V1);
     let r = ha.deploy(
@@ -115,11 +119,22 @@ fn two_hosts_share_state_through_nats() {
     eventually("B has the listener", 200, || {
         hb.get("/v1/listeners/reader").status
     });
-    assert_eq!(read_through(&hb), fnv(V1), "B's run reads A's value");
+    assert_eq!(read_through(&hb, None), fnv(V1), "B's run reads A's value");
 
-    // A new value through A reaches B's runs within the watch lag.
-    set(V2);
-    eventually("B reads the new value", fnv(V2), || read_through(&hb));
+    // A new value through A: an event through B that names the write's
+    // revision reads it on the first try (read-your-writes across hosts).
+    let revision = set(V2);
+    assert_eq!(read_through(&hb, Some(revision)), fnv(V2));
+    // A revision no host has reached: refused after the bounded wait.
+    let r = hb.post_json(
+        "/v1/events",
+        &json!({"topic": "t", "environmentId": "prod", "minRevision": revision + 1_000_000}),
+    );
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (503, Some("unavailable")),
+        "{r:?}"
+    );
 
     // A token made on A works on B.
     let ci = ha.create_token(&json!({"name": "ci", "role": "auditor"}));
@@ -132,7 +147,7 @@ fn two_hosts_share_state_through_nats() {
     eventually("B drops the listener", 404, || {
         hb.get("/v1/listeners/reader").status
     });
-    assert_eq!(read_through(&hb), "no run");
+    assert_eq!(read_through(&hb, None), "no run");
 
     // NATS holds sealed records only.
     drop((host_a, host_b));

@@ -66,6 +66,9 @@ pub enum ErrorCode {
     Sealed,
     /// The audit log cannot record an admin change, so nothing changed.
     AuditUnavailable,
+    /// This host is not (yet) where the request needs it: it has not seen
+    /// the store revision an event asked for. Retrying may succeed.
+    Unavailable,
     /// A host fault; details are in the daemon's log, not the response.
     Internal,
     /// A code this client does not know (a newer daemon).
@@ -90,7 +93,7 @@ impl ErrorCode {
             C::Timeout => StatusCode::REQUEST_TIMEOUT,
             C::Unauthenticated => StatusCode::UNAUTHORIZED,
             C::Forbidden => StatusCode::FORBIDDEN,
-            C::Sealed | C::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            C::Sealed | C::AuditUnavailable | C::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             C::Internal | C::Other => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -137,6 +140,10 @@ impl ApiError {
 
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Invalid, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
     }
 
     pub fn internal(message: impl std::fmt::Display) -> Self {

@@ -31,7 +31,7 @@ use super::grants;
 use super::scopes::blocking;
 use super::{JSON_BODY_LIMIT, Shared, upload_limit};
 use crate::auth::{Permission, Principal, TokenScope};
-use crate::requests::{EmitBody, ListenerSpec};
+use crate::requests::{EmitBody, ListenerSpec, MIN_REVISION_WAIT};
 use crate::views::{DeployedView, EmitView, ListenerView, RunView};
 
 impl From<ListenerSpec> for DeploySpec {
@@ -261,6 +261,16 @@ pub async fn emit(
     )?;
     let payload = serde_json::to_string(&body.payload)
         .map_err(|e| ApiError::bad_request(format!("payload: {e}")))?;
+    if let Some(revision) = body.min_revision {
+        let store = s.runtime.store().clone();
+        let caught_up = blocking(move || Ok(store.wait_for(revision, MIN_REVISION_WAIT)?)).await?;
+        if !caught_up {
+            return Err(ApiError::unavailable(format!(
+                "this host has not seen store revision {revision} within {} s; the event was not run",
+                MIN_REVISION_WAIT.as_secs()
+            )));
+        }
+    }
     let event = Event::new(&body.topic, &body.environment_id, body.space_id.as_deref())
         .with_payload(payload);
     let event_id = event.id.clone();

@@ -218,6 +218,7 @@ fn effective(
             .iter()
             .map(|e| SecretView::new(&e.meta, environment, e.provenance))
             .collect(),
+        revision: None,
     })
 }
 
@@ -275,7 +276,7 @@ pub async fn set_secret(
             detail.as_deref(),
             || Ok(store.set_secret_with_topics(&scope, &body.name, &value, topics)?),
         )?;
-        effective(&store, &env, space.as_deref())
+        written(&store, effective(&store, &env, space.as_deref())?)
     })
     .await?;
     Ok(Json(view))
@@ -345,10 +346,19 @@ pub async fn delete_secret(
                 .into())
             }
         })?;
-        effective(&store, &env, space.as_deref())
+        written(&store, effective(&store, &env, space.as_deref())?)
     })
     .await?;
     Ok(Json(view))
+}
+
+/// A write's answer: `view`, with the store revision the write is at (the
+/// store's newest, which covers the write).
+fn written(store: &SecretStore, view: SecretsView) -> Result<SecretsView, ApiError> {
+    Ok(SecretsView {
+        revision: Some(store.revision()),
+        ..view
+    })
 }
 
 pub async fn rotate(

@@ -288,6 +288,11 @@ pub struct EmitArgs {
     /// Event payload, a JSON document.
     #[arg(long, default_value = "{}", value_name = "JSON")]
     pub payload: String,
+    /// Cluster mode: run only once the receiving host has seen this store
+    /// revision (printed by `secrets set` / `secrets rm`), so the runs read
+    /// that write whichever host took it.
+    #[arg(long, value_name = "REVISION")]
+    pub min_revision: Option<u64>,
 }
 
 #[derive(Debug, Args)]

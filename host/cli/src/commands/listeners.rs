@@ -225,6 +225,7 @@ pub fn emit(c: &Client, args: EmitArgs) -> Result<()> {
         environment_id: args.scope.env,
         space_id: args.scope.space,
         payload,
+        min_revision: args.min_revision,
     };
     let scope = scope_text(&body.environment_id, body.space_id.as_deref());
     let topic = body.topic.clone();

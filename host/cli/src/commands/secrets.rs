@@ -84,6 +84,7 @@ fn set(
         },
     )?;
     let target = scope.target();
+    let revision = written.revision;
     let written = written
         .data
         .iter()
@@ -95,6 +96,9 @@ fn set(
             "listeners read it only during events on topics {}",
             s.topics.join(", ")
         );
+    }
+    if let Some(r) = revision {
+        println!("store revision {r} (`emit --min-revision {r}` runs after it on any host)");
     }
     Ok(())
 }

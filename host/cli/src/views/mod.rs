@@ -262,6 +262,10 @@ pub struct Data<T> {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SecretsView {
     pub data: Vec<SecretView>,
+    /// After a write: the store revision it is at, for an event to wait
+    /// for on any host (`minRevision` of `POST /v1/events`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
 }
 
 /// The deploy response: the listener, the module hash of the deployment

@@ -334,6 +334,7 @@ pub async fn test_event(
         environment_id: l.environment_id,
         space_id: l.space_id,
         payload,
+        min_revision: None,
     };
     match c
         .post::<EmitView>(&p.visitor.who, "/v1/events", &body)
