@@ -158,7 +158,7 @@ fn api_report(e: &ApiFailure, message: String) -> Report {
         C::Timeout | C::Internal | C::Other => (Exit::Failure, None),
         C::Unavailable => (
             Exit::Failure,
-            Some("this host is behind the cluster; run the command again".into()),
+            Some("the cluster (NATS) or this host is not ready; run the command again".into()),
         ),
         C::Unauthenticated => (
             Exit::Denied,

@@ -23,6 +23,7 @@ mod config;
 mod console;
 mod datadir;
 mod errors;
+mod events_queue;
 mod requests;
 mod serve;
 mod tls;

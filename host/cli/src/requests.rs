@@ -171,6 +171,10 @@ pub struct EmitBody {
     /// hosts. Waited for at most [`MIN_REVISION_WAIT`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_revision: Option<u64>,
+    /// The event's id, chosen by the client so that a repeated submission
+    /// is recognised (cluster mode queues an id once); absent: a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// How long `POST /v1/events` waits for its `minRevision`.

@@ -109,7 +109,24 @@ pub fn run(g: &Globals, args: ServeArgs) -> Result<()> {
     if let Some(reason) = runtime.store().sealed_reason() {
         tracing::warn!(%reason, "store is sealed: secret reads and writes will fail with 503");
     }
+    let queue = match &g.cluster {
+        None => None,
+        Some(cluster) => {
+            let config = keyhole_kv_nats::queue::QueueConfig {
+                ack_wait: args.cluster_ack_wait,
+                max_deliver: args.cluster_max_deliver,
+                ..Default::default()
+            };
+            let nats = keyhole_kv_nats::NatsKv::connect(cluster.clone())
+                .with_context(|| format!("connecting to the cluster at {}", cluster.url))?;
+            Some(Arc::new(
+                nats.work_queue("events", config)
+                    .context("opening the cluster's event queue")?,
+            ))
+        }
+    };
     let state = Arc::new(AppState {
+        queue,
         runtime: runtime.clone(),
         tokens,
         max_module_bytes: usize::try_from(args.max_module_bytes).unwrap_or(usize::MAX),
@@ -145,6 +162,16 @@ async fn serve(
     announce(g, listener.local_addr()?, cert)?;
 
     api::spawn_last_used_writer(&state);
+    let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+    let workers = match &state.queue {
+        Some(q) => crate::events_queue::start(
+            q.clone(),
+            state.runtime.clone(),
+            usize::from(args.cluster_workers),
+            workers_stop,
+        ),
+        None => Vec::new(),
+    };
     let console = crate::console::Limits {
         idle: args.console_idle_timeout,
         lifetime: args.console_session_lifetime,
@@ -189,9 +216,14 @@ async fn serve(
             },
         }
     }
-    // Stop accepting (new connections are refused), then drain.
+    // Stop accepting (new connections are refused), then drain; queue
+    // workers finish the event they run and take no more.
     drop(listener);
+    let _ = stop_workers.send(true);
     drain(graceful).await;
+    for w in workers {
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, w).await;
+    }
     Ok(())
 }
 

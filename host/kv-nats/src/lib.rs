@@ -37,6 +37,7 @@
 //! rule.
 #![forbid(unsafe_code)]
 
+pub mod queue;
 mod stream;
 #[cfg(feature = "test-server")]
 pub mod test_server;

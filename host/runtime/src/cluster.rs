@@ -184,3 +184,42 @@ impl Runtime {
         Ok(())
     }
 }
+
+impl Runtime {
+    /// Records a `failed` run saying `why` for each listener `event` would
+    /// run that has no record of it yet, without running any: for an event
+    /// a cluster's queue will not deliver again.
+    pub fn give_up(
+        &self,
+        event: &crate::Event,
+        why: &str,
+    ) -> Result<Vec<crate::runs::RunRecord>, RuntimeError> {
+        let mut out = Vec::new();
+        for target in self.accept(event)? {
+            let mut record = crate::runs::RunRecord {
+                id: 0,
+                event_id: event.id.clone(),
+                topic: event.topic.clone(),
+                environment: event.environment.clone(),
+                space: event.space.clone(),
+                listener: target.record.spec.name.clone(),
+                module_hash: target.record.module_hash.clone(),
+                outcome: crate::runs::Outcome::Failed {
+                    message: why.to_owned(),
+                },
+                started_at_ms: crate::now_ms(),
+                duration_us: 0,
+                stdout: String::new(),
+                stderr: String::new(),
+                output_dropped: 0,
+                secrets_read: Vec::new(),
+                http: Vec::new(),
+                notes: Vec::new(),
+                delivery: event.delivery,
+            };
+            self.inner.runs.append(&mut record);
+            out.push(record);
+        }
+        Ok(out)
+    }
+}

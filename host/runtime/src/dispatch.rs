@@ -41,11 +41,22 @@ impl Runtime {
 
     /// What both `emit`s do first: validate the event, refuse it while the
     /// store is sealed, count it, and find the deployments it goes to.
-    fn accept(&self, event: &Event) -> Result<Vec<Arc<ReadyDeployment>>, RuntimeError> {
+    pub(crate) fn accept(&self, event: &Event) -> Result<Vec<Arc<ReadyDeployment>>, RuntimeError> {
         self.validate_event(event)?;
         self.check_unsealed()?;
         self.inner.metrics.event();
-        Ok(self.matching(event))
+        let mut targets = self.matching(event);
+        // A redelivered event runs only what has no record yet.
+        if event.delivery > 1 {
+            let mut kept = Vec::with_capacity(targets.len());
+            for t in targets {
+                if !self.inner.runs.recorded(&event.id, &t.name)? {
+                    kept.push(t);
+                }
+            }
+            targets = kept;
+        }
+        Ok(targets)
     }
 
     /// A sealed store (master key missing, wrong or refused) fails every

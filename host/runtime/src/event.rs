@@ -21,6 +21,10 @@ pub struct Event {
     pub space: Option<String>,
     /// JSON text.
     pub payload: String,
+    /// Which delivery this is: 1, or more when a cluster's queue delivers
+    /// the event again (its first host stopped answering). Listeners that
+    /// already have a run record for the event are not run again then.
+    pub delivery: u32,
 }
 
 impl Event {
@@ -32,7 +36,20 @@ impl Event {
             environment: environment.into(),
             space: space.map(Into::into),
             payload: "{}".into(),
+            delivery: 1,
         }
+    }
+
+    /// The same event under a given id (a client's, for deduplication).
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// The same event as its `delivery`th delivery.
+    pub fn with_delivery(mut self, delivery: u32) -> Self {
+        self.delivery = delivery.max(1);
+        self
     }
 
     pub fn with_payload(mut self, payload: impl Into<String>) -> Self {

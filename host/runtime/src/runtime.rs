@@ -193,17 +193,21 @@ impl Runtime {
 
     /// Like [`Runtime::open`], for a host of a cluster: `store` is on a
     /// backend the hosts share, and `host` is this host's own (artifact
-    /// digests). Modules are shared, and deployments made on other hosts
-    /// are followed (`cluster.rs`). Run records and the audit log stay in
-    /// `data_dir`.
+    /// digests). Modules are shared, deployments made on other hosts are
+    /// followed (`cluster.rs`), and run records go to the shared bucket
+    /// `runs`, one per (event, listener) (`runs/shared.rs`). The audit log
+    /// stays in `data_dir`.
     pub fn open_clustered(
         store: SecretStore,
         host: Arc<dyn keyhole_kv::Backend>,
         data_dir: &Path,
         config: RuntimeConfig,
     ) -> Result<Self, RuntimeError> {
-        let runs = jsonl_runs(data_dir, &config);
-        Self::open_inner(store, Some(host), data_dir, config, runs)
+        let runs: Arc<dyn RunLog> = Arc::new(crate::runs::shared::SharedRunLog::new(
+            store.backend().bucket("runs")?,
+            config.max_run_records,
+        ));
+        Self::open_inner(store, Some(host), data_dir, config, |_| Ok(runs))
     }
 
     /// Like [`Runtime::open`], with run records going to `runs` instead of
@@ -457,6 +461,7 @@ mod tests {
             secrets_read: vec![],
             http: vec![],
             notes: vec![],
+            delivery: 1,
         }
     }
 

@@ -251,7 +251,7 @@ pub async fn emit(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
     ApiJson(body): ApiJson<EmitBody>,
-) -> Result<Json<EmitView>, ApiError> {
+) -> Result<(StatusCode, Json<EmitView>), ApiError> {
     within(
         &who,
         Permission::EventsEmit,
@@ -261,6 +261,15 @@ pub async fn emit(
     )?;
     let payload = serde_json::to_string(&body.payload)
         .map_err(|e| ApiError::bad_request(format!("payload: {e}")))?;
+    let mut event = Event::new(&body.topic, &body.environment_id, body.space_id.as_deref())
+        .with_payload(payload);
+    if let Some(id) = body.id {
+        event = event.with_id(id);
+    }
+    s.runtime.validate_event(&event)?;
+    if let Some(queue) = &s.queue {
+        return queue_event(queue, event, body.min_revision).await;
+    }
     if let Some(revision) = body.min_revision {
         let store = s.runtime.store().clone();
         let caught_up = blocking(move || Ok(store.wait_for(revision, MIN_REVISION_WAIT)?)).await?;
@@ -271,8 +280,6 @@ pub async fn emit(
             )));
         }
     }
-    let event = Event::new(&body.topic, &body.environment_id, body.space_id.as_deref())
-        .with_payload(payload);
     let event_id = event.id.clone();
     // The dispatch runs in its own task: if the client goes away, hyper drops
     // this handler, but an accepted event still runs to the end and is
@@ -281,8 +288,43 @@ pub async fn emit(
     let runs = tokio::spawn(async move { runtime.emit(event).await })
         .await
         .map_err(|e| ApiError::internal(format!("dispatch task failed: {e}")))??;
-    Ok(Json(EmitView {
-        event_id,
-        runs: runs.into_iter().map(RunView::from).collect(),
-    }))
+    Ok((
+        StatusCode::OK,
+        Json(EmitView {
+            event_id,
+            runs: runs.into_iter().map(RunView::from).collect(),
+            queued: false,
+            duplicate: false,
+        }),
+    ))
+}
+
+/// Cluster mode: the event, durably queued for any host's workers; 202.
+async fn queue_event(
+    queue: &keyhole_kv_nats::queue::WorkQueue,
+    event: Event,
+    min_revision: Option<u64>,
+) -> Result<(StatusCode, Json<EmitView>), ApiError> {
+    let queued = crate::events_queue::Queued {
+        id: event.id.clone(),
+        topic: event.topic,
+        environment: event.environment,
+        space: event.space,
+        payload: event.payload,
+        min_revision,
+    };
+    let body = serde_json::to_vec(&queued).map_err(ApiError::internal)?;
+    let published = queue
+        .publish(&queued.id, body)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the event was not queued: {e}")))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(EmitView {
+            event_id: queued.id,
+            runs: Vec::new(),
+            queued: true,
+            duplicate: published.duplicate,
+        }),
+    ))
 }

@@ -74,6 +74,9 @@ pub struct AppState {
     /// Time allowed to receive a request body (`--request-timeout`).
     pub request_timeout: Duration,
     pub metrics: ApiMetrics,
+    /// Cluster mode: events are queued here and run by any host's workers
+    /// (`crate::events_queue`); `None`: run by the host that receives them.
+    pub queue: Option<Arc<keyhole_kv_nats::queue::WorkQueue>>,
 }
 
 pub type Shared = Arc<AppState>;

@@ -421,6 +421,18 @@ pub struct ServeArgs {
     /// however busy. 1ms to 24h.
     #[arg(long, default_value = "12h", value_parser = parse_timeout)]
     pub console_session_lifetime: Duration,
+    /// Cluster mode: a queued event not acknowledged this long after its
+    /// delivery (its host died or hung) goes to another host. Every host
+    /// of a cluster must use the same value. 1ms to 24h.
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub cluster_ack_wait: Duration,
+    /// Cluster mode: deliveries of one event at most; the last is not run
+    /// but dead-lettered, with a `failed` run recorded. Same on every host.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(2..=100))]
+    pub cluster_max_deliver: i64,
+    /// Cluster mode: events this host runs at once from the queue.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub cluster_workers: u16,
     /// Most client connections open at once. Beyond it new connections wait
     /// in the kernel's listen backlog until one closes, so clients cannot
     /// exhaust the daemon's file descriptors. 1 to 65536.

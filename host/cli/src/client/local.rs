@@ -45,6 +45,8 @@ impl Local {
             // No client to wait for: the body is already in memory.
             request_timeout: Duration::from_secs(24 * 60 * 60),
             metrics: ApiMetrics::default(),
+            // Verbs in this process run events here, queue or not.
+            queue: None,
         });
         let router = api::local_router(state.clone());
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -226,10 +226,23 @@ pub fn emit(c: &Client, args: EmitArgs) -> Result<()> {
         space_id: args.scope.space,
         payload,
         min_revision: args.min_revision,
+        id: None,
     };
     let scope = scope_text(&body.environment_id, body.space_id.as_deref());
     let topic = body.topic.clone();
     let answer: EmitView = c.post("/v1/events", &body)?;
+    if answer.queued {
+        let again = if answer.duplicate {
+            " (already queued: nothing new)"
+        } else {
+            ""
+        };
+        println!(
+            "event {} on {topic} ({scope}): queued for the cluster{again}; see `keyhole runs --event {}`",
+            answer.event_id, answer.event_id
+        );
+        return Ok(());
+    }
     let runs = &answer.runs;
     println!(
         "event {} on {topic} ({scope}): {} run{}",

@@ -191,6 +191,17 @@ pub struct RunView {
     /// was denied or failed, grants not applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Cluster mode: which delivery of the event ran (absent: the first).
+    #[serde(default = "first_delivery", skip_serializing_if = "is_first_delivery")]
+    pub delivery: u32,
+}
+
+fn first_delivery() -> u32 {
+    1
+}
+
+fn is_first_delivery(n: &u32) -> bool {
+    *n == 1
 }
 
 impl From<RunRecord> for RunView {
@@ -212,6 +223,7 @@ impl From<RunRecord> for RunView {
             secrets_read: r.secrets_read,
             http: r.http,
             notes: r.notes,
+            delivery: r.delivery,
         }
     }
 }
@@ -313,6 +325,13 @@ impl From<ScopeDeletion> for DeletionView {
 pub struct EmitView {
     pub event_id: String,
     pub runs: Vec<RunView>,
+    /// Cluster mode: the event was queued (durably) for any host to run;
+    /// its runs are found later by its id. `runs` is then empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub queued: bool,
+    /// Queued already under this id (a repeated submission): nothing new.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// A page of run records, newest first.

@@ -53,6 +53,7 @@ pub(super) async fn admit(
                 secrets_read: Vec::new(),
                 http: Vec::new(),
                 notes: Vec::new(),
+                delivery: event.delivery,
             };
             inner.runs.append(&mut record);
             Err(record)

@@ -96,6 +96,7 @@ pub(super) fn record(
         secrets_read,
         http,
         notes: std::mem::take(&mut state.secrets.notes),
+        delivery: event.delivery,
     };
     inner.runs.append(&mut record);
     record

@@ -18,6 +18,7 @@
 pub(crate) mod jsonl;
 mod query;
 mod record;
+pub(crate) mod shared;
 
 pub use query::{RunFields, RunPage, RunQuery};
 pub use record::{Outcome, RunRecord};
@@ -41,6 +42,14 @@ pub trait RunLog: Send + Sync {
     /// every record appended before the call, so callers read their own
     /// runs; never a record its retention no longer keeps.
     fn query(&self, query: &RunQuery) -> Result<Vec<RunRecord>, RuntimeError>;
+
+    /// Whether a run of `listener` for event `event_id` is recorded already
+    /// (an event delivered again in cluster mode runs only the listeners
+    /// that have no record). The default log never sees an event twice.
+    fn recorded(&self, event_id: &str, listener: &str) -> Result<bool, RuntimeError> {
+        let _ = (event_id, listener);
+        Ok(false)
+    }
 
     /// The run with this id, if kept. By default, the first record of a
     /// query below `id + 1`.

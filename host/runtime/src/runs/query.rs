@@ -131,6 +131,7 @@ mod tests {
             secrets_read: vec![],
             http: vec![],
             notes: vec![],
+            delivery: 1,
         }
     }
 

@@ -114,10 +114,22 @@ pub struct RunRecord {
     /// not record it. Never a secret value.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Which delivery of the event ran: 1, or more in cluster mode when
+    /// the event came back after its first host stopped answering.
+    #[serde(default = "first", skip_serializing_if = "is_first")]
+    pub delivery: u32,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+fn first() -> u32 {
+    1
+}
+
+fn is_first(n: &u32) -> bool {
+    *n == 1
 }
 
 #[cfg(test)]

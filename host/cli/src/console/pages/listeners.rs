@@ -335,6 +335,7 @@ pub async fn test_event(
         space_id: l.space_id,
         payload,
         min_revision: None,
+        id: None,
     };
     match c
         .post::<EmitView>(&p.visitor.who, "/v1/events", &body)

@@ -36,6 +36,7 @@ pub(super) fn write(buf: &mut Vec<u8>, record: &RunRecord) {
         secrets_read,
         http,
         notes,
+        delivery,
     } = record;
     buf.extend_from_slice(b"{\"id\":");
     number(buf, *id);
@@ -97,6 +98,10 @@ pub(super) fn write(buf: &mut Vec<u8>, record: &RunRecord) {
         buf.extend_from_slice(b",\"notes\":");
         serde(buf, notes);
     }
+    if *delivery != 1 {
+        buf.extend_from_slice(b",\"delivery\":");
+        number(buf, u64::from(*delivery));
+    }
     buf.push(b'}');
 }
 
@@ -125,6 +130,7 @@ mod tests {
             secrets_read: vec![],
             http: vec![],
             notes: vec![],
+            delivery: 1,
         }
     }
 

@@ -30,6 +30,7 @@ fn record(listener: &str, n: usize) -> RunRecord {
         secrets_read: vec![],
         http: vec![],
         notes: vec![],
+        delivery: 1,
     }
 }
 

@@ -1,0 +1,181 @@
+//! Cluster mode's event queue: `POST /v1/events` on any host queues the
+//! event durably (`api/listeners.rs`), and every host's workers here take
+//! events from the queue and run them.
+//!
+//! Semantics: execution at least once, recording exactly once.
+//! - A worker acks an event after its runs are recorded. A host that dies
+//!   mid-run never acks: after the queue's ack wait the event goes to
+//!   another host, with its delivery count, and runs there only for the
+//!   listeners that have no run record yet (`Runtime::emit` asks the
+//!   shared run log), so each (event, listener) is recorded once.
+//! - A long run sends progress acks, so it is not taken for a dead host's.
+//! - The last delivery the queue allows is not run: the event goes to the
+//!   dead-letter stream and each listener without a record gets a `failed`
+//!   run saying so (`Runtime::give_up`).
+//! - An event naming a `minRevision` waits for this host's store to reach
+//!   it; one that cannot is handed back to the queue for another try.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyhole_kv_nats::queue::{Delivery, WorkQueue};
+use keyhole_runtime::{Event, Runtime, RuntimeError};
+use serde::{Deserialize, Serialize};
+
+/// An event as it travels through the queue.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Queued {
+    pub id: String,
+    pub topic: String,
+    pub environment: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space: Option<String>,
+    /// JSON text.
+    pub payload: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_revision: Option<u64>,
+}
+
+impl Queued {
+    fn event(&self) -> Event {
+        Event::new(&self.topic, &self.environment, self.space.as_deref())
+            .with_id(self.id.clone())
+            .with_payload(self.payload.clone())
+    }
+}
+
+/// How long a fetch waits for an event before looking at shutdown.
+const FETCH_WAIT: Duration = Duration::from_secs(1);
+/// How long an event waits for its `minRevision` here before it is handed
+/// back to the queue.
+const REVISION_WAIT: Duration = Duration::from_secs(5);
+
+/// Starts `workers` tasks taking events from `queue` until `stop` is set;
+/// returns their handles (each finishes its current event first).
+pub fn start(
+    queue: Arc<WorkQueue>,
+    runtime: Runtime,
+    workers: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..workers.max(1))
+        .map(|_| {
+            let (queue, runtime, mut stop) = (queue.clone(), runtime.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !*stop.borrow() {
+                    let batch = tokio::select! {
+                        _ = stop.changed() => break,
+                        b = queue.fetch(1, FETCH_WAIT) => b,
+                    };
+                    match batch {
+                        Ok(deliveries) => {
+                            for d in deliveries {
+                                handle(&queue, &runtime, d).await;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!("taking events from the queue: {e}");
+                            tokio::time::sleep(FETCH_WAIT).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
+    let queued: Queued = match serde_json::from_slice(&d.body) {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::error!("an unreadable event in the queue ({e}): dead-lettered");
+            if let Err(e) = queue.dead_letter(&d, "unreadable").await {
+                tracing::warn!("{e}");
+            }
+            return;
+        }
+    };
+    let delivery = u32::try_from(d.delivered).unwrap_or(u32::MAX);
+    let event = queued.event().with_delivery(delivery);
+    if d.delivered >= queue.max_deliver() {
+        give_up(queue, runtime, &d, &event).await;
+        return;
+    }
+    if let Some(revision) = queued.min_revision {
+        let store = runtime.store().clone();
+        let seen = tokio::task::spawn_blocking(move || store.wait_for(revision, REVISION_WAIT))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(false);
+        if !seen {
+            tracing::warn!(event = %event.id, revision, "store revision not seen here yet: handed back");
+            let _ = d.retry_after(Duration::from_millis(500)).await;
+            return;
+        }
+    }
+    // Progress acks while the runs take long.
+    let keepalive = {
+        let every = queue.ack_wait() / 3;
+        let d = &d;
+        async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = d.progress().await {
+                    tracing::debug!("{e}");
+                }
+            }
+        }
+    };
+    let runs = tokio::select! {
+        r = runtime.emit(event.clone()) => r,
+        () = keepalive => unreachable!("the keepalive loop never ends"),
+    };
+    match runs {
+        Ok(_) => {
+            if let Err(e) = d.ack().await {
+                // Delivered again later; its recorded runs are not rerun.
+                tracing::warn!(event = %event.id, "acknowledging: {e}");
+            }
+        }
+        Err(e) if permanent(&e) => {
+            tracing::warn!(event = %event.id, "event refused ({e}): dead-lettered");
+            if let Err(e) = queue.dead_letter(&d, &event.id).await {
+                tracing::warn!("{e}");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(event = %event.id, "running a queued event: {e}; handed back");
+            let _ = d.retry_after(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Errors no other host or later try would get past.
+fn permanent(e: &RuntimeError) -> bool {
+    matches!(
+        e,
+        RuntimeError::InvalidEvent(_)
+            | RuntimeError::Store(keyhole_store::StoreError::UnknownEnvironment(_))
+            | RuntimeError::Store(keyhole_store::StoreError::UnknownSpace(_))
+    )
+}
+
+/// The last delivery: no more tries. Dead-lettered, and a `failed` run
+/// recorded for each listener that has none.
+async fn give_up(queue: &WorkQueue, runtime: &Runtime, d: &Delivery, event: &Event) {
+    let why = format!(
+        "not run: the event was delivered {} times without completing (its hosts stopped or failed); it is in the dead-letter stream",
+        d.delivered
+    );
+    let (rt, ev) = (runtime.clone(), event.clone());
+    match tokio::task::spawn_blocking(move || rt.give_up(&ev, &why)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(event = %event.id, "recording the failed runs: {e}"),
+        Err(e) => tracing::warn!(event = %event.id, "recording the failed runs: {e}"),
+    }
+    if let Err(e) = queue.dead_letter(d, &event.id).await {
+        tracing::warn!("{e}");
+    }
+}

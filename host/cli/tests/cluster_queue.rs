@@ -1,0 +1,253 @@
+//! Cluster mode's event queue (issue 18, acceptance 1): three `keyhole
+//! serve --cluster` hosts on one nats-server, two listeners, 300 events
+//! each submitted twice (same id, two different hosts), one host killed
+//! with SIGKILL when about a quarter of the runs are recorded. Afterwards:
+//! exactly 600 run records, one per (event, listener), all ok; the runs
+//! that ran again have delivery >= 2 and are no more than the killed host
+//! could have had in flight.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Http, Install, Server, all_runs, token_from};
+use keyhole_kv_nats::test_server::{TestServer, available};
+use keyhole_tests::{SECRET_READER, wasm};
+use serde_json::json;
+
+const EVENTS: usize = 300;
+const WORKERS: usize = 4;
+
+fn host(k: &Install, nats: &TestServer, token: &str) -> Server {
+    let mut cmd = k.cmd();
+    cmd.env("KEYHOLE_CLUSTER", nats.url()).stderr(Stdio::null());
+    Server::spawn(
+        cmd,
+        k,
+        token,
+        &[
+            "--cluster-ack-wait",
+            "3s",
+            "--cluster-workers",
+            &WORKERS.to_string(),
+        ],
+    )
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_killed_host_loses_no_event_and_nothing_is_recorded_twice() {
+    if !available() {
+        return;
+    }
+    let nats = TestServer::start();
+    let a = Install::new();
+    let out = a
+        .cmd()
+        .env("KEYHOLE_CLUSTER", nats.url())
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = token_from(&String::from_utf8_lossy(&out.stdout));
+    let (b, c) = (Install::new(), Install::new());
+    for k in [&b, &c] {
+        std::fs::create_dir_all(k.key.parent().unwrap()).unwrap();
+        std::fs::copy(&a.key, &k.key).unwrap();
+    }
+    let hosts = [host(&a, &nats, &token), host(&b, &nats, &token)];
+    let mut victim = Some(host(&c, &nats, &token));
+    let ha = hosts[0].http();
+    let urls: Vec<String> = hosts
+        .iter()
+        .map(|h| h.base.clone())
+        .chain([victim.as_ref().unwrap().base.clone()])
+        .collect();
+
+    assert_eq!(
+        ha.post_json("/v1/environments", &json!({"id": "prod"}))
+            .status,
+        201
+    );
+    let r = ha.post_json(
+        "/v1/secrets",
+        &json!({"name": "API_KEY", "value": "kh-queue-value", "environmentId": "prod"}),
+    );
+    assert_eq!(r.status, 200);
+    for name in ["reader-1", "reader-2"] {
+        let r = ha.deploy(
+            &json!({"name": name, "environmentId": "prod", "topics": ["t"]}),
+            &wasm(SECRET_READER),
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    for url in &urls {
+        let h = Http::new(url, &token);
+        wait_until(
+            "every host has both listeners",
+            Duration::from_secs(30),
+            || h.get("/v1/listeners").json().as_array().map_or(0, Vec::len) == 2,
+        );
+    }
+
+    // Submit in the background, each event to two hosts, a little apart,
+    // so the kill lands mid-stream.
+    let submitter = {
+        let (urls, token) = (urls.clone(), token.clone());
+        std::thread::spawn(move || {
+            let clients: Vec<Http> = urls
+                .iter()
+                .map(|u| Http::without_keep_alive(u, &token))
+                .collect();
+            let mut accepted = 0;
+            for i in 0..EVENTS {
+                let body = json!({
+                    "id": format!("ev_q{i:04}"), "topic": "t", "environmentId": "prod",
+                    "payload": {"reads": [{"name": "API_KEY"}]},
+                });
+                let first = clients[i % 3].try_post_json("/v1/events", &body);
+                let second = clients[(i + 1) % 3].try_post_json("/v1/events", &body);
+                assert!(first || second, "event {i} reached no host");
+                accepted += usize::from(first) + usize::from(second);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            accepted
+        })
+    };
+    let hb = hosts[1].http();
+    let count = || all_runs(&hb, "environmentId=prod").len();
+    wait_until("a quarter recorded", Duration::from_secs(120), || {
+        count() >= EVENTS * 2 / 4
+    });
+    let mut killed = victim.take().unwrap();
+    killed.child.kill().unwrap(); // SIGKILL
+    killed.child.wait().unwrap();
+    let accepted = submitter.join().unwrap();
+    assert!(accepted >= EVENTS, "{accepted} submissions accepted");
+
+    wait_until("every run recorded", Duration::from_secs(180), || {
+        count() >= EVENTS * 2
+    });
+    // Past another ack wait: nothing more arrives.
+    std::thread::sleep(Duration::from_secs(5));
+    let runs = all_runs(&hb, "environmentId=prod");
+    assert_eq!(
+        runs.len(),
+        EVENTS * 2,
+        "exactly one record per (event, listener)"
+    );
+    let pairs: HashSet<(String, String)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["eventId"].as_str().unwrap().to_owned(),
+                r["listener"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(pairs.len(), EVENTS * 2);
+    for r in &runs {
+        assert_eq!(r["outcome"]["kind"], "ok", "{r}");
+    }
+    let again = runs
+        .iter()
+        .filter(|r| r["delivery"].as_u64().unwrap_or(1) >= 2)
+        .count();
+    eprintln!("{accepted} submissions accepted; {again} runs ran again after the kill");
+    assert!(
+        again <= WORKERS * 2,
+        "{again} runs ran again; the killed host had at most {WORKERS} events (x2 listeners) in flight"
+    );
+    // Both surviving hosts list the same runs.
+    assert_eq!(all_runs(&ha, "environmentId=prod").len(), EVENTS * 2);
+}
+
+/// A host killed while it holds events: after the ack wait, another host
+/// runs them, as their second delivery, with progress acks keeping each
+/// long run its own.
+#[test]
+fn a_killed_hosts_events_run_again_elsewhere() {
+    if !available() {
+        return;
+    }
+    // Each request takes a second to answer, one at a time: the runs are
+    // still waiting on it when the host dies.
+    let stub = keyhole_tests::StubServer::start_with(200, "{}", |_| {
+        std::thread::sleep(Duration::from_secs(1));
+    });
+    let nats = TestServer::start();
+    let a = Install::new();
+    let out = a
+        .cmd()
+        .env("KEYHOLE_CLUSTER", nats.url())
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = token_from(&String::from_utf8_lossy(&out.stdout));
+    let b = Install::new();
+    std::fs::create_dir_all(b.key.parent().unwrap()).unwrap();
+    std::fs::copy(&a.key, &b.key).unwrap();
+
+    let mut first = host(&a, &nats, &token);
+    let h = first.http();
+    assert_eq!(
+        h.post_json("/v1/environments", &json!({"id": "prod"}))
+            .status,
+        201
+    );
+    let r = h.deploy(
+        &json!({"name": "caller", "environmentId": "prod", "topics": ["t"],
+                "allowHttp": [stub.origin()], "limits": {"timeoutMs": 30000}}),
+        &wasm(keyhole_tests::HTTP_CALLER),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    for i in 0..WORKERS {
+        let r = h.post_json(
+            "/v1/events",
+            &json!({"id": format!("ev_k{i}"), "topic": "t", "environmentId": "prod",
+                    "payload": {"url": format!("{}/slow", stub.origin())}}),
+        );
+        assert_eq!(r.status, 202, "{r:?}");
+    }
+    wait_until(
+        "the first host is running them",
+        Duration::from_secs(30),
+        || !stub.received().is_empty(),
+    );
+    first.child.kill().unwrap(); // SIGKILL, runs in flight
+    first.child.wait().unwrap();
+    drop(first);
+
+    let second = host(&b, &nats, &token);
+    let hb = second.http();
+    wait_until("the events ran again", Duration::from_secs(60), || {
+        all_runs(&hb, "environmentId=prod").len() >= WORKERS
+    });
+    std::thread::sleep(Duration::from_secs(4)); // past another ack wait
+    let runs = all_runs(&hb, "environmentId=prod");
+    assert_eq!(runs.len(), WORKERS, "{runs:?}");
+    for r in &runs {
+        assert_eq!(r["outcome"]["kind"], "ok", "{r}");
+    }
+    // The first host may have finished the run the stub answered first;
+    // every other one ran again on the second host.
+    let again = runs
+        .iter()
+        .filter(|r| r["delivery"].as_u64().unwrap_or(1) >= 2)
+        .count();
+    assert!(again >= WORKERS - 1, "{again} ran again: {runs:?}");
+}

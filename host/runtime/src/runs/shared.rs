@@ -1,0 +1,109 @@
+//! Run records in a bucket every host of a cluster shares (cluster mode):
+//! one record per (event, listener), created once, so an event that runs
+//! twice (its first host died before acking it) is recorded once, and any
+//! host lists every host's runs.
+//!
+//! The key is `EVENT_ID/LISTENER`; a record's id is the revision its
+//! create was written at, so ids grow (they are not consecutive, unlike
+//! the embedded log's). Each `append` is one write to the backend: the
+//! price of sharing, paid once per run. Listing scans the bucket; old
+//! records are deleted beyond `keep` (oldest first) at most once per
+//! [`PRUNE_EVERY`] appends.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use keyhole_kv::{Bucket, Cas};
+
+use super::{RunLog, RunQuery, RunRecord};
+use crate::error::RuntimeError;
+
+/// How often (in appends) old records are looked for.
+const PRUNE_EVERY: u64 = 1_000;
+
+pub(crate) struct SharedRunLog {
+    bucket: Arc<dyn Bucket>,
+    keep: usize,
+    appended: AtomicU64,
+}
+
+fn key(event_id: &str, listener: &str) -> Vec<u8> {
+    format!("{event_id}/{listener}").into_bytes()
+}
+
+impl SharedRunLog {
+    pub(crate) fn new(bucket: Arc<dyn Bucket>, keep: usize) -> Self {
+        SharedRunLog {
+            bucket,
+            keep,
+            appended: AtomicU64::new(0),
+        }
+    }
+
+    fn all(&self) -> Result<Vec<RunRecord>, RuntimeError> {
+        let mut out = Vec::new();
+        for (_, entry) in self.bucket.scan(b"")? {
+            let mut r: RunRecord = serde_json::from_slice(&entry.value)
+                .map_err(|e| RuntimeError::Corrupt(format!("a shared run record: {e}")))?;
+            r.id = entry.revision;
+            out.push(r);
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.id));
+        Ok(out)
+    }
+
+    fn prune(&self) -> Result<(), RuntimeError> {
+        let all = self.all()?;
+        for r in all.iter().skip(self.keep) {
+            let _ = self.bucket.delete(&key(&r.event_id, &r.listener), r.id)?;
+        }
+        Ok(())
+    }
+}
+
+impl RunLog for SharedRunLog {
+    fn append(&self, record: &mut RunRecord) -> u64 {
+        let k = key(&record.event_id, &record.listener);
+        record.id = 0;
+        let written = serde_json::to_vec(record)
+            .map_err(|e| RuntimeError::Corrupt(format!("encoding a run record: {e}")))
+            .and_then(|bytes| Ok(self.bucket.create(&k, &bytes)?));
+        let id = match written {
+            Ok(Cas::Written(r)) => r,
+            // Recorded already (by a host that ran it before): that record
+            // stands.
+            Ok(Cas::Conflict) => match self.bucket.get(&k) {
+                Ok(Some(e)) => e.revision,
+                _ => 0,
+            },
+            Err(e) => {
+                tracing::error!("recording a run in the shared bucket: {e}");
+                0
+            }
+        };
+        record.id = id;
+        if self.appended.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1
+            && let Err(e) = self.prune()
+        {
+            tracing::warn!("deleting old shared run records: {e}");
+        }
+        id
+    }
+
+    fn sync(&self) -> Result<(), RuntimeError> {
+        Ok(self.bucket.flush()?)
+    }
+
+    fn query(&self, query: &RunQuery) -> Result<Vec<RunRecord>, RuntimeError> {
+        Ok(self
+            .all()?
+            .into_iter()
+            .filter(|r| query.matches(r))
+            .take(query.limit)
+            .collect())
+    }
+
+    fn recorded(&self, event_id: &str, listener: &str) -> Result<bool, RuntimeError> {
+        Ok(self.bucket.get(&key(event_id, listener))?.is_some())
+    }
+}
