@@ -173,3 +173,146 @@ fn two_hosts_share_state_through_nats() {
     }
     assert!(checked > 0, "NATS wrote files");
 }
+
+/// A host whose settings differ from what the cluster's streams were made
+/// with refuses to start, naming the difference, rather than run with
+/// other semantics.
+#[test]
+fn a_host_refuses_streams_that_differ_from_what_it_needs() {
+    if !available() {
+        return;
+    }
+    let nats = TestServer::start();
+    let a = Install::new();
+    let cluster = |k: &Install| {
+        let mut c = k.cmd();
+        c.env("KEYHOLE_CLUSTER", nats.url());
+        c
+    };
+    let out = cluster(&a).arg("init").output().unwrap();
+    assert!(out.status.success());
+    let token = token_from(&String::from_utf8_lossy(&out.stdout));
+    // The first host makes the queue with a 3 s ack wait.
+    let first = {
+        let mut c = cluster(&a);
+        c.stderr(Stdio::null());
+        Server::spawn(c, &a, &token, &["--cluster-ack-wait", "3s"])
+    };
+    drop(first);
+    let b = Install::new();
+    std::fs::create_dir_all(b.key.parent().unwrap()).unwrap();
+    std::fs::copy(&a.key, &b.key).unwrap();
+    let bounded = |mut c: std::process::Command| {
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the host did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Another ack wait: the queue's consumer differs.
+    let mut c = cluster(&b);
+    c.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--cluster-ack-wait",
+        "30s",
+    ]);
+    let (ok, err) = bounded(c);
+    assert!(!ok);
+    assert!(err.contains("ack_wait is 3s, keyhole needs 30s"), "{err}");
+    // Three replicas asked of streams made with one.
+    let mut c = cluster(&b);
+    c.args([
+        "--cluster-replicas",
+        "3",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let (ok, err) = bounded(c);
+    assert!(!ok);
+    assert!(err.contains("num_replicas is 1, keyhole needs 3"), "{err}");
+}
+
+/// Data-key rotations through one host while events run on both: no run
+/// misses its value, and every value opens afterwards on both hosts.
+#[test]
+fn data_key_rotation_through_one_host_strands_no_run_on_another() {
+    if !available() {
+        return;
+    }
+    let nats = TestServer::start();
+    let a = Install::new();
+    let out = a
+        .cmd()
+        .env("KEYHOLE_CLUSTER", nats.url())
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = token_from(&String::from_utf8_lossy(&out.stdout));
+    let b = Install::new();
+    std::fs::create_dir_all(b.key.parent().unwrap()).unwrap();
+    std::fs::copy(&a.key, &b.key).unwrap();
+    let host_a = host(&a, &nats, &token);
+    let host_b = host(&b, &nats, &token);
+    let (ha, hb) = (host_a.http(), host_b.http());
+    assert_eq!(
+        ha.post_json("/v1/environments", &json!({"id": "prod"}))
+            .status,
+        201
+    );
+    let r = ha.post_json(
+        "/v1/secrets",
+        &json!({"name": "API_KEY", "value": V1, "environmentId": "prod"}),
+    );
+    assert_eq!(r.status, 200);
+    let r = ha.deploy(
+        &json!({"name": "reader", "environmentId": "prod", "topics": ["t"]}),
+        &wasm(SECRET_READER),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    eventually("B has the listener", 200, || {
+        hb.get("/v1/listeners/reader").status
+    });
+
+    let mut events = Vec::new();
+    for i in 0..30 {
+        if i % 3 == 0 {
+            let r = ha.post_json("/v1/keys/rotate", &json!({"scope": "env:prod"}));
+            assert_eq!(r.status, 200, "{r:?}");
+        }
+        let via = if i % 2 == 0 { &hb } else { &ha };
+        let r = via.post_json(
+            "/v1/events",
+            &json!({"topic": "t", "environmentId": "prod",
+                    "payload": {"reads": [{"name": "API_KEY"}]}}),
+        );
+        assert_eq!(r.status, 202, "{r:?}");
+        events.push(r.json()["eventId"].as_str().unwrap().to_owned());
+    }
+    eventually("every run recorded", 30, || {
+        common::all_runs(&hb, "environmentId=prod").len()
+    });
+    for run in common::all_runs(&hb, "environmentId=prod") {
+        assert!(events.iter().any(|e| run["eventId"] == e.as_str()), "{run}");
+        assert_eq!(run["outcome"]["kind"], "ok", "{run}");
+        let v: Value = serde_json::from_str(run["outcome"]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(v["results"][0]["fnv"], fnv(V1).as_str(), "{run}");
+    }
+    // Afterwards the value opens through both hosts.
+    for h in [&ha, &hb] {
+        assert_eq!(read_through(h, None), fnv(V1));
+    }
+}

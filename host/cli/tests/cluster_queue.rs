@@ -251,3 +251,100 @@ fn a_killed_hosts_events_run_again_elsewhere() {
         .count();
     assert!(again >= WORKERS - 1, "{again} ran again: {runs:?}");
 }
+
+/// nats-server killed (SIGKILL) and restarted on its files mid-stream:
+/// every event it acknowledged (a 202) is run and recorded once.
+#[test]
+fn a_nats_restart_loses_no_acknowledged_event() {
+    if !available() {
+        return;
+    }
+    let nats = TestServer::start();
+    let a = Install::new();
+    let out = a
+        .cmd()
+        .env("KEYHOLE_CLUSTER", nats.url())
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = token_from(&String::from_utf8_lossy(&out.stdout));
+    let b = Install::new();
+    std::fs::create_dir_all(b.key.parent().unwrap()).unwrap();
+    std::fs::copy(&a.key, &b.key).unwrap();
+    let hosts = [host(&a, &nats, &token), host(&b, &nats, &token)];
+    let ha = hosts[0].http();
+    assert_eq!(
+        ha.post_json("/v1/environments", &json!({"id": "prod"}))
+            .status,
+        201
+    );
+    let r = ha.post_json(
+        "/v1/secrets",
+        &json!({"name": "API_KEY", "value": "kh-restart-value", "environmentId": "prod"}),
+    );
+    assert_eq!(r.status, 200);
+    let r = ha.deploy(
+        &json!({"name": "reader", "environmentId": "prod", "topics": ["t"]}),
+        &wasm(SECRET_READER),
+    );
+    assert_eq!(r.status, 201);
+    let hb = hosts[1].http();
+    wait_until("B has the listener", Duration::from_secs(30), || {
+        hb.get("/v1/listeners/reader").status == 200
+    });
+
+    let submitter = {
+        let urls = [hosts[0].base.clone(), hosts[1].base.clone()];
+        let token = token.clone();
+        std::thread::spawn(move || {
+            let clients: Vec<Http> = urls
+                .iter()
+                .map(|u| Http::without_keep_alive(u, &token))
+                .collect();
+            let mut acknowledged = Vec::new();
+            for i in 0..150 {
+                let id = format!("ev_r{i:03}");
+                let body = json!({"id": id, "topic": "t", "environmentId": "prod",
+                                  "payload": {"reads": [{"name": "API_KEY"}]}});
+                if clients[i % 2].post_json_status("/v1/events", &body) == Some(202) {
+                    acknowledged.push(id);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            acknowledged
+        })
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let nats = nats.restart();
+    let acknowledged = submitter.join().unwrap();
+    eprintln!(
+        "{} of 150 submissions acknowledged across the restart",
+        acknowledged.len()
+    );
+    assert!(
+        acknowledged.len() >= 50,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+    wait_until(
+        "every acknowledged event recorded",
+        Duration::from_secs(120),
+        || {
+            let runs = all_runs(&ha, "environmentId=prod");
+            acknowledged
+                .iter()
+                .all(|id| runs.iter().any(|r| r["eventId"] == id.as_str()))
+        },
+    );
+    let runs = all_runs(&ha, "environmentId=prod");
+    let ids: HashSet<&str> = runs
+        .iter()
+        .map(|r| r["eventId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), runs.len(), "one record per event");
+    for r in &runs {
+        assert_eq!(r["outcome"]["kind"], "ok", "{r}");
+    }
+    drop(nats);
+}

@@ -40,10 +40,15 @@ impl TestServer {
     }
 
     fn start_in(dir: tempfile::TempDir) -> TestServer {
+        Self::start_on(dir, None)
+    }
+
+    fn start_on(dir: tempfile::TempDir, port: Option<u16>) -> TestServer {
         let ports = dir.path().join("ports");
         std::fs::create_dir_all(&ports).unwrap();
+        let port_arg = port.map_or("-1".to_owned(), |p| p.to_string());
         let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
             .arg(dir.path().join("js"))
             .arg("--ports_file_dir")
             .arg(&ports)
@@ -65,14 +70,15 @@ impl TestServer {
         self.dir.path().join("js")
     }
 
-    /// Kills it (SIGKILL) and starts it again on the same storage; the new
-    /// server has a new port.
+    /// Kills it (SIGKILL) and starts it again on the same storage and
+    /// port, so clients connected to it reconnect.
     pub fn restart(mut self) -> TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let port = self.port;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         let _ = std::fs::remove_dir_all(dir.path().join("ports"));
-        Self::start_in(dir)
+        Self::start_on(dir, Some(port))
     }
 }
 

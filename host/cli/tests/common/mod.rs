@@ -331,6 +331,22 @@ impl Http {
         }
     }
 
+    /// POSTs JSON; the status, or `None` if no response came (the server
+    /// or what it depends on went away).
+    pub fn post_json_status(&self, path: &str, body: &serde_json::Value) -> Option<u16> {
+        let req = ureq::http::Request::builder()
+            .method("POST")
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(body.to_string().into_bytes())
+            .unwrap();
+        let mut resp = self.agent.run(req).ok()?;
+        let status = resp.status().as_u16();
+        resp.body_mut().read_to_string().ok()?;
+        Some(status)
+    }
+
     pub fn post_raw(&self, path: &str, body: Vec<u8>) -> Resp {
         self.send(
             "POST",
