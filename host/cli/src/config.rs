@@ -132,7 +132,14 @@ impl Globals {
     /// `local:USER`).
     pub fn trail(&self, store: &SecretStore) -> Result<Trail> {
         let keep = RuntimeConfig::default().max_audit_entries;
-        let log = keyhole_runtime::audit::open(store, &self.data, keep)?;
+        let log = match &self.cluster {
+            None => keyhole_runtime::audit::open(store, &self.data, keep)?,
+            // Each host's audit chain is its own, head included.
+            Some(_) => {
+                let host = keyhole_kv_embedded::EmbeddedKv::open(&self.data)?.into_backend();
+                keyhole_runtime::audit::open_on(store, &*host, &self.data, keep)?
+            }
+        };
         Ok(Trail::new(log, store.sealed_reason(), local_actor(), None))
     }
 }

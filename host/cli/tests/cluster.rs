@@ -152,6 +152,17 @@ fn two_hosts_share_state_through_nats() {
     });
     assert_eq!(read_through(&hb, None), "no run");
 
+    // Each host's audit chain is its own and verifies, also after a
+    // restart of the host.
+    for h in [&ha, &hb] {
+        let v = h.get("/v1/audit/verify").json();
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    drop(host_b);
+    let host_b = host(&b, &nats, &token);
+    let v = host_b.http().get("/v1/audit/verify").json();
+    assert_eq!(v["ok"], true, "{v}");
+
     // NATS holds sealed records only.
     drop((host_a, host_b));
     let mut files = vec![nats.store_dir()];

@@ -23,11 +23,23 @@ pub fn open(
     data_dir: &Path,
     keep: usize,
 ) -> Result<Option<Arc<AuditLog>>, RuntimeError> {
+    open_on(store, &**store.backend(), data_dir, keep)
+}
+
+/// [`open`], with the chain's head in `heads` (in cluster mode the host's
+/// own backend: each host's log is its own chain, in its own files, so
+/// its head must not be another host's).
+pub fn open_on(
+    store: &SecretStore,
+    heads: &dyn keyhole_kv::Backend,
+    data_dir: &Path,
+    keep: usize,
+) -> Result<Option<Arc<AuditLog>>, RuntimeError> {
     if store.is_sealed() {
         return Ok(None);
     }
     let root = store.audit_root_key()?;
-    let heads = store.backend().bucket(HEADS_BUCKET)?;
+    let heads = heads.bucket(HEADS_BUCKET)?;
     let dir = data_dir.join("audit");
     let log = AuditLog::open(&dir, &root, heads, keep).map_err(|e| audit_error(&dir, e))?;
     Ok(Some(Arc::new(log)))
