@@ -131,7 +131,7 @@ impl Drop for Daemon {
 }
 
 /// `keyhole` next to this executable (both live in target/release).
-fn binary() -> Option<PathBuf> {
+pub(crate) fn binary() -> Option<PathBuf> {
     let bin = std::env::current_exe().ok()?.parent()?.join("keyhole");
     bin.is_file().then_some(bin)
 }

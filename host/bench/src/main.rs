@@ -27,6 +27,7 @@
 
 mod api;
 mod cases;
+mod cluster;
 mod floor;
 mod stats;
 
@@ -56,6 +57,8 @@ struct Plan {
     secret_reads: usize,
     async_events: usize,
     api_events: usize,
+    /// Events queued per phase of the cluster case.
+    cluster_events: usize,
     throughput_span: Duration,
     fanout_events: usize,
     memory_events: usize,
@@ -72,6 +75,7 @@ impl Plan {
                 secret_reads: 20_000,
                 async_events: 1_000,
                 api_events: 1_000,
+                cluster_events: 500,
                 throughput_span: Duration::from_millis(1500),
                 fanout_events: 20,
                 memory_events: 20_000,
@@ -85,6 +89,7 @@ impl Plan {
                 secret_reads: 200_000,
                 async_events: 10_000,
                 api_events: 10_000,
+                cluster_events: 5_000,
                 throughput_span: Duration::from_secs(5),
                 fanout_events: 200,
                 memory_events: 100_000,
@@ -206,6 +211,9 @@ fn main() -> Result<()> {
 
     drop(kh);
 
+    progress("cluster (NATS JetStream on loopback)");
+    let cluster = cluster::run(&module, plan.cluster_events);
+
     progress("fan-out");
     let (fan, _) = Keyhole::new(&module, FANOUT)?;
     let mut fan_s = Samples::with_capacity(plan.fanout_events);
@@ -277,6 +285,13 @@ fn main() -> Result<()> {
             "throughput, {guest:<13} 1 thread {:>8.0} events/s (floor {:.0}), {threads} threads {:>8.0} events/s (floor {:.0})",
             t.keyhole_1, t.floor_1, t.keyhole_all, t.floor_all
         );
+    }
+    match &cluster {
+        Ok(c) => println!(
+            "cluster, queued events (pure-reader): 1 host {:>8.0} events/s, 3 hosts {:>8.0} events/s (embedded, 1 thread {:.0})",
+            c.one_host, c.three_hosts, tp_pure.keyhole_1
+        ),
+        Err(why) => println!("cluster, queued events: skipped ({why})"),
     }
     println!(
         "deploy {RESTART_LISTENERS} listeners:        {:>10.0} ms",
@@ -367,6 +382,9 @@ fn main() -> Result<()> {
         "api_median_us": med(&api).map(|v| round(v, 1)),
         "api_p99_us": p99(&api).map(|v| round(v, 1)),
         "api_skipped": api.as_ref().err(),
+        "cluster_events_per_s_1_host": cluster.as_ref().ok().map(|c| round(c.one_host, 0)),
+        "cluster_events_per_s_3_hosts": cluster.as_ref().ok().map(|c| round(c.three_hosts, 0)),
+        "cluster_skipped": cluster.as_ref().err(),
         "fanout_100_event_median_us": round(fan_sum.median_us, 1),
         "fanout_100_run_median_us": round(fan_sum.median_us / FANOUT as f64, 2),
         "fanout_100_async_event_median_us": round(fan_async_sum.median_us, 1),
