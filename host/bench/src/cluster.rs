@@ -13,7 +13,7 @@
 //! Skipped (with the reason) without `nats-server` or the `keyhole` binary
 //! next to this one.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use keyhole_kv_nats::test_server::TestServer;
 
+use crate::api::Client;
 use crate::{ENVIRONMENT, SECRET_NAME, SECRET_VALUE, TOPIC};
 
 /// Events/s with one host and with three.
@@ -165,12 +166,16 @@ fn phase(
     }
     let mut clients = started
         .iter()
-        .map(|h| Submitter::connect(&h.addr, &token))
+        .map(|h| Client::connect(&h.addr, &token, None).map_err(|e| format!("{e:#}")))
         .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
     for i in 0..events {
         let n = clients.len();
-        clients[i % n].post()?;
+        match clients[i % n].post_event() {
+            Ok(202) => {}
+            Ok(status) => return Err(format!("POST /v1/events answered {status}, not 202")),
+            Err(e) => return Err(format!("POST /v1/events: {e:#}")),
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -219,67 +224,4 @@ fn get(addr: &str, token: &str, path: &str) -> Result<(u16, String), String> {
         .map_or("", |(_, b)| b)
         .to_owned();
     Ok((status, body))
-}
-
-/// A keep-alive connection that queues events (each must be answered 202).
-struct Submitter {
-    reader: BufReader<TcpStream>,
-    request: Vec<u8>,
-}
-
-impl Submitter {
-    fn connect(addr: &str, token: &str) -> Result<Self, String> {
-        let stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .map_err(|e| e.to_string())?;
-        let body = format!(
-            "{{\"topic\":\"{TOPIC}\",\"environmentId\":\"{ENVIRONMENT}\",\"payload\":{{}}}}"
-        );
-        let request = format!(
-            "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        Ok(Submitter {
-            reader: BufReader::new(stream),
-            request: request.into_bytes(),
-        })
-    }
-
-    fn post(&mut self) -> Result<(), String> {
-        let io = |e: std::io::Error| format!("POST /v1/events: {e}");
-        self.reader.get_mut().write_all(&self.request).map_err(io)?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line).map_err(io)?;
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        let mut length = 0;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).map_err(io)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).map_err(io)?;
-        if status != "202" {
-            return Err(format!(
-                "POST /v1/events answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
-        Ok(())
-    }
 }

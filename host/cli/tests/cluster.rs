@@ -12,7 +12,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Http, Install, Server, token_from};
+use common::{Http, Install, Server};
 use keyhole_kv_nats::test_server::{TestServer, available};
 use keyhole_tests::{SECRET_READER, fnv, wasm};
 use serde_json::{Value, json};
@@ -21,10 +21,7 @@ const V1: &str = "kh-cluster-value-one-5d1c";
 const V2: &str = "kh-cluster-value-two-9e4a";
 
 fn host(k: &Install, nats: &TestServer, token: &str) -> Server {
-    let mut cmd = k.cmd();
-    cmd.env("KEYHOLE_CLUSTER", nats.url())
-        .stderr(Stdio::inherit());
-    Server::spawn(cmd, k, token, &[])
+    common::cluster_host(k, &nats.url(), token, &[], true)
 }
 
 /// What `reader`'s run read for API_KEY, of an event queued through
@@ -80,23 +77,9 @@ fn two_hosts_share_state_through_nats() {
         return;
     }
     let nats = TestServer::start();
-    let a = Install::new();
-    let out = a
-        .cmd()
-        .env("KEYHOLE_CLUSTER", nats.url())
-        .arg("init")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = token_from(&String::from_utf8_lossy(&out.stdout));
+    let (a, token) = common::cluster_init(&nats.url());
     // Host B: its own data directory, the same master key, no init.
-    let b = Install::new();
-    std::fs::create_dir_all(b.key.parent().unwrap()).unwrap();
-    std::fs::copy(&a.key, &b.key).unwrap();
+    let b = common::cluster_member(&a);
 
     let host_a = host(&a, &nats, &token);
     let host_b = host(&b, &nats, &token);
@@ -194,25 +177,21 @@ fn a_host_refuses_streams_that_differ_from_what_it_needs() {
         return;
     }
     let nats = TestServer::start();
-    let a = Install::new();
+    let (a, token) = common::cluster_init(&nats.url());
     let cluster = |k: &Install| {
         let mut c = k.cmd();
         c.env("KEYHOLE_CLUSTER", nats.url());
         c
     };
-    let out = cluster(&a).arg("init").output().unwrap();
-    assert!(out.status.success());
-    let token = token_from(&String::from_utf8_lossy(&out.stdout));
     // The first host makes the queue with a 3 s ack wait.
-    let first = {
-        let mut c = cluster(&a);
-        c.stderr(Stdio::null());
-        Server::spawn(c, &a, &token, &["--cluster-ack-wait", "3s"])
-    };
-    drop(first);
-    let b = Install::new();
-    std::fs::create_dir_all(b.key.parent().unwrap()).unwrap();
-    std::fs::copy(&a.key, &b.key).unwrap();
+    drop(common::cluster_host(
+        &a,
+        &nats.url(),
+        &token,
+        &["--cluster-ack-wait", "3s"],
+        false,
+    ));
+    let b = common::cluster_member(&a);
     let bounded = |mut c: std::process::Command| {
         let mut child = c
             .stdout(Stdio::piped())
@@ -264,18 +243,8 @@ fn data_key_rotation_through_one_host_strands_no_run_on_another() {
         return;
     }
     let nats = TestServer::start();
-    let a = Install::new();
-    let out = a
-        .cmd()
-        .env("KEYHOLE_CLUSTER", nats.url())
-        .arg("init")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let token = token_from(&String::from_utf8_lossy(&out.stdout));
-    let b = Install::new();
-    std::fs::create_dir_all(b.key.parent().unwrap()).unwrap();
-    std::fs::copy(&a.key, &b.key).unwrap();
+    let (a, token) = common::cluster_init(&nats.url());
+    let b = common::cluster_member(&a);
     let host_a = host(&a, &nats, &token);
     let host_b = host(&b, &nats, &token);
     let (ha, hb) = (host_a.http(), host_b.http());

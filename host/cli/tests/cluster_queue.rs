@@ -9,10 +9,9 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Http, Install, Server, all_runs, token_from};
+use common::{Http, Install, Server, all_runs};
 use keyhole_kv_nats::test_server::{TestServer, available};
 use keyhole_tests::{SECRET_READER, wasm};
 use serde_json::json;
@@ -21,19 +20,9 @@ const EVENTS: usize = 300;
 const WORKERS: usize = 4;
 
 fn host(k: &Install, nats: &TestServer, token: &str) -> Server {
-    let mut cmd = k.cmd();
-    cmd.env("KEYHOLE_CLUSTER", nats.url()).stderr(Stdio::null());
-    Server::spawn(
-        cmd,
-        k,
-        token,
-        &[
-            "--cluster-ack-wait",
-            "3s",
-            "--cluster-workers",
-            &WORKERS.to_string(),
-        ],
-    )
+    let workers = WORKERS.to_string();
+    let extra = ["--cluster-ack-wait", "3s", "--cluster-workers", &workers];
+    common::cluster_host(k, &nats.url(), token, &extra, false)
 }
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -50,24 +39,8 @@ fn a_killed_host_loses_no_event_and_nothing_is_recorded_twice() {
         return;
     }
     let nats = TestServer::start();
-    let a = Install::new();
-    let out = a
-        .cmd()
-        .env("KEYHOLE_CLUSTER", nats.url())
-        .arg("init")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = token_from(&String::from_utf8_lossy(&out.stdout));
-    let (b, c) = (Install::new(), Install::new());
-    for k in [&b, &c] {
-        std::fs::create_dir_all(k.key.parent().unwrap()).unwrap();
-        std::fs::copy(&a.key, &k.key).unwrap();
-    }
+    let (a, token) = common::cluster_init(&nats.url());
+    let (b, c) = (common::cluster_member(&a), common::cluster_member(&a));
     let hosts = [host(&a, &nats, &token), host(&b, &nats, &token)];
     let mut victim = Some(host(&c, &nats, &token));
     let ha = hosts[0].http();
@@ -189,18 +162,8 @@ fn a_killed_hosts_events_run_again_elsewhere() {
         std::thread::sleep(Duration::from_secs(1));
     });
     let nats = TestServer::start();
-    let a = Install::new();
-    let out = a
-        .cmd()
-        .env("KEYHOLE_CLUSTER", nats.url())
-        .arg("init")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let token = token_from(&String::from_utf8_lossy(&out.stdout));
-    let b = Install::new();
-    std::fs::create_dir_all(b.key.parent().unwrap()).unwrap();
-    std::fs::copy(&a.key, &b.key).unwrap();
+    let (a, token) = common::cluster_init(&nats.url());
+    let b = common::cluster_member(&a);
 
     let mut first = host(&a, &nats, &token);
     let h = first.http();
@@ -260,18 +223,8 @@ fn a_nats_restart_loses_no_acknowledged_event() {
         return;
     }
     let nats = TestServer::start();
-    let a = Install::new();
-    let out = a
-        .cmd()
-        .env("KEYHOLE_CLUSTER", nats.url())
-        .arg("init")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let token = token_from(&String::from_utf8_lossy(&out.stdout));
-    let b = Install::new();
-    std::fs::create_dir_all(b.key.parent().unwrap()).unwrap();
-    std::fs::copy(&a.key, &b.key).unwrap();
+    let (a, token) = common::cluster_init(&nats.url());
+    let b = common::cluster_member(&a);
     let hosts = [host(&a, &nats, &token), host(&b, &nats, &token)];
     let ha = hosts[0].http();
     assert_eq!(

@@ -170,7 +170,7 @@ impl Backend for NatsKv {
         let full = format!("{}-{name}", self.config.namespace);
         let (js, replicas, full2) = (self.js.clone(), self.config.replicas, full.clone());
         let kv = block(self.rt(), async move {
-            stream::ensure(&js, &full2, replicas).await?;
+            stream::ensure(&js, &stream::wanted(&full2, replicas)).await?;
             js.get_key_value(full2.as_str())
                 .await
                 .map_err(|e| backend_error(&format!("opening bucket {full2}"), e))

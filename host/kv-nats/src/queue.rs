@@ -11,8 +11,9 @@
 //!   progress acks. After `max_deliver` deliveries the server stops
 //!   delivering it; the caller decides before that what a last delivery
 //!   means (keyhole: the dead-letter stream, [`WorkQueue::dead_letter`]).
-//! - The stream and consumer are made and checked like the KV streams
-//!   (`stream.rs`): a differing configuration is an error naming it.
+//! - The streams are made and checked like the KV streams (`stream.rs`),
+//!   the consumer likewise here: a differing configuration is an error
+//!   naming it.
 //!
 //! Async, unlike the KV seam: its callers are the daemon's tasks.
 
@@ -100,19 +101,21 @@ impl NatsKv {
                 num_replicas: replicas,
                 duplicate_window: config.duplicate_window,
                 max_messages: -1,
+                max_messages_per_subject: -1,
                 max_bytes: -1,
                 ..Default::default()
             };
-            ensure_stream(&js, &want).await?;
+            crate::stream::ensure(&js, &want).await?;
             let dead_subject = format!("{ns}.{name}-dead");
             let dead = stream::Config {
                 name: format!("{stream_name}-dead"),
                 subjects: vec![dead_subject.clone()],
+                max_messages_per_subject: -1,
                 storage: stream::StorageType::File,
                 num_replicas: replicas,
                 ..Default::default()
             };
-            ensure_stream(&js, &dead).await?;
+            crate::stream::ensure(&js, &dead).await?;
             let s = js
                 .get_stream(&stream_name)
                 .await
@@ -164,63 +167,6 @@ impl NatsKv {
                 config,
             })
         })
-    }
-}
-
-/// Makes sure stream `want.name` exists as `want` says: the settings
-/// keyhole relies on are compared with what the server echoes.
-async fn ensure_stream(js: &jetstream::Context, want: &stream::Config) -> Result<(), KvError> {
-    let got = match js.get_stream(&want.name).await {
-        Ok(s) => s.cached_info().config.clone(),
-        Err(_) => js
-            .create_stream(want.clone())
-            .await
-            .map_err(|e| nats(&format!("creating stream {}", want.name), e))?
-            .cached_info()
-            .config
-            .clone(),
-    };
-    let mut diff = Vec::new();
-    let mut check = |what: &str, w: String, g: String| {
-        if w != g {
-            diff.push(format!("{what} is {g}, keyhole needs {w}"));
-        }
-    };
-    check(
-        "subjects",
-        format!("{:?}", want.subjects),
-        format!("{:?}", got.subjects),
-    );
-    check(
-        "retention",
-        format!("{:?}", want.retention),
-        format!("{:?}", got.retention),
-    );
-    check(
-        "storage",
-        format!("{:?}", want.storage),
-        format!("{:?}", got.storage),
-    );
-    check(
-        "num_replicas",
-        want.num_replicas.to_string(),
-        got.num_replicas.to_string(),
-    );
-    if want.duplicate_window != Duration::ZERO {
-        check(
-            "duplicate_window",
-            format!("{:?}", want.duplicate_window),
-            format!("{:?}", got.duplicate_window),
-        );
-    }
-    if diff.is_empty() {
-        Ok(())
-    } else {
-        Err(KvError::Backend(format!(
-            "NATS stream {} is not configured as keyhole needs (an older server may have dropped a setting, or another program made it): {}",
-            want.name,
-            diff.join("; ")
-        )))
     }
 }
 

@@ -32,7 +32,8 @@ pub fn wanted(bucket: &str, replicas: usize) -> stream::Config {
     }
 }
 
-/// Every setting keyhole relies on that `got` does not have.
+/// Every setting keyhole relies on that `got` does not have. Durations
+/// keyhole leaves at zero (the server's default) are not compared.
 pub fn differences(want: &stream::Config, got: &stream::Config) -> Vec<String> {
     let mut d = Vec::new();
     let mut check = |what: &str, w: String, g: String| {
@@ -44,6 +45,11 @@ pub fn differences(want: &stream::Config, got: &stream::Config) -> Vec<String> {
         "subjects",
         format!("{:?}", want.subjects),
         format!("{:?}", got.subjects),
+    );
+    check(
+        "retention",
+        format!("{:?}", want.retention),
+        format!("{:?}", got.retention),
     );
     check(
         "max_msgs_per_subject (history)",
@@ -80,17 +86,24 @@ pub fn differences(want: &stream::Config, got: &stream::Config) -> Vec<String> {
         want.allow_direct.to_string(),
         got.allow_direct.to_string(),
     );
-    check(
-        "max_age",
-        format!("{:?}", want.max_age),
-        format!("{:?}", got.max_age),
-    );
+    for (what, w, g) in [
+        ("max_age", want.max_age, got.max_age),
+        (
+            "duplicate_window",
+            want.duplicate_window,
+            got.duplicate_window,
+        ),
+    ] {
+        if !w.is_zero() {
+            check(what, format!("{w:?}"), format!("{g:?}"));
+        }
+    }
     d
 }
 
-/// Makes sure bucket `bucket`'s stream exists as keyhole needs it.
-pub async fn ensure(js: &jetstream::Context, bucket: &str, replicas: usize) -> Result<(), KvError> {
-    let want = wanted(bucket, replicas);
+/// Makes sure stream `want.name` exists as `want` says: created if
+/// missing, and what the server echoes compared with it.
+pub async fn ensure(js: &jetstream::Context, want: &stream::Config) -> Result<(), KvError> {
     let got = match js.get_stream(&want.name).await {
         Ok(s) => s.cached_info().config.clone(),
         Err(_) => js
@@ -101,7 +114,7 @@ pub async fn ensure(js: &jetstream::Context, bucket: &str, replicas: usize) -> R
             .config
             .clone(),
     };
-    let diff = differences(&want, &got);
+    let diff = differences(want, &got);
     if diff.is_empty() {
         Ok(())
     } else {

@@ -196,27 +196,11 @@ impl Runtime {
     ) -> Result<Vec<crate::runs::RunRecord>, RuntimeError> {
         let mut out = Vec::new();
         for target in self.accept(event)? {
-            let mut record = crate::runs::RunRecord {
-                id: 0,
-                event_id: event.id.clone(),
-                topic: event.topic.clone(),
-                environment: event.environment.clone(),
-                space: event.space.clone(),
-                listener: target.record.spec.name.clone(),
-                module_hash: target.record.module_hash.clone(),
-                outcome: crate::runs::Outcome::Failed {
-                    message: why.to_owned(),
-                },
-                started_at_ms: crate::now_ms(),
-                duration_us: 0,
-                stdout: String::new(),
-                stderr: String::new(),
-                output_dropped: 0,
-                secrets_read: Vec::new(),
-                http: Vec::new(),
-                notes: Vec::new(),
-                delivery: event.delivery,
+            let outcome = crate::runs::Outcome::Failed {
+                message: why.to_owned(),
             };
+            let mut record =
+                crate::runs::RunRecord::not_run(event, &target.record, outcome, crate::now_ms(), 0);
             self.inner.runs.append(&mut record);
             out.push(record);
         }

@@ -119,6 +119,43 @@ pub fn token_from(stdout: &str) -> String {
         .to_string()
 }
 
+/// Cluster mode: `keyhole --cluster URL init` on a new installation; it
+/// and the admin token.
+pub fn cluster_init(nats_url: &str) -> (Install, String) {
+    let k = Install::new();
+    let out = k
+        .cmd()
+        .env("KEYHOLE_CLUSTER", nats_url)
+        .arg("init")
+        .output()
+        .expect("run keyhole init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = token_from(&String::from_utf8_lossy(&out.stdout));
+    (k, token)
+}
+
+/// Another host's installation: its own data directory, `first`'s master
+/// key (copied, mode kept), no init.
+pub fn cluster_member(first: &Install) -> Install {
+    let k = Install::new();
+    std::fs::create_dir_all(k.key.parent().unwrap()).unwrap();
+    std::fs::copy(&first.key, &k.key).unwrap();
+    k
+}
+
+/// `keyhole serve --cluster URL` on `k`, with `extra` flags; its log goes
+/// to the test's stderr when `log` is set, else nowhere.
+pub fn cluster_host(k: &Install, nats_url: &str, token: &str, extra: &[&str], log: bool) -> Server {
+    let mut cmd = k.cmd();
+    cmd.env("KEYHOLE_CLUSTER", nats_url)
+        .stderr(if log { Stdio::inherit() } else { Stdio::null() });
+    Server::spawn(cmd, k, token, extra)
+}
+
 /// A running `keyhole serve` on a free loopback port.
 pub struct Server {
     pub child: Child,

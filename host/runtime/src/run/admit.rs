@@ -36,25 +36,13 @@ pub(super) async fn admit(
             inner
                 .metrics
                 .run(outcome.label(), refused.waited.as_secs_f64());
-            let mut record = RunRecord {
-                id: 0, // assigned by the run log
-                event_id: event.id.clone(),
-                topic: event.topic.clone(),
-                environment: event.environment.clone(),
-                space: event.space.clone(),
-                listener: target.record.spec.name.clone(),
-                module_hash: target.record.module_hash.clone(),
+            let mut record = RunRecord::not_run(
+                event,
+                &target.record,
                 outcome,
                 started_at_ms,
-                duration_us: refused.waited.as_micros() as u64,
-                stdout: String::new(),
-                stderr: String::new(),
-                output_dropped: 0,
-                secrets_read: Vec::new(),
-                http: Vec::new(),
-                notes: Vec::new(),
-                delivery: event.delivery,
-            };
+                refused.waited.as_micros() as u64,
+            );
             inner.runs.append(&mut record);
             Err(record)
         }

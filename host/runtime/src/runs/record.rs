@@ -120,6 +120,39 @@ pub struct RunRecord {
     pub delivery: u32,
 }
 
+impl RunRecord {
+    /// The record of a run whose guest never ran (refused by the memory
+    /// budget, or given up by a cluster's queue): no output, nothing read.
+    /// The run log assigns its id.
+    pub(crate) fn not_run(
+        event: &crate::Event,
+        target: &crate::deploy::Deployment,
+        outcome: Outcome,
+        started_at_ms: u64,
+        duration_us: u64,
+    ) -> Self {
+        RunRecord {
+            id: 0,
+            event_id: event.id.clone(),
+            topic: event.topic.clone(),
+            environment: event.environment.clone(),
+            space: event.space.clone(),
+            listener: target.spec.name.clone(),
+            module_hash: target.module_hash.clone(),
+            outcome,
+            started_at_ms,
+            duration_us,
+            stdout: String::new(),
+            stderr: String::new(),
+            output_dropped: 0,
+            secrets_read: Vec::new(),
+            http: Vec::new(),
+            notes: Vec::new(),
+            delivery: event.delivery,
+        }
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
