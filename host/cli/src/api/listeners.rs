@@ -266,8 +266,9 @@ pub async fn emit(
     if let Some(id) = body.id {
         event = event.with_id(id);
     }
-    s.runtime.validate_event(&event)?;
     if let Some(queue) = &s.queue {
+        // Refused here, in the caller's terms, rather than by a worker.
+        s.runtime.validate_event(&event)?;
         return queue_event(queue, event, body.min_revision).await;
     }
     if let Some(revision) = body.min_revision {
