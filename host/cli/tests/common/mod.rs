@@ -355,17 +355,7 @@ impl Http {
     /// POSTs JSON; `false` if the request did not get a response (the
     /// server went away), whatever the status.
     pub fn try_post_json(&self, path: &str, body: &serde_json::Value) -> bool {
-        let req = ureq::http::Request::builder()
-            .method("POST")
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(body.to_string().into_bytes())
-            .unwrap();
-        match self.agent.run(req) {
-            Ok(mut resp) => resp.body_mut().read_to_string().is_ok(),
-            Err(_) => false,
-        }
+        self.post_json_status(path, body).is_some()
     }
 
     /// POSTs JSON; the status, or `None` if no response came (the server
