@@ -54,6 +54,30 @@ fn first_write_racing_a_dek_rotation_keeps_its_dek() {
     assert_eq!(get(&store, "SECOND"), "second");
 }
 
+/// A scope's first write points `dek-current` at the v1 it finds created,
+/// which may be the one a racing `rotate_dek` created and is about to point
+/// at itself. The rotation's switch then fails; it used to delete "its
+/// never-current" v1, stranding the value the write had just sealed under
+/// it (seen in CI as "refers to a DEK that does not exist" on a
+/// read-your-write, with two stores racing).
+#[test]
+fn a_first_write_that_adopts_a_rotations_new_dek_keeps_it() {
+    let (_d, _k, store) = setup();
+    let writer = store.clone();
+    test_hooks::arm(Point::BeforeDekPointerMove, move || {
+        writer
+            .set_secret(&prod(), "FIRST", &SecretValue::new("first".into()))
+            .unwrap();
+    });
+    let report = store.rotate_dek(&prod()).unwrap();
+    assert!(!test_hooks::pending(), "the racing write ran");
+    assert_eq!((report.previous_version, report.new_version), (Some(1), 2));
+    assert_eq!(report.records_rewritten, 1);
+    assert_eq!(report.retired_versions, [1]);
+    forget_caches(&store);
+    assert_eq!(get(&store, "FIRST"), "first");
+}
+
 /// A read that misses the DEK cache and unwraps a DEK which a rotation then
 /// retires must not put the retired key back into the cache after the
 /// rotation evicted it.

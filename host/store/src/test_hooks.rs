@@ -10,6 +10,9 @@ pub(crate) enum Point {
     /// `rotate_dek`, just before it reads the current DEK pointer to pick
     /// and install the next DEK version.
     BeforeDekSwitch,
+    /// `rotate_dek`, after it created its new DEK and before it moves the
+    /// current DEK pointer to it.
+    BeforeDekPointerMove,
     /// `KeyManager::dek`, after a cache miss unwrapped a DEK and before the
     /// cipher goes into the cache.
     DekUnwrapped,

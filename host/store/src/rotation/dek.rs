@@ -74,6 +74,8 @@ impl SecretStore {
             // A deletion that marked the scope after our check may have
             // swept its DEKs already: take ours back.
             crate::deletion::live_fence(bucket, scope, &dek_key, rev)?;
+            #[cfg(test)]
+            crate::test_hooks::hit(crate::test_hooks::Point::BeforeDekPointerMove);
             let switched = match pointer {
                 Some((_, rev)) => bucket.update(&pointer_key, &new_version.to_be_bytes(), rev)?,
                 None => bucket.create(&pointer_key, &new_version.to_be_bytes())?,
@@ -81,9 +83,12 @@ impl SecretStore {
             if switched.written().is_some() {
                 return Ok((pointer.map(|(v, _)| v), new_version));
             }
-            // Another rotation switched first. Ours was never current, so
-            // nothing is sealed under it: remove it and start over.
-            delete_current(bucket, &dek_key)?;
+            // Someone moved the pointer first: another rotation, or a
+            // scope's first write, which points `dek-current` at a v1 it
+            // finds already created (ours). So ours may have been current
+            // and may have values sealed under it: it stays, and a later
+            // rotation's retirement deletes it once nothing refers to it.
+            // Start over from the pointer as it is now.
         }
         Err(StoreError::Contended(format!("the data key of {scope}")))
     }
