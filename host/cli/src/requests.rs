@@ -74,6 +74,10 @@ pub struct Rotate {
     /// `env:NAME` or `space:NAME`; absent rotates the master key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The first half of a master key rotation across hosts: add the new
+    /// version to this host's key file without switching to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prepare: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

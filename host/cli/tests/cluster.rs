@@ -235,10 +235,12 @@ fn a_host_refuses_streams_that_differ_from_what_it_needs() {
     assert!(err.contains("num_replicas is 1, keyhole needs 3"), "{err}");
 }
 
-/// Data-key rotations through one host while events run on both: no run
-/// misses its value, and every value opens afterwards on both hosts.
+/// Key rotations while events run on both hosts: data-key rotations through
+/// A, and a master key rotation rolled out host by host (A prepares v2 in
+/// its own key file, the operator copies that file to B, B switches). No
+/// run misses its value, and every value opens afterwards on both hosts.
 #[test]
-fn data_key_rotation_through_one_host_strands_no_run_on_another() {
+fn key_rotations_across_hosts_strand_no_run() {
     if !available() {
         return;
     }
@@ -273,6 +275,32 @@ fn data_key_rotation_through_one_host_strands_no_run_on_another() {
             let r = ha.post_json("/v1/keys/rotate", &json!({"scope": "env:prod"}));
             assert_eq!(r.status, 200, "{r:?}");
         }
+        if i == 10 {
+            let r = ha.post_json("/v1/keys/rotate", &json!({"prepare": true}));
+            assert_eq!(r.status, 200, "{r:?}");
+            assert_eq!(
+                (r.json()["prepared"].clone(), r.json()["newVersion"].clone()),
+                (json!(true), json!(2))
+            );
+            // Before B holds v2 it cannot switch, and nothing changed.
+            let r = hb.post_json("/v1/keys/rotate", &json!({}));
+            assert_eq!(r.status, 503, "{r:?}");
+            let error = r.json()["error"].as_str().unwrap().to_owned();
+            assert!(error.contains("master key v2 was prepared"), "{error}");
+            // The operator replaces B's key file (atomically) with A's.
+            let tmp = b.key.with_extension("new");
+            std::fs::copy(&a.key, &tmp).unwrap();
+            std::fs::rename(&tmp, &b.key).unwrap();
+        }
+        if i == 20 {
+            let r = hb.post_json("/v1/keys/rotate", &json!({}));
+            assert_eq!(r.status, 200, "{r:?}");
+            let j = r.json();
+            assert_eq!(
+                (j["newVersion"].clone(), j["retiredVersions"].clone()),
+                (json!(2), json!([1]))
+            );
+        }
         let via = if i % 2 == 0 { &hb } else { &ha };
         let r = via.post_json(
             "/v1/events",
@@ -291,8 +319,18 @@ fn data_key_rotation_through_one_host_strands_no_run_on_another() {
         let v: Value = serde_json::from_str(run["outcome"]["value"].as_str().unwrap()).unwrap();
         assert_eq!(v["results"][0]["fnv"], fnv(V1).as_str(), "{run}");
     }
-    // Afterwards the value opens through both hosts.
+    // Afterwards the value opens through both hosts, and both key files
+    // hold v2 (A's still v1 too, until the operator copies B's back).
     for h in [&ha, &hb] {
         assert_eq!(read_through(h, None), fnv(V1));
     }
+    let versions = |k: &Install| -> Vec<String> {
+        std::fs::read_to_string(&k.key)
+            .unwrap()
+            .lines()
+            .filter_map(|l| Some(l.split_once(' ')?.0.to_owned()))
+            .collect()
+    };
+    assert_eq!(versions(&a), ["v1", "v2"]);
+    assert_eq!(versions(&b), ["v2"]);
 }

@@ -161,6 +161,9 @@ pub struct RotationReport {
     /// (and no longer the retired versions, so a backup of the file taken
     /// before no longer opens the store).
     pub key_file: Option<std::path::PathBuf>,
+    /// A KEK rotation's first half ([`crate::SecretStore::prepare_kek`]):
+    /// `new_version` is in the key file and claimed, but not current yet.
+    pub prepared_only: bool,
 }
 
 pub(crate) fn now_ms() -> u64 {

@@ -379,12 +379,23 @@ pub async fn rotate(
                 .map_err(|e| ApiError::bad_request(e.to_string()))
         })
         .transpose()?;
+    if body.prepare && scope.is_some() {
+        return Err(ApiError::bad_request(
+            "prepare applies to the master key only; a data key rotates in one step",
+        ));
+    }
     let state = s.clone();
     let report = blocking(move || {
         let store = state.runtime.store();
         let target = scope.as_ref().map_or("kek".to_owned(), |s| s.to_string());
-        audited(&state, &who, "keys.rotate", &target, || {
+        let action = if body.prepare {
+            "keys.prepare"
+        } else {
+            "keys.rotate"
+        };
+        audited(&state, &who, action, &target, || {
             Ok(match &scope {
+                None if body.prepare => store.prepare_kek()?,
                 None => store.rotate_kek()?,
                 Some(scope) => store.rotate_dek(scope)?,
             })

@@ -90,12 +90,18 @@ mod tests {
         let cli =
             Cli::try_parse_from(["keyhole", "keys", "rotate", "--scope", "space:team-a"]).unwrap();
         let Command::Keys {
-            cmd: KeysCmd::Rotate { scope },
+            cmd: KeysCmd::Rotate { scope, prepare },
         } = cli.command
         else {
             panic!("parsed as {:?}", cli.command)
         };
         assert_eq!(scope, Some(Scope::Space("team-a".into())));
+        assert!(!prepare);
         assert!(Cli::try_parse_from(["keyhole", "keys", "rotate", "--scope", "prod"]).is_err());
+        // Only the master key is prepared.
+        assert!(
+            Cli::try_parse_from(["keyhole", "keys", "rotate", "--prepare", "--scope", "env:p"])
+                .is_err()
+        );
     }
 }

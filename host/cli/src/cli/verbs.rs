@@ -201,6 +201,11 @@ pub enum KeysCmd {
         /// `env:NAME` or `space:NAME`; without it the master key is rotated.
         #[arg(long, value_name = "env:NAME|space:NAME")]
         scope: Option<Scope>,
+        /// Only add the next master key version to this host's key file
+        /// (hosts with their own key files: copy it to each, then run
+        /// `keyhole keys rotate` to switch).
+        #[arg(long, conflicts_with = "scope")]
+        prepare: bool,
     },
 }
 

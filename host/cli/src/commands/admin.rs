@@ -213,11 +213,12 @@ fn plural(n: usize) -> &'static str {
 }
 
 pub fn keys(c: &Client, cmd: KeysCmd) -> Result<()> {
-    let KeysCmd::Rotate { scope } = cmd;
+    let KeysCmd::Rotate { scope, prepare } = cmd;
     let report: RotationView = c.post(
         "/v1/keys/rotate",
         &Rotate {
             scope: scope.map(|s| s.to_string()),
+            prepare,
         },
     )?;
     println!("{}", rotation_text(&report));
@@ -226,6 +227,18 @@ pub fn keys(c: &Client, cmd: KeysCmd) -> Result<()> {
 
 /// One paragraph describing a rotation.
 pub fn rotation_text(r: &RotationView) -> String {
+    if r.prepared {
+        let mut text = format!(
+            "prepared master key (KEK) v{} (current: v{})",
+            r.new_version,
+            r.previous_version.unwrap_or_default()
+        );
+        if let Some(notice) = &r.notice {
+            text.push('\n');
+            text.push_str(notice);
+        }
+        return text;
+    }
     let (what, records) = match r.target.as_str() {
         "kek" => ("master key (KEK)".to_string(), "data keys rewrapped"),
         scope => (format!("data key of {scope}"), "secrets re-encrypted"),

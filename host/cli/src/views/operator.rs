@@ -17,6 +17,15 @@ use crate::auth::Token;
 /// versions are gone from the file and from the store's key checks).
 pub fn rotation_notice(r: &RotationReport) -> Option<String> {
     let path = r.key_file.as_ref()?;
+    if r.prepared_only {
+        return Some(format!(
+            "{} now holds master key v{} beside the current one: copy it to every host that \
+             shares this store (each re-reads its key file when it meets a key it lacks; no \
+             restart), then run `keyhole keys rotate` on any host to switch",
+            path.display(),
+            r.new_version
+        ));
+    }
     Some(format!(
         "the new master key (v{}) is in {}, which no longer holds the old one: back it up \
          again, apart from the data directory; backups of the key file made before this \
@@ -43,6 +52,10 @@ pub struct RotationView {
     /// printed by `keyhole keys rotate`.
     #[serde(default)]
     pub notice: Option<String>,
+    /// `keyhole keys rotate --prepare`: `newVersion` is in the key file but
+    /// not current yet.
+    #[serde(default)]
+    pub prepared: bool,
 }
 
 impl From<RotationReport> for RotationView {
@@ -59,6 +72,7 @@ impl From<RotationReport> for RotationView {
             retired_versions: r.retired_versions,
             key_file: r.key_file.map(|p| p.display().to_string()),
             notice,
+            prepared: r.prepared_only,
         }
     }
 }

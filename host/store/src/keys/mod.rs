@@ -82,11 +82,27 @@ impl KeyManager {
     }
 
     /// A keyring holding KEK `version`, re-reading the key source once if
-    /// this process does not hold it (another store rotated the KEK).
+    /// this process does not hold it (another store rotated the KEK, or an
+    /// operator copied in a key file with a prepared version).
     pub(crate) fn ring_with(&self, version: u64) -> Result<Arc<Keyring>, StoreError> {
+        self.ring_holding(version)?.ok_or_else(|| {
+            StoreError::corrupt(format!(
+                "a data key is wrapped under master key v{version}, which {} does not hold",
+                self.source.location()
+            ))
+        })
+    }
+
+    /// Whether this process holds KEK `version` (re-reading the key
+    /// source once if not). Errors only when the source cannot be read.
+    pub(crate) fn holds(&self, version: u64) -> Result<bool, StoreError> {
+        Ok(self.ring_holding(version)?.is_some())
+    }
+
+    fn ring_holding(&self, version: u64) -> Result<Option<Arc<Keyring>>, StoreError> {
         let ring = self.ring();
         if ring.get(version).is_some() {
-            return Ok(ring);
+            return Ok(Some(ring));
         }
         if let KeyMaterial::Ring(fresh) = keyring::load(&self.source)? {
             let mut merged = (*ring).clone();
@@ -94,14 +110,7 @@ impl KeyManager {
             self.set_ring(merged);
         }
         let ring = self.ring();
-        if ring.get(version).is_some() {
-            Ok(ring)
-        } else {
-            Err(StoreError::corrupt(format!(
-                "a data key is wrapped under master key v{version}, which {} does not hold",
-                self.source.location()
-            )))
-        }
+        Ok(ring.get(version).is_some().then_some(ring))
     }
 
     /// The KEK version new DEKs are wrapped under, read from the backend,

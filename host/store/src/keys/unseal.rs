@@ -5,8 +5,10 @@
 //! provided key that fails its check record means "wrong key": the store
 //! opens *sealed* (metadata works, values do not) and writes nothing. A
 //! fresh store (no check record, no DEK) adopts the provided key. A keyring
-//! version newer than every recorded one is adopted too: that is a KEK
-//! rotation that stopped after writing the key file.
+//! version newer than every recorded one is adopted too (someone added it
+//! to the key file by hand). A version that has a check record but is
+//! newer than `kek-current` is *prepared* (`rotate_kek` switches to it):
+//! opening with it does not switch.
 //!
 //! An unsealed store also has a `kek-current` pointer, the version new DEKs
 //! are wrapped under; stores from release 0.1 get it here.
@@ -54,7 +56,9 @@ pub(crate) fn unseal(
         for (version, kek) in &ring.keys {
             let _ = write_check(bucket, *version, &kek.cipher)?;
         }
-        point_at_newest(bucket, &ring)?;
+        if let Some((newest, _)) = ring.current() {
+            point_at(bucket, newest)?;
+        }
         bucket.flush()?;
         return Ok((ring, None));
     }
@@ -95,11 +99,21 @@ pub(crate) fn unseal(
             return Ok((Keyring::default(), Some(reason)));
         }
     }
-    for version in adopt {
-        let kek = usable.get(version).expect("adopted version is usable");
-        let _ = write_check(bucket, version, &kek.cipher)?;
+    for version in &adopt {
+        let kek = usable.get(*version).expect("adopted version is usable");
+        let _ = write_check(bucket, *version, &kek.cipher)?;
     }
-    point_at_newest(bucket, &usable)?;
+    // A recorded version above `kek-current` is prepared for a rotation
+    // across hosts (`rotate_kek` switches to it once every host holds it):
+    // opening with it must not switch early.
+    match adopt.last() {
+        Some(newest) => point_at(bucket, *newest)?,
+        None => {
+            if bucket.get(layout::KEK_CURRENT)?.is_none() {
+                point_at(bucket, max_recorded)?;
+            }
+        }
+    }
     bucket.flush()?;
     Ok((usable, None))
 }
@@ -119,19 +133,16 @@ pub(crate) fn write_check(
     Ok(bucket.create(&layout::kek_check(version), &records::encode(&rec))?)
 }
 
-/// Moves `kek-current` forward to the ring's newest version, creating it
-/// if the store has none yet. Never moves it back.
-fn point_at_newest(bucket: &dyn Bucket, ring: &Keyring) -> Result<(), StoreError> {
-    let Some((newest, _)) = ring.current() else {
-        return Ok(());
-    };
+/// Moves `kek-current` forward to `version`, creating it if the store has
+/// none yet. Never moves it back.
+fn point_at(bucket: &dyn Bucket, version: u64) -> Result<(), StoreError> {
     loop {
         let cas = match bucket.get(layout::KEK_CURRENT)? {
-            Some(e) if records::u64_value(&e.value, "current KEK pointer")? >= newest => {
+            Some(e) if records::u64_value(&e.value, "current KEK pointer")? >= version => {
                 return Ok(());
             }
-            Some(e) => bucket.update(layout::KEK_CURRENT, &newest.to_be_bytes(), e.revision)?,
-            None => bucket.create(layout::KEK_CURRENT, &newest.to_be_bytes())?,
+            Some(e) => bucket.update(layout::KEK_CURRENT, &version.to_be_bytes(), e.revision)?,
+            None => bucket.create(layout::KEK_CURRENT, &version.to_be_bytes())?,
         };
         if cas.written().is_some() {
             return Ok(());

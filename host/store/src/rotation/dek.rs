@@ -38,6 +38,7 @@ impl SecretStore {
             records_rewritten: rewritten,
             retired_versions: retired,
             key_file: None,
+            prepared_only: false,
         })
     }
 

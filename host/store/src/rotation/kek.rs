@@ -18,24 +18,22 @@ use crate::open::SecretStore;
 use crate::records::{self, DekRecord};
 
 impl SecretStore {
-    /// Replaces the master key: appends a version to the key file, rewraps
-    /// every DEK under it, then drops the old versions from the file.
+    /// Replaces the master key: switches to a new version, rewraps every
+    /// DEK under it, then drops the old versions from the key file. The new
+    /// version is the one [`SecretStore::prepare_kek`] added, if one is
+    /// waiting (hosts with their own key files: each already holds it), or
+    /// else a new one appended to the key file now.
     pub fn rotate_kek(&self) -> Result<RotationReport, StoreError> {
         self.check_unsealed()?;
-        let path = match self.inner.keys.source() {
-            KeySource::File(p) => p.clone(),
-            KeySource::Inline(_) => {
-                return Err(StoreError::Unsupported(
-                    "KEK rotation needs a key file; inline key text cannot be rewritten",
-                ));
-            }
-            KeySource::None => return Err(StoreError::Unsupported("no master key configured")),
-        };
+        let path = self.kek_file()?;
         // Serializes rewrites of the key file with every other rotation
         // that shares it, in this process or another.
         let _file = KeyFileLock::acquire(&path)?;
         let (previous, _, _) = self.inner.keys.current_kek()?;
-        let new_version = self.claim_kek(&path)?;
+        let new_version = match self.prepared_kek(previous)? {
+            Some(version) => self.hold_prepared(&path, version)?,
+            None => self.claim_kek(&path)?,
+        };
         self.point_kek_at(new_version)?;
         self.flush()?;
         let rewritten = self.rewrap_deks(new_version)?;
@@ -49,6 +47,79 @@ impl SecretStore {
             records_rewritten: rewritten,
             retired_versions: retired,
             key_file: Some(path),
+            prepared_only: false,
+        })
+    }
+
+    /// The first half of a master key rotation across hosts that each have
+    /// their own key file: claims the next KEK version and appends it to
+    /// this key file, without switching to it. Copy the file (which holds
+    /// the old and the new version) to every host, then
+    /// [`SecretStore::rotate_kek`] on any of them switches. A version
+    /// prepared already (and held here) is returned as it is.
+    pub fn prepare_kek(&self) -> Result<RotationReport, StoreError> {
+        self.check_unsealed()?;
+        let path = self.kek_file()?;
+        let _file = KeyFileLock::acquire(&path)?;
+        let (current, _, _) = self.inner.keys.current_kek()?;
+        let held = match self.prepared_kek(current)? {
+            Some(v) => self.inner.keys.holds(v)?.then_some(v),
+            None => None,
+        };
+        let version = match held {
+            Some(v) => v,
+            None => self.claim_kek(&path)?,
+        };
+        self.flush()?;
+        Ok(RotationReport {
+            target: RotationTarget::Kek,
+            previous_version: Some(current),
+            new_version: version,
+            records_rewritten: 0,
+            retired_versions: Vec::new(),
+            key_file: Some(path),
+            prepared_only: true,
+        })
+    }
+
+    /// The key file a KEK rotation rewrites.
+    fn kek_file(&self) -> Result<std::path::PathBuf, StoreError> {
+        match self.inner.keys.source() {
+            KeySource::File(p) => Ok(p.clone()),
+            KeySource::Inline(_) => Err(StoreError::Unsupported(
+                "KEK rotation needs a key file; inline key text cannot be rewritten",
+            )),
+            KeySource::None => Err(StoreError::Unsupported("no master key configured")),
+        }
+    }
+
+    /// The newest KEK version claimed (it has a check record) above
+    /// `current`: prepared, or left by a rotation that stopped before it
+    /// switched.
+    fn prepared_kek(&self, current: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .inner
+            .bucket
+            .scan(layout::KEK_CHECK_PREFIX)?
+            .iter()
+            .filter_map(|(k, _)| layout::version_suffix(k))
+            .filter(|v| *v > current)
+            .max())
+    }
+
+    /// `version`, prepared elsewhere, if this host's key file holds it (the
+    /// file is re-read); otherwise an error saying what to do.
+    fn hold_prepared(&self, path: &Path, version: u64) -> Result<u64, StoreError> {
+        if self.inner.keys.holds(version)? {
+            return Ok(version);
+        }
+        Err(StoreError::KeyFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "master key v{version} was prepared for rotation but this key file does not \
+                 hold it: copy the key file from the host that prepared it, or prepare a \
+                 newer version here (`keyhole keys rotate --prepare`)"
+            ),
         })
     }
 
