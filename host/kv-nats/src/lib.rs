@@ -25,7 +25,10 @@
 //!   sequence (changes the stream no longer holds) is reported as
 //!   [`Change::Lagged`]. A watch first catches up with every revision this
 //!   process has written, so a change made here is seen by a watch here as
-//!   soon as the write returns, as with the embedded backend.
+//!   soon as the write returns, as with the embedded backend. While the
+//!   client is disconnected a watch stalls without a word, so the client's
+//!   connection events feed [`Bucket::health`]: callers do not serve from
+//!   watch-fed caches meanwhile, and empty them after each break.
 //! - **Durability**: a write returns once JetStream acknowledged it (stored,
 //!   and with replicas, on a quorum). `flush` has nothing more to wait for;
 //!   how often the server syncs its files is the server's setting
@@ -44,7 +47,7 @@ pub mod test_server;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -52,7 +55,9 @@ use async_nats::jetstream;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
 use futures_util::StreamExt;
-use keyhole_kv::{Backend, Bucket, Cas, Change, Entry, KvError, LegacyRecords, Revision, Watch};
+use keyhole_kv::{
+    Backend, Bucket, Cas, Change, Entry, Health, KvError, LegacyRecords, Revision, Watch,
+};
 
 /// The longest any one NATS operation may take before the call fails.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,6 +104,35 @@ pub struct NatsKv {
     js: jetstream::Context,
     config: NatsConfig,
     buckets: Mutex<HashMap<String, Arc<NatsBucket>>>,
+    link: Arc<Link>,
+}
+
+/// The connection's state as the client reports it (its events), shared by
+/// every bucket: [`Bucket::health`].
+#[derive(Default)]
+struct Link {
+    down: AtomicBool,
+    breaks: AtomicU64,
+}
+
+impl Link {
+    fn on(&self, event: &async_nats::Event) {
+        match event {
+            async_nats::Event::Disconnected => {
+                self.breaks.fetch_add(1, Ordering::AcqRel);
+                self.down.store(true, Ordering::Release);
+            }
+            async_nats::Event::Connected => self.down.store(false, Ordering::Release),
+            _ => {}
+        }
+    }
+
+    fn health(&self) -> Health {
+        Health {
+            live: !self.down.load(Ordering::Acquire),
+            breaks: self.breaks.load(Ordering::Acquire),
+        }
+    }
 }
 
 fn backend_error(what: &str, e: impl std::fmt::Display) -> KvError {
@@ -115,9 +149,15 @@ impl NatsKv {
             .enable_all()
             .build()?;
         let url = config.url.clone();
+        let link = Arc::new(Link::default());
+        let events = link.clone();
         let client = block(&rt, async move {
             async_nats::ConnectOptions::new()
                 .name("keyhole")
+                .event_callback(move |event| {
+                    events.on(&event);
+                    async {}
+                })
                 .connect(url.as_str())
                 .await
                 .map_err(|e| backend_error(&format!("connecting to {url}"), e))
@@ -131,6 +171,7 @@ impl NatsKv {
             rt: Arc::new(Rt(Some(rt))),
             config,
             buckets: Mutex::new(HashMap::new()),
+            link,
         })
     }
 
@@ -182,6 +223,7 @@ impl Backend for NatsKv {
             js: self.js.clone(),
             rt: self.rt.clone(),
             seen: Arc::new(AtomicU64::new(0)),
+            link: self.link.clone(),
         });
         open.insert(name.to_owned(), bucket.clone());
         Ok(bucket)
@@ -207,6 +249,7 @@ pub struct NatsBucket {
     rt: Arc<Rt>,
     /// The newest revision this process has written or watched.
     seen: Arc<AtomicU64>,
+    link: Arc<Link>,
 }
 
 /// The NATS key for a seam key: `k` + hex.
@@ -423,6 +466,10 @@ impl Bucket for NatsBucket {
 
     fn flush(&self) -> Result<(), KvError> {
         Ok(())
+    }
+
+    fn health(&self) -> Health {
+        self.link.health()
     }
 }
 

@@ -105,3 +105,104 @@ impl Drop for TestServer {
         let _ = self.child.wait();
     }
 }
+
+/// A loopback TCP proxy in front of a [`TestServer`] that a test can cut
+/// and restore: one host's network partition, while others stay connected
+/// to the server directly. Cutting closes every proxied connection and
+/// refuses new ones until restored.
+pub struct CutProxy {
+    port: u16,
+    state: std::sync::Arc<ProxyState>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    cut: std::sync::atomic::AtomicBool,
+    stop: std::sync::atomic::AtomicBool,
+    conns: std::sync::Mutex<Vec<std::net::TcpStream>>,
+}
+
+impl ProxyState {
+    fn close_all(&self) {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        for c in conns.drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl CutProxy {
+    /// Starts proxying loopback connections to `server`.
+    pub fn new(server: &TestServer) -> CutProxy {
+        use std::sync::atomic::Ordering;
+        let upstream = server.port;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(ProxyState::default());
+        let st = state.clone();
+        let accept = std::thread::spawn(move || {
+            while !st.stop.load(Ordering::Acquire) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                if st.cut.load(Ordering::Acquire) {
+                    continue; // dropped: closed at once
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let mut conns = st.conns.lock().unwrap_or_else(|e| e.into_inner());
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                conns.extend([client, server]);
+            }
+        });
+        CutProxy {
+            port,
+            state,
+            accept: Some(accept),
+        }
+    }
+
+    /// `nats://127.0.0.1:PORT` of the proxy.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    pub fn cut(&self) {
+        self.state
+            .cut
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.state.close_all();
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.state
+            .cut
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.state
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.state.close_all();
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}

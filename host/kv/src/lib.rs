@@ -21,7 +21,10 @@
 //! * **Watches** ([`Bucket::watch`]): an ordered feed of every change after a
 //!   revision, which is how a process keeps its caches true when another
 //!   process (another host) writes. A watcher that falls too far behind is
-//!   told so ([`Change::Lagged`]) and must assume anything changed.
+//!   told so ([`Change::Lagged`]) and must assume anything changed. A
+//!   watch of a backend that lost its connection stalls silently until it
+//!   reconnects; [`Bucket::health`] says so, and caches fed by watches are
+//!   not served from meanwhile.
 //! * **A durability point** ([`Bucket::flush`]): a write is durable once
 //!   `flush` returns; callers flush before acknowledging a write.
 //!
@@ -186,6 +189,27 @@ pub trait Backend: Send + Sync + 'static {
     fn drop_legacy(&self, name: &str) -> Result<(), KvError>;
 }
 
+/// Whether a bucket's watches can be trusted now ([`Bucket::health`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// The backend is connected, so its watches deliver changes as they
+    /// happen. While it is not, a cache fed by a watch may be stale and
+    /// must not be served from.
+    pub live: bool,
+    /// How many times the backend has lost its connection. A cache filled
+    /// before this grew may have missed changes that its watch will only
+    /// deliver late: empty it.
+    pub breaks: u64,
+}
+
+impl Health {
+    /// A backend that is never cut off (the embedded one).
+    pub const ALWAYS: Health = Health {
+        live: true,
+        breaks: 0,
+    };
+}
+
 /// One bucket of keys. See the crate docs for the semantics.
 pub trait Bucket: Send + Sync + 'static {
     fn name(&self) -> &str;
@@ -215,6 +239,13 @@ pub trait Bucket: Send + Sync + 'static {
 
     /// A feed of every change with a revision after `from`, in order.
     fn watch(&self, from: Revision) -> Result<Box<dyn Watch>, KvError>;
+
+    /// Whether this bucket's watches are live now. Cheap (callers check it
+    /// on every cached read); backends that are never cut off keep the
+    /// default.
+    fn health(&self) -> Health {
+        Health::ALWAYS
+    }
 
     /// Makes every write acknowledged so far durable.
     fn flush(&self) -> Result<(), KvError>;

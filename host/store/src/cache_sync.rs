@@ -11,6 +11,16 @@
 //! one comparison of two revisions, so the `get-secret` hot path stays a
 //! memory read.
 //!
+//! **A watch that cannot be trusted.** A network backend's watch stalls
+//! silently while the backend is cut off ([`keyhole_kv::Health`]). While it
+//! is, every read empties the caches first, so it goes to the backend (and
+//! fails there while it is unreachable) instead of serving a record another
+//! host may have replaced or a scope it may have deleted; and after a
+//! break the caches are emptied once more, since changes made meanwhile
+//! reach the watch only after the connection is back. A watch that ends
+//! (the backend closed it) is started again from the last applied
+//! revision, so nothing is missed.
+//!
 //! Writes through this store need no special treatment: they reach the
 //! watch like anyone else's, and a backend shows a writer its own change on
 //! the watch before the write returns (the embedded one publishes inside
@@ -31,6 +41,8 @@ pub(crate) struct CacheSync {
     watch: Mutex<Box<dyn Watch>>,
     /// Every change up to this revision has been applied to the caches.
     applied: AtomicU64,
+    /// The backend's connection breaks the caches have been emptied for.
+    breaks: AtomicU64,
 }
 
 /// How often [`CacheSync::wait_for`] looks for changes while it waits.
@@ -43,12 +55,19 @@ impl CacheSync {
         Ok(CacheSync {
             watch: Mutex::new(bucket.watch(from)?),
             applied: AtomicU64::new(from),
+            breaks: AtomicU64::new(bucket.health().breaks),
         })
     }
 
     /// Applies every change the bucket has seen that the caches have not.
+    /// While the backend is cut off it empties the caches instead (see the
+    /// module docs).
     #[inline]
     pub(crate) fn catch_up(&self, inner: &Inner) -> Result<(), StoreError> {
+        let health = inner.bucket.health();
+        if !health.live || health.breaks != self.breaks.load(Ordering::Acquire) {
+            self.distrust(inner, health.breaks);
+        }
         if inner.bucket.revision() > self.applied.load(Ordering::Acquire) {
             self.drain(inner)?;
         }
@@ -60,11 +79,33 @@ impl CacheSync {
     /// saw pending are applied.
     fn drain(&self, inner: &Inner) -> Result<(), StoreError> {
         let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(change) = watch.try_next()? {
-            apply(inner, &change);
-            self.applied.store(change.revision(), Ordering::Release);
+        let mut restarted = false;
+        loop {
+            match watch.try_next() {
+                Ok(Some(change)) => {
+                    apply(inner, &change);
+                    self.applied.store(change.revision(), Ordering::Release);
+                }
+                Ok(None) => return Ok(()),
+                // The feed ended: once per drain, start another where this
+                // one stopped.
+                Err(e) if !restarted => {
+                    restarted = true;
+                    match inner.bucket.watch(self.applied.load(Ordering::Acquire)) {
+                        Ok(fresh) => *watch = fresh,
+                        Err(_) => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(())
+    }
+
+    /// Empties every cache: the watch is not live, or was not for a while.
+    #[cold]
+    fn distrust(&self, inner: &Inner, breaks: u64) {
+        forget_all(inner);
+        self.breaks.store(breaks, Ordering::Release);
     }
 
     /// Waits (at most `timeout`) until every change up to `revision` has
@@ -94,11 +135,7 @@ impl CacheSync {
 fn apply(inner: &Inner, change: &Change) {
     let deleted = matches!(change, Change::Delete { .. });
     match change.key() {
-        None => {
-            inner.sealed_cache.invalidate();
-            inner.keys.deks.clear();
-            write_lock(&inner.known).clear();
-        }
+        None => forget_all(inner),
         Some(key) if key.starts_with(layout::SECRET_PREFIX) => inner.sealed_cache.invalidate(),
         Some(key) if key.starts_with(layout::DEK_PREFIX) && deleted => {
             inner.keys.deks.remove(key);
@@ -114,4 +151,11 @@ fn apply(inner: &Inner, change: &Change) {
         }
         Some(_) => {}
     }
+}
+
+/// Empties the sealed-record, DEK and known-scope caches.
+fn forget_all(inner: &Inner) {
+    inner.sealed_cache.invalidate();
+    inner.keys.deks.clear();
+    write_lock(&inner.known).clear();
 }
