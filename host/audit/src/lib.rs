@@ -29,6 +29,7 @@
 
 mod chain;
 mod entry;
+mod mirror;
 mod query;
 mod verify;
 
@@ -44,6 +45,7 @@ pub use entry::{
     Admin, Entry, Injected, InjectedInto, ReadOutcome, Requested, RequestedScope, Resolved,
     ResolvedScope, SecretRead,
 };
+pub use mirror::{Mirror, valid_host};
 pub use query::{AuditQuery, AuditRecord};
 pub use verify::{Problem, VerifyReport};
 
@@ -76,6 +78,15 @@ pub struct AuditLog {
     dir: PathBuf,
     key: Arc<AuditKey>,
     heads: Arc<dyn Bucket>,
+    mirror: Option<Mirror>,
+}
+
+/// What verifying one host's chain in the cluster's copy found.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HostReport {
+    pub host: String,
+    #[serde(flatten)]
+    pub report: VerifyReport,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -86,11 +97,13 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
-/// Chains each entry onto the one before, and records the head.
+/// Chains each entry onto the one before, records the head, and copies
+/// each batch to the cluster (`mirror.rs`).
 struct ChainHooks {
     key: Arc<AuditKey>,
     prev: [u8; MAC_LEN],
     heads: Arc<dyn Bucket>,
+    mirror: Option<Mirror>,
 }
 
 impl Hooks for ChainHooks {
@@ -98,11 +111,19 @@ impl Hooks for ChainHooks {
         self.prev = chain::store(&self.key, seq, &self.prev, body, out);
     }
 
-    fn after_write(&mut self, last_seq: u64, last_line: &[u8]) -> std::io::Result<()> {
+    fn after_write(&mut self, first_seq: u64, stored: &[u8]) -> std::io::Result<()> {
+        let lines = stored.iter().filter(|b| **b == b'\n').count() as u64;
+        let last_line = keyhole_seglog::complete_lines(stored)
+            .next_back()
+            .unwrap_or_default();
         let mac = chain::parse(last_line)
             .map(|s| s.mac)
             .map_err(|e| std::io::Error::other(format!("a stored line does not parse: {e}")))?;
-        let head = serde_json::to_vec(&Head::new(&self.key, last_seq, &mac))?;
+        let head = serde_json::to_vec(&Head::new(&self.key, first_seq + lines - 1, &mac))?;
+        if let Some(mirror) = &self.mirror {
+            mirror.write_batch(first_seq, stored)?;
+            mirror.write_head(&head)?;
+        }
         self.heads
             .put(HEAD_KEY, &head)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -110,6 +131,11 @@ impl Hooks for ChainHooks {
     }
 
     fn trimmed(&mut self, first_kept: u64) -> Option<Vec<u8>> {
+        if let Some(mirror) = &self.mirror
+            && let Err(e) = mirror.trim(first_kept)
+        {
+            tracing::warn!("deleting old entries from the cluster's audit log: {e}");
+        }
         let mut body = Vec::new();
         entry::write_retention(&mut body, entry::now_ms(), first_kept);
         Some(body)
@@ -125,9 +151,22 @@ impl AuditLog {
         heads: Arc<dyn Bucket>,
         keep: usize,
     ) -> Result<Self, AuditError> {
+        Self::open_mirrored(dir, root, heads, keep, None)
+    }
+
+    /// [`AuditLog::open`], copying every batch into `mirror` as part of
+    /// writing it (cluster mode, `mirror.rs`).
+    pub fn open_mirrored(
+        dir: &Path,
+        root: &[u8; 32],
+        heads: Arc<dyn Bucket>,
+        keep: usize,
+        mirror: Option<Mirror>,
+    ) -> Result<Self, AuditError> {
         let key = Arc::new(AuditKey::derive(root));
         let hooks_key = key.clone();
         let hooks_heads = heads.clone();
+        let hooks_mirror = mirror.clone();
         let log = SegLog::open(dir, Config::keeping("keyhole-audit", keep), |last, _| {
             let prev = match last.map(chain::parse) {
                 None => [0; MAC_LEN],
@@ -144,6 +183,7 @@ impl AuditLog {
                 key: hooks_key,
                 prev,
                 heads: hooks_heads,
+                mirror: hooks_mirror,
             })
         })?;
         Ok(AuditLog {
@@ -151,6 +191,7 @@ impl AuditLog {
             dir: dir.to_path_buf(),
             key,
             heads,
+            mirror,
         })
     }
 
@@ -230,5 +271,67 @@ impl AuditLog {
     }
 }
 
+impl AuditLog {
+    /// This host's name in the cluster's copy; `None` on a single host.
+    pub fn host(&self) -> Option<&str> {
+        self.mirror.as_ref().map(Mirror::host)
+    }
+
+    /// The hosts whose chains the cluster's copy holds (empty on a single
+    /// host).
+    pub fn hosts(&self) -> Result<Vec<String>, AuditError> {
+        match &self.mirror {
+            Some(m) => Ok(mirror::hosts(&**m.bucket())?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Verifies every host's chain in the cluster's copy, each against its
+    /// recorded head (empty on a single host).
+    pub fn verify_cluster(&self) -> Result<Vec<HostReport>, AuditError> {
+        let Some(m) = &self.mirror else {
+            return Ok(Vec::new());
+        };
+        let _ = self
+            .log
+            .wait_written(self.log.appended(), ADMIN_SYNC_TIMEOUT);
+        let bucket = &**m.bucket();
+        let mut out = Vec::new();
+        for host in mirror::hosts(bucket)? {
+            let head = mirror::head(bucket, &host)?;
+            let pieces = mirror::pieces(bucket, &host)?;
+            let count = pieces.len();
+            let report = verify::verify_pieces(
+                count,
+                pieces.into_iter().map(|p| Ok(Some(p))),
+                &self.key,
+                head.as_ref(),
+            )?;
+            out.push(HostReport { host, report });
+        }
+        Ok(out)
+    }
+
+    /// Entries of `host`'s chain in the cluster's copy matching `query`
+    /// (nothing on a single host).
+    pub fn query_host(
+        &self,
+        host: &str,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditRecord>, AuditError> {
+        let Some(m) = &self.mirror else {
+            return Ok(Vec::new());
+        };
+        let _ = self
+            .log
+            .wait_written(self.log.appended(), ADMIN_SYNC_TIMEOUT);
+        query::select(query, |oldest_first, visit| {
+            Ok(mirror::walk(&**m.bucket(), host, oldest_first, visit)?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod mirror_tests;
 #[cfg(test)]
 mod tests;

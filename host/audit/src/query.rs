@@ -80,12 +80,28 @@ impl AuditQuery {
 }
 
 pub(crate) fn run(log: &SegLog, q: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
+    select(q, |oldest_first, visit| {
+        if oldest_first {
+            log.oldest_first(visit)?;
+        } else {
+            log.newest_first(visit)?;
+        }
+        Ok(())
+    })
+}
+
+/// The entries of stored lines that `walk` visits (oldest first when told
+/// so, else newest first) that match `q`.
+pub(crate) fn select(
+    q: &AuditQuery,
+    walk: impl FnOnce(bool, &mut dyn FnMut(&[u8]) -> ControlFlow<()>) -> Result<(), AuditError>,
+) -> Result<Vec<AuditRecord>, AuditError> {
     let mut out = Vec::new();
     let mut bad = None;
     if q.limit == 0 {
         return Ok(out);
     }
-    let visit = |line: &[u8]| {
+    let mut visit = |line: &[u8]| {
         let parsed = chain::parse(line).map_err(str::to_owned).and_then(|s| {
             serde_json::from_slice::<Entry>(s.entry)
                 .map(|e| (s.seq, e))
@@ -111,11 +127,7 @@ pub(crate) fn run(log: &SegLog, q: &AuditQuery) -> Result<Vec<AuditRecord>, Audi
             ControlFlow::Continue(())
         }
     };
-    if q.after.is_some() {
-        log.oldest_first(visit)?;
-    } else {
-        log.newest_first(visit)?;
-    }
+    walk(q.after.is_some(), &mut visit)?;
     match bad {
         Some(e) => Err(e),
         None => Ok(out),

@@ -32,7 +32,7 @@ impl Fixture {
     }
 }
 
-fn read(name: &str, outcome: ReadOutcome) -> SecretRead<'_> {
+pub(crate) fn read(name: &str, outcome: ReadOutcome) -> SecretRead<'_> {
     SecretRead {
         time_ms: entry::now_ms(),
         event_id: "ev_1",
@@ -53,7 +53,7 @@ fn read(name: &str, outcome: ReadOutcome) -> SecretRead<'_> {
     }
 }
 
-fn admin<'a>(actor: &'a str, action: &'a str) -> Admin<'a> {
+pub(crate) fn admin<'a>(actor: &'a str, action: &'a str) -> Admin<'a> {
     Admin {
         time_ms: entry::now_ms(),
         actor,
@@ -64,7 +64,7 @@ fn admin<'a>(actor: &'a str, action: &'a str) -> Admin<'a> {
     }
 }
 
-fn fill(log: &AuditLog, n: usize) {
+pub(crate) fn fill(log: &AuditLog, n: usize) {
     for i in 0..n {
         let name = format!("NAME_{i}");
         log.secret_read(&read(&name, ReadOutcome::Ok)).unwrap();
@@ -257,9 +257,9 @@ fn retention_deletes_old_segments_and_says_so() {
 }
 
 /// The real bucket, failing on demand: the test's way to break the sink.
-struct Breakable {
-    inner: Arc<dyn Bucket>,
-    broken: Arc<AtomicBool>,
+pub(crate) struct Breakable {
+    pub inner: Arc<dyn Bucket>,
+    pub broken: Arc<AtomicBool>,
 }
 
 impl Bucket for Breakable {
@@ -276,6 +276,9 @@ impl Bucket for Breakable {
         self.inner.put(key, value)
     }
     fn create(&self, key: &[u8], value: &[u8]) -> Result<Cas, KvError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(KvError::Backend("NATS did not answer".into()));
+        }
         self.inner.create(key, value)
     }
     fn update(&self, key: &[u8], value: &[u8], expected: Revision) -> Result<Cas, KvError> {

@@ -56,6 +56,16 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// A run of consecutive stored lines: a segment file, or a chunk of a
+/// host's chain in the cluster's bucket (`mirror.rs`).
+pub(crate) struct Piece {
+    /// The sequence number its name says it starts with.
+    pub first: u64,
+    /// Its name in problems: the segment's path, or `HOST/FIRST`.
+    pub name: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
 /// Verifies the log in `dir` against `key` and the recorded `head`.
 pub(crate) fn verify(
     dir: &Path,
@@ -63,9 +73,33 @@ pub(crate) fn verify(
     head: Option<&Head>,
 ) -> std::io::Result<VerifyReport> {
     let segments = keyhole_seglog::segments(dir)?;
+    let count = segments.len();
+    let pieces = segments
+        .into_iter()
+        .map(|(first, path)| match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(Piece {
+                first,
+                name: path,
+                bytes,
+            })),
+            // Deleted by retention since the listing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        });
+    verify_pieces(count, pieces, key, head)
+}
+
+/// Verifies a chain given as `count` pieces in order (`None`: a piece gone
+/// since it was listed).
+pub(crate) fn verify_pieces(
+    count: usize,
+    pieces: impl IntoIterator<Item = std::io::Result<Option<Piece>>>,
+    key: &AuditKey,
+    head: Option<&Head>,
+) -> std::io::Result<VerifyReport> {
     let mut report = VerifyReport {
         entries: 0,
-        segments: segments.len(),
+        segments: count,
         problem: None,
     };
     let mut expect: Option<u64> = None;
@@ -80,12 +114,16 @@ pub(crate) fn verify(
         line: Some(line),
         what,
     };
-    'segments: for (first, path) in &segments {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
+    'segments: for piece in pieces {
+        let Some(Piece {
+            first,
+            name: path,
+            bytes,
+        }) = piece?
+        else {
+            continue;
         };
+        let (first, path) = (&first, &path);
         for (i, line) in keyhole_seglog::complete_lines(&bytes).enumerate() {
             let at = expect.unwrap_or(*first);
             let stored = match chain::parse(line) {
@@ -130,10 +168,13 @@ pub(crate) fn verify(
                 }
                 _ => {}
             }
+            // A log starting at or before the first entry a retention
+            // entry kept lost only what retention deleted (the cluster's
+            // copy is trimmed by whole chunks, which need not start there).
             if let Ok(Entry::Retention { first_kept, .. }) = serde_json::from_slice(stored.entry)
                 && start_unexplained
                     .as_ref()
-                    .is_some_and(|(s, _)| *s == first_kept)
+                    .is_some_and(|(s, _)| *s <= first_kept)
             {
                 start_unexplained = None;
             }

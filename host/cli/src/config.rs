@@ -134,10 +134,11 @@ impl Globals {
         let keep = RuntimeConfig::default().max_audit_entries;
         let log = match &self.cluster {
             None => keyhole_runtime::audit::open(store, &self.data, keep)?,
-            // Each host's audit chain is its own, head included.
+            // Each host's audit chain is its own, head included, and is
+            // copied to the cluster.
             Some(_) => {
                 let host = keyhole_kv_embedded::EmbeddedKv::open(&self.data)?.into_backend();
-                keyhole_runtime::audit::open_on(store, &*host, &self.data, keep)?
+                keyhole_runtime::audit::open_clustered(store, &*host, &self.data, keep)?
             }
         };
         Ok(Trail::new(log, store.sealed_reason(), local_actor(), None))

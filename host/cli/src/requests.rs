@@ -238,6 +238,10 @@ pub struct AuditParams {
     pub after: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// Cluster mode: this host's chain, from the cluster's copy (default:
+    /// the answering host's own log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// `POST /v1/tokens`.

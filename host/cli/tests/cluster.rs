@@ -136,15 +136,51 @@ fn two_hosts_share_state_through_nats() {
     assert_eq!(read_through(&hb, None), "no run");
 
     // Each host's audit chain is its own and verifies, also after a
-    // restart of the host.
+    // restart of the host; every host's chain is also in the cluster's
+    // copy, where either host verifies it and reads it.
+    let r = hb.post_json(
+        "/v1/secrets",
+        &json!({"name": "SET_ON_B", "value": V1, "environmentId": "prod"}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let name = |k: &Install| {
+        std::fs::read_to_string(k.data.join("host-name"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let mut names = [name(&a), name(&b)];
+    assert_ne!(names[0], names[1]);
+    let on_b = format!("/v1/audit?host={}&limit=10000", names[1]);
+    names.sort();
     for h in [&ha, &hb] {
         let v = h.get("/v1/audit/verify").json();
         assert_eq!(v["ok"], true, "{v}");
+        let hosts = v["hosts"].as_array().unwrap();
+        let seen: Vec<&str> = hosts.iter().map(|h| h["host"].as_str().unwrap()).collect();
+        assert_eq!(seen, names, "{v}");
+        for host in hosts {
+            assert_eq!(host["ok"], true, "{v}");
+            assert!(host["entries"].as_u64().unwrap() > 0, "{v}");
+        }
     }
+    let page = ha.get(&on_b).json();
+    assert!(
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "admin"
+                && e["action"] == "secret.set"
+                && e["target"].as_str().unwrap().contains("SET_ON_B")),
+        "A reads B's chain: {page}"
+    );
+    assert_eq!(page["host"], name(&b).as_str());
     drop(host_b);
     let host_b = host(&b, &nats, &token);
     let v = host_b.http().get("/v1/audit/verify").json();
     assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["hosts"].as_array().unwrap().len(), 2, "{v}");
 
     // NATS holds sealed records only.
     drop((host_a, host_b));

@@ -262,12 +262,12 @@ impl Runtime {
             host.as_deref().unwrap_or(&*backend),
             shared_modules,
         )?;
-        let audit = crate::audit::open_on(
-            &store,
-            host.as_deref().unwrap_or(&*backend),
-            data_dir,
-            config.max_audit_entries,
-        )?;
+        let audit = match &host {
+            Some(host) => {
+                crate::audit::open_clustered(&store, &**host, data_dir, config.max_audit_entries)?
+            }
+            None => crate::audit::open(&store, data_dir, config.max_audit_entries)?,
+        };
         let runtime = Runtime {
             inner: Arc::new(Inner {
                 artifacts,

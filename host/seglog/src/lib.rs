@@ -112,9 +112,11 @@ pub trait Hooks: Send + 'static {
     }
 
     /// Called after a batch is written (not necessarily synced), with the
-    /// stored form of its last line.
-    fn after_write(&mut self, last_seq: u64, last_line: &[u8]) -> io::Result<()> {
-        let _ = (last_seq, last_line);
+    /// sequence number of its first line and the stored form of all its
+    /// lines, each ending in a newline. An error cuts the batch back out of
+    /// the files, and it is tried again (with the same stored lines).
+    fn after_write(&mut self, first_seq: u64, stored: &[u8]) -> io::Result<()> {
+        let _ = (first_seq, stored);
         Ok(())
     }
 

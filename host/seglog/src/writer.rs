@@ -119,8 +119,7 @@ pub(crate) fn run<H: Hooks>(
             let mut touched = Vec::new();
             result = append_all(&mut segments, &mut current, b, rolling, &mut touched);
             if result.is_ok() {
-                let last = complete_lines(&b.stored).next_back().unwrap_or_default();
-                result = hooks.after_write(b.first_seq + b.lines - 1, last);
+                result = hooks.after_write(b.first_seq, &b.stored);
             }
             if result.is_err() {
                 cut_back(&mut segments, &mut current, touched);

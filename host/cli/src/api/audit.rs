@@ -115,8 +115,22 @@ pub async fn list(
         after: p.after,
         limit,
     };
+    if let Some(host) = &p.host
+        && !keyhole_audit::valid_host(host)
+    {
+        return Err(ApiError::bad_request(
+            "host must be 1-64 of A-Z a-z 0-9 _ . -",
+        ));
+    }
     let log = log(&s)?;
-    let entries = blocking(move || Ok(log.query(&q)?)).await?;
+    let host = p.host.clone().or_else(|| log.host().map(str::to_owned));
+    let entries = blocking(move || {
+        Ok(match &p.host {
+            Some(host) if Some(host.as_str()) != log.host() => log.query_host(host, &q)?,
+            _ => log.query(&q)?,
+        })
+    })
+    .await?;
     let next = if entries.len() < limit || limit == 0 {
         None
     } else if forward {
@@ -124,21 +138,39 @@ pub async fn list(
     } else {
         entries.iter().map(|r| r.seq).min()
     };
-    Ok(Json(AuditPage { entries, next }))
+    Ok(Json(AuditPage {
+        host,
+        entries,
+        next,
+    }))
 }
 
-fn verify_view(r: VerifyReport) -> VerifyView {
+fn verify_view(host: Option<String>, r: VerifyReport) -> VerifyView {
     VerifyView {
+        host,
         ok: r.ok(),
         entries: r.entries,
         segments: r.segments,
         problem_seq: r.problem.as_ref().map(|p| p.seq),
         problem: r.problem.map(|p| p.to_string()),
+        hosts: Vec::new(),
     }
 }
 
+/// This host's log and, in cluster mode, every host's chain in the
+/// cluster's copy.
 pub async fn verify(State(s): State<Shared>) -> Result<Json<VerifyView>, ApiError> {
     let log = log(&s)?;
-    let report = blocking(move || Ok(log.verify()?)).await?;
-    Ok(Json(verify_view(report)))
+    let (own, hosts) = blocking(move || Ok((log.verify()?, log.verify_cluster()?, log)))
+        .await
+        .map(|(own, cluster, log)| {
+            let own = verify_view(log.host().map(str::to_owned), own);
+            let hosts: Vec<VerifyView> = cluster
+                .into_iter()
+                .map(|h| verify_view(Some(h.host), h.report))
+                .collect();
+            (own, hosts)
+        })?;
+    let ok = own.ok && hosts.iter().all(|h| h.ok);
+    Ok(Json(VerifyView { ok, hosts, ..own }))
 }

@@ -389,6 +389,10 @@ pub struct AuditTailArgs {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Cluster mode: another host's entries, from the cluster's copy of
+    /// its chain (its name is in its data directory's `host-name`).
+    #[arg(long)]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Args)]

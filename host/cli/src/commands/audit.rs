@@ -44,6 +44,7 @@ fn params(args: &AuditTailArgs) -> AuditParams {
         outcome: args.outcome.clone(),
         since,
         limit: Some(args.limit),
+        host: args.host.clone(),
         ..AuditParams::default()
     }
 }
@@ -186,21 +187,28 @@ fn line(r: &AuditRecord) -> String {
 
 fn verify(c: &Client) -> Result<()> {
     let report: VerifyView = c.get("/v1/audit/verify")?;
-    match &report.problem {
-        None => {
-            println!(
-                "audit log verified: {} entries in {} segments, chain and head intact",
-                report.entries, report.segments
-            );
-            Ok(())
-        }
-        Some(problem) => Err(CliError::new(
-            Exit::Failure,
-            format!(
-                "audit log does not verify: {problem} ({} entries before it verified)",
-                report.entries
-            ),
-        )
-        .into()),
+    println!("{}", verify_line("audit log", "segments", &report));
+    for host in &report.hosts {
+        let what = format!("cluster copy of {}", host.host.as_deref().unwrap_or("?"));
+        println!("{}", verify_line(&what, "chunks", host));
+    }
+    if report.ok {
+        Ok(())
+    } else {
+        Err(CliError::new(Exit::Failure, "the audit log does not verify (see above)").into())
+    }
+}
+
+/// One line saying whether a chain verified.
+fn verify_line(what: &str, pieces: &str, r: &VerifyView) -> String {
+    match &r.problem {
+        None => format!(
+            "{what} verified: {} entries in {} {pieces}, chain and head intact",
+            r.entries, r.segments
+        ),
+        Some(problem) => format!(
+            "{what} does not verify: {problem} ({} entries before it verified)",
+            r.entries
+        ),
     }
 }

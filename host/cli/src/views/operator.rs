@@ -81,6 +81,10 @@ impl From<RotationReport> for RotationView {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
+    /// Cluster mode: the host whose chain these entries are (sequence
+    /// numbers are per host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub entries: Vec<keyhole_audit::AuditRecord>,
     /// The cursor for the next page in the same direction (`before` or
     /// `after`), absent when this page was the last.
@@ -92,6 +96,11 @@ pub struct AuditPage {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyView {
+    /// Cluster mode: whose chain this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// For the answering host: its own log and, in cluster mode, every
+    /// host's chain in the cluster's copy (`hosts`) hold.
     pub ok: bool,
     pub entries: u64,
     pub segments: usize,
@@ -101,6 +110,10 @@ pub struct VerifyView {
     pub problem: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem_seq: Option<u64>,
+    /// Cluster mode: each host's chain in the cluster's copy (`segments`
+    /// counts its chunks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<VerifyView>,
 }
 
 /// A token just made (or given a new secret): the one answer that holds

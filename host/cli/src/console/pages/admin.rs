@@ -27,6 +27,9 @@ pub struct AuditFilters {
     actor: String,
     #[serde(default)]
     outcome: String,
+    /// Cluster mode: whose chain (empty: this host's).
+    #[serde(default)]
+    host: String,
     #[serde(default)]
     before: Option<u64>,
 }
@@ -73,6 +76,7 @@ pub async fn audit(
         deployment: some(&f.deployment),
         actor: some(&f.actor),
         outcome: some(&f.outcome),
+        host: some(&f.host),
         before: f.before,
         limit: Some(100),
         ..AuditParams::default()
@@ -93,8 +97,21 @@ pub async fn audit(
     let body = html! {
         h1 { "Audit log" }
         @match &verify {
-            Ok(r) if r.ok => p.notice role="status" { "The chain verifies: " (r.entries) " entries in " (r.segments) " segments, none altered or missing." },
-            Ok(r) => p.error role="alert" { "The chain does not verify: " (r.problem.as_deref().unwrap_or("unknown problem")) },
+            Ok(r) if r.ok => p.notice role="status" {
+                "The chain verifies: " (r.entries) " entries in " (r.segments) " segments, none altered or missing."
+                @if !r.hosts.is_empty() {
+                    " So does every host's chain in the cluster's copy (" (r.hosts.len()) " hosts)."
+                }
+            },
+            Ok(r) => div.error role="alert" {
+                @if let Some(problem) = &r.problem { p { "The chain does not verify: " (problem) } }
+                @for h in r.hosts.iter().filter(|h| !h.ok) {
+                    p {
+                        "The cluster's copy of " (h.host.as_deref().unwrap_or("?")) "'s chain does not verify: "
+                        (h.problem.as_deref().unwrap_or("unknown problem"))
+                    }
+                }
+            },
             Err(e) => p.error role="alert" { "The chain could not be checked: " (e.api.message) },
         }
         form.filters method="get" action="/audit" role="search" aria-label="Filter the audit log" {
@@ -106,6 +123,15 @@ pub async fn audit(
             input id="a-dep" name="deployment" value=(f.deployment);
             label for="a-outcome" { "Outcome" }
             input id="a-outcome" name="outcome" value=(f.outcome) placeholder="ok, denied, failed…";
+            @if let Ok(r) = &verify && !r.hosts.is_empty() {
+                label for="a-host" { "Host" }
+                select id="a-host" name="host" {
+                    @for h in &r.hosts {
+                        @let name = h.host.as_deref().unwrap_or_default();
+                        option value=(name) selected[entries.host.as_deref() == Some(name)] { (name) }
+                    }
+                }
+            }
             button type="submit" { "Filter" }
         }
         @if entries.entries.is_empty() {
