@@ -21,6 +21,8 @@ pub struct AuditQuery {
     pub deployment: Option<String>,
     /// Only admin actions of this actor (`token:NAME`, `local:USER`).
     pub actor: Option<String>,
+    /// Only admin actions on this target (`env:prod/SLACK_TOKEN`).
+    pub target: Option<String>,
     /// Only this outcome (`ok`, `not_found`, ... for reads; `ok`, `denied`,
     /// `failed` for admin actions).
     pub outcome: Option<String>,
@@ -59,20 +61,28 @@ impl AuditQuery {
                 ..
             } => {
                 self.actor.is_none()
+                    && self.target.is_none()
                     && self.secret.as_ref().is_none_or(|s| s == name)
                     && self.deployment.as_ref().is_none_or(|d| d == deployment)
                     && self.outcome.as_ref().is_none_or(|o| o == outcome.as_str())
             }
-            Entry::Admin { actor, outcome, .. } => {
+            Entry::Admin {
+                actor,
+                outcome,
+                target,
+                ..
+            } => {
                 self.secret.is_none()
                     && self.deployment.is_none()
                     && self.actor.as_ref().is_none_or(|a| a == actor)
+                    && self.target.as_ref().is_none_or(|t| t == target)
                     && self.outcome.as_ref().is_none_or(|o| o == outcome)
             }
             Entry::Retention { .. } => {
                 self.secret.is_none()
                     && self.deployment.is_none()
                     && self.actor.is_none()
+                    && self.target.is_none()
                     && self.outcome.is_none()
             }
         }

@@ -115,6 +115,9 @@ pub fn report(err: &anyhow::Error) -> Report {
     }
 }
 
+const VERSION_HINT: &str = "someone wrote it since you read it: see `keyhole secrets history NAME --env ENV [--space SPACE]`, then write with --expect-version CURRENT";
+const HISTORY_HINT: &str = "see `keyhole secrets history NAME --env ENV [--space SPACE]`";
+
 /// A request the API refused, by its code (whether a daemon or this
 /// process answered it).
 fn api_report(e: &ApiFailure, message: String) -> Report {
@@ -143,6 +146,9 @@ fn api_report(e: &ApiFailure, message: String) -> Report {
             Some("the daemon may be of another keyhole version".into()),
         ),
         C::Exists => (Exit::Failure, None),
+        C::VersionMismatch => (Exit::Failure, Some(VERSION_HINT.into())),
+        C::UnknownVersion => (Exit::NotFound, Some(HISTORY_HINT.into())),
+        C::WrongState => (Exit::Failure, Some(HISTORY_HINT.into())),
         C::NotEmpty => (
             Exit::Failure,
             Some("delete what it holds first, or pass --force to delete it all with it".into()),
@@ -267,6 +273,9 @@ fn store_report(e: &StoreError, message: String) -> Report {
             message,
         ),
         S::AlreadyExists(_) | S::SpaceExists { .. } => (Exit::Failure, None, message),
+        S::VersionMismatch { .. } => (Exit::Failure, Some(VERSION_HINT.into()), message),
+        S::VersionGone { .. } => (Exit::NotFound, Some(HISTORY_HINT.into()), message),
+        S::WrongState { .. } => (Exit::Failure, Some(HISTORY_HINT.into()), message),
         S::BeingDeleted(_) => (
             Exit::Failure,
             Some("a deletion of it was interrupted; delete it again to finish".into()),

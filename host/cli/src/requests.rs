@@ -65,6 +65,11 @@ pub struct SetSecret {
     /// every topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topics: Option<Vec<String>>,
+    /// Check-and-set: write only if the secret's current version is this
+    /// (0: only if it does not exist); otherwise 409 and nothing written.
+    /// `If-Match: "N"` says the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
 }
 
 /// `POST /v1/keys/rotate`.
@@ -225,6 +230,9 @@ pub struct AuditParams {
     /// Only admin actions of this actor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// Only admin actions on this target (`env:prod/SLACK_TOKEN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
     /// Only entries at or after this time (milliseconds since the epoch).
@@ -257,4 +265,25 @@ pub struct CreateToken {
     /// A duration such as `1h`, `30d`; absent: never expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<String>,
+}
+
+/// `POST /v1/secrets/{id}/rollback`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Rollback {
+    /// The version whose value becomes the new version's.
+    pub version: u64,
+    /// Check-and-set, as for `POST /v1/secrets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+}
+
+/// `POST /v1/secrets/{id}/destroy`: `versions`, or `all`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Destroy {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
 }

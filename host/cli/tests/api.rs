@@ -304,6 +304,17 @@ fn check_openapi_against_server(h: &Http) {
                 ("GET", "/v1/spaces/{id}") => h.get("/v1/spaces/doc-space-kept"),
                 ("GET", "/v1/secrets/{id}") => h.get("/v1/secrets/env:prod:DOC2"),
                 ("GET", "/v1/listeners/{name}") => h.get("/v1/listeners/doc-kept"),
+                ("GET", "/v1/secrets/{id}/history") => h.get("/v1/secrets/env:prod:DOC2/history"),
+                ("POST", "/v1/secrets/{id}/rollback") => {
+                    h.post_json("/v1/secrets/env:prod:DOC2/rollback", &json!({"version": 1}))
+                }
+                ("POST", "/v1/secrets/{id}/undelete") => {
+                    h.post_json("/v1/secrets/env:prod:DOC2/undelete", &json!({}))
+                }
+                ("POST", "/v1/secrets/{id}/destroy") => h.post_json(
+                    "/v1/secrets/env:prod:DOC2/destroy",
+                    &json!({"versions": [1]}),
+                ),
                 ("GET", p) => h.get(p),
                 // Paths come in order, so each was created on the way.
                 ("DELETE", "/v1/environments/{id}") => h.delete("/v1/environments/doc-env"),
@@ -339,7 +350,7 @@ fn check_openapi_against_server(h: &Http) {
             checked += 1;
         }
     }
-    assert_eq!(checked, 29, "operations checked");
+    assert_eq!(checked, 33, "operations checked");
 }
 
 /// A component that could never run is invalid input: 400 with a message

@@ -38,6 +38,10 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/secrets", "secrets:write"),
     ("GET", "/v1/secrets/{id}", "secrets:read"),
     ("DELETE", "/v1/secrets/{id}", "secrets:write"),
+    ("GET", "/v1/secrets/{id}/history", "secrets:read"),
+    ("POST", "/v1/secrets/{id}/rollback", "secrets:write"),
+    ("POST", "/v1/secrets/{id}/undelete", "secrets:write"),
+    ("POST", "/v1/secrets/{id}/destroy", "secrets:write"),
     ("POST", "/v1/keys/rotate", "keys:rotate"),
     ("GET", "/v1/listeners", "listeners:read"),
     ("POST", "/v1/listeners", "listeners:deploy"),
@@ -89,6 +93,7 @@ fn call(h: &Http, method: &str, path: &str, tag: &str) -> Resp {
         ("GET", "/v1/spaces/{id}") => h.get("/v1/spaces/team-a"),
         ("GET", "/v1/secrets/{id}") => h.get("/v1/secrets/env:prod:MATRIX"),
         ("GET", "/v1/listeners/{name}") => h.get(&format!("/v1/listeners/matrix-{tag}")),
+        ("GET", "/v1/secrets/{id}/history") => h.get("/v1/secrets/env:prod:MATRIX/history"),
         ("GET", p) => h.get(p),
         ("DELETE", "/v1/environments/{id}") => h.delete(&format!("/v1/environments/env-{tag}")),
         ("DELETE", "/v1/spaces/{id}") => h.delete(&format!("/v1/spaces/space-{tag}")),
@@ -102,6 +107,17 @@ fn call(h: &Http, method: &str, path: &str, tag: &str) -> Resp {
             &json!({"name": "MATRIX", "value": "v", "environmentId": "prod"}),
         ),
         ("DELETE", "/v1/secrets/{id}") => h.delete("/v1/secrets/env:prod:MATRIX"),
+        ("POST", "/v1/secrets/{id}/rollback") => h.post_json(
+            "/v1/secrets/env:prod:MATRIX/rollback",
+            &json!({"version": 1}),
+        ),
+        ("POST", "/v1/secrets/{id}/undelete") => {
+            h.post_json("/v1/secrets/env:prod:MATRIX/undelete", &json!({}))
+        }
+        ("POST", "/v1/secrets/{id}/destroy") => h.post_json(
+            "/v1/secrets/env:prod:MATRIX/destroy",
+            &json!({"versions": [1]}),
+        ),
         ("POST", "/v1/keys/rotate") => h.post_json(path, &json!({"scope": "env:prod"})),
         ("POST", "/v1/listeners") => h.deploy(&spec, &wasm(EXAMPLE_RUST_LISTENER)),
         ("DELETE", "/v1/listeners/{name}") => h.delete(&format!("/v1/listeners/matrix-{tag}")),

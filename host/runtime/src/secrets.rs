@@ -437,7 +437,8 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
         StoreError::NotFound { .. }
         | StoreError::UnknownEnvironment(_)
         | StoreError::UnknownSpace(_)
-        | StoreError::SpaceNotInEnvironment { .. } => SecretError::NotFound,
+        | StoreError::SpaceNotInEnvironment { .. }
+        | StoreError::VersionGone { .. } => SecretError::NotFound,
         // A denial like any other (`look_up` names its reason).
         StoreError::TopicBound { .. } => SecretError::AccessDenied,
         StoreError::InvalidName { .. } | StoreError::InvalidId { .. } => {
@@ -451,6 +452,9 @@ pub(crate) fn to_wit_error(err: StoreError) -> SecretError {
         | StoreError::AlreadyExists(_)
         | StoreError::SpaceExists { .. }
         | StoreError::BeingDeleted(_)
+        // Writes' errors: a read never meets them.
+        | StoreError::VersionMismatch { .. }
+        | StoreError::WrongState { .. }
         | StoreError::Corrupt { .. }
         | StoreError::Integrity { .. }
         | StoreError::Locked { .. }

@@ -46,6 +46,32 @@ pub enum StoreError {
     BeingDeleted(Scope),
     #[error("no secret {} in {scope}", Preview(.name))]
     NotFound { scope: Scope, name: String },
+    /// A check-and-set write expected another current version (0: that
+    /// the secret does not exist yet); nothing was written.
+    #[error("secret {} in {scope} is at version {found}, not {expected}", Preview(.name))]
+    VersionMismatch {
+        scope: Scope,
+        name: String,
+        expected: u64,
+        found: u64,
+    },
+    /// The version asked for is neither current nor kept in the history
+    /// (never written, pruned, or destroyed).
+    #[error("secret {} in {scope} has no version {version} kept{}", Preview(.name), if *.destroyed { " (it was destroyed)" } else { "" })]
+    VersionGone {
+        scope: Scope,
+        name: String,
+        version: u64,
+        destroyed: bool,
+    },
+    /// The operation needs the secret in another state: undeleting a live
+    /// secret, destroying the live current version.
+    #[error("secret {} in {scope} {why}", Preview(.name))]
+    WrongState {
+        scope: Scope,
+        name: String,
+        why: &'static str,
+    },
     /// The secret is bound to topics the reading event's topic matches
     /// none of (or the read is for no event at all). For a listener this
     /// is an access denial, like a scope it was not granted.

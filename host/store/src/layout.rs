@@ -5,7 +5,8 @@
 //! | --- | --- |
 //! | `env/<id>` | an environment |
 //! | `space/<id>` | a space (names its environment) |
-//! | `secret/<scope>/<name>` | a sealed secret value |
+//! | `secret/<scope>/<name>` | a sealed secret value, or a deleted one's tombstone |
+//! | `version/<scope>/<name>/<version>` | an older version of a secret, kept sealed (`history.rs`) |
 //! | `dek/<scope>/<version>` | a data key, wrapped under a master key version |
 //! | `dek-current/<scope>` | which DEK version new values are sealed under |
 //! | `kek-check/<version>` | a marker sealed under one master key version |
@@ -29,6 +30,7 @@ pub(crate) const BUCKET: &str = "store";
 pub(crate) const ENV_PREFIX: &[u8] = b"env/";
 pub(crate) const SPACE_PREFIX: &[u8] = b"space/";
 pub(crate) const SECRET_PREFIX: &[u8] = b"secret/";
+pub(crate) const VERSION_PREFIX: &[u8] = b"version/";
 pub(crate) const DEK_PREFIX: &[u8] = b"dek/";
 pub(crate) const KEK_CHECK_PREFIX: &[u8] = b"kek-check/";
 pub(crate) const KEK_CURRENT: &[u8] = b"kek-current";
@@ -76,6 +78,38 @@ pub(crate) fn space(id: &str) -> Vec<u8> {
 pub(crate) fn secrets_of(scope: &Scope) -> Vec<u8> {
     let (tag, id) = scope_segment(scope);
     key(&[SECRET_PREFIX, tag, id, b"/"])
+}
+
+/// `version/<scope>/`: prefix of one scope's kept older versions.
+pub(crate) fn versions_of(scope: &Scope) -> Vec<u8> {
+    let (tag, id) = scope_segment(scope);
+    key(&[VERSION_PREFIX, tag, id, b"/"])
+}
+
+/// `version/<scope>/<name>/`: prefix of one secret's kept older versions.
+pub(crate) fn versions_of_secret(scope: &Scope, name: &str) -> Vec<u8> {
+    let (tag, id) = scope_segment(scope);
+    key(&[VERSION_PREFIX, tag, id, b"/", name.as_bytes(), b"/"])
+}
+
+pub(crate) fn kept_version(scope: &Scope, name: &str, version: u64) -> Vec<u8> {
+    let (tag, id) = scope_segment(scope);
+    key(&[
+        VERSION_PREFIX,
+        tag,
+        id,
+        b"/",
+        name.as_bytes(),
+        b"/",
+        &hex_version(version),
+    ])
+}
+
+/// The name in a `version/<scope>/<name>/<version>` key, given the scope's
+/// prefix ([`versions_of`]).
+pub(crate) fn kept_name<'k>(key: &'k [u8], scope_prefix: &[u8]) -> Option<&'k [u8]> {
+    let rest = key.strip_prefix(scope_prefix)?;
+    rest.get(..rest.len().checked_sub(17)?)
 }
 
 pub(crate) fn secret(scope: &Scope, name: &str) -> Vec<u8> {

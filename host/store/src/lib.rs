@@ -30,7 +30,8 @@
 //! Module map: `open` (the store and opening it), `scopes` (environments,
 //! spaces, the membership check), `deletion/` (deleting a scope with its
 //! secrets and data keys, crash-safely), `writes` (set, delete, the fenced sealed
-//! write), `read` (get, resolve), `listings`, `rotation/`, `keys/` (key
+//! write), `history` (kept older versions: rollback, undelete, destroy),
+//! `read` (get, resolve), `listings`, `rotation/`, `keys/` (key
 //! management: keyring, DEK cache, unsealing), `keyring` (master key text
 //! and files), `key_access` (refusing a key file others can read),
 //! `crypto` (the AEAD), `records` (record formats and AD),
@@ -46,6 +47,7 @@ mod cache_sync;
 mod crypto;
 mod deletion;
 mod error;
+mod history;
 mod key_access;
 mod keyring;
 mod keys;
@@ -74,11 +76,12 @@ mod writes;
 
 pub use deletion::{DeleteReport, PendingDeletion, ScopeContents};
 pub use error::StoreError;
+pub use history::{DEFAULT_HISTORY, MAX_HISTORY};
 pub use keyhole_kv::Revision;
 pub use keyring::{KeySource, key_file_inside};
 pub use model::{
     EffectiveMeta, EnvironmentInfo, ParseScopeError, Provenance, Resolved, RotationReport,
-    RotationTarget, Scope, SecretMeta, SecretValue, SpaceInfo,
+    RotationTarget, Scope, SecretMeta, SecretValue, SpaceInfo, VersionInfo, VersionState,
 };
 pub use open::SecretStore;
 pub use topic_binding::{MAX_TOPIC_LEN, MAX_TOPICS};

@@ -8,7 +8,7 @@ use crate::error::StoreError;
 use crate::layout;
 use crate::model::{EffectiveMeta, Provenance, Scope, SecretMeta};
 use crate::open::SecretStore;
-use crate::records;
+use crate::records::{self, Current};
 use crate::scopes::utf8;
 use crate::validate::validate_name;
 
@@ -19,7 +19,9 @@ impl SecretStore {
         let prefix = layout::secrets_of(scope);
         let mut out = Vec::new();
         for (k, e) in self.inner.bucket.scan(&prefix)? {
-            let rec = records::decode_secret(&e.value)?;
+            let Current::Live(rec) = records::decode_current(&e.value)? else {
+                continue; // deleted
+            };
             out.push(SecretMeta {
                 scope: scope.clone(),
                 name: utf8(&k[prefix.len()..], "secret name")?,
@@ -37,13 +39,18 @@ impl SecretStore {
     pub fn secret_meta(&self, scope: &Scope, name: &str) -> Result<SecretMeta, StoreError> {
         validate_name(name)?;
         self.require_scope(scope)?;
-        let Some(entry) = self.inner.bucket.get(&layout::secret(scope, name))? else {
-            return Err(StoreError::NotFound {
-                scope: scope.clone(),
-                name: name.to_owned(),
-            });
+        let not_found = || StoreError::NotFound {
+            scope: scope.clone(),
+            name: name.to_owned(),
         };
-        let rec = records::decode_secret(&entry.value)?;
+        let entry = self
+            .inner
+            .bucket
+            .get(&layout::secret(scope, name))?
+            .ok_or_else(not_found)?;
+        let Current::Live(rec) = records::decode_current(&entry.value)? else {
+            return Err(not_found());
+        };
         Ok(SecretMeta {
             scope: scope.clone(),
             name: name.to_owned(),

@@ -96,6 +96,32 @@ pub struct SecretMeta {
     pub topics: Vec<String>,
 }
 
+/// One version of a secret, as its history lists it: never a value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VersionInfo {
+    pub version: u64,
+    pub created_at_ms: u64,
+    /// When this version was written (for a destroyed one, when it was
+    /// destroyed).
+    pub updated_at_ms: u64,
+    pub state: VersionState,
+}
+
+/// Where a version of a secret stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VersionState {
+    /// The value reads return.
+    Current,
+    /// An older version, kept sealed: `rollback` can bring its value back.
+    Kept,
+    /// The secret's last version before it was deleted: `undelete` brings
+    /// it back.
+    Deleted,
+    /// Erased for good (`destroy`): only its number and times remain.
+    Destroyed,
+}
+
 /// Where an effective secret comes from.
 ///
 /// `SpaceOverride` means the space's own scope holds the name, whether or

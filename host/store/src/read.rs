@@ -238,7 +238,9 @@ impl SecretStore {
         let Some(entry) = read else {
             return Ok(Fetched::Missing);
         };
-        let rec = records::decode_secret(&entry.value)?;
+        let records::Current::Live(rec) = records::decode_current(&entry.value)? else {
+            return Ok(Fetched::Missing); // deleted: a tombstone
+        };
         let Some(cipher) = self.inner.keys.dek(scope, rec.dek_version)? else {
             return Ok(Fetched::StaleDek);
         };

@@ -147,10 +147,12 @@ struct SecretFields<'a> {
 
 /// A secret record as written: variant 0 (`V1`) is release 0.1's
 /// `Versioned::V1(record)`, so unbound secrets keep their old bytes.
+/// `Deleted` is the tombstone a (soft) delete leaves.
 #[derive(Serialize)]
 enum SecretOut<'a> {
     V1(SecretFields<'a>),
     V2(SecretFields<'a>, &'a [String]),
+    Deleted(&'a Tombstone),
 }
 
 /// The same, as read.
@@ -159,6 +161,46 @@ enum SecretIn<'a> {
     #[serde(borrow)]
     V1(SecretFields<'a>),
     V2(#[serde(borrow)] SecretFields<'a>, Vec<String>),
+    Deleted(Tombstone),
+}
+
+/// What a deleted secret's record keeps: no ciphertext (its last value is
+/// kept in its history, `history.rs`), but its version, so that versions
+/// keep growing when the name is written again.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Tombstone {
+    pub version: u64,
+    pub created_at_ms: u64,
+    pub deleted_at_ms: u64,
+    pub topics: Vec<String>,
+}
+
+/// What `secret/<scope>/<name>` holds.
+pub(crate) enum Current<'a> {
+    Live(SecretRecord<'a>),
+    Deleted(Tombstone),
+}
+
+impl Current<'_> {
+    /// The secret's current version, deleted or not.
+    pub(crate) fn version(&self) -> u64 {
+        match self {
+            Current::Live(r) => r.version,
+            Current::Deleted(t) => t.version,
+        }
+    }
+}
+
+pub(crate) fn encode_tombstone(t: &Tombstone) -> Vec<u8> {
+    postcard::to_allocvec(&SecretOut::Deleted(t)).expect("postcard encoding into a Vec")
+}
+
+/// A record under `secret/`: a live value or a tombstone.
+pub(crate) fn decode_current(bytes: &[u8]) -> Result<Current<'_>, StoreError> {
+    if let Ok(SecretIn::Deleted(t)) = postcard::from_bytes::<SecretIn<'_>>(bytes) {
+        return Ok(Current::Deleted(t));
+    }
+    decode_secret(bytes).map(Current::Live)
 }
 
 pub(crate) fn encode_secret(rec: &SecretRecord<'_>) -> Vec<u8> {
@@ -184,6 +226,11 @@ pub(crate) fn decode_secret(bytes: &[u8]) -> Result<SecretRecord<'_>, StoreError
         // A V2 record always has topics; one without is not what we wrote.
         Ok(SecretIn::V2(f, topics)) if !topics.is_empty() => (f, topics),
         Ok(SecretIn::V2(..)) => return Err(StoreError::corrupt("secret record: empty topics")),
+        Ok(SecretIn::Deleted(_)) => {
+            return Err(StoreError::corrupt(
+                "secret record: a tombstone where a value belongs",
+            ));
+        }
         Err(e) => return Err(StoreError::corrupt(format!("secret record: {e}"))),
     };
     Ok(SecretRecord {
@@ -267,6 +314,34 @@ pub(crate) fn value_ad(
     )
 }
 
+/// Where a sealed value lives, which its AD names: the current record
+/// (`secret/`), or a kept older version (`version/`, `history.rs`). A
+/// kept version cannot be moved into the current slot (rolling a secret
+/// back behind the store's back) without failing to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Current,
+    History,
+}
+
+/// [`value_ad`] for a value in `slot`.
+pub(crate) fn slot_ad(
+    slot: Slot,
+    scope_key: &[u8],
+    name: &str,
+    version: u64,
+    dek_version: u64,
+    topics: &[String],
+) -> Vec<u8> {
+    match slot {
+        Slot::Current => value_ad(scope_key, name, version, dek_version, topics),
+        Slot::History => {
+            let kept = [b"history/", scope_key].concat();
+            value_ad(&kept, name, version, dek_version, topics)
+        }
+    }
+}
+
 /// AD of a wrapped DEK: (scope, DEK version, KEK version).
 pub(crate) fn dek_ad(scope_key: &[u8], dek_version: u64, kek_version: u64) -> Vec<u8> {
     ad(
@@ -314,6 +389,20 @@ mod tests {
         rec.topics = vec!["action:*".into(), "records:created".into()];
         let bound = encode_secret(&rec);
         assert_eq!(decode_secret(&bound).unwrap().topics, rec.topics);
+        let t = Tombstone {
+            version: 4,
+            created_at_ms: 1,
+            deleted_at_ms: 3,
+            topics: Vec::new(),
+        };
+        let dead = encode_tombstone(&t);
+        assert!(matches!(decode_current(&dead), Ok(Current::Deleted(back)) if back == t));
+        assert!(matches!(decode_current(&bound), Ok(Current::Live(r)) if r.version == 7));
+        assert!(decode_secret(&dead).is_err());
+        assert_ne!(
+            slot_ad(Slot::Current, b"e:a", "b", 1, 1, &[]),
+            slot_ad(Slot::History, b"e:a", "b", 1, 1, &[])
+        );
     }
 
     /// Release 0.1 wrote secret records as `Versioned::V1(fields)`; a

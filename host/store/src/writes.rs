@@ -26,7 +26,7 @@ use crate::keys::{CurrentDek, FENCE_ROUNDS};
 use crate::layout;
 use crate::model::{Scope, SecretMeta, SecretValue, now_ms};
 use crate::open::SecretStore;
-use crate::records::{self, SecretRecord};
+use crate::records::{self, Current, SecretRecord, Slot, Tombstone};
 use crate::topic_binding;
 use crate::validate::{validate_name, validate_value};
 
@@ -51,8 +51,9 @@ impl RecordMeta {
     }
 }
 
-/// The encoded record of `plain` sealed under `dek`.
-fn seal_record(
+/// The encoded record of `plain` sealed under `dek`, for `slot`.
+pub(crate) fn seal_record(
+    slot: Slot,
     dek: &CurrentDek,
     scope: &Scope,
     name: &str,
@@ -60,7 +61,8 @@ fn seal_record(
     meta: &RecordMeta,
 ) -> Vec<u8> {
     let nonce = crypto::random_nonce();
-    let ad = records::value_ad(
+    let ad = records::slot_ad(
+        slot,
         &records::scope_key(scope),
         name,
         meta.version,
@@ -104,6 +106,22 @@ impl SecretStore {
         value: &SecretValue,
         topics: Option<&[String]>,
     ) -> Result<SecretMeta, StoreError> {
+        self.write_secret(scope, name, value, topics, None)
+    }
+
+    /// Creates or replaces a secret, as [`SecretStore::set_secret_with_topics`],
+    /// if its current version is `expect` (`Some(0)`: it must not exist
+    /// yet; a deleted secret's version is its tombstone's). Otherwise
+    /// [`StoreError::VersionMismatch`] and nothing is written. The version
+    /// it replaces is kept in its history (`history.rs`).
+    pub fn write_secret(
+        &self,
+        scope: &Scope,
+        name: &str,
+        value: &SecretValue,
+        topics: Option<&[String]>,
+        expect: Option<u64>,
+    ) -> Result<SecretMeta, StoreError> {
         validate_name(name)?;
         validate_value(value.expose())?;
         let topics = topics.map(topic_binding::normalize).transpose()?;
@@ -115,17 +133,33 @@ impl SecretStore {
         let meta = loop {
             let dek = self.inner.keys.current_dek(scope)?;
             let old = bucket.get(&key)?;
+            let current = old
+                .as_ref()
+                .map(|e| records::decode_current(&e.value))
+                .transpose()?;
+            let found = current.as_ref().map_or(0, Current::version);
+            if expect.is_some_and(|want| want != found) {
+                return Err(StoreError::VersionMismatch {
+                    scope: scope.clone(),
+                    name: name.to_owned(),
+                    expected: expect.unwrap_or_default(),
+                    found,
+                });
+            }
             let now = now_ms();
-            let meta = match &old {
-                Some(e) => {
-                    let r = records::decode_secret(&e.value)?;
-                    RecordMeta {
-                        version: r.version + 1,
-                        created_at_ms: r.created_at_ms,
-                        updated_at_ms: now,
-                        topics: topics.clone().unwrap_or(r.topics),
-                    }
-                }
+            let meta = match &current {
+                Some(Current::Live(r)) => RecordMeta {
+                    version: r.version + 1,
+                    created_at_ms: r.created_at_ms,
+                    updated_at_ms: now,
+                    topics: topics.clone().unwrap_or_else(|| r.topics.clone()),
+                },
+                Some(Current::Deleted(t)) => RecordMeta {
+                    version: t.version + 1,
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                    topics: topics.clone().unwrap_or_else(|| t.topics.clone()),
+                },
                 None => RecordMeta {
                     version: 1,
                     created_at_ms: now,
@@ -133,7 +167,14 @@ impl SecretStore {
                     topics: topics.clone().unwrap_or_default(),
                 },
             };
-            let rec = seal_record(&dek, scope, name, plain, &meta);
+            // The version being replaced goes to the history first, so a
+            // crash in between leaves it in both places, never in neither.
+            if let Some(Current::Live(r)) = &current
+                && !self.keep_version(scope, name, r)?
+            {
+                continue; // its DEK was retired under us: read it again
+            }
+            let rec = seal_record(Slot::Current, &dek, scope, name, plain, &meta);
             #[cfg(test)]
             crate::test_hooks::hit(crate::test_hooks::Point::BeforeSecretWrite);
             let cas = match &old {
@@ -144,10 +185,12 @@ impl SecretStore {
                 // First the scope (a deletion may have marked it since the
                 // check above: take the write back), then the DEK.
                 crate::deletion::live_fence(bucket, scope, &key, rev)?;
-                self.fence(scope, &key, name, plain, &meta, dek.version, rev)?;
+                let at = At::current(scope, &key, name);
+                self.fence(&at, plain, &meta, dek.version, rev)?;
                 break meta;
             }
         };
+        self.prune_history(scope, name, meta.version)?;
         self.flush()?;
         Ok(SecretMeta {
             scope: scope.clone(),
@@ -159,7 +202,11 @@ impl SecretStore {
         })
     }
 
-    /// Deletes a secret; `false` if it did not exist. Works while sealed.
+    /// Deletes a secret, softly: its record becomes a tombstone that keeps
+    /// its version, and its last value is kept in its history, so
+    /// [`SecretStore::undelete_secret`] brings it back. `false` if there
+    /// was no live secret of that name. Works while sealed only for a
+    /// secret with no value to keep.
     pub fn delete_secret(&self, scope: &Scope, name: &str) -> Result<bool, StoreError> {
         validate_name(name)?;
         self.require_scope(scope)?;
@@ -169,7 +216,24 @@ impl SecretStore {
             let Some(entry) = bucket.get(&key)? else {
                 break false;
             };
-            if bucket.delete(&key, entry.revision)?.written().is_some() {
+            let Current::Live(r) = records::decode_current(&entry.value)? else {
+                break false;
+            };
+            self.check_unsealed()?;
+            if !self.keep_version(scope, name, &r)? {
+                continue;
+            }
+            let tomb = records::encode_tombstone(&Tombstone {
+                version: r.version,
+                created_at_ms: r.created_at_ms,
+                deleted_at_ms: now_ms(),
+                topics: r.topics.clone(),
+            });
+            if bucket
+                .update(&key, &tomb, entry.revision)?
+                .written()
+                .is_some()
+            {
                 break true;
             }
         };
@@ -182,18 +246,16 @@ impl SecretStore {
     /// conflict means someone wrote the record since; their write stands.
     pub(crate) fn reseal(
         &self,
-        scope: &Scope,
-        key: &[u8],
-        name: &str,
+        at: &At<'_>,
         plain: &[u8],
         meta: &RecordMeta,
         expected: Revision,
     ) -> Result<Cas, StoreError> {
-        let dek = self.inner.keys.current_dek(scope)?;
-        let rec = seal_record(&dek, scope, name, plain, meta);
-        let cas = self.inner.bucket.update(key, &rec, expected)?;
+        let dek = self.inner.keys.current_dek(at.scope)?;
+        let rec = seal_record(at.slot, &dek, at.scope, at.name, plain, meta);
+        let cas = self.inner.bucket.update(at.key, &rec, expected)?;
         if let Cas::Written(rev) = cas {
-            self.fence(scope, key, name, plain, meta, dek.version, rev)?;
+            self.fence(at, plain, meta, dek.version, rev)?;
         }
         Ok(cas)
     }
@@ -202,28 +264,48 @@ impl SecretStore {
     /// while the scope's current DEK is another one, seal the record again
     /// under it. A conflict means a later write (which fences itself) or a
     /// rotation's re-encryption replaced ours, and either is as good.
-    #[allow(clippy::too_many_arguments)]
-    fn fence(
+    pub(crate) fn fence(
         &self,
-        scope: &Scope,
-        key: &[u8],
-        name: &str,
+        at: &At<'_>,
         plain: &[u8],
         meta: &RecordMeta,
         mut used: u64,
         mut rev: Revision,
     ) -> Result<(), StoreError> {
         for _ in 0..FENCE_ROUNDS {
-            let dek = self.inner.keys.current_dek(scope)?;
+            let dek = self.inner.keys.current_dek(at.scope)?;
             if dek.version == used {
                 return Ok(());
             }
-            let rec = seal_record(&dek, scope, name, plain, meta);
-            match self.inner.bucket.update(key, &rec, rev)? {
+            let rec = seal_record(at.slot, &dek, at.scope, at.name, plain, meta);
+            match self.inner.bucket.update(at.key, &rec, rev)? {
                 Cas::Written(r) => (used, rev) = (dek.version, r),
                 Cas::Conflict => return Ok(()),
             }
         }
-        Err(StoreError::Contended(format!("the data key of {scope}")))
+        Err(StoreError::Contended(format!(
+            "the data key of {}",
+            at.scope
+        )))
+    }
+}
+
+/// Where a sealed value is written: its record's key, and the scope, name
+/// and slot its AD names.
+pub(crate) struct At<'a> {
+    pub scope: &'a Scope,
+    pub key: &'a [u8],
+    pub name: &'a str,
+    pub slot: Slot,
+}
+
+impl<'a> At<'a> {
+    pub(crate) fn current(scope: &'a Scope, key: &'a [u8], name: &'a str) -> Self {
+        At {
+            scope,
+            key,
+            name,
+            slot: Slot::Current,
+        }
     }
 }

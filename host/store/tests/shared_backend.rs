@@ -246,7 +246,9 @@ fn two_stores_racing_writes_against_rotations_lose_nothing() {
         .map(|(k, _)| k)
         .collect();
     let key_file = std::fs::read_to_string(&h.key).unwrap();
-    for (key, entry) in bucket.scan(b"secret/").unwrap() {
+    let kept = bucket.scan(b"version/").unwrap();
+    assert!(!kept.is_empty(), "replaced versions are kept");
+    for (key, entry) in bucket.scan(b"secret/").unwrap().into_iter().chain(kept) {
         let (scope_segment, dek_version) = secret_record_dek(&key, &entry.value);
         let dek_key = format!("dek/{scope_segment}/{dek_version:016x}").into_bytes();
         assert!(
@@ -292,7 +294,8 @@ struct DekRecord {
     wrapped: Vec<u8>,
 }
 
-/// (`env=<id>` or `space=<id>`, DEK version) of a stored secret record.
+/// (`env=<id>` or `space=<id>`, DEK version) of a stored secret record
+/// (current or kept).
 fn secret_record_dek(key: &[u8], value: &[u8]) -> (String, u64) {
     let key = String::from_utf8(key.to_vec()).unwrap();
     let segment = key.split('/').nth(1).unwrap().to_owned();

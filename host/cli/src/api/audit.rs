@@ -109,6 +109,7 @@ pub async fn list(
         secret: p.secret,
         deployment: p.deployment,
         actor: p.actor,
+        target: p.target,
         outcome: p.outcome,
         since_ms: p.since,
         before: p.before,

@@ -54,6 +54,15 @@ pub enum ErrorCode {
     BeingDeleted,
     /// A concurrent change won; trying again may succeed.
     Contended,
+    /// A check-and-set write expected another current version; nothing
+    /// was written.
+    VersionMismatch,
+    /// The version asked for is not kept (never written, pruned, or
+    /// destroyed).
+    UnknownVersion,
+    /// The secret is not in the state the operation needs (undeleting a
+    /// live secret, destroying the live current version).
+    WrongState,
     /// The body or module is too large.
     TooLarge,
     /// The body did not arrive in time.
@@ -87,8 +96,14 @@ impl ErrorCode {
             | C::UnknownListener
             | C::UnknownToken
             | C::UnknownRun
-            | C::UnknownRoute => StatusCode::NOT_FOUND,
-            C::Exists | C::NotEmpty | C::BeingDeleted | C::Contended => StatusCode::CONFLICT,
+            | C::UnknownRoute
+            | C::UnknownVersion => StatusCode::NOT_FOUND,
+            C::Exists
+            | C::NotEmpty
+            | C::BeingDeleted
+            | C::Contended
+            | C::VersionMismatch
+            | C::WrongState => StatusCode::CONFLICT,
             C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             C::Timeout => StatusCode::REQUEST_TIMEOUT,
             C::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -209,6 +224,9 @@ pub fn store_code(e: &StoreError) -> ErrorCode {
         S::UnknownEnvironment(_) => C::UnknownEnvironment,
         S::UnknownSpace(_) => C::UnknownSpace,
         S::NotFound { .. } => C::UnknownSecret,
+        S::VersionMismatch { .. } => C::VersionMismatch,
+        S::VersionGone { .. } => C::UnknownVersion,
+        S::WrongState { .. } => C::WrongState,
         S::AlreadyExists(_) | S::SpaceExists { .. } => C::Exists,
         S::BeingDeleted(_) => C::BeingDeleted,
         S::Contended(_) => C::Contended,

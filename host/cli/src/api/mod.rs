@@ -33,6 +33,7 @@ mod deadline;
 mod deletion;
 mod error;
 mod grants;
+mod history;
 mod listeners;
 mod runs;
 mod scopes;
@@ -210,6 +211,30 @@ pub fn routes(max_module_bytes: usize) -> Vec<Route> {
             "/v1/secrets/{id}",
             P::SecretsWrite,
             delete(scopes::delete_secret),
+        ),
+        route(
+            M::GET,
+            "/v1/secrets/{id}/history",
+            P::SecretsRead,
+            get(history::history),
+        ),
+        route(
+            M::POST,
+            "/v1/secrets/{id}/rollback",
+            P::SecretsWrite,
+            post(history::rollback),
+        ),
+        route(
+            M::POST,
+            "/v1/secrets/{id}/undelete",
+            P::SecretsWrite,
+            post(history::undelete),
+        ),
+        route(
+            M::POST,
+            "/v1/secrets/{id}/destroy",
+            P::SecretsWrite,
+            post(history::destroy),
         ),
         route(
             M::POST,

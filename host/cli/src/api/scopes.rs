@@ -20,7 +20,7 @@
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use keyhole_store::{Provenance, Scope, SecretStore, SecretValue, StoreError};
 
@@ -207,7 +207,7 @@ fn secrets_scope(
 
 /// The effective secrets of `environment` (and `space`), as the secrets
 /// endpoints answer: Flatfile's `{"data": [...]}`.
-fn effective(
+pub(super) fn effective(
     store: &SecretStore,
     environment: &str,
     space: Option<&str>,
@@ -242,10 +242,12 @@ pub async fn list_secrets(
 pub async fn set_secret(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
+    headers: HeaderMap,
     ApiJson(mut body): ApiJson<SetSecret>,
 ) -> Result<Json<SecretsView>, ApiError> {
     // Into the store's zeroizing value at once.
     let value = SecretValue::new(std::mem::take(&mut *body.value));
+    let expect = expected_version(&headers, body.expected_version)?;
     let store = s.runtime.store().clone();
     let state = s.clone();
     let view = blocking(move || {
@@ -264,22 +266,53 @@ pub async fn set_secret(
         };
         let target = secret_target(&scope, &body.name);
         let topics = body.topics.as_deref();
-        let detail = topics.map(|t| match t {
-            [] => "topics *".to_owned(),
-            t => format!("topics {}", t.join(", ")),
-        });
+        let detail: Vec<String> = [
+            topics.map(|t| match t {
+                [] => "topics *".to_owned(),
+                t => format!("topics {}", t.join(", ")),
+            }),
+            expect.map(|v| format!("expected version {v}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let detail = (!detail.is_empty()).then(|| detail.join("; "));
         audited_with(
             &state,
             &who,
             "secret.set",
             &target,
             detail.as_deref(),
-            || Ok(store.set_secret_with_topics(&scope, &body.name, &value, topics)?),
+            || Ok(store.write_secret(&scope, &body.name, &value, topics, expect)?),
         )?;
         written(&store, effective(&store, &env, space.as_deref())?)
     })
     .await?;
     Ok(Json(view))
+}
+
+/// The version a write expects: `expectedVersion`, or `If-Match: "N"`
+/// (both: they must agree).
+pub(super) fn expected_version(
+    headers: &HeaderMap,
+    body: Option<u64>,
+) -> Result<Option<u64>, ApiError> {
+    let Some(header) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(body);
+    };
+    let text = header.to_str().unwrap_or_default().trim();
+    let version: u64 = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text)
+        .parse()
+        .map_err(|_| ApiError::bad_request("If-Match must be a secret version, e.g. \"3\""))?;
+    match body {
+        Some(b) if b != version => Err(ApiError::bad_request(
+            "If-Match and expectedVersion name different versions",
+        )),
+        _ => Ok(Some(version)),
+    }
 }
 
 /// One secret's metadata (never a value), by id: the scope is checked
@@ -322,18 +355,7 @@ pub async fn delete_secret(
     let store = s.runtime.store().clone();
     let state = s.clone();
     let view = blocking(move || {
-        within_scope(&who, Permission::SecretsWrite, &store, &scope)?;
-        // An unknown scope is named as such, not as a missing secret.
-        let (env, space) = match &scope {
-            Scope::Environment(e) => {
-                store.check_scope(e, None)?;
-                (e.clone(), None)
-            }
-            Scope::Space(sp) => match store.space(sp)? {
-                Some(info) => (info.environment, Some(sp.clone())),
-                None => return Err(StoreError::UnknownSpace(sp.clone()).into()),
-            },
-        };
+        let (env, space) = secret_home(&who, Permission::SecretsWrite, &store, &scope)?;
         let target = secret_target(&scope, &name);
         audited(&state, &who, "secret.delete", &target, || {
             if store.delete_secret(&scope, &name)? {
@@ -352,9 +374,31 @@ pub async fn delete_secret(
     Ok(Json(view))
 }
 
+/// The environment (and space) of a secret addressed by id in `scope`,
+/// once the caller's reach is checked: an unknown scope is named as such,
+/// not as a missing secret.
+pub(super) fn secret_home(
+    who: &Principal,
+    p: Permission,
+    store: &SecretStore,
+    scope: &Scope,
+) -> Result<(String, Option<String>), ApiError> {
+    within_scope(who, p, store, scope)?;
+    match scope {
+        Scope::Environment(e) => {
+            store.check_scope(e, None)?;
+            Ok((e.clone(), None))
+        }
+        Scope::Space(sp) => match store.space(sp)? {
+            Some(info) => Ok((info.environment, Some(sp.clone()))),
+            None => Err(StoreError::UnknownSpace(sp.clone()).into()),
+        },
+    }
+}
+
 /// A write's answer: `view`, with the store revision the write is at (the
 /// store's newest, which covers the write).
-fn written(store: &SecretStore, view: SecretsView) -> Result<SecretsView, ApiError> {
+pub(super) fn written(store: &SecretStore, view: SecretsView) -> Result<SecretsView, ApiError> {
     Ok(SecretsView {
         revision: Some(store.revision()),
         ..view

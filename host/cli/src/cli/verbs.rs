@@ -163,6 +163,10 @@ pub enum SecretsCmd {
         /// a secret keeps the binding it had (none for a new one).
         #[arg(long = "topics", value_name = "GLOB")]
         topics: Vec<String>,
+        /// Write only if the secret's current version is V (0: only if it
+        /// does not exist yet); otherwise fail and write nothing.
+        #[arg(long, value_name = "V")]
+        expect_version: Option<u64>,
     },
     /// List the secrets a listener in this scope sees: names, where each
     /// comes from, version and update time. Never values.
@@ -184,13 +188,63 @@ pub enum SecretsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a secret from exactly this scope (alias: delete).
+    /// Delete a secret from exactly this scope (alias: delete). Its last
+    /// value is kept in its history: `undelete` brings it back, `destroy`
+    /// erases it for good.
     #[command(visible_alias = "delete")]
     Rm {
         /// The secret's name.
         name: String,
         #[command(flatten)]
         scope: ScopeArgs,
+    },
+    /// List a secret's versions in exactly this scope: current, kept,
+    /// deleted and destroyed, with times and who wrote each (from the
+    /// audit log, for a token that may read it). Never values.
+    History {
+        /// The secret's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a new version holding the value of version V.
+    Rollback {
+        /// The secret's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// The version whose value to bring back.
+        #[arg(long)]
+        version: u64,
+        /// Write only if the current version is this.
+        #[arg(long, value_name = "V")]
+        expect_version: Option<u64>,
+    },
+    /// Bring a deleted secret back: its last version becomes current again.
+    Undelete {
+        /// The secret's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Erase versions of a secret for good: their ciphertext is deleted
+    /// and the scope's data key rotated. With --all the secret is deleted
+    /// too. Run `keyhole keys rotate` afterwards so that no copy of the
+    /// old master key opens what the disk may still hold.
+    Destroy {
+        /// The secret's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// A version to destroy (repeat for several).
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        version: Vec<u64>,
+        /// Every version, the current one included.
+        #[arg(long)]
+        all: bool,
     },
 }
 

@@ -31,10 +31,27 @@ pub fn run(c: &Client, cmd: SecretsCmd) -> Result<()> {
             scope,
             value,
             topics,
-        } => set(c, &name, &scope, value, topics),
+            expect_version,
+        } => set(c, &name, &scope, value, topics, expect_version),
         SecretsCmd::List { scope, json } => list(c, &scope, json),
         SecretsCmd::Show { name, scope, json } => show(c, &name, &scope, json),
         SecretsCmd::Rm { name, scope } => rm(c, &name, &scope),
+        SecretsCmd::History { name, scope, json } => {
+            super::history::history(c, &name, &scope, json)
+        }
+        SecretsCmd::Rollback {
+            name,
+            scope,
+            version,
+            expect_version,
+        } => super::history::rollback(c, &name, &scope, version, expect_version),
+        SecretsCmd::Undelete { name, scope } => super::history::undelete(c, &name, &scope),
+        SecretsCmd::Destroy {
+            name,
+            scope,
+            version,
+            all,
+        } => super::history::destroy(c, &name, &scope, version, all),
     }
 }
 
@@ -55,6 +72,7 @@ fn set(
     scope: &ScopeArgs,
     value: Option<String>,
     topics: Vec<String>,
+    expect_version: Option<u64>,
 ) -> Result<()> {
     // Everything that can be checked is, before asking for a value that
     // could not be stored: the name, the scope (and the right to it), and
@@ -81,6 +99,7 @@ fn set(
             space_id: scope.space.clone(),
             actor_id: None,
             topics: (!topics.is_empty()).then_some(topics),
+            expected_version: expect_version,
         },
     )?;
     let target = scope.target();
@@ -199,6 +218,8 @@ fn rm(c: &Client, name: &str, scope: &ScopeArgs) -> Result<()> {
     let target = scope.target();
     let path = format!("/v1/secrets/{}", segment(&secret_id(&target, name)));
     c.delete::<SecretsView>(&path)?;
-    println!("removed {name} from {target}");
+    println!(
+        "removed {name} from {target} (its last value is kept: `keyhole secrets undelete` brings it back, `keyhole secrets destroy --all` erases it)"
+    );
     Ok(())
 }

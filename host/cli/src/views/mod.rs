@@ -262,6 +262,31 @@ impl From<SpaceInfo> for SpaceView {
     }
 }
 
+/// One version of a secret in its history: never a value.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionView {
+    pub version: u64,
+    /// `current`, `kept`, `deleted` or `destroyed`.
+    pub state: keyhole_store::VersionState,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Who wrote it (for a destroyed one: who destroyed it), from the
+    /// audit log; absent when the caller may not read the log or no entry
+    /// matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// What `POST /v1/secrets/{id}/destroy` did.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestroyedView {
+    pub destroyed: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+}
+
 /// `{"data": ...}`: the secrets API's envelope, around one item.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Data<T> {

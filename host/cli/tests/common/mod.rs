@@ -303,9 +303,24 @@ impl Http {
         token: Option<&str>,
         body: Option<(&str, Vec<u8>)>,
     ) -> Resp {
+        self.send_with(method, path, token, body, &[])
+    }
+
+    /// [`Http::send`] with extra request headers.
+    pub fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut b = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            b = b.header(*name, *value);
+        }
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));
         }
@@ -372,6 +387,17 @@ impl Http {
         let status = resp.status().as_u16();
         resp.body_mut().read_to_string().ok()?;
         Some(status)
+    }
+
+    /// POSTs JSON with extra request headers.
+    pub fn post_json_with(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let body = ("application/json", body.to_string().into_bytes());
+        self.send_with("POST", path, Some(&self.token.clone()), Some(body), headers)
     }
 
     pub fn post_raw(&self, path: &str, body: Vec<u8>) -> Resp {

@@ -100,12 +100,12 @@ impl SecretStore {
         }
         let bucket = &*self.inner.bucket;
         let mut contents = ScopeContents {
-            secrets: bucket.scan(&layout::secrets_of(scope))?.len(),
+            secrets: live_secrets(bucket, scope)?,
             spaces: Vec::new(),
         };
         if let Scope::Environment(id) = scope {
             for space in self.spaces_of(id)? {
-                contents.secrets += bucket.scan(&layout::secrets_of(&space))?.len();
+                contents.secrets += live_secrets(bucket, &space)?;
                 contents.spaces.push(space.id().to_owned());
             }
         }
@@ -238,4 +238,16 @@ fn scope_record_key(scope: &Scope) -> Vec<u8> {
         Scope::Environment(id) => layout::env(id),
         Scope::Space(id) => layout::space(id),
     }
+}
+
+/// How many live (not deleted) secrets `scope` holds.
+fn live_secrets(bucket: &dyn keyhole_kv::Bucket, scope: &Scope) -> Result<usize, StoreError> {
+    let mut live = 0;
+    for (_, e) in bucket.scan(&layout::secrets_of(scope))? {
+        live += usize::from(matches!(
+            crate::records::decode_current(&e.value)?,
+            crate::records::Current::Live(_)
+        ));
+    }
+    Ok(live)
 }

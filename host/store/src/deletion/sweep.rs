@@ -58,7 +58,8 @@ impl SecretStore {
         for _ in 0..SWEEP_PASSES {
             #[cfg(test)]
             crate::test_hooks::hit(crate::test_hooks::Point::BeforeSweepPass);
-            let records = bucket.scan(&layout::secrets_of(scope))?;
+            let mut records = bucket.scan(&layout::secrets_of(scope))?;
+            records.extend(bucket.scan(&layout::versions_of(scope))?);
             let keys = bucket.scan(&layout::deks_of(scope))?;
             if records.is_empty() && keys.is_empty() {
                 return Ok((secrets, deks));

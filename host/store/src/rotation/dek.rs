@@ -13,9 +13,9 @@ use crate::keys::{Wrapped, wrap_dek};
 use crate::layout;
 use crate::model::{RotationReport, RotationTarget, Scope};
 use crate::open::SecretStore;
-use crate::records;
+use crate::records::{self, Current, Slot};
 use crate::scopes::utf8;
-use crate::writes::RecordMeta;
+use crate::writes::{At, RecordMeta};
 
 impl SecretStore {
     /// Replaces a scope's DEK: re-encrypts each of its values under a new
@@ -99,18 +99,25 @@ impl SecretStore {
     /// read the old pointer may write after a pass went by; its own fence
     /// re-seals it too). Returns how many values were re-encrypted.
     fn reencrypt_scope(&self, scope: &Scope, new_version: u64) -> Result<usize, StoreError> {
-        let prefix = layout::secrets_of(scope);
         let sk = records::scope_key(scope);
         let mut rewritten = 0;
         for _ in 0..SWEEP_PASSES {
             let mut behind = 0;
-            for (key, entry) in self.inner.bucket.scan(&prefix)? {
-                let rec = records::decode_secret(&entry.value)?;
+            for Sealed {
+                slot,
+                prefix,
+                key,
+                entry,
+            } in sealed_records(&*self.inner.bucket, scope)?
+            {
+                let Current::Live(rec) = records::decode_current(&entry.value)? else {
+                    continue; // a tombstone: nothing sealed
+                };
                 if rec.dek_version >= new_version {
                     continue;
                 }
                 behind += 1;
-                let name = utf8(&key[prefix.len()..], "secret name")?;
+                let name = record_name(slot, &key, &prefix)?;
                 let Some(old_dek) = self.inner.keys.dek(scope, rec.dek_version)? else {
                     // Retired under us by another rotation, which does so
                     // only once nothing refers to it: the record has moved
@@ -118,7 +125,8 @@ impl SecretStore {
                     self.expect_moved(&key, entry.revision, scope, &name, rec.dek_version)?;
                     continue;
                 };
-                let ad = records::value_ad(&sk, &name, rec.version, rec.dek_version, &rec.topics);
+                let ad =
+                    records::slot_ad(slot, &sk, &name, rec.version, rec.dek_version, &rec.topics);
                 let plain = old_dek.open(&rec.nonce, &ad, rec.sealed).map_err(|_| {
                     StoreError::integrity(format!(
                         "secret {} in {scope} does not authenticate",
@@ -126,7 +134,13 @@ impl SecretStore {
                     ))
                 })?;
                 let meta = RecordMeta::of(&rec);
-                let cas = self.reseal(scope, &key, &name, &plain, &meta, entry.revision)?;
+                let at = At {
+                    scope,
+                    key: &key,
+                    name: &name,
+                    slot,
+                };
+                let cas = self.reseal(&at, &plain, &meta, entry.revision)?;
                 rewritten += usize::from(cas.written().is_some());
             }
             if behind == 0 {
@@ -173,8 +187,10 @@ impl SecretStore {
             return Ok(Vec::new());
         }
         let mut referenced = HashSet::new();
-        for (_, entry) in self.inner.bucket.scan(&layout::secrets_of(scope))? {
-            referenced.insert(records::decode_secret(&entry.value)?.dek_version);
+        for record in sealed_records(&*self.inner.bucket, scope)? {
+            if let Current::Live(rec) = records::decode_current(&record.entry.value)? {
+                referenced.insert(rec.dek_version);
+            }
         }
         let mut retired = Vec::new();
         for version in keys.dek_versions(scope)? {
@@ -188,4 +204,47 @@ impl SecretStore {
         }
         Ok(retired)
     }
+}
+
+/// A record that may hold a sealed value, with its slot and the prefix it
+/// was found under.
+struct Sealed {
+    slot: Slot,
+    prefix: std::rc::Rc<[u8]>,
+    key: Vec<u8>,
+    entry: keyhole_kv::Entry,
+}
+
+/// Every record of `scope` that may hold a sealed value: current ones, then
+/// kept older versions.
+fn sealed_records(
+    bucket: &dyn keyhole_kv::Bucket,
+    scope: &Scope,
+) -> Result<Vec<Sealed>, StoreError> {
+    let mut out = Vec::new();
+    for (slot, prefix) in [
+        (Slot::Current, layout::secrets_of(scope)),
+        (Slot::History, layout::versions_of(scope)),
+    ] {
+        let shared: std::rc::Rc<[u8]> = prefix.as_slice().into();
+        for (key, entry) in bucket.scan(&prefix)? {
+            out.push(Sealed {
+                slot,
+                prefix: shared.clone(),
+                key,
+                entry,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The secret name in a record key found under `prefix`.
+fn record_name(slot: Slot, key: &[u8], prefix: &[u8]) -> Result<String, StoreError> {
+    let raw = match slot {
+        Slot::Current => &key[prefix.len()..],
+        Slot::History => layout::kept_name(key, prefix)
+            .ok_or_else(|| StoreError::corrupt("a kept version with a malformed key"))?,
+    };
+    utf8(raw, "secret name")
 }

@@ -236,6 +236,7 @@ pub async fn set_secret(
         space_id: None,
         actor_id: None,
         topics: topics(&p.form.topics),
+        expected_version: None,
     };
     match c
         .post::<SecretsView>(&p.visitor.who, "/v1/secrets", &body)

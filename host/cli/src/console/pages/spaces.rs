@@ -210,6 +210,7 @@ pub async fn override_secret(
         space_id: Some(id.clone()),
         actor_id: None,
         topics: None,
+        expected_version: None,
     };
     match c
         .post::<SecretsView>(&p.visitor.who, "/v1/secrets", &body)

@@ -1,0 +1,219 @@
+//! A secret's versions over HTTP: its history, rollback, undelete and
+//! destroy (`keyhole_store`'s `history.rs`). Secrets are addressed by id as
+//! in `scopes.rs` (`env:prod:SLACK_TOKEN`); the caller's scope is checked
+//! before anything is looked up, and every change is audited. No answer
+//! carries a value.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::{Extension, Json};
+use keyhole_audit::{AuditQuery, Entry};
+use keyhole_store::{Scope, SecretStore, VersionInfo, VersionState};
+
+use super::Shared;
+use super::audit::{audited, audited_with};
+use super::body::ApiJson;
+use super::error::ApiError;
+use super::scopes::{blocking, effective, expected_version, secret_home, written};
+use crate::auth::{Permission, Principal};
+use crate::requests::{Destroy, Rollback};
+use crate::trail::secret_target;
+use crate::views::{Data, DestroyedView, SecretsView, VersionView, parse_secret_id, rfc3339};
+
+/// Most audit entries read to say who wrote each version.
+const AUTHORS_SCAN: usize = 10_000;
+
+fn secret(id: &str) -> Result<(Scope, String), ApiError> {
+    parse_secret_id(id)
+        .ok_or_else(|| ApiError::bad_request("secret id must be env:ENV:NAME or space:SPACE:NAME"))
+}
+
+/// `GET /v1/secrets/{id}/history`: every version still known, oldest
+/// first, with who wrote each when the caller may read the audit log.
+pub async fn history(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Data<Vec<VersionView>>>, ApiError> {
+    let (scope, name) = secret(&id)?;
+    let state = s.clone();
+    let views = blocking(move || {
+        let store = state.runtime.store();
+        secret_home(&who, Permission::SecretsRead, store, &scope)?;
+        let versions = store.secret_history(&scope, &name)?;
+        let authors = match state.runtime.audit() {
+            Some(log) if super::require(&who, Permission::AuditRead).is_ok() => {
+                let query = AuditQuery {
+                    target: Some(secret_target(&scope, &name)),
+                    after: Some(0),
+                    limit: AUTHORS_SCAN,
+                    ..AuditQuery::default()
+                };
+                log.query(&query).map(|r| writes(&r)).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        Ok(versions.iter().map(|v| view(v, &authors)).collect())
+    })
+    .await?;
+    Ok(Json(Data { data: views }))
+}
+
+/// Successful changes to one secret from its audit entries, oldest first:
+/// (time, actor, destroy?). An `ok` entry is written before its change and
+/// a `failed` one after a change that failed, which cancels it.
+fn writes(records: &[keyhole_audit::AuditRecord]) -> Vec<(u64, String, bool)> {
+    let mut out: Vec<(u64, String, bool, String)> = Vec::new();
+    for r in records {
+        let Entry::Admin {
+            time_ms,
+            actor,
+            action,
+            outcome,
+            ..
+        } = &r.entry
+        else {
+            continue;
+        };
+        match outcome.as_str() {
+            "ok" => out.push((
+                *time_ms,
+                actor.clone(),
+                action == "secret.destroy",
+                action.clone(),
+            )),
+            "failed" => {
+                if let Some(i) = out
+                    .iter()
+                    .rposition(|(_, a, _, act)| a == actor && act == action)
+                {
+                    out.remove(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    out.into_iter().map(|(t, a, d, _)| (t, a, d)).collect()
+}
+
+/// A version's view; its author is the newest change recorded at or
+/// before its time (its entry is written just before the change).
+fn view(v: &VersionInfo, authors: &[(u64, String, bool)]) -> VersionView {
+    let destroyed = v.state == VersionState::Destroyed;
+    let by = authors
+        .iter()
+        .rev()
+        .find(|(t, _, d)| *t <= v.updated_at_ms && *d == destroyed)
+        .map(|(_, a, _)| a.clone());
+    VersionView {
+        version: v.version,
+        state: v.state,
+        created_at: rfc3339(v.created_at_ms),
+        updated_at: rfc3339(v.updated_at_ms),
+        by,
+    }
+}
+
+/// `POST /v1/secrets/{id}/rollback`: a new version with an older one's
+/// value.
+pub async fn rollback(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Rollback>,
+) -> Result<Json<SecretsView>, ApiError> {
+    let (scope, name) = secret(&id)?;
+    let expect = expected_version(&headers, body.expected_version)?;
+    let state = s.clone();
+    let view = blocking(move || {
+        let store = state.runtime.store();
+        let (env, space) = secret_home(&who, Permission::SecretsWrite, store, &scope)?;
+        let detail = format!("to the value of version {}", body.version);
+        audited_with(
+            &state,
+            &who,
+            "secret.rollback",
+            &secret_target(&scope, &name),
+            Some(&detail),
+            || Ok(store.rollback_secret(&scope, &name, body.version, expect)?),
+        )?;
+        after_write(store, &env, space.as_deref())
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+/// `POST /v1/secrets/{id}/undelete`.
+pub async fn undelete(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<SecretsView>, ApiError> {
+    let (scope, name) = secret(&id)?;
+    let state = s.clone();
+    let view = blocking(move || {
+        let store = state.runtime.store();
+        let (env, space) = secret_home(&who, Permission::SecretsWrite, store, &scope)?;
+        audited(
+            &state,
+            &who,
+            "secret.undelete",
+            &secret_target(&scope, &name),
+            || Ok(store.undelete_secret(&scope, &name)?),
+        )?;
+        after_write(store, &env, space.as_deref())
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+/// `POST /v1/secrets/{id}/destroy`: `{"versions": [..]}` or `{"all": true}`.
+pub async fn destroy(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Destroy>,
+) -> Result<Json<DestroyedView>, ApiError> {
+    let (scope, name) = secret(&id)?;
+    if body.all == !body.versions.is_empty() {
+        return Err(ApiError::bad_request(
+            "give either versions (a list of version numbers) or all: true",
+        ));
+    }
+    let state = s.clone();
+    let view = blocking(move || {
+        let store = state.runtime.store();
+        secret_home(&who, Permission::SecretsWrite, store, &scope)?;
+        let versions = (!body.all).then_some(body.versions.as_slice());
+        let detail = match versions {
+            None => "all versions".to_owned(),
+            Some(v) => format!(
+                "versions {}",
+                v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        let destroyed = audited_with(
+            &state,
+            &who,
+            "secret.destroy",
+            &secret_target(&scope, &name),
+            Some(&detail),
+            || Ok(store.destroy_versions(&scope, &name, versions)?),
+        )?;
+        Ok(DestroyedView {
+            destroyed,
+            revision: Some(store.revision()),
+        })
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+fn after_write(
+    store: &SecretStore,
+    env: &str,
+    space: Option<&str>,
+) -> Result<SecretsView, ApiError> {
+    written(store, effective(store, env, space)?)
+}
