@@ -378,6 +378,22 @@ async fn walk(s: &Session, token: &str) {
     assert!(s.source().await.contains("Inherited"));
     s.assert_clean("after reverting").await;
 
+    // The reverted override is kept in its history: undelete it, then
+    // revert again.
+    s.goto("/secrets/space:s1:API_KEY/history").await;
+    let page = s.source().await;
+    assert!(page.contains("Deleted (can be undeleted)"), "{page}");
+    s.assert_clean("on a secret's history").await;
+    s.check_page("versions").await;
+    s.click("form[action$='/undelete'] button").await;
+    assert!(s.path().await.ends_with("/history?done=undeleted"));
+    assert!(s.source().await.contains(">Current<"));
+    s.goto("/spaces/s1/secrets").await;
+    assert!(s.source().await.contains("Overridden"));
+    s.click("form[action='/spaces/s1/secrets/API%5FKEY/revert'] button")
+        .await;
+    assert!(s.source().await.contains("Inherited"));
+
     // Deploy by upload, send a test event, read its run.
     s.goto("/listeners").await;
     s.check_page("listeners").await;

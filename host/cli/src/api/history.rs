@@ -176,7 +176,7 @@ pub async fn destroy(
     ApiJson(body): ApiJson<Destroy>,
 ) -> Result<Json<DestroyedView>, ApiError> {
     let (scope, name) = secret(&id)?;
-    if body.all == !body.versions.is_empty() {
+    if body.all != body.versions.is_empty() {
         return Err(ApiError::bad_request(
             "give either versions (a list of version numbers) or all: true",
         ));

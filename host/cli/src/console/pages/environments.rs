@@ -138,6 +138,8 @@ pub async fn settings(
                                 td { (by.get(&format!("env:{}/{}", e.id, s.name)).map_or("—", String::as_str)) }
                                 td { (s.topics.join(", ")) }
                                 td {
+                                    a href=(super::versions::history_path(&s.id)) { "History" span.sr { " of " (s.name) } }
+                                    " "
                                     @if v.may(Permission::SecretsWrite) {
                                         (button_form(&v, &format!("{base}/secrets/{}/delete", segment(&s.name)), &format!("Delete {}", s.name), "danger"))
                                     }
@@ -252,9 +254,10 @@ pub async fn delete_secret(
     Path((env, name)): Path<(String, String)>,
     p: Posted<crate::console::signin::Empty>,
 ) -> Response {
-    let path = at("/v1/secrets", &format!("env:{env}:{name}"));
+    let id = format!("env:{env}:{name}");
+    let path = at("/v1/secrets", &id);
     match c.act(&p.visitor.who, Method::DELETE, &path).await {
-        Ok(()) => done(&at("/environments", &env), "secret-deleted").into_response(),
+        Ok(()) => done(&super::versions::history_path(&id), "secret-deleted").into_response(),
         Err(f) => f.into_response(),
     }
 }

@@ -8,6 +8,7 @@ mod environments;
 mod listeners;
 mod runs;
 mod spaces;
+mod versions;
 
 use std::collections::HashMap;
 
@@ -52,6 +53,10 @@ pub fn routes(upload_limit: usize) -> Router<ConsoleState> {
             post(spaces::revert),
         )
         .route("/spaces/{space}/listeners", get(spaces::listeners))
+        .route("/secrets/{id}/history", get(versions::history))
+        .route("/secrets/{id}/rollback", post(versions::rollback))
+        .route("/secrets/{id}/undelete", post(versions::undelete))
+        .route("/secrets/{id}/destroy", post(versions::destroy))
         .route(
             "/listeners",
             get(listeners::list)
@@ -91,7 +96,14 @@ impl Done {
             "env-created" => "Environment created.",
             "space-created" => "Space created.",
             "secret-saved" => "Secret saved. Its value is stored encrypted and is not shown again.",
-            "secret-deleted" => "Secret deleted.",
+            "secret-deleted" => {
+                "Secret deleted. Its last value is kept below: undelete it, or destroy it for good."
+            }
+            "rolled-back" => "Rolled back: a new version holds the older value.",
+            "undeleted" => "Secret undeleted: its last version is current again.",
+            "destroyed" => {
+                "Destroyed for good. Rotate the master key too, so that no old copy of it opens what the disk may still hold."
+            }
             "override-saved" => {
                 "Override saved. Its value is stored encrypted and is not shown again."
             }

@@ -151,6 +151,8 @@ pub async fn secrets(
                             td { (s.updated_at) }
                             td { (by.get(&target).map_or("—", String::as_str)) }
                             td {
+                                a href=(super::versions::history_path(&s.id)) { "History" span.sr { " of " (s.name) } }
+                                " "
                                 @if write && overridden && inherited.contains_key(&s.name) {
                                     (button_form(&v, &format!("{base}/secrets/{}/revert", segment(&s.name)), &format!("Revert {} to inherited", s.name), "secondary"))
                                 } @else if write && overridden {
