@@ -4,7 +4,7 @@
 // Build: npm ci && npm run build
 //   (componentize-js --wit ../../wit --world-name listener
 //      --disable stdio random clocks http fetch-event -o listener.wasm listener.js)
-import { getSecret } from "keyhole:listener/secrets@0.1.0";
+import { getSecret } from "keyhole:listener/secrets@0.2.0";
 
 // get-secret returns result<string, secret-error>: `ok` is the return value;
 // `err` is thrown as a ComponentError whose `payload` is the secret-error

@@ -259,6 +259,8 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<(), RuntimeError> {
 const ALLOWED_IMPORTS: &[&str] = &[
     "keyhole:listener/secrets@0.1.",
     "keyhole:listener/types@0.1.",
+    "keyhole:listener/secrets@0.2.",
+    "keyhole:listener/types@0.2.",
     "wasi:cli/",
     "wasi:io/",
     "wasi:clocks/",

@@ -17,7 +17,7 @@ pub enum RuntimeError {
     CoreModule,
     #[error("invalid component: {0}")]
     InvalidComponent(String),
-    #[error("not a keyhole listener (world keyhole:listener/listener@0.1.0): {0}")]
+    #[error("not a keyhole listener (world keyhole:listener/listener@0.2.0 or @0.1.0): {0}")]
     WrongWorld(String),
     #[error("import `{import}` is not allowed{hint}")]
     ForbiddenImport { import: String, hint: &'static str },

@@ -29,14 +29,40 @@ use keyhole_store::{
     MAX_ID_LEN, MAX_NAME_LEN, Provenance, Resolved, Scope, SecretStore, StoreError,
 };
 use wasmtime::StoreContextMut;
-use wasmtime::component::{ComponentType, Lift, Linker, WasmStr};
+use wasmtime::component::{ComponentType, Lift, Linker, Lower, WasmStr};
 use zeroize::Zeroize;
 
 use crate::access::{Access, Denial};
 use crate::bindings::keyhole::listener::secrets::SecretError;
 use crate::metrics::{CallOutcome, Metrics};
 
-const INTERFACE: &str = "keyhole:listener/secrets@0.1.0";
+/// The interface in each WIT version keyhole serves: 0.2.0 adds
+/// `get-secret-info`; `get-secret` is the same in both.
+const INTERFACE_0_1: &str = "keyhole:listener/secrets@0.1.0";
+const INTERFACE_0_2: &str = "keyhole:listener/secrets@0.2.0";
+
+/// WIT `secret-info` (0.2.0), lowered from the one host copy of the value
+/// as `get-secret` lowers it (see [`Revealed`]).
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct SecretInfo {
+    value: Arc<str>,
+    kind: ScopeKind,
+    environment: String,
+    space: Option<String>,
+    version: u64,
+}
+
+/// WIT `scope-kind` (0.2.0).
+#[derive(ComponentType, Lower, Clone, Copy)]
+#[component(enum)]
+#[repr(u8)]
+enum ScopeKind {
+    #[component(name = "environment")]
+    Environment,
+    #[component(name = "space")]
+    Space,
+}
 
 /// `record scope` as it sits in guest memory, not yet copied.
 #[derive(ComponentType, Lift)]
@@ -129,33 +155,74 @@ pub trait SecretsView: Send {
     fn secrets(&mut self) -> &mut SecretsCtx;
 }
 
-/// Links `get-secret` into `linker`.
+/// Links `get-secret` of both WIT versions, and 0.2.0's `get-secret-info`,
+/// into `linker`.
 pub fn add_to_linker<T: SecretsView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    let mut inst = linker.instance(INTERFACE)?;
-    inst.func_wrap(
-        "get-secret",
-        |mut cx: StoreContextMut<'_, T>, (name, scope): (WasmStr, Option<GuestScope>)| {
-            let request = read_request(&mut cx, &name, scope.as_ref());
-            let ctx = cx.data_mut().secrets();
-            let result = match request {
-                Ok(req) => ctx.get_secret(req),
-                // Refused before anything was copied: the entry has no name.
-                Err(e) => ctx
-                    .audited("", None, None, error_outcome(&e), None)
-                    .and(Err(e)),
-            };
-            let outcome = match &result {
-                Ok(_) => CallOutcome::Ok,
-                Err(SecretError::NotFound) => CallOutcome::NotFound,
-                Err(SecretError::AccessDenied) => CallOutcome::AccessDenied,
-                Err(SecretError::InvalidName(_)) => CallOutcome::InvalidName,
-                Err(SecretError::Unavailable(_)) => CallOutcome::Unavailable,
-            };
-            ctx.metrics.get_secret(outcome);
-            Ok((result,))
-        },
-    )?;
+    for interface in [INTERFACE_0_1, INTERFACE_0_2] {
+        let mut inst = linker.instance(interface)?;
+        inst.func_wrap(
+            "get-secret",
+            |mut cx: StoreContextMut<'_, T>, (name, scope): (WasmStr, Option<GuestScope>)| {
+                let result = call(&mut cx, &name, scope.as_ref(), false).map(|found| found.value);
+                Ok((result,))
+            },
+        )?;
+        if interface == INTERFACE_0_2 {
+            inst.func_wrap(
+                "get-secret-info",
+                |mut cx: StoreContextMut<'_, T>, (name, scope): (WasmStr, Option<GuestScope>)| {
+                    let result =
+                        call(&mut cx, &name, scope.as_ref(), true).map(|found| SecretInfo {
+                            value: found.value,
+                            kind: found.kind,
+                            environment: found.environment.unwrap_or_default(),
+                            space: found.space,
+                            version: found.version,
+                        });
+                    Ok((result,))
+                },
+            )?;
+        }
+    }
     Ok(())
+}
+
+/// One call of `get-secret` or (`info`) `get-secret-info`: the read, its
+/// audit entry and its metrics.
+fn call<T: SecretsView + 'static>(
+    cx: &mut StoreContextMut<'_, T>,
+    name: &WasmStr,
+    scope: Option<&GuestScope>,
+    info: bool,
+) -> Result<Found, SecretError> {
+    let request = read_request(cx, name, scope);
+    let ctx = cx.data_mut().secrets();
+    let result = match request {
+        Ok(req) => ctx.get_secret(req, info),
+        // Refused before anything was copied: the entry has no name.
+        Err(e) => ctx
+            .audited("", None, None, error_outcome(&e), None)
+            .and(Err(e)),
+    };
+    let outcome = match &result {
+        Ok(_) => CallOutcome::Ok,
+        Err(SecretError::NotFound) => CallOutcome::NotFound,
+        Err(SecretError::AccessDenied) => CallOutcome::AccessDenied,
+        Err(SecretError::InvalidName(_)) => CallOutcome::InvalidName,
+        Err(SecretError::Unavailable(_)) => CallOutcome::Unavailable,
+    };
+    ctx.metrics.get_secret(outcome);
+    result
+}
+
+/// A value a read found, and where (the environment only when asked for:
+/// `get-secret` copies nothing it does not return).
+struct Found {
+    value: Arc<str>,
+    kind: ScopeKind,
+    environment: Option<String>,
+    space: Option<String>,
+    version: u64,
 }
 
 struct Request {
@@ -239,13 +306,13 @@ impl From<Denial> for Refusal {
 }
 
 impl SecretsCtx {
-    fn get_secret(&mut self, req: Request) -> Result<Arc<str>, SecretError> {
-        let looked_up = self.look_up(&req);
+    fn get_secret(&mut self, req: Request, info: bool) -> Result<Found, SecretError> {
+        let looked_up = self.look_up(&req, info);
         let requested = req.explicit.then_some(RequestedScope {
             environment: req.environment.as_deref(),
             space: req.space.as_deref(),
         });
-        let found = looked_up.as_ref().ok().map(resolved_scope);
+        let found = looked_up.as_ref().ok().map(|(r, _)| resolved_scope(r));
         let (outcome, denial) = match &looked_up {
             Ok(_) => (ReadOutcome::Ok, None),
             Err(r) => (error_outcome(&r.error), r.denial),
@@ -266,7 +333,19 @@ impl SecretsCtx {
             outcome,
             denial.map(Denial::reason),
         )?;
-        let resolved = looked_up.map_err(|r| r.error)?;
+        let (resolved, environment) = looked_up.map_err(|r| r.error)?;
+        let (kind, space) = match &resolved.scope {
+            Scope::Space(s) if info => (ScopeKind::Space, Some(s.clone())),
+            Scope::Space(_) => (ScopeKind::Space, None),
+            Scope::Environment(_) => (ScopeKind::Environment, None),
+        };
+        let found = |value| Found {
+            value,
+            kind,
+            environment,
+            space,
+            version: resolved.version,
+        };
         // A value read again (same name, unchanged) is handed out from the
         // copy already revealed: a guest calling get-secret in a loop must
         // not grow host memory, or the scrubbing after the run, per call.
@@ -275,24 +354,30 @@ impl SecretsCtx {
             .iter()
             .find(|(n, v)| *n == req.name && v.expose() == resolved.value.expose())
         {
-            return Ok(seen.0.clone());
+            return Ok(found(seen.0.clone()));
         }
         // The store's copy zeroizes as it drops here; see `Revealed`.
         let revealed = Revealed::new(resolved.value.expose());
         let value = revealed.0.clone();
         self.revealed.push((req.name, revealed));
-        Ok(value)
+        Ok(found(value))
     }
 
-    /// What the store has for the request, if the deployment may read it.
-    /// The name is checked against the declared ones before any lookup.
-    fn look_up(&mut self, req: &Request) -> Result<Resolved, Refusal> {
+    /// What the store has for the request, and the environment it was
+    /// read in, if the deployment may read it. The name is checked against
+    /// the declared ones before any lookup.
+    fn look_up(
+        &mut self,
+        req: &Request,
+        info: bool,
+    ) -> Result<(Resolved, Option<String>), Refusal> {
         keyhole_store::validate_name(&req.name).map_err(to_wit_error)?;
         self.access.check_name(&req.name)?;
         let result = {
             let (environment, space) = self.authorize(req)?;
             self.store
                 .resolve_on_topic(&environment, space, &req.name, &self.topic)
+                .map(|r| (r, info.then(|| environment.into_owned())))
         };
         result.map_err(|e| {
             if let StoreError::TopicBound { .. } = e {

@@ -19,7 +19,7 @@ fn read(ctx: &mut SecretsCtx, name: &str) -> Arc<str> {
         space: None,
         explicit: false,
     };
-    ctx.get_secret(req).unwrap()
+    ctx.get_secret(req, false).unwrap().value
 }
 
 #[test]

@@ -17,11 +17,12 @@ mod sandbox;
 mod scrubbing;
 mod sealed;
 mod secrets;
+mod wit_versions;
 
 #[allow(unused_imports)]
 use {
     budget::*, deploy::*, examples::*, grant_binding::*, http::*, inject::*, sandbox::*,
-    scrubbing::*, secrets::*,
+    scrubbing::*, secrets::*, wit_versions::*,
 };
 
 macro_rules! assert_test_exists {
