@@ -70,6 +70,19 @@ pub struct SetSecret {
     /// `If-Match: "N"` says the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<u64>,
+    /// How many of this secret's versions to keep (1-1000), instead of
+    /// the store's setting; absent leaves it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_versions: Option<u64>,
+}
+
+/// `GET` and `POST /v1/secrets/config`: the store-wide settings of secrets.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecretsConfig {
+    /// Versions kept per secret, the current one included (1-1000), unless
+    /// a secret says otherwise.
+    pub versions_kept: u64,
 }
 
 /// `POST /v1/keys/rotate`.

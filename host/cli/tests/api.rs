@@ -305,6 +305,7 @@ fn check_openapi_against_server(h: &Http) {
                 ("GET", "/v1/secrets/{id}") => h.get("/v1/secrets/env:prod:DOC2"),
                 ("GET", "/v1/listeners/{name}") => h.get("/v1/listeners/doc-kept"),
                 ("GET", "/v1/secrets/{id}/history") => h.get("/v1/secrets/env:prod:DOC2/history"),
+                ("POST", "/v1/secrets/config") => h.post_json(path, &json!({"versionsKept": 10})),
                 ("POST", "/v1/secrets/{id}/rollback") => {
                     h.post_json("/v1/secrets/env:prod:DOC2/rollback", &json!({"version": 1}))
                 }
@@ -350,7 +351,7 @@ fn check_openapi_against_server(h: &Http) {
             checked += 1;
         }
     }
-    assert_eq!(checked, 33, "operations checked");
+    assert_eq!(checked, 35, "operations checked");
 }
 
 /// A component that could never run is invalid input: 400 with a message

@@ -38,6 +38,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/secrets", "secrets:write"),
     ("GET", "/v1/secrets/{id}", "secrets:read"),
     ("DELETE", "/v1/secrets/{id}", "secrets:write"),
+    ("GET", "/v1/secrets/config", "secrets:read"),
+    ("POST", "/v1/secrets/config", "environments:write"),
     ("GET", "/v1/secrets/{id}/history", "secrets:read"),
     ("POST", "/v1/secrets/{id}/rollback", "secrets:write"),
     ("POST", "/v1/secrets/{id}/undelete", "secrets:write"),
@@ -107,6 +109,7 @@ fn call(h: &Http, method: &str, path: &str, tag: &str) -> Resp {
             &json!({"name": "MATRIX", "value": "v", "environmentId": "prod"}),
         ),
         ("DELETE", "/v1/secrets/{id}") => h.delete("/v1/secrets/env:prod:MATRIX"),
+        ("POST", "/v1/secrets/config") => h.post_json(path, &json!({"versionsKept": 10})),
         ("POST", "/v1/secrets/{id}/rollback") => h.post_json(
             "/v1/secrets/env:prod:MATRIX/rollback",
             &json!({"version": 1}),

@@ -170,6 +170,37 @@ fn versions_through_the_cli_and_the_api() {
     let r = h.post_json("/v1/secrets/env:prod:API_KEY/destroy", &json!({}));
     assert_eq!(r.status, 400, "neither versions nor all");
 
+    // How many versions are kept: the store's setting, or the secret's.
+    let r = h.get("/v1/secrets/config");
+    assert_eq!(r.json()["versionsKept"], 10, "{r:?}");
+    let out = k.ok(&["secrets", "config", "--versions", "4"]);
+    assert!(out.contains("keeps 4 versions"), "{out}");
+    let r = h.post_json("/v1/secrets/config", &json!({"versionsKept": 0}));
+    assert_eq!(r.status, 400, "{r:?}");
+    let count = |name: &str| {
+        h.get(&format!("/v1/secrets/env:prod:{name}/history"))
+            .json()["data"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    for i in 0..6 {
+        let args = ["secrets", "set", "OTHER", "--env", "prod"];
+        assert_eq!(k.run_stdin(&args, &format!("other {i}")).code, 0);
+    }
+    assert_eq!(count("OTHER"), 4, "the store's setting");
+    let args = [
+        "secrets",
+        "set",
+        "OTHER",
+        "--env",
+        "prod",
+        "--keep-versions",
+        "2",
+    ];
+    assert_eq!(k.run_stdin(&args, "other 7").code, 0);
+    assert_eq!(count("OTHER"), 2, "the secret's own setting");
+
     // The audit log has each change; nothing anywhere holds a value.
     let audit = h.get("/v1/audit?target=env:prod/API_KEY&limit=1000").json();
     let actions: Vec<&str> = audit["entries"]

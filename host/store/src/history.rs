@@ -18,9 +18,10 @@
 //! version is fenced like any write (`writes.rs`), and key rotation
 //! re-seals kept versions with the current ones (`rotation/dek.rs`).
 //!
-//! **How many.** The current version and the `keep - 1` before it
-//! ([`DEFAULT_HISTORY`] unless the store says otherwise, `history-keep`);
-//! older ones are deleted after each write.
+//! **How many.** The current version and the `keep - 1` before it: the
+//! secret's own setting (`keep/<scope>/<name>`), else the store's
+//! (`history-keep`), else [`DEFAULT_HISTORY`]; older ones are deleted
+//! after each write.
 //!
 //! **Destroy** erases the kept ciphertext and then rotates the scope's DEK,
 //! so that no key the store still holds opens what the embedded backend's
@@ -68,6 +69,51 @@ impl SecretStore {
             });
         }
         self.inner.bucket.put(HISTORY_KEEP, &keep.to_be_bytes())?;
+        self.flush()
+    }
+
+    /// How many versions of `name` are kept: its own setting, else the
+    /// store's.
+    pub fn versions_kept(&self, scope: &Scope, name: &str) -> Result<u64, StoreError> {
+        validate_name(name)?;
+        match self.inner.bucket.get(&layout::keep(scope, name))? {
+            Some(e) => records::u64_value(&e.value, "versions kept"),
+            None => self.history_keep(),
+        }
+    }
+
+    /// Sets how many versions of `name` are kept (1 to [`MAX_HISTORY`]),
+    /// or (`None`) makes it follow the store's setting again; prunes its
+    /// history to that at once.
+    pub fn set_versions_kept(
+        &self,
+        scope: &Scope,
+        name: &str,
+        keep: Option<u64>,
+    ) -> Result<(), StoreError> {
+        validate_name(name)?;
+        self.require_scope(scope)?;
+        let bucket = &*self.inner.bucket;
+        let key = layout::keep(scope, name);
+        match keep {
+            Some(n) if !(1..=MAX_HISTORY).contains(&n) => {
+                return Err(StoreError::InvalidValue {
+                    rule: "versions kept must be 1 to 1000",
+                });
+            }
+            Some(n) => {
+                bucket.put(&key, &n.to_be_bytes())?;
+            }
+            None => {
+                if let Some(e) = bucket.get(&key)? {
+                    let _ = bucket.delete(&key, e.revision)?;
+                }
+            }
+        }
+        if let Some(e) = bucket.get(&layout::secret(scope, name))? {
+            let current = records::decode_current(&e.value)?.version();
+            self.prune_history(scope, name, current)?;
+        }
         self.flush()
     }
 
@@ -323,7 +369,7 @@ impl SecretStore {
         name: &str,
         current: u64,
     ) -> Result<(), StoreError> {
-        let keep = self.history_keep()?;
+        let keep = self.versions_kept(scope, name)?;
         let bucket = &*self.inner.bucket;
         for (key, entry) in bucket.scan(&layout::versions_of_secret(scope, name))? {
             if layout::version_suffix(&key).is_some_and(|v| v + keep <= current) {

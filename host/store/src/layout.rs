@@ -7,6 +7,8 @@
 //! | `space/<id>` | a space (names its environment) |
 //! | `secret/<scope>/<name>` | a sealed secret value, or a deleted one's tombstone |
 //! | `version/<scope>/<name>/<version>` | an older version of a secret, kept sealed (`history.rs`) |
+//! | `keep/<scope>/<name>` | how many versions of that secret are kept, when not the store's setting |
+//! | `history-keep` | how many versions of each secret are kept (absent: 10) |
 //! | `dek/<scope>/<version>` | a data key, wrapped under a master key version |
 //! | `dek-current/<scope>` | which DEK version new values are sealed under |
 //! | `kek-check/<version>` | a marker sealed under one master key version |
@@ -90,6 +92,16 @@ pub(crate) fn versions_of(scope: &Scope) -> Vec<u8> {
 pub(crate) fn versions_of_secret(scope: &Scope, name: &str) -> Vec<u8> {
     let (tag, id) = scope_segment(scope);
     key(&[VERSION_PREFIX, tag, id, b"/", name.as_bytes(), b"/"])
+}
+
+/// `keep/<scope>/`: prefix of one scope's per-secret history sizes.
+pub(crate) fn keeps_of(scope: &Scope) -> Vec<u8> {
+    let (tag, id) = scope_segment(scope);
+    key(&[b"keep/", tag, id, b"/"])
+}
+
+pub(crate) fn keep(scope: &Scope, name: &str) -> Vec<u8> {
+    [keeps_of(scope), name.as_bytes().to_vec()].concat()
 }
 
 pub(crate) fn kept_version(scope: &Scope, name: &str, version: u64) -> Vec<u8> {

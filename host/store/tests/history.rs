@@ -298,3 +298,35 @@ fn key_rotation_reseals_every_kept_version() {
         assert_eq!(get(s, "K"), format!("value {v}"));
     }
 }
+
+#[test]
+fn a_secret_may_keep_more_or_fewer_versions_than_the_store() {
+    let fx = fixture();
+    let s = &fx.store;
+    s.set_history_keep(3).unwrap();
+    for i in 1..=5 {
+        set(s, "FEW", &format!("few {i}"));
+        set(s, "MANY", &format!("many {i}"));
+    }
+    s.set_versions_kept(&env("prod"), "MANY", Some(5)).unwrap();
+    assert_eq!(s.versions_kept(&env("prod"), "MANY").unwrap(), 5);
+    for i in 6..=8 {
+        set(s, "FEW", &format!("few {i}"));
+        set(s, "MANY", &format!("many {i}"));
+    }
+    let count = |name| s.secret_history(&env("prod"), name).unwrap().len();
+    assert_eq!((count("FEW"), count("MANY")), (3, 5));
+    // Fewer at once, and back to the store's setting.
+    s.set_versions_kept(&env("prod"), "MANY", Some(2)).unwrap();
+    assert_eq!(count("MANY"), 2);
+    s.set_versions_kept(&env("prod"), "MANY", None).unwrap();
+    assert_eq!(s.versions_kept(&env("prod"), "MANY").unwrap(), 3);
+    assert!(s.set_versions_kept(&env("prod"), "MANY", Some(0)).is_err());
+    // A deleted scope takes the setting with it.
+    s.set_versions_kept(&env("prod"), "FEW", Some(7)).unwrap();
+    assert!(s.begin_delete(&env("prod"), true).unwrap());
+    s.finish_delete(&env("prod")).unwrap();
+    let bucket = store_bucket(s);
+    assert!(bucket.scan(b"keep/").unwrap().is_empty());
+    assert!(bucket.scan(b"version/").unwrap().is_empty());
+}

@@ -16,7 +16,7 @@ use super::body::ApiJson;
 use super::error::ApiError;
 use super::scopes::{blocking, effective, expected_version, secret_home, written};
 use crate::auth::{Permission, Principal};
-use crate::requests::{Destroy, Rollback};
+use crate::requests::{Destroy, Rollback, SecretsConfig};
 use crate::trail::secret_target;
 use crate::views::{Data, DestroyedView, SecretsView, VersionView, parse_secret_id, rfc3339};
 
@@ -216,4 +216,35 @@ fn after_write(
     space: Option<&str>,
 ) -> Result<SecretsView, ApiError> {
     written(store, effective(store, env, space)?)
+}
+
+/// `GET /v1/secrets/config`.
+pub async fn config(State(s): State<Shared>) -> Result<Json<SecretsConfig>, ApiError> {
+    let state = s.clone();
+    let versions_kept = blocking(move || Ok(state.runtime.store().history_keep()?)).await?;
+    Ok(Json(SecretsConfig { versions_kept }))
+}
+
+/// `POST /v1/secrets/config`: store-wide, so for unscoped admins only
+/// (the route needs `environments:write`).
+pub async fn set_config(
+    State(s): State<Shared>,
+    Extension(who): Extension<Principal>,
+    ApiJson(body): ApiJson<SecretsConfig>,
+) -> Result<Json<SecretsConfig>, ApiError> {
+    let state = s.clone();
+    let n = body.versions_kept;
+    blocking(move || {
+        let detail = format!("versions kept {n}");
+        audited_with(
+            &state,
+            &who,
+            "secrets.config",
+            "secrets",
+            Some(&detail),
+            || Ok(state.runtime.store().set_history_keep(n)?),
+        )
+    })
+    .await?;
+    Ok(Json(SecretsConfig { versions_kept: n }))
 }

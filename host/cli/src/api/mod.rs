@@ -214,6 +214,18 @@ pub fn routes(max_module_bytes: usize) -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/v1/secrets/config",
+            P::SecretsRead,
+            get(history::config),
+        ),
+        route(
+            M::POST,
+            "/v1/secrets/config",
+            P::EnvironmentsWrite,
+            post(history::set_config),
+        ),
+        route(
+            M::GET,
             "/v1/secrets/{id}/history",
             P::SecretsRead,
             get(history::history),

@@ -272,6 +272,7 @@ pub async fn set_secret(
                 t => format!("topics {}", t.join(", ")),
             }),
             expect.map(|v| format!("expected version {v}")),
+            body.keep_versions.map(|n| format!("keeps {n} versions")),
         ]
         .into_iter()
         .flatten()
@@ -283,7 +284,13 @@ pub async fn set_secret(
             "secret.set",
             &target,
             detail.as_deref(),
-            || Ok(store.write_secret(&scope, &body.name, &value, topics, expect)?),
+            || {
+                let meta = store.write_secret(&scope, &body.name, &value, topics, expect)?;
+                if let Some(n) = body.keep_versions {
+                    store.set_versions_kept(&scope, &body.name, Some(n))?;
+                }
+                Ok(meta)
+            },
         )?;
         written(&store, effective(&store, &env, space.as_deref())?)
     })

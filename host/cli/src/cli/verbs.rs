@@ -167,6 +167,17 @@ pub enum SecretsCmd {
         /// does not exist yet); otherwise fail and write nothing.
         #[arg(long, value_name = "V")]
         expect_version: Option<u64>,
+        /// Keep this many versions of this secret (1-1000, the current one
+        /// included) instead of the store's setting (`secrets config`).
+        #[arg(long, value_name = "N")]
+        keep_versions: Option<u64>,
+    },
+    /// Show, or with --versions set, how many versions of each secret the
+    /// store keeps (unless a secret says otherwise).
+    Config {
+        /// Versions kept per secret, the current one included (1-1000).
+        #[arg(long, value_name = "N")]
+        versions: Option<u64>,
     },
     /// List the secrets a listener in this scope sees: names, where each
     /// comes from, version and update time. Never values.

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::cli::ScopeArgs;
 use crate::client::{Client, segment};
-use crate::requests::{Destroy, Rollback};
+use crate::requests::{Destroy, Rollback, SecretsConfig};
 use crate::views::{Data, DestroyedView, SecretsView, VersionView, secret_id};
 
 fn path(name: &str, scope: &ScopeArgs, what: &str) -> Result<String> {
@@ -117,6 +117,18 @@ pub fn destroy(
     println!(
         "the scope's data key was rotated; run `keyhole keys rotate` too so that no copy of the \
          old master key opens what the disk may still hold"
+    );
+    Ok(())
+}
+
+pub fn config(c: &Client, versions: Option<u64>) -> Result<()> {
+    let now: SecretsConfig = match versions {
+        Some(n) => c.post("/v1/secrets/config", &SecretsConfig { versions_kept: n })?,
+        None => c.get("/v1/secrets/config")?,
+    };
+    println!(
+        "each secret keeps {} versions, the current one included (unless it says otherwise: `secrets set --keep-versions N`)",
+        now.versions_kept
     );
     Ok(())
 }

@@ -32,7 +32,17 @@ pub fn run(c: &Client, cmd: SecretsCmd) -> Result<()> {
             value,
             topics,
             expect_version,
-        } => set(c, &name, &scope, value, topics, expect_version),
+            keep_versions,
+        } => set(
+            c,
+            &name,
+            &scope,
+            value,
+            topics,
+            expect_version,
+            keep_versions,
+        ),
+        SecretsCmd::Config { versions } => super::history::config(c, versions),
         SecretsCmd::List { scope, json } => list(c, &scope, json),
         SecretsCmd::Show { name, scope, json } => show(c, &name, &scope, json),
         SecretsCmd::Rm { name, scope } => rm(c, &name, &scope),
@@ -73,6 +83,7 @@ fn set(
     value: Option<String>,
     topics: Vec<String>,
     expect_version: Option<u64>,
+    keep_versions: Option<u64>,
 ) -> Result<()> {
     // Everything that can be checked is, before asking for a value that
     // could not be stored: the name, the scope (and the right to it), and
@@ -100,6 +111,7 @@ fn set(
             actor_id: None,
             topics: (!topics.is_empty()).then_some(topics),
             expected_version: expect_version,
+            keep_versions,
         },
     )?;
     let target = scope.target();

@@ -60,6 +60,7 @@ impl SecretStore {
             crate::test_hooks::hit(crate::test_hooks::Point::BeforeSweepPass);
             let mut records = bucket.scan(&layout::secrets_of(scope))?;
             records.extend(bucket.scan(&layout::versions_of(scope))?);
+            records.extend(bucket.scan(&layout::keeps_of(scope))?);
             let keys = bucket.scan(&layout::deks_of(scope))?;
             if records.is_empty() && keys.is_empty() {
                 return Ok((secrets, deks));

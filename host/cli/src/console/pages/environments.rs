@@ -239,6 +239,7 @@ pub async fn set_secret(
         actor_id: None,
         topics: topics(&p.form.topics),
         expected_version: None,
+        keep_versions: None,
     };
     match c
         .post::<SecretsView>(&p.visitor.who, "/v1/secrets", &body)

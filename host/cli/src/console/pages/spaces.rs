@@ -213,6 +213,7 @@ pub async fn override_secret(
         actor_id: None,
         topics: None,
         expected_version: None,
+        keep_versions: None,
     };
     match c
         .post::<SecretsView>(&p.visitor.who, "/v1/secrets", &body)
