@@ -224,14 +224,7 @@ impl SecretStore {
                     rev,
                 )?;
                 self.flush()?;
-                return Ok(SecretMeta {
-                    scope: scope.clone(),
-                    name: name.to_owned(),
-                    version: meta.version,
-                    created_at_ms: meta.created_at_ms,
-                    updated_at_ms: meta.updated_at_ms,
-                    topics: meta.topics,
-                });
+                return Ok(meta.into_secret_meta(scope, name));
             }
         }
         Err(StoreError::Contended(format!("secret {}", Preview(name))))

@@ -41,6 +41,18 @@ pub(crate) struct RecordMeta {
 }
 
 impl RecordMeta {
+    /// What a caller is told about the record written with this.
+    pub(crate) fn into_secret_meta(self, scope: &Scope, name: &str) -> SecretMeta {
+        SecretMeta {
+            scope: scope.clone(),
+            name: name.to_owned(),
+            version: self.version,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            topics: self.topics,
+        }
+    }
+
     pub(crate) fn of(rec: &SecretRecord<'_>) -> Self {
         RecordMeta {
             version: rec.version,
@@ -192,14 +204,7 @@ impl SecretStore {
         };
         self.prune_history(scope, name, meta.version)?;
         self.flush()?;
-        Ok(SecretMeta {
-            scope: scope.clone(),
-            name: name.to_owned(),
-            version: meta.version,
-            created_at_ms: meta.created_at_ms,
-            updated_at_ms: meta.updated_at_ms,
-            topics: meta.topics,
-        })
+        Ok(meta.into_secret_meta(scope, name))
     }
 
     /// Deletes a secret, softly: its record becomes a tombstone that keeps
