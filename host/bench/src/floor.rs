@@ -36,14 +36,15 @@ fn pooled_engine() -> Result<Engine> {
     Ok(Engine::new(&config)?)
 }
 
-/// A linker with exactly what a pure listener imports: an empty `types`
-/// instance and a `get-secret` that answers `ok("constant")` without even
-/// reading its arguments.
+/// A linker with exactly what a pure listener (built against the current
+/// WIT, `wit/`, 0.2.0) imports: an empty `types` instance and a
+/// `get-secret` that answers `ok("constant")` without even reading its
+/// arguments.
 fn minimal_linker(engine: &Engine) -> Result<Linker<()>> {
     let mut linker = Linker::new(engine);
-    linker.instance("keyhole:listener/types@0.1.0")?;
+    linker.instance("keyhole:listener/types@0.2.0")?;
     linker
-        .instance("keyhole:listener/secrets@0.1.0")?
+        .instance("keyhole:listener/secrets@0.2.0")?
         .func_wrap(
             "get-secret",
             |_cx, (_name, _scope): (WasmStr, Option<Scope>)| {
@@ -133,4 +134,23 @@ pub fn fingerprint(value: &str) -> String {
         h = h.wrapping_mul(0x100000001b3);
     }
     format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The baselines link what the bench guests import (a WIT version
+    /// change once left them linking the old one, found only by CI's
+    /// benchmark step).
+    #[test]
+    fn the_baselines_run_the_bench_guests() {
+        for guest in [crate::PURE_READER, crate::ARENA_READER] {
+            let bytes = std::fs::read(guest).unwrap();
+            let floor = Floor::new(&bytes).unwrap();
+            check_fingerprint(&floor.event(&wit_event("e1")).unwrap(), CONSTANT_SECRET).unwrap();
+            let naive = Naive::new(&bytes).unwrap();
+            check_fingerprint(&naive.event(&wit_event("e2")).unwrap(), CONSTANT_SECRET).unwrap();
+        }
+    }
 }
