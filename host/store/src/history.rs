@@ -112,7 +112,7 @@ impl SecretStore {
         }
         if let Some(e) = bucket.get(&layout::secret(scope, name))? {
             let current = records::decode_current(&e.value)?.version();
-            self.prune_history(scope, name, current)?;
+            self.prune_history(scope, name, current, true)?;
         }
         self.flush()
     }
@@ -355,19 +355,42 @@ impl SecretStore {
     }
 
     /// Deletes the kept versions of `name` that fall out of the history
-    /// now that `current` is its current version.
+    /// now that `current` is its current version. Kept versions are
+    /// consecutive (each write keeps the one it replaces; pruning takes the
+    /// oldest), so without `all` they are looked up one by one from
+    /// `current - keep` down until one is missing: after a write that is
+    /// one delete and one miss, where a scan would list the whole bucket on
+    /// NATS. `all` scans.
     pub(crate) fn prune_history(
         &self,
         scope: &Scope,
         name: &str,
         current: u64,
+        all: bool,
     ) -> Result<(), StoreError> {
         let keep = self.versions_kept(scope, name)?;
         let bucket = &*self.inner.bucket;
-        for (key, entry) in bucket.scan(&layout::versions_of_secret(scope, name))? {
-            if layout::version_suffix(&key).is_some_and(|v| v + keep <= current) {
-                let _ = bucket.delete(&key, entry.revision)?;
+        let stale: Vec<(Vec<u8>, keyhole_kv::Entry)> = if all {
+            bucket
+                .scan(&layout::versions_of_secret(scope, name))?
+                .into_iter()
+                .filter(|(k, _)| layout::version_suffix(k).is_some_and(|v| v + keep <= current))
+                .collect()
+        } else {
+            let mut stale = Vec::new();
+            let mut version = current.saturating_sub(keep);
+            while version > 0 && stale.len() as u64 <= MAX_HISTORY {
+                let key = layout::kept_version(scope, name, version);
+                let Some(entry) = bucket.get(&key)? else {
+                    break;
+                };
+                stale.push((key, entry));
+                version -= 1;
             }
+            stale
+        };
+        for (key, entry) in stale {
+            let _ = bucket.delete(&key, entry.revision)?;
         }
         Ok(())
     }

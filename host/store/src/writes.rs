@@ -202,7 +202,7 @@ impl SecretStore {
                 break meta;
             }
         };
-        self.prune_history(scope, name, meta.version)?;
+        self.prune_history(scope, name, meta.version, false)?;
         self.flush()?;
         Ok(meta.into_secret_meta(scope, name))
     }
