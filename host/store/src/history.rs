@@ -40,7 +40,7 @@ use crate::model::{Scope, SecretMeta, SecretValue, VersionInfo, VersionState, no
 use crate::open::SecretStore;
 use crate::records::{self, Current, SecretRecord, Slot, Tombstone};
 use crate::validate::validate_name;
-use crate::writes::{At, RecordMeta, seal_record};
+use crate::writes::{At, RecordMeta, open_record, seal_record};
 
 /// Versions kept per secret (the current one included) unless the store
 /// is told otherwise.
@@ -325,19 +325,7 @@ impl SecretStore {
         let Some(old) = self.inner.keys.dek(scope, r.dek_version)? else {
             return Ok(false);
         };
-        let ad = records::value_ad(
-            &records::scope_key(scope),
-            name,
-            r.version,
-            r.dek_version,
-            &r.topics,
-        );
-        let plain = old.open(&r.nonce, &ad, r.sealed).map_err(|_| {
-            StoreError::integrity(format!(
-                "secret {} in {scope} does not authenticate",
-                Preview(name)
-            ))
-        })?;
+        let plain = open_record(Slot::Current, &old, scope, name, r)?;
         let key = layout::kept_version(scope, name, r.version);
         let meta = RecordMeta::of(r);
         let dek = self.inner.keys.current_dek(scope)?;
@@ -443,20 +431,7 @@ impl SecretStore {
                 std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
                 continue;
             };
-            let ad = records::slot_ad(
-                Slot::History,
-                &records::scope_key(scope),
-                name,
-                r.version,
-                r.dek_version,
-                &r.topics,
-            );
-            return dek.open(&r.nonce, &ad, r.sealed).map_err(|_| {
-                StoreError::integrity(format!(
-                    "version {version} of secret {} in {scope} does not authenticate",
-                    Preview(name)
-                ))
-            });
+            return open_record(Slot::History, &dek, scope, name, &r);
         }
         Err(StoreError::corrupt(format!(
             "version {version} of secret {} in {scope} refers to a DEK that does not exist",

@@ -93,6 +93,36 @@ pub(crate) fn seal_record(
     })
 }
 
+/// The plaintext of `rec`, a value in `slot`, opened with `dek` (the DEK its
+/// `dek_version` names): [`seal_record`]'s inverse. A record that does not
+/// authenticate is an integrity error.
+pub(crate) fn open_record(
+    slot: Slot,
+    dek: &crypto::Cipher,
+    scope: &Scope,
+    name: &str,
+    rec: &SecretRecord<'_>,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, StoreError> {
+    let ad = records::slot_ad(
+        slot,
+        &records::scope_key(scope),
+        name,
+        rec.version,
+        rec.dek_version,
+        &rec.topics,
+    );
+    dek.open(&rec.nonce, &ad, rec.sealed).map_err(|_| {
+        let which = match slot {
+            Slot::Current => String::new(),
+            Slot::History => format!("version {} of ", rec.version),
+        };
+        StoreError::integrity(format!(
+            "{which}secret {} in {scope} does not authenticate",
+            crate::error::Preview(name)
+        ))
+    })
+}
+
 impl SecretStore {
     /// Creates or replaces a secret; its version grows by one. A secret
     /// bound to topics stays bound to them (see

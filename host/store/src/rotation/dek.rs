@@ -15,7 +15,7 @@ use crate::model::{RotationReport, RotationTarget, Scope};
 use crate::open::SecretStore;
 use crate::records::{self, Current, Slot};
 use crate::scopes::utf8;
-use crate::writes::{At, RecordMeta};
+use crate::writes::{At, RecordMeta, open_record};
 
 impl SecretStore {
     /// Replaces a scope's DEK: re-encrypts each of its values under a new
@@ -99,7 +99,6 @@ impl SecretStore {
     /// read the old pointer may write after a pass went by; its own fence
     /// re-seals it too). Returns how many values were re-encrypted.
     fn reencrypt_scope(&self, scope: &Scope, new_version: u64) -> Result<usize, StoreError> {
-        let sk = records::scope_key(scope);
         let mut rewritten = 0;
         for _ in 0..SWEEP_PASSES {
             let mut behind = 0;
@@ -125,14 +124,7 @@ impl SecretStore {
                     self.expect_moved(&key, entry.revision, scope, &name, rec.dek_version)?;
                     continue;
                 };
-                let ad =
-                    records::slot_ad(slot, &sk, &name, rec.version, rec.dek_version, &rec.topics);
-                let plain = old_dek.open(&rec.nonce, &ad, rec.sealed).map_err(|_| {
-                    StoreError::integrity(format!(
-                        "secret {} in {scope} does not authenticate",
-                        Preview(&name)
-                    ))
-                })?;
+                let plain = open_record(slot, &old_dek, scope, &name, &rec)?;
                 let meta = RecordMeta::of(&rec);
                 let at = At {
                     scope,
