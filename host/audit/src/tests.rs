@@ -299,6 +299,9 @@ impl Bucket for Breakable {
     fn flush(&self) -> Result<(), KvError> {
         self.inner.flush()
     }
+    fn erase_history(&self, key: &[u8]) -> Result<(), KvError> {
+        self.inner.erase_history(key)
+    }
 }
 
 #[test]

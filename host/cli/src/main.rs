@@ -76,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // request to the API (`client`).
     match cli.command {
         Command::Init => return commands::admin::init(&g),
+        Command::Compact => return commands::admin::compact(&g),
         Command::Token {
             cmd: cli::TokenCmd::Reset,
         } => return commands::tokens::reset(&g),
@@ -94,6 +95,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Emit(args) => commands::listeners::emit(&c, args),
         Command::Runs(args) => commands::runs::runs(&c, args),
         Command::Audit { cmd } => commands::audit::run(&c, cmd),
-        Command::Init | Command::Serve(_) => unreachable!("handled above"),
+        Command::Init | Command::Compact | Command::Serve(_) => unreachable!("handled above"),
     }
 }

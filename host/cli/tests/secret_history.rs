@@ -2,7 +2,8 @@
 //! them with the CLI and a program with the API: check-and-set writes
 //! (`--expect-version`, `expectedVersion`, `If-Match`), history with who
 //! wrote each version, rollback read by a listener, soft delete and
-//! undelete, destroy. No answer, output or log carries a value.
+//! undelete, destroy, and the offline compaction after it. No answer,
+//! output or log carries a value.
 
 mod common;
 
@@ -219,7 +220,25 @@ fn versions_through_the_cli_and_the_api() {
     ] {
         assert!(actions.contains(&a), "{a} not audited: {actions:?}");
     }
+
+    // Compaction, which makes destroyed bytes leave the data directory's
+    // files (host/store/tests/history.rs checks the bytes), is offline.
+    let out = k.run(&["compact"]);
+    assert_eq!(out.code, 4, "refused while the daemon runs: {out:?}");
+    assert!(out.stderr.contains("in use"), "{out:?}");
     assert!(server.terminate().success());
+    let out = k.ok(&["compact"]);
+    assert!(out.contains("gone from its files"), "{out}");
+    let server = Server::start(&k, &token, &[]);
+    let h = server.http();
+    let r = h.get("/v1/secrets/env:prod:OTHER/history");
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2, "{r:?}");
+    let compactions = h.get("/v1/audit?target=data%20directory").json();
+    let e = &compactions["entries"][0];
+    assert_eq!(e["action"], "store.compact", "{compactions}");
+    assert!(e["actor"].as_str().unwrap().starts_with("local:"), "{e}");
+    assert!(server.terminate().success());
+
     let log = std::fs::read_to_string(&log).unwrap();
     for v in [V1, V2, V3] {
         assert!(!log.contains(v), "a value reached the log");

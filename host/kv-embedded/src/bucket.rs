@@ -13,6 +13,8 @@ pub(crate) struct SledBucket {
     name: String,
     tree: sled::Tree,
     db: sled::Db,
+    /// Added to sled's ids (see `compact.rs`).
+    revision_base: Revision,
     /// Held by every write: conditional writes read and write inside it,
     /// and changes are published in revision order.
     writes: Mutex<()>,
@@ -20,11 +22,12 @@ pub(crate) struct SledBucket {
 }
 
 impl SledBucket {
-    pub(crate) fn new(name: &str, tree: sled::Tree, db: sled::Db) -> Self {
+    pub(crate) fn new(name: &str, tree: sled::Tree, db: sled::Db, revision_base: Revision) -> Self {
         SledBucket {
             name: name.to_owned(),
             tree,
             db,
+            revision_base,
             writes: Mutex::new(()),
             feed: Arc::new(Feed::default()),
         }
@@ -58,7 +61,7 @@ impl SledBucket {
     /// The next revision. Called under the write lock.
     fn next_revision(&self) -> Result<Revision, KvError> {
         // sled ids start at 0; revision 0 means "before any change".
-        Ok(self.db.generate_id().map_err(db_error)? + 1)
+        Ok(self.revision_base + self.db.generate_id().map_err(db_error)? + 1)
     }
 
     /// Writes under the held write lock and publishes the change.
@@ -143,6 +146,13 @@ impl Bucket for SledBucket {
 
     fn flush(&self) -> Result<(), KvError> {
         self.db.flush().map_err(db_error)?;
+        Ok(())
+    }
+
+    /// A tree holds one value per key, so there is no history to erase.
+    /// The bytes sled freed stay in its files until `keyhole compact`
+    /// rewrites them ([`crate::EmbeddedKv::compact`]).
+    fn erase_history(&self, _key: &[u8]) -> Result<(), KvError> {
         Ok(())
     }
 }

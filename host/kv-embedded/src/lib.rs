@@ -8,7 +8,9 @@
 //! wrote them migrate on open.
 //!
 //! Revisions come from sled's monotonic id generator, which survives
-//! restarts, so they only grow. Every write to a bucket runs under that
+//! restarts, plus a base that an offline compaction (`compact.rs`,
+//! `keyhole compact`) raises when it starts a fresh database, so they only
+//! grow. Every write to a bucket runs under that
 //! bucket's write lock: compare-and-set is a read and a write inside it,
 //! and the change is published to the bucket's watches (`feed.rs`) before
 //! the lock is released, so watches see changes in revision order. Reads
@@ -32,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 mod bucket;
+mod compact;
 mod feed;
 
 use std::collections::HashMap;
@@ -42,6 +45,10 @@ use std::time::{Duration, Instant};
 use keyhole_kv::{Backend, Bucket, KvError, LegacyRecords, validate_bucket_name};
 
 use crate::bucket::SledBucket;
+pub use crate::compact::Compacted;
+
+/// The sled database's directory inside the data directory.
+const DB_DIR: &str = "db";
 
 /// Prefix of the trees that hold buckets.
 const BUCKET_TREE_PREFIX: &str = "kv/";
@@ -58,6 +65,8 @@ pub struct EmbeddedKv {
 
 struct Inner {
     db: sled::Db,
+    /// Added to sled's ids to make revisions ([`compact::revision_base`]).
+    revision_base: u64,
     buckets: Mutex<HashMap<String, Arc<SledBucket>>>,
     /// Declared last: released only after the database has been dropped.
     _lock: DirLock,
@@ -75,15 +84,35 @@ impl EmbeddedKv {
     pub fn open(data_dir: &Path) -> Result<Self, KvError> {
         create_private_dir(data_dir)?;
         let lock = DirLock::acquire(data_dir)?;
-        create_private_dir(&data_dir.join("db"))?;
-        let db = open_sled(data_dir)?;
+        compact::finish_interrupted(data_dir)?;
+        create_private_dir(&data_dir.join(DB_DIR))?;
+        let db = open_sled(data_dir, DB_DIR)?;
+        let revision_base = compact::revision_base(&db)?;
         Ok(EmbeddedKv {
             inner: Arc::new(Inner {
                 db,
+                revision_base,
                 buckets: Mutex::default(),
                 _lock: lock,
             }),
         })
+    }
+
+    /// Rewrites the database in `data_dir` so that what was deleted or
+    /// replaced (destroyed secret versions, retired data keys) is gone from
+    /// its files, not merely unreachable. Offline: fails with
+    /// [`KvError::Locked`] while the directory is open, here or elsewhere.
+    /// See `compact.rs`.
+    pub fn compact(data_dir: &Path) -> Result<Compacted, KvError> {
+        if !data_dir.join(DB_DIR).is_dir() {
+            return Err(KvError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no keyhole database in {}", data_dir.display()),
+            )));
+        }
+        let _lock = DirLock::acquire(data_dir)?;
+        compact::finish_interrupted(data_dir)?;
+        compact::run(data_dir)
     }
 
     /// This backend as the seam's trait object.
@@ -104,7 +133,12 @@ impl Backend for EmbeddedKv {
             .db
             .open_tree(format!("{BUCKET_TREE_PREFIX}{name}"))
             .map_err(db_error)?;
-        let bucket = Arc::new(SledBucket::new(name, tree, self.inner.db.clone()));
+        let bucket = Arc::new(SledBucket::new(
+            name,
+            tree,
+            self.inner.db.clone(),
+            self.inner.revision_base,
+        ));
         buckets.insert(name.to_owned(), bucket.clone());
         Ok(bucket)
     }
@@ -200,11 +234,12 @@ fn create_private_dir(dir: &Path) -> Result<(), KvError> {
     Ok(builder.create(dir)?)
 }
 
-/// Opens sled under a held [`DirLock`]; sled's lock can then only be the
-/// residue of a backend this process just dropped, so it is waited out.
-fn open_sled(data_dir: &Path) -> Result<sled::Db, KvError> {
+/// Opens the sled database in `data_dir/dir` under a held [`DirLock`];
+/// sled's lock can then only be the residue of a backend this process just
+/// dropped, so it is waited out.
+fn open_sled(data_dir: &Path, dir: &str) -> Result<sled::Db, KvError> {
     let deadline = Instant::now() + SLED_LOCK_GRACE;
-    let path: PathBuf = data_dir.join("db");
+    let path: PathBuf = data_dir.join(dir);
     loop {
         let opened = sled::Config::new()
             .path(&path)

@@ -1,5 +1,6 @@
 //! The embedded backend against the seam's conformance suite, plus what is
-//! its own: the directory lock, revisions across a reopen, and legacy trees.
+//! its own: the directory lock, revisions across a reopen, legacy trees, and
+//! offline compaction.
 
 use keyhole_kv::{Backend, KvError, migrate_legacy};
 use keyhole_kv_embedded::EmbeddedKv;
@@ -68,4 +69,161 @@ fn legacy_trees_migrate_once_and_are_dropped() {
     );
     // A bucket's own tree is never offered as legacy data.
     assert!(kv.legacy("kv/new").unwrap().is_none());
+}
+
+/// Every file under `dir`, read whole.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn on_disk(dir: &std::path::Path, needle: &[u8]) -> bool {
+    files_under(dir)
+        .iter()
+        .any(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+}
+
+#[test]
+fn compaction_erases_freed_bytes_and_keeps_everything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kept, last) = {
+        let kv = EmbeddedKv::open(dir.path()).unwrap();
+        let b = kv.bucket("store").unwrap();
+        let r = b.put(b"replaced", b"PLANTED-replaced-value").unwrap();
+        assert!(
+            b.update(b"replaced", b"the-current-value", r)
+                .unwrap()
+                .written()
+                .is_some()
+        );
+        let r = b.put(b"deleted", b"PLANTED-deleted-value").unwrap();
+        assert!(b.delete(b"deleted", r).unwrap().written().is_some());
+        let kept: Vec<(Vec<u8>, u64)> = (0..300u32)
+            .map(|i| {
+                let k = format!("k{i}").into_bytes();
+                let r = b.put(&k, &i.to_le_bytes()).unwrap();
+                (k, r)
+            })
+            .collect();
+        let other = kv.bucket("other").unwrap();
+        let last = other.put(b"x", b"in another bucket").unwrap();
+        b.flush().unwrap();
+        (kept, last)
+    };
+    // sled keeps freed bytes: what the compaction is for.
+    assert!(on_disk(dir.path(), b"PLANTED-deleted-value"));
+
+    // Not while the directory is open.
+    let open = EmbeddedKv::open(dir.path()).unwrap();
+    assert!(matches!(
+        EmbeddedKv::compact(dir.path()),
+        Err(KvError::Locked { .. })
+    ));
+    drop(open);
+    let done = EmbeddedKv::compact(dir.path()).unwrap();
+    assert!(done.bytes_before > 0 && done.bytes_after > 0, "{done:?}");
+    for planted in ["PLANTED-replaced-value", "PLANTED-deleted-value"] {
+        assert!(!on_disk(dir.path(), planted.as_bytes()), "{planted} kept");
+    }
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("db.") || n.starts_with("compact")),
+        "{names:?}"
+    );
+
+    let kv = EmbeddedKv::open(dir.path()).unwrap();
+    let b = kv.bucket("store").unwrap();
+    for (k, r) in &kept {
+        assert_eq!(b.get(k).unwrap().unwrap().revision, *r, "revision kept");
+    }
+    assert_eq!(
+        b.get(b"replaced").unwrap().unwrap().value,
+        b"the-current-value"
+    );
+    assert!(b.get(b"deleted").unwrap().is_none());
+    let e = kv.bucket("other").unwrap().get(b"x").unwrap().unwrap();
+    assert_eq!(e.revision, last);
+    assert!(
+        b.put(b"new", b"v").unwrap() > last,
+        "revisions keep growing"
+    );
+}
+
+/// Copies the directory `from` to `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_interrupted_compaction_is_finished_or_discarded_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    {
+        let kv = EmbeddedKv::open(data).unwrap();
+        let b = kv.bucket("store").unwrap();
+        b.put(b"k", b"v").unwrap();
+        b.flush().unwrap();
+    }
+    // Killed while copying: no marker, so the copy is thrown away.
+    std::fs::create_dir(data.join("db.compacting")).unwrap();
+    std::fs::write(data.join("db.compacting/half"), b"half a copy").unwrap();
+    {
+        let kv = EmbeddedKv::open(data).unwrap();
+        assert_eq!(
+            kv.bucket("store")
+                .unwrap()
+                .get(b"k")
+                .unwrap()
+                .unwrap()
+                .value,
+            b"v"
+        );
+    }
+    assert!(!data.join("db.compacting").exists());
+
+    // Killed between the two renames: the marker says the copy is
+    // complete, `db` is already `db.old`; open finishes the swap.
+    copy_dir(&data.join("db"), &data.join("db.compacting"));
+    std::fs::rename(data.join("db"), data.join("db.old")).unwrap();
+    std::fs::write(data.join("compact.done"), b"").unwrap();
+    {
+        let kv = EmbeddedKv::open(data).unwrap();
+        assert_eq!(
+            kv.bucket("store")
+                .unwrap()
+                .get(b"k")
+                .unwrap()
+                .unwrap()
+                .value,
+            b"v"
+        );
+    }
+    for leftover in ["db.old", "db.compacting", "compact.done"] {
+        assert!(!data.join(leftover).exists(), "{leftover} left");
+    }
 }

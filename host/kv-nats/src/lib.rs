@@ -29,6 +29,9 @@
 //!   client is disconnected a watch stalls without a word, so the client's
 //!   connection events feed [`Bucket::health`]: callers do not serve from
 //!   watch-fed caches meanwhile, and empty them after each break.
+//! - **Erasure**: a bucket keeps [`HISTORY`] messages per key, so a value
+//!   replaced or deleted is still in the server's files; `erase_history`
+//!   erases them (JetStream overwrites an erased message on disk).
 //! - **Durability**: a write returns once JetStream acknowledged it (stored,
 //!   and with replicas, on a quorum). `flush` has nothing more to wait for;
 //!   how often the server syncs its files is the server's setting
@@ -52,8 +55,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::stream::DeleteMessageErrorKind;
 use futures_util::StreamExt;
 use keyhole_kv::{
     Backend, Bucket, Cas, Change, Entry, Health, KvError, LegacyRecords, Revision, Watch,
@@ -210,11 +215,20 @@ impl Backend for NatsKv {
         }
         let full = format!("{}-{name}", self.config.namespace);
         let (js, replicas, full2) = (self.js.clone(), self.config.replicas, full.clone());
-        let kv = block(self.rt(), async move {
-            stream::ensure(&js, &stream::wanted(&full2, replicas)).await?;
-            js.get_key_value(full2.as_str())
+        let (kv, secure_erase) = block(self.rt(), async move {
+            let secure_erase = match stream::ensure(&js, &stream::wanted(&full2, replicas)).await {
+                Ok(()) => true,
+                Err(e) => {
+                    let older = stream::wanted_before_erasure(&full2, replicas);
+                    stream::ensure(&js, &older).await.map_err(|_| e)?;
+                    false
+                }
+            };
+            let kv = js
+                .get_key_value(full2.as_str())
                 .await
-                .map_err(|e| backend_error(&format!("opening bucket {full2}"), e))
+                .map_err(|e| backend_error(&format!("opening bucket {full2}"), e))?;
+            Ok((kv, secure_erase))
         })?;
         let bucket = Arc::new(NatsBucket {
             name: name.to_owned(),
@@ -224,6 +238,7 @@ impl Backend for NatsKv {
             rt: self.rt.clone(),
             seen: Arc::new(AtomicU64::new(0)),
             link: self.link.clone(),
+            secure_erase,
         });
         open.insert(name.to_owned(), bucket.clone());
         Ok(bucket)
@@ -250,6 +265,9 @@ pub struct NatsBucket {
     /// The newest revision this process has written or watched.
     seen: Arc<AtomicU64>,
     link: Arc<Link>,
+    /// Whether the stream allows message deletes, so that history is
+    /// erased in the server's files (`stream::wanted_before_erasure`).
+    secure_erase: bool,
 }
 
 /// The NATS key for a seam key: `k` + hex.
@@ -470,6 +488,49 @@ impl Bucket for NatsBucket {
 
     fn health(&self) -> Health {
         self.link.health()
+    }
+
+    /// Erases (JetStream's secure delete: the server overwrites the message
+    /// in its files) every message of `key` but the newest; a bucket made
+    /// before keyhole erased history only allows a purge. A watch from
+    /// before them sees the gap as [`Change::Lagged`].
+    fn erase_history(&self, key: &[u8]) -> Result<(), KvError> {
+        let (kv, k, what) = (
+            self.kv.clone(),
+            encode(key),
+            self.what("erasing the history of a key"),
+        );
+        let secure = self.secure_erase;
+        self.run(async move {
+            if !secure {
+                let subject = format!("{}{k}", kv.prefix);
+                kv.stream
+                    .purge()
+                    .filter(subject)
+                    .keep(1)
+                    .await
+                    .map_err(|e| backend_error(&what, e))?;
+                return Ok(());
+            }
+            let mut history = kv.history(k).await.map_err(|e| backend_error(&what, e))?;
+            let mut revisions = Vec::new();
+            while let Some(e) = history.next().await {
+                revisions.push(e.map_err(|e| backend_error(&what, e))?.revision);
+            }
+            revisions.sort_unstable();
+            revisions.pop(); // the newest stays
+            for seq in revisions {
+                match kv.stream.delete_message(seq).await {
+                    Ok(_) => {}
+                    // Dropped meanwhile by the stream's history limit.
+                    Err(e)
+                        if matches!(e.kind(), DeleteMessageErrorKind::JetStream(j)
+                        if j.error_code() == ErrorCode::NO_MESSAGE_FOUND) => {}
+                    Err(e) => return Err(backend_error(&what, e)),
+                }
+            }
+            Ok(())
+        })
     }
 }
 

@@ -26,9 +26,23 @@ pub fn wanted(bucket: &str, replicas: usize) -> stream::Config {
         num_replicas: replicas.max(1),
         discard: stream::DiscardPolicy::New,
         allow_rollup: true,
-        deny_delete: true,
+        // Message deletes are what erases a key's earlier revisions
+        // (`erase_history`: JetStream's secure delete overwrites them).
+        deny_delete: false,
         allow_direct: true,
         ..Default::default()
+    }
+}
+
+/// [`wanted`] as keyhole made buckets before it erased history: message
+/// deletes denied, which JetStream never lets a stream take back. Such a
+/// bucket is still used; it erases a key's history by purging it, which
+/// drops the messages but lets the server keep their bytes until it
+/// compacts its files (`docs/cluster.md`).
+pub fn wanted_before_erasure(bucket: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        deny_delete: true,
+        ..wanted(bucket, replicas)
     }
 }
 

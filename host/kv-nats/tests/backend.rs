@@ -2,7 +2,8 @@
 //! nats-server (Debian's 2.9.10 in CI), plus what is NATS's own: two
 //! connections (two hosts) see each other's writes and watches, a stream
 //! that differs from what keyhole needs is refused by name, and
-//! acknowledged writes survive a server restart.
+//! acknowledged writes survive a server restart, and erased history is gone
+//! from the server's files.
 
 use std::time::Duration;
 
@@ -99,9 +100,41 @@ fn a_stream_that_differs_from_what_keyhole_needs_is_refused_by_name() {
         err.contains("max_msgs_per_subject (history) is 1, keyhole needs 8"),
         "{err}"
     );
-    assert!(err.contains("deny_delete is false"), "{err}");
+    assert!(err.contains("allow_rollup_hdrs is false"), "{err}");
     // Other buckets still open.
     kv.bucket("tokens").unwrap();
+}
+
+#[test]
+fn a_bucket_made_before_history_was_erased_is_used_and_erases_by_purging() {
+    if !available() {
+        return;
+    }
+    let server = TestServer::start();
+    // The stream as keyhole made it before: message deletes denied, which
+    // JetStream never lets a stream take back.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut older = async_nats::jetstream::stream::Config {
+            name: "KV_kh-conformance-erase".into(),
+            subjects: vec!["$KV.kh-conformance-erase.>".into()],
+            max_messages_per_subject: 8,
+            max_bytes: -1,
+            max_message_size: -1,
+            max_messages: -1,
+            discard: async_nats::jetstream::stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            ..Default::default()
+        };
+        older.num_replicas = 1;
+        js.create_stream(older).await.unwrap();
+    });
+    let kv = connect(&server, "kh");
+    keyhole_kv::conformance::erasing_history(&kv);
 }
 
 #[test]
@@ -127,4 +160,72 @@ fn acknowledged_writes_survive_a_server_restart() {
             (&(i as u32).to_le_bytes()[..], *r)
         );
     }
+}
+
+/// Every file under `dir`, read whole.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path, bytes));
+            }
+        }
+    }
+    out
+}
+
+fn on_disk(server: &TestServer, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    files_under(&server.store_dir())
+        .into_iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+        .map(|(path, _)| path)
+        .collect()
+}
+
+#[test]
+fn erased_history_leaves_no_bytes_in_the_servers_files() {
+    if !available() {
+        return;
+    }
+    let server = TestServer::start();
+    let kv = connect(&server, "kh");
+    let b = kv.bucket("store").unwrap();
+    b.put(b"k", b"PLANTED-old-one").unwrap();
+    b.put(b"k", b"PLANTED-old-two").unwrap();
+    b.put(b"k", b"the-current-value").unwrap();
+    b.put(b"gone", b"PLANTED-deleted").unwrap();
+    let r = b.get(b"gone").unwrap().unwrap().revision;
+    assert!(b.delete(b"gone", r).unwrap().written().is_some());
+    // The server writes its files asynchronously: wait (bounded) until the
+    // newest value is there, so the check below looks at real files.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while on_disk(&server, b"PLANTED-deleted").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing on disk");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !on_disk(&server, b"PLANTED-old-one").is_empty(),
+        "kept as history"
+    );
+
+    b.erase_history(b"k").unwrap();
+    b.erase_history(b"gone").unwrap();
+    for planted in ["PLANTED-old-one", "PLANTED-old-two", "PLANTED-deleted"] {
+        let found = on_disk(&server, planted.as_bytes());
+        assert!(found.is_empty(), "{planted} still in {found:?}");
+    }
+    assert_eq!(b.get(b"k").unwrap().unwrap().value, b"the-current-value");
+    assert!(b.get(b"gone").unwrap().is_none());
+    // And after a restart, which rebuilds the server's indexes from its files.
+    let server = server.restart();
+    let kv = connect(&server, "kh");
+    let b = kv.bucket("store").unwrap();
+    assert_eq!(b.get(b"k").unwrap().unwrap().value, b"the-current-value");
+    assert!(b.get(b"gone").unwrap().is_none());
+    assert!(on_disk(&server, b"PLANTED-old-two").is_empty());
 }

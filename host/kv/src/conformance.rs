@@ -15,6 +15,7 @@ pub fn run_all(backend: &dyn Backend) {
     scans(backend);
     watches(backend);
     buckets_are_apart(backend);
+    erasing_history(backend);
 }
 
 fn bucket(backend: &dyn Backend, name: &str) -> Arc<dyn Bucket> {
@@ -183,4 +184,26 @@ pub fn buckets_are_apart(backend: &dyn Backend) {
     assert!(b.get(b"k").unwrap().is_none());
     assert!(b.scan(b"").unwrap().is_empty());
     assert!(backend.bucket("not/valid").is_err());
+}
+
+/// Erasing a key's history keeps its newest write as it is (value,
+/// revision, compare-and-set against it), after a delete too, and of an
+/// absent key does nothing.
+pub fn erasing_history(backend: &dyn Backend) {
+    let b = bucket(backend, "conformance-erase");
+    b.put(b"k", b"one").unwrap();
+    b.put(b"k", b"two").unwrap();
+    let r3 = b.put(b"k", b"three").unwrap();
+    let other = b.put(b"other", b"stays").unwrap();
+    b.erase_history(b"k").unwrap();
+    let e = b.get(b"k").unwrap().expect("the newest write stays");
+    assert_eq!((e.value.as_slice(), e.revision), (&b"three"[..], r3));
+    assert_eq!(b.get(b"other").unwrap().unwrap().revision, other);
+    let r4 = b.update(b"k", b"four", r3).unwrap().written().expect("cas");
+    assert!(b.delete(b"k", r4).unwrap().written().is_some());
+    b.erase_history(b"k").unwrap();
+    assert!(b.get(b"k").unwrap().is_none(), "a delete stays a delete");
+    assert!(b.create(b"k", b"again").unwrap().written().is_some());
+    b.erase_history(b"never-written").unwrap();
+    assert_eq!(b.scan(b"").unwrap().len(), 2);
 }

@@ -27,6 +27,10 @@
 //!   not served from meanwhile.
 //! * **A durability point** ([`Bucket::flush`]): a write is durable once
 //!   `flush` returns; callers flush before acknowledging a write.
+//! * **Erasure** ([`Bucket::erase_history`]): a backend that keeps earlier
+//!   revisions of a key (JetStream KV's history) overwrites them on demand,
+//!   so that a destroyed secret or a retired data key leaves no readable
+//!   copy behind in the backend's files.
 //!
 //! **Synchronous, on purpose.** Every caller of the store is synchronous
 //! today (guest `get-secret` calls are host functions on the guest's own
@@ -249,6 +253,14 @@ pub trait Bucket: Send + Sync + 'static {
 
     /// Makes every write acknowledged so far durable.
     fn flush(&self) -> Result<(), KvError>;
+
+    /// Overwrites, in the backend's own storage, every earlier revision of
+    /// `key` that it keeps, leaving only the newest write (a value, or a
+    /// delete). Call it after replacing or deleting something that must be
+    /// gone for good. Bytes a backend frees but does not overwrite are not
+    /// history: the embedded backend's are reclaimed by its offline
+    /// compaction (`keyhole compact`).
+    fn erase_history(&self, key: &[u8]) -> Result<(), KvError>;
 }
 
 /// An ordered feed of a bucket's changes.

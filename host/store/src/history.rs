@@ -231,8 +231,10 @@ impl SecretStore {
     }
 
     /// Erases kept versions of a secret for good (`None`: every version,
-    /// after deleting the secret if it is live), then rotates the scope's
-    /// data key. The live current version cannot be destroyed alone:
+    /// after deleting the secret if it is live), with every copy the
+    /// backend keeps as history, then rotates the scope's data key (whose
+    /// retirement erases the old key the same way). What the embedded
+    /// backend freed stays in its files until `keyhole compact`. The live current version cannot be destroyed alone:
     /// delete it first, or write a new one. Returns the versions destroyed.
     pub fn destroy_versions(
         &self,
@@ -302,7 +304,13 @@ impl SecretStore {
                     },
                 }
             }
+            bucket.erase_history(&key)?;
             destroyed.push(version);
+        }
+        if !destroyed.is_empty() {
+            // The secret's own key once held each destroyed version as its
+            // current value.
+            bucket.erase_history(&layout::secret(scope, name))?;
         }
         self.flush()?;
         if !destroyed.is_empty() {

@@ -5,9 +5,14 @@
 mod common;
 
 use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
 use common::*;
-use keyhole_store::{DEFAULT_HISTORY, SecretStore, StoreError, VersionInfo, VersionState};
+use keyhole_kv::KvError;
+use keyhole_kv_embedded::EmbeddedKv;
+use keyhole_store::{
+    DEFAULT_HISTORY, KeySource, SecretStore, StoreError, VersionInfo, VersionState,
+};
 
 fn states(h: &[VersionInfo]) -> Vec<(u64, VersionState)> {
     h.iter().map(|v| (v.version, v.state)).collect()
@@ -143,6 +148,120 @@ fn rollback_writes_a_new_version_with_the_old_value() {
         })
     ));
     assert_eq!(get(s, "K"), "first");
+}
+
+#[test]
+fn destroyed_versions_leave_no_bytes_in_the_data_directory_once_compacted() {
+    let fx = fixture();
+    set(&fx.store, "K", "destroy-me-v1");
+    set(&fx.store, "K", "current-v2");
+    let bucket = store_bucket(&fx.store);
+    let values = |prefix: &[u8]| -> Vec<Vec<u8>> {
+        bucket
+            .scan(prefix)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.value)
+            .collect()
+    };
+    let kept_v1 = values(b"version/env=prod/K/").remove(0);
+    let old_deks = values(b"dek/env=prod/");
+    assert_eq!(
+        fx.store
+            .destroy_versions(&env("prod"), "K", Some(&[1]))
+            .unwrap(),
+        [1]
+    );
+    fx.store.flush().unwrap();
+    drop(bucket);
+    // What must be gone: the destroyed version's ciphertext, and the
+    // wrapped data key it was sealed under (retired by the destroy).
+    let mut gone = vec![kept_v1[kept_v1.len() - 32..].to_vec()];
+    gone.extend(old_deks.iter().map(|d| d[d.len() - 32..].to_vec()));
+    let Fixture {
+        data,
+        key_path,
+        store,
+        ..
+    } = fx;
+    drop(store);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let done = loop {
+        match EmbeddedKv::compact(data.path()) {
+            Err(KvError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert!(done.bytes_after > 0, "{done:?}");
+    for (path, bytes) in files_under(data.path()) {
+        for needle in &gone {
+            assert!(!contains(&bytes, needle), "{path:?} keeps destroyed bytes");
+        }
+    }
+    let store = open_retrying(data.path(), KeySource::File(key_path));
+    assert_eq!(get(&store, "K"), "current-v2");
+    assert_eq!(
+        states(&store.secret_history(&env("prod"), "K").unwrap()),
+        [(1, VersionState::Destroyed), (2, VersionState::Current)]
+    );
+}
+
+/// In cluster mode the bucket keeps earlier revisions of every key as
+/// history: a destroy erases them from nats-server's files too, with the
+/// retired data key's.
+#[test]
+fn destroyed_versions_leave_no_bytes_in_the_nats_servers_files() {
+    use keyhole_kv_nats::test_server::{TestServer, available};
+    use keyhole_kv_nats::{NatsConfig, NatsKv};
+    if !available() {
+        return;
+    }
+    let server = TestServer::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("master.key");
+    SecretStore::init_key_file(&key).unwrap();
+    let backend = NatsKv::connect(NatsConfig {
+        url: server.url(),
+        namespace: "kh".into(),
+        replicas: 1,
+    })
+    .unwrap();
+    let store = SecretStore::open_on(Arc::new(backend), KeySource::File(key)).unwrap();
+    store.create_environment("prod").unwrap();
+    set(&store, "K", "destroy-me-v1");
+    set(&store, "K", "current-v2");
+    let bucket = store_bucket(&store);
+    let tail = |v: Vec<u8>| v[v.len() - 32..].to_vec();
+    let gone: Vec<Vec<u8>> = bucket
+        .scan(b"version/env=prod/K/")
+        .unwrap()
+        .into_iter()
+        .chain(bucket.scan(b"dek/env=prod/").unwrap())
+        .map(|(_, e)| tail(e.value))
+        .collect();
+    let on_disk = |needle: &[u8]| {
+        files_under(&server.store_dir())
+            .iter()
+            .any(|(_, bytes)| contains(bytes, needle))
+    };
+    // nats-server writes its files a moment after it acknowledges.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gone.iter().all(|g| on_disk(g)) {
+        assert!(Instant::now() < deadline, "the records never reached disk");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    store
+        .destroy_versions(&env("prod"), "K", Some(&[1]))
+        .unwrap();
+    for needle in &gone {
+        assert!(
+            !on_disk(needle),
+            "destroyed bytes left in the server's files"
+        );
+    }
+    assert_eq!(get(&store, "K"), "current-v2");
 }
 
 #[test]

@@ -114,6 +114,10 @@ pub enum Command {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
+    /// Rewrite the data directory's database so that deleted and destroyed
+    /// records (secret versions, retired data keys) are gone from its files.
+    /// Stop the daemon first; embedded mode only.
+    Compact,
     /// Deploy a listener component (replaces one of the same name).
     Deploy(DeployArgs),
     /// List or remove deployed listeners.

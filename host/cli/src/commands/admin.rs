@@ -1,5 +1,5 @@
-//! Setting up and administering a data directory: `init` (on the data
-//! directory itself), and `env`, `space` and `keys rotate` (requests to
+//! Setting up and administering a data directory: `init` and `compact` (on
+//! the data directory itself), and `env`, `space` and `keys rotate` (requests to
 //! the API; tokens are `tokens.rs`).
 //!
 //! `init` is careful about the two things that cannot be undone: it never
@@ -264,4 +264,45 @@ pub fn rotation_text(r: &RotationView) -> String {
         text.push_str(notice);
     }
     text
+}
+
+/// `keyhole compact`, on the data directory itself: rewrites the embedded
+/// database so that what was deleted or destroyed (secret versions, retired
+/// data keys) is gone from its files, not only unreachable. sled keeps
+/// freed bytes until it reuses the space; the copy holds only what is live.
+/// Audited before it runs, like every admin action.
+pub fn compact(g: &Globals) -> Result<()> {
+    if g.cluster.is_some() {
+        return Err(CliError::new(
+            Exit::Usage,
+            "`keyhole compact` rewrites the embedded database; a cluster's NATS buckets are not compacted this way",
+        )
+        .hint("in cluster mode `keyhole secrets destroy` erases the server's copies itself")
+        .into());
+    }
+    {
+        // Fails at once while a daemon has the directory.
+        let store = g.open_store()?;
+        g.trail(&store)?
+            .record("store.compact", "data directory", || {
+                Ok::<(), std::convert::Infallible>(())
+            })??;
+    }
+    // This process held the directory a moment ago: wait out its release.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let done = loop {
+        match keyhole_kv_embedded::EmbeddedKv::compact(&g.data) {
+            Err(keyhole_kv::KvError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.map_err(keyhole_store::StoreError::from)?,
+        }
+    };
+    println!(
+        "compacted {}: {} KiB -> {} KiB; deleted and destroyed records are gone from its files",
+        g.data.display(),
+        done.bytes_before.div_ceil(1024),
+        done.bytes_after.div_ceil(1024)
+    );
+    Ok(())
 }

@@ -27,14 +27,16 @@ const SWITCH_ATTEMPTS: usize = 16;
 const SWEEP_PASSES: usize = 16;
 
 /// Deletes `key` whatever revision it is at (retrying when a concurrent
-/// rewrap changes it); absent is fine. Returns whether this call deleted
-/// it.
+/// rewrap changes it), and erases what the backend keeps of it as history:
+/// a retired key must not be recoverable from the backend's files. Absent
+/// is fine. Returns whether this call deleted it.
 pub(crate) fn delete_current(bucket: &dyn Bucket, key: &[u8]) -> Result<bool, StoreError> {
     loop {
         let Some(entry) = bucket.get(key)? else {
             return Ok(false);
         };
         if bucket.delete(key, entry.revision)?.written().is_some() {
+            bucket.erase_history(key)?;
             return Ok(true);
         }
     }
