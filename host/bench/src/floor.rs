@@ -36,6 +36,22 @@ fn pooled_engine() -> Result<Engine> {
     Ok(Engine::new(&config)?)
 }
 
+/// The same pool with wasmtime's own memory settings for 64-bit hosts
+/// (guard pages around each memory, bounds checks elided, 4 GiB
+/// reservations), which keyhole turns off (`engine.rs`): the bare engine
+/// as most hosts run it, for the ordinary guest that grows its memory.
+fn guarded_engine() -> Result<Engine> {
+    let runtime_default = keyhole_runtime::RuntimeConfig::default();
+    let mut config = keyhole_runtime::engine_config(&runtime_default.engine);
+    config
+        .signals_based_traps(true)
+        .memory_guard_size(32 << 20)
+        .guard_before_linear_memory(true)
+        .memory_reservation(4 << 30)
+        .memory_reservation_for_growth(2 << 30);
+    Ok(Engine::new(&config)?)
+}
+
 /// A linker with exactly what a pure listener (built against the current
 /// WIT, `wit/`, 0.2.0) imports: an empty `types` instance and a
 /// `get-secret` that answers `ok("constant")` without even reading its
@@ -74,7 +90,15 @@ pub struct Floor {
 
 impl Floor {
     pub fn new(component_bytes: &[u8]) -> Result<Self> {
-        let engine = pooled_engine()?;
+        Self::on(pooled_engine()?, component_bytes)
+    }
+
+    /// The floor on wasmtime's own memory settings ([`guarded_engine`]).
+    pub fn guarded(component_bytes: &[u8]) -> Result<Self> {
+        Self::on(guarded_engine()?, component_bytes)
+    }
+
+    fn on(engine: Engine, component_bytes: &[u8]) -> Result<Self> {
         let component = Component::new(&engine, component_bytes)
             .map_err(|e| anyhow::anyhow!("compile guest: {e:#}"))?;
         let pre = ListenerPre::new(minimal_linker(&engine)?.instantiate_pre(&component)?)?;
@@ -147,8 +171,10 @@ mod tests {
     fn the_baselines_run_the_bench_guests() {
         for guest in [crate::PURE_READER, crate::ARENA_READER] {
             let bytes = std::fs::read(guest).unwrap();
-            let floor = Floor::new(&bytes).unwrap();
-            check_fingerprint(&floor.event(&wit_event("e1")).unwrap(), CONSTANT_SECRET).unwrap();
+            for floor in [Floor::new(&bytes).unwrap(), Floor::guarded(&bytes).unwrap()] {
+                check_fingerprint(&floor.event(&wit_event("e1")).unwrap(), CONSTANT_SECRET)
+                    .unwrap();
+            }
             let naive = Naive::new(&bytes).unwrap();
             check_fingerprint(&naive.event(&wit_event("e2")).unwrap(), CONSTANT_SECRET).unwrap();
         }

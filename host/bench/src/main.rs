@@ -123,7 +123,7 @@ fn main() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: keyhole-bench [--quick]\n       keyhole-bench --loop floor|keyhole [THREADS] [pure-reader|arena-reader]\n                     \
+                    "usage: keyhole-bench [--quick]\n       keyhole-bench --loop floor|guarded-floor|keyhole [THREADS] [pure-reader|arena-reader]\n                     \
                      (one case for 10 s, for perf/callgrind)"
                 );
                 return Ok(());
@@ -406,8 +406,12 @@ fn profile_loop(case: &str, threads: usize, guest: &str) -> Result<()> {
     let secs: u64 = std::env::var("KEYHOLE_BENCH_SECS").map_or(Ok(10), |s| s.parse())?;
     let span = Duration::from_secs(secs);
     let eps = match case {
-        "floor" => {
-            let floor = Floor::new(&module)?;
+        "floor" | "guarded-floor" => {
+            let floor = if case == "floor" {
+                Floor::new(&module)?
+            } else {
+                Floor::guarded(&module)?
+            };
             stats::throughput(threads, span, || {
                 floor.event(&floor::wit_event("ev_bench")).map(drop)
             })?
@@ -416,7 +420,7 @@ fn profile_loop(case: &str, threads: usize, guest: &str) -> Result<()> {
             let (kh, _) = Keyhole::new(&module, 1)?;
             cases::throughput(&kh.runtime, threads, span)?
         }
-        other => bail!("unknown case {other:?}: floor or keyhole"),
+        other => bail!("unknown case {other:?}: floor, guarded-floor or keyhole"),
     };
     println!("{case}: {eps:.0} events/s on {threads} threads, {guest}");
     Ok(())

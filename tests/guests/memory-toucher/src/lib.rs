@@ -17,16 +17,22 @@ impl Guest for Listener {
             .map_err(|_| format!("could not allocate {mib} MiB"))?;
         // Written through a raw pointer: `resize` or `vec![0; n]` may skip
         // pages that are already zero, and every page must become resident.
+        // Each page is read first: memory fresh to this instance must be
+        // zero, whatever an earlier run wrote into the same pool slot.
         let ptr = block.as_mut_ptr();
-        let mut sum = 0u64;
+        let (mut sum, mut not_zero) = (0u64, 0u64);
         for offset in (0..len).step_by(HOST_PAGE) {
             // SAFETY: `offset < len <= capacity`.
             unsafe {
+                not_zero += u64::from(ptr.add(offset).read_volatile() != 0);
                 ptr.add(offset).write_volatile(0x5A);
                 sum += u64::from(ptr.add(offset).read_volatile());
             }
         }
-        Ok(format!("touched {mib} MiB ({} pages)", sum / 0x5A))
+        Ok(format!(
+            "touched {mib} MiB ({} pages, {not_zero} not zero before)",
+            sum / 0x5A
+        ))
     }
 }
 
