@@ -1,5 +1,6 @@
 //! The optional end-to-end case: `POST /v1/events` against a real
-//! `keyhole serve`, over one keep-alive HTTP/1.1 connection.
+//! `keyhole serve`, over one keep-alive HTTP/1.1 connection (latency), then
+//! over [`CONNECTIONS`] at once (events per second).
 //!
 //! The CLI is written concurrently with this benchmark, so this case never
 //! blocks the run: it is skipped (with the reason) when there is no binary,
@@ -26,8 +27,21 @@ use anyhow::{Context, Result, bail};
 use crate::stats::Samples;
 use crate::{ENVIRONMENT, TOPIC};
 
-/// Runs `iterations` events through the API, or says why it could not.
-pub fn run(module: &[u8], iterations: usize) -> Result<Samples, String> {
+/// What the API case measured.
+pub struct ApiFigures {
+    /// One keep-alive connection, one event at a time.
+    pub latency: Samples,
+    /// Events per second over [`CONNECTIONS`] keep-alive connections.
+    pub concurrent_events_per_s: f64,
+}
+
+/// Concurrent keep-alive connections of the throughput figure.
+pub const CONNECTIONS: usize = 32;
+
+/// Runs `iterations` events through the API one at a time, then as many
+/// as [`CONNECTIONS`] clients get through in `span`; or says why it could
+/// not.
+pub fn run(module: &[u8], iterations: usize, span: Duration) -> Result<ApiFigures, String> {
     let (addr, token, _daemon) = match std::env::var("KEYHOLE_BENCH_API") {
         Ok(url) => (
             url.trim_start_matches("http://")
@@ -42,19 +56,41 @@ pub fn run(module: &[u8], iterations: usize) -> Result<Samples, String> {
         }
     };
     let expect = Some(crate::floor::fingerprint(crate::SECRET_VALUE));
-    let mut client =
-        Client::connect(&addr, &token, expect).map_err(|e| format!("connect {addr}: {e:#}"))?;
-    let mut s = Samples::with_capacity(iterations);
+    let connect = || {
+        Client::connect(&addr, &token, expect.clone()).map_err(|e| format!("connect {addr}: {e:#}"))
+    };
+    let mut client = connect()?;
+    let mut latency = Samples::with_capacity(iterations);
     for i in 0..iterations / 10 + iterations {
         let t = Instant::now();
         client
             .post_event()
             .map_err(|e| format!("POST /v1/events: {e:#}"))?;
         if i >= iterations / 10 {
-            s.push(t.elapsed());
+            latency.push(t.elapsed());
         }
     }
-    Ok(s)
+    drop(client);
+    let clients = (0..CONNECTIONS)
+        .map(|_| connect().map(std::sync::Mutex::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    // As many threads as connections: each call takes whichever connection
+    // is free, so every connection keeps one request in flight.
+    let concurrent_events_per_s = crate::stats::throughput(CONNECTIONS, span, || {
+        for c in &clients {
+            if let Ok(mut c) = c.try_lock() {
+                return c
+                    .post_event()
+                    .map(drop)
+                    .map_err(|e| format!("POST /v1/events ({CONNECTIONS} connections): {e:#}"));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(ApiFigures {
+        latency,
+        concurrent_events_per_s,
+    })
 }
 
 /// A `keyhole serve` child process on a prepared data dir.

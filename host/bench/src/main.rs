@@ -123,7 +123,7 @@ fn main() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: keyhole-bench [--quick]\n       keyhole-bench --loop floor|guarded-floor|keyhole [THREADS] [pure-reader|arena-reader]\n                     \
+                    "usage: keyhole-bench [--quick]\n       keyhole-bench --loop floor|guarded-floor|keyhole|fanout|fanout-async [THREADS] [pure-reader|arena-reader]\n                     \
                      (one case for 10 s, for perf/callgrind)"
                 );
                 return Ok(());
@@ -182,6 +182,15 @@ fn main() -> Result<()> {
     progress("throughput, pure-reader");
     let tp_pure = Throughput::measure(&floor, &kh, threads, plan.throughput_span)?;
     drop(floor);
+    progress("throughput, pure-reader, wasmtime's memory settings");
+    let guarded = Floor::guarded(&module)?;
+    let guarded_tp = |n| {
+        stats::throughput(n, plan.throughput_span, || {
+            guarded.event(&floor::wit_event("ev_bench")).map(drop)
+        })
+    };
+    let (guarded_1, guarded_all) = (guarded_tp(1)?, guarded_tp(threads)?);
+    drop(guarded);
 
     progress("secret read");
     let read_sum = cases::secret_read(&kh.store, plan.secret_reads)?.summary();
@@ -206,7 +215,12 @@ fn main() -> Result<()> {
     rows.push(row("keyhole emit (async)", Ok(async_s.summary())));
 
     progress("API end to end");
-    let api = api::run(&module, plan.api_events).map(|s| s.summary());
+    let api_figures = api::run(&module, plan.api_events, plan.throughput_span);
+    let api = api_figures
+        .as_ref()
+        .map(|f| f.latency.summary())
+        .map_err(Clone::clone);
+    let api_concurrent = api_figures.as_ref().ok().map(|f| f.concurrent_events_per_s);
     rows.push(row("API POST /v1/events", api.clone()));
 
     drop(kh);
@@ -285,6 +299,20 @@ fn main() -> Result<()> {
             "throughput, {guest:<13} 1 thread {:>8.0} events/s (floor {:.0}), {threads} threads {:>8.0} events/s (floor {:.0})",
             t.keyhole_1, t.floor_1, t.keyhole_all, t.floor_all
         );
+    }
+    println!(
+        "throughput, pure-reader on wasmtime's memory settings (guard pages): 1 thread {guarded_1:>8.0} events/s, {threads} threads {guarded_all:>8.0} events/s"
+    );
+    match api_concurrent {
+        Some(eps) => println!(
+            "API POST /v1/events, {} connections: {eps:>8.0} events/s ({:.2} of in-process, {threads} threads)",
+            api::CONNECTIONS,
+            eps / tp_pure.keyhole_all
+        ),
+        None => println!(
+            "API POST /v1/events, {} connections: skipped",
+            api::CONNECTIONS
+        ),
     }
     match &cluster {
         Ok(c) => println!(
@@ -388,6 +416,14 @@ fn main() -> Result<()> {
         "fanout_100_event_median_us": round(fan_sum.median_us, 1),
         "fanout_100_run_median_us": round(fan_sum.median_us / FANOUT as f64, 2),
         "fanout_100_async_event_median_us": round(fan_async_sum.median_us, 1),
+        "fanout_async_over_serial": round(fan_async_sum.median_us / fan_sum.median_us, 3),
+        "throughput_over_floor_1": round(tp.keyhole_1 / tp.floor_1, 3),
+        "throughput_over_floor_all": round(tp.keyhole_all / tp.floor_all, 3),
+        "pure_reader_guarded_floor_events_per_s_1core": guarded_1.round(),
+        "pure_reader_guarded_floor_events_per_s_all": guarded_all.round(),
+        "pure_reader_over_guarded_floor_all": round(tp_pure.keyhole_all / guarded_all, 3),
+        "api_concurrent_events_per_s": api_concurrent.map(f64::round),
+        "api_over_inprocess": api_concurrent.map(|eps| round(eps / tp_pure.keyhole_all, 3)),
         "total_s": round(started.elapsed().as_secs_f64(), 1),
     });
     println!("{report}");
@@ -420,7 +456,26 @@ fn profile_loop(case: &str, threads: usize, guest: &str) -> Result<()> {
             let (kh, _) = Keyhole::new(&module, 1)?;
             cases::throughput(&kh.runtime, threads, span)?
         }
-        other => bail!("unknown case {other:?}: floor, guarded-floor or keyhole"),
+        // One event to 100 listeners at a time, per second: serially on
+        // this thread, or through the async `emit` on a tokio runtime of
+        // THREADS workers.
+        "fanout" | "fanout-async" => {
+            let (fan, _) = Keyhole::new(&module, FANOUT)?;
+            let tokio = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()?;
+            stats::throughput(1, span, || {
+                if case == "fanout" {
+                    cases::timed_emit(&fan.runtime, &mut Samples::default(), FANOUT)
+                } else {
+                    cases::timed_emit_async(&tokio, &fan.runtime, &mut Samples::default(), FANOUT)
+                }
+            })?
+        }
+        other => {
+            bail!("unknown case {other:?}: floor, guarded-floor, keyhole, fanout or fanout-async")
+        }
     };
     println!("{case}: {eps:.0} events/s on {threads} threads, {guest}");
     Ok(())

@@ -6,8 +6,9 @@
 //! topic globs matches.
 //!
 //! A run is an async call on a fiber, executed by the task that emitted the
-//! event: one matching listener runs inline, several run as parallel tokio
-//! tasks, at most `max_concurrent_runs` at a time. The wall-clock deadline
+//! event: one matching listener runs inline; several are shared out over
+//! one tokio task per worker thread, each running its share concurrently,
+//! at most `max_concurrent_runs` at a time in all. The wall-clock deadline
 //! is checked at each epoch tick, where a guest still within it yields to
 //! tokio so it never holds a worker thread for long.
 //!
@@ -20,6 +21,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 pub use crate::event::{Event, MAX_PAYLOAD_BYTES};
 pub use crate::run::OUTCOME_TEXT_LIMIT;
@@ -109,25 +113,46 @@ impl Runtime {
             let _permit = self.permit().await;
             return Ok(vec![self.run(&target, &event, Caller::Async).await?]);
         }
+        // One task per worker thread (a "lane"), not per run: spawning and
+        // waking a task per run cost more than the runs on 2 cores (100 runs
+        // took 1.7 times as long as one after another). Each lane runs its
+        // share concurrently in one task: a run that computes finishes in
+        // its first poll, one that waits (HTTP, its epoch yield) lets the
+        // lane's next one start.
+        let lanes = tokio::runtime::Handle::current()
+            .metrics()
+            .num_workers()
+            .clamp(1, targets.len());
         let event = Arc::new(event);
-        let mut tasks = Vec::with_capacity(targets.len());
-        for target in targets {
-            let permit = self.permit().await;
-            let rt = self.clone();
-            let ev = event.clone();
-            tasks.push(tokio::spawn(async move {
-                let _permit = permit;
-                rt.run(&target, &ev, Caller::Async).await
-            }));
-        }
-        let mut records = Vec::with_capacity(tasks.len());
+        let targets: Arc<[Arc<ReadyDeployment>]> = targets.into();
+        let tasks: Vec<_> = (0..lanes)
+            .map(|lane| {
+                let (rt, event, targets) = (self.clone(), event.clone(), targets.clone());
+                tokio::spawn(async move {
+                    let runs: FuturesUnordered<_> = (lane..targets.len())
+                        .step_by(lanes)
+                        .map(|i| {
+                            let (rt, event, target) = (&rt, &event, &targets[i]);
+                            async move {
+                                let _permit = rt.permit().await;
+                                (i, rt.run(target, event, Caller::Async).await)
+                            }
+                        })
+                        .collect();
+                    runs.collect::<Vec<_>>().await
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(targets.len());
         for t in tasks {
-            records.push(
+            results.extend(
                 t.await
-                    .map_err(|e| RuntimeError::Engine(format!("run task failed: {e}")))??,
+                    .map_err(|e| RuntimeError::Engine(format!("run task failed: {e}")))?,
             );
         }
-        Ok(records)
+        // Back in the targets' (listener name) order.
+        results.sort_unstable_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, record)| record).collect()
     }
 
     async fn permit(&self) -> tokio::sync::OwnedSemaphorePermit {

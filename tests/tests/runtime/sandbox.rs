@@ -243,3 +243,45 @@ async fn concurrent_dispatch_records_every_run() {
     assert_eq!(ok, 75);
     assert_eq!(h.runtime.runs(None, 1000).unwrap().len(), 100);
 }
+
+/// One event to six listeners that spin until their deadline, with room
+/// for two runs at a time: the fan-out shares the runs over the worker
+/// threads, but never more than two run at once (their recorded intervals
+/// never overlap three deep), and every one is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_keeps_the_cap_on_concurrent_runs() {
+    let h = Harness::with_config(keyhole_runtime::RuntimeConfig {
+        max_concurrent_runs: 2,
+        ..Default::default()
+    });
+    h.scopes("prod", &[]);
+    for i in 0..6 {
+        h.deploy(SPIN_LOOP, limited(&format!("spin{i}"), 50, 64));
+    }
+    let runs = h
+        .runtime
+        .emit(keyhole_runtime::Event::new("tick", "prod", None))
+        .await
+        .unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r.listener.as_str()).collect();
+    assert_eq!(
+        names,
+        ["spin0", "spin1", "spin2", "spin3", "spin4", "spin5"]
+    );
+    // Starts are recorded to the millisecond: each interval is taken to
+    // end a millisecond early, so back-to-back runs never seem to overlap.
+    let mut edges = Vec::new();
+    for r in &runs {
+        assert_eq!(r.outcome, Outcome::Deadline { timeout_ms: 50 });
+        let start = r.started_at_ms * 1000;
+        edges.push((start, 1));
+        edges.push((start + r.duration_us - 1000, -1));
+    }
+    edges.sort();
+    let (mut depth, mut deepest) = (0, 0);
+    for (_, step) in edges {
+        depth += step;
+        deepest = deepest.max(depth);
+    }
+    assert_eq!(deepest, 2, "runs at once");
+}
