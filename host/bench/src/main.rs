@@ -28,7 +28,9 @@
 mod api;
 mod cases;
 mod cluster;
+mod compare;
 mod floor;
+mod profile;
 mod stats;
 
 use std::time::{Duration, Instant};
@@ -37,6 +39,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::cases::Keyhole;
+use crate::compare::{Throughput, compare};
 use crate::floor::{Floor, Naive};
 use crate::stats::{Samples, Summary, proc_status_mb};
 
@@ -119,7 +122,7 @@ fn main() -> Result<()> {
                 let case = args.next().context("--loop needs a case")?;
                 let threads = args.next().map_or(Ok(1), |t| t.parse())?;
                 let guest = args.next();
-                return profile_loop(&case, threads, guest.as_deref().unwrap_or("pure-reader"));
+                return profile::run(&case, threads, guest.as_deref().unwrap_or("pure-reader"));
             }
             "-h" | "--help" => {
                 println!(
@@ -428,104 +431,6 @@ fn main() -> Result<()> {
     });
     println!("{report}");
     Ok(())
-}
-
-/// Runs one case in a loop for `KEYHOLE_BENCH_SECS` (default 10) seconds
-/// with `threads` threads, so a profiler sees only that path.
-fn profile_loop(case: &str, threads: usize, guest: &str) -> Result<()> {
-    let path = match guest {
-        "pure-reader" => PURE_READER,
-        "arena-reader" => ARENA_READER,
-        other => bail!("unknown guest {other:?}: pure-reader or arena-reader"),
-    };
-    let module = std::fs::read(path).with_context(|| format!("read {path}"))?;
-    let secs: u64 = std::env::var("KEYHOLE_BENCH_SECS").map_or(Ok(10), |s| s.parse())?;
-    let span = Duration::from_secs(secs);
-    let eps = match case {
-        "floor" | "guarded-floor" => {
-            let floor = if case == "floor" {
-                Floor::new(&module)?
-            } else {
-                Floor::guarded(&module)?
-            };
-            stats::throughput(threads, span, || {
-                floor.event(&floor::wit_event("ev_bench")).map(drop)
-            })?
-        }
-        "keyhole" => {
-            let (kh, _) = Keyhole::new(&module, 1)?;
-            cases::throughput(&kh.runtime, threads, span)?
-        }
-        // One event to 100 listeners at a time, per second: serially on
-        // this thread, or through the async `emit` on a tokio runtime of
-        // THREADS workers.
-        "fanout" | "fanout-async" => {
-            let (fan, _) = Keyhole::new(&module, FANOUT)?;
-            let tokio = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
-                .enable_all()
-                .build()?;
-            stats::throughput(1, span, || {
-                if case == "fanout" {
-                    cases::timed_emit(&fan.runtime, &mut Samples::default(), FANOUT)
-                } else {
-                    cases::timed_emit_async(&tokio, &fan.runtime, &mut Samples::default(), FANOUT)
-                }
-            })?
-        }
-        other => {
-            bail!("unknown case {other:?}: floor, guarded-floor, keyhole, fanout or fanout-async")
-        }
-    };
-    println!("{case}: {eps:.0} events/s on {threads} threads, {guest}");
-    Ok(())
-}
-
-/// Floor and keyhole on the same guest: a warm-up of each, then rounds of
-/// each in turn, so machine noise hits both alike.
-fn compare(floor: &Floor, kh: &Keyhole, plan: &Plan) -> Result<(Summary, Summary)> {
-    let fixed = floor::wit_event("ev_bench");
-    let mut floor_s = Samples::with_capacity(plan.rounds * plan.batch);
-    let mut kh_s = Samples::with_capacity(plan.rounds * plan.batch);
-    let mut scratch = Samples::default();
-    for _ in 0..plan.batch {
-        floor::check_fingerprint(&floor.event(&fixed)?, floor::CONSTANT_SECRET)?;
-        cases::timed_emit(&kh.runtime, &mut scratch, 1)?;
-    }
-    for _ in 0..plan.rounds {
-        for _ in 0..plan.batch {
-            let ev = floor::wit_event(&cases::event().id);
-            floor_s.time(|| floor.event(&ev))?;
-        }
-        for _ in 0..plan.batch {
-            cases::timed_emit(&kh.runtime, &mut kh_s, 1)?;
-        }
-    }
-    Ok((floor_s.summary(), kh_s.summary()))
-}
-
-/// Events per second for the floor and for keyhole, on one thread and on all.
-struct Throughput {
-    floor_1: f64,
-    floor_all: f64,
-    keyhole_1: f64,
-    keyhole_all: f64,
-}
-
-impl Throughput {
-    fn measure(floor: &Floor, kh: &Keyhole, threads: usize, span: Duration) -> Result<Self> {
-        let floor_tp = |n| {
-            stats::throughput(n, span, || {
-                floor.event(&floor::wit_event("ev_bench")).map(drop)
-            })
-        };
-        Ok(Throughput {
-            floor_1: floor_tp(1)?,
-            floor_all: floor_tp(threads)?,
-            keyhole_1: cases::throughput(&kh.runtime, 1, span)?,
-            keyhole_all: cases::throughput(&kh.runtime, threads, span)?,
-        })
-    }
 }
 
 fn row(case: &str, result: Result<Summary, String>) -> Row {

@@ -1,0 +1,62 @@
+//! `keyhole-bench --loop CASE [THREADS] [GUEST]`: one case alone in a loop,
+//! for a profiler (perf, callgrind) or a quick A/B of two builds.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cases::{self, Keyhole};
+use crate::floor::{self, Floor};
+use crate::stats::{self, Samples};
+use crate::{ARENA_READER, FANOUT, PURE_READER};
+
+/// Runs one case in a loop for `KEYHOLE_BENCH_SECS` (default 10) seconds
+/// with `threads` threads, so a profiler sees only that path.
+pub fn run(case: &str, threads: usize, guest: &str) -> Result<()> {
+    let path = match guest {
+        "pure-reader" => PURE_READER,
+        "arena-reader" => ARENA_READER,
+        other => bail!("unknown guest {other:?}: pure-reader or arena-reader"),
+    };
+    let module = std::fs::read(path).with_context(|| format!("read {path}"))?;
+    let secs: u64 = std::env::var("KEYHOLE_BENCH_SECS").map_or(Ok(10), |s| s.parse())?;
+    let span = Duration::from_secs(secs);
+    let eps = match case {
+        "floor" | "guarded-floor" => {
+            let floor = if case == "floor" {
+                Floor::new(&module)?
+            } else {
+                Floor::guarded(&module)?
+            };
+            stats::throughput(threads, span, || {
+                floor.event(&floor::wit_event("ev_bench")).map(drop)
+            })?
+        }
+        "keyhole" => {
+            let (kh, _) = Keyhole::new(&module, 1)?;
+            cases::throughput(&kh.runtime, threads, span)?
+        }
+        // One event to 100 listeners at a time, per second: serially on
+        // this thread, or through the async `emit` on a tokio runtime of
+        // THREADS workers.
+        "fanout" | "fanout-async" => {
+            let (fan, _) = Keyhole::new(&module, FANOUT)?;
+            let tokio = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()?;
+            stats::throughput(1, span, || {
+                if case == "fanout" {
+                    cases::timed_emit(&fan.runtime, &mut Samples::default(), FANOUT)
+                } else {
+                    cases::timed_emit_async(&tokio, &fan.runtime, &mut Samples::default(), FANOUT)
+                }
+            })?
+        }
+        other => {
+            bail!("unknown case {other:?}: floor, guarded-floor, keyhole, fanout or fanout-async")
+        }
+    };
+    println!("{case}: {eps:.0} events/s on {threads} threads, {guest}");
+    Ok(())
+}
