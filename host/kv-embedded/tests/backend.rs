@@ -71,27 +71,8 @@ fn legacy_trees_migrate_once_and_are_dropped() {
     assert!(kv.legacy("kv/new").unwrap().is_none());
 }
 
-/// Every file under `dir`, read whole.
-fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                out.push((path.clone(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    out
-}
-
 fn on_disk(dir: &std::path::Path, needle: &[u8]) -> bool {
-    files_under(dir)
-        .iter()
-        .any(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+    !keyhole_kv::conformance::files_containing(dir, needle).is_empty()
 }
 
 #[test]
@@ -189,21 +170,15 @@ fn an_interrupted_compaction_is_finished_or_discarded_on_open() {
         b.put(b"k", b"v").unwrap();
         b.flush().unwrap();
     }
+    let value_after_open = || {
+        let kv = EmbeddedKv::open(data).unwrap();
+        let e = kv.bucket("store").unwrap().get(b"k").unwrap().unwrap();
+        e.value
+    };
     // Killed while copying: no marker, so the copy is thrown away.
     std::fs::create_dir(data.join("db.compacting")).unwrap();
     std::fs::write(data.join("db.compacting/half"), b"half a copy").unwrap();
-    {
-        let kv = EmbeddedKv::open(data).unwrap();
-        assert_eq!(
-            kv.bucket("store")
-                .unwrap()
-                .get(b"k")
-                .unwrap()
-                .unwrap()
-                .value,
-            b"v"
-        );
-    }
+    assert_eq!(value_after_open(), b"v");
     assert!(!data.join("db.compacting").exists());
 
     // Killed between the two renames: the marker says the copy is
@@ -211,18 +186,7 @@ fn an_interrupted_compaction_is_finished_or_discarded_on_open() {
     copy_dir(&data.join("db"), &data.join("db.compacting"));
     std::fs::rename(data.join("db"), data.join("db.old")).unwrap();
     std::fs::write(data.join("compact.done"), b"").unwrap();
-    {
-        let kv = EmbeddedKv::open(data).unwrap();
-        assert_eq!(
-            kv.bucket("store")
-                .unwrap()
-                .get(b"k")
-                .unwrap()
-                .unwrap()
-                .value,
-            b"v"
-        );
-    }
+    assert_eq!(value_after_open(), b"v");
     for leftover in ["db.old", "db.compacting", "compact.done"] {
         assert!(!data.join(leftover).exists(), "{leftover} left");
     }

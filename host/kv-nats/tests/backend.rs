@@ -162,29 +162,8 @@ fn acknowledged_writes_survive_a_server_restart() {
     }
 }
 
-/// Every file under `dir`, read whole.
-fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                out.push((path, bytes));
-            }
-        }
-    }
-    out
-}
-
 fn on_disk(server: &TestServer, needle: &[u8]) -> Vec<std::path::PathBuf> {
-    files_under(&server.store_dir())
-        .into_iter()
-        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
-        .map(|(path, _)| path)
-        .collect()
+    keyhole_kv::conformance::files_containing(&server.store_dir(), needle)
 }
 
 #[test]

@@ -207,3 +207,27 @@ pub fn erasing_history(backend: &dyn Backend) {
     b.erase_history(b"never-written").unwrap();
     assert_eq!(b.scan(b"").unwrap().len(), 2);
 }
+
+/// The files under `dir` (recursively) whose bytes contain `needle`: how a
+/// backend's tests check that something erased left its storage. Files
+/// that vanish while being read are skipped.
+pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
