@@ -126,7 +126,7 @@ fn main() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: keyhole-bench [--quick]\n       keyhole-bench --loop floor|guarded-floor|keyhole|fanout|fanout-async [THREADS] [pure-reader|arena-reader]\n                     \
+                    "usage: keyhole-bench [--quick]\n       keyhole-bench --loop floor|guarded-floor|keyhole|fanout|fanout-async|api [THREADS] [pure-reader|arena-reader]\n                     \
                      (one case for 10 s, for perf/callgrind)"
                 );
                 return Ok(());

@@ -53,8 +53,17 @@ pub fn run(case: &str, threads: usize, guest: &str) -> Result<()> {
                 }
             })?
         }
+        // `POST /v1/events` over the API case's connections to a `keyhole
+        // serve` (THREADS is ignored).
+        "api" => {
+            crate::api::run(&module, 100, span)
+                .map_err(anyhow::Error::msg)?
+                .concurrent_events_per_s
+        }
         other => {
-            bail!("unknown case {other:?}: floor, guarded-floor, keyhole, fanout or fanout-async")
+            bail!(
+                "unknown case {other:?}: floor, guarded-floor, keyhole, fanout, fanout-async or api"
+            )
         }
     };
     println!("{case}: {eps:.0} events/s on {threads} threads, {guest}");
