@@ -93,6 +93,45 @@ pub fn run(module: &[u8], iterations: usize, span: Duration) -> Result<ApiFigure
     })
 }
 
+/// The baseline of the API case: one request of `request_bytes` and one
+/// answer of `answer_bytes` over a loopback TCP connection to an echo
+/// thread, as the API client exchanges them, without HTTP or keyhole. What
+/// the machine's kernel and scheduler cost a round trip.
+pub fn loopback_round_trip(
+    iterations: usize,
+    request_bytes: usize,
+    answer_bytes: usize,
+) -> Result<Samples> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let server = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut conn, _) = listener.accept()?;
+        conn.set_nodelay(true)?;
+        let (mut request, answer) = (vec![0u8; request_bytes], vec![b'a'; answer_bytes]);
+        while conn.read_exact(&mut request).is_ok() {
+            conn.write_all(&answer)?;
+        }
+        Ok(())
+    });
+    let mut conn = TcpStream::connect(addr)?;
+    conn.set_nodelay(true)?;
+    let (request, mut answer) = (vec![b'r'; request_bytes], vec![0u8; answer_bytes]);
+    let mut samples = Samples::with_capacity(iterations);
+    for i in 0..iterations / 10 + iterations {
+        let t = Instant::now();
+        conn.write_all(&request)?;
+        conn.read_exact(&mut answer)?;
+        if i >= iterations / 10 {
+            samples.push(t.elapsed());
+        }
+    }
+    drop(conn);
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
+    Ok(samples)
+}
+
 /// A `keyhole serve` child process on a prepared data dir.
 struct Daemon {
     child: Child,

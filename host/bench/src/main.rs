@@ -225,6 +225,9 @@ fn main() -> Result<()> {
         .map_err(Clone::clone);
     let api_concurrent = api_figures.as_ref().ok().map(|f| f.concurrent_events_per_s);
     rows.push(row("API POST /v1/events", api.clone()));
+    // About the sizes of the API case's request and answer.
+    let rtt = api::loopback_round_trip(plan.api_events, 300, 600)?.summary();
+    rows.push(row("loopback TCP round trip (no HTTP)", Ok(rtt)));
 
     drop(kh);
 
@@ -413,6 +416,7 @@ fn main() -> Result<()> {
         "api_median_us": med(&api).map(|v| round(v, 1)),
         "api_p99_us": p99(&api).map(|v| round(v, 1)),
         "api_skipped": api.as_ref().err(),
+        "loopback_rtt_median_us": round(rtt.median_us, 1),
         "cluster_events_per_s_1_host": cluster.as_ref().ok().map(|c| round(c.one_host, 0)),
         "cluster_events_per_s_3_hosts": cluster.as_ref().ok().map(|c| round(c.three_hosts, 0)),
         "cluster_skipped": cluster.as_ref().err(),
