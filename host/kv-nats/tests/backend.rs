@@ -72,6 +72,17 @@ fn two_hosts_share_buckets_and_race_fairly() {
     assert!(other.get(b"secret/one").unwrap().is_none());
 }
 
+/// Makes a stream on `server` directly, as someone other than this keyhole
+/// would have.
+fn create_stream(server: &TestServer, config: async_nats::jetstream::stream::Config) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(config).await.unwrap();
+    });
+}
+
 #[test]
 fn a_stream_that_differs_from_what_keyhole_needs_is_refused_by_name() {
     if !available() {
@@ -79,20 +90,16 @@ fn a_stream_that_differs_from_what_keyhole_needs_is_refused_by_name() {
     }
     let server = TestServer::start();
     // Someone made the bucket's stream with one version per key.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(server.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        js.create_stream(async_nats::jetstream::stream::Config {
+    create_stream(
+        &server,
+        async_nats::jetstream::stream::Config {
             name: "KV_kh-store".into(),
             subjects: vec!["$KV.kh-store.>".into()],
             max_messages_per_subject: 1,
             allow_direct: true,
             ..Default::default()
-        })
-        .await
-        .unwrap();
-    });
+        },
+    );
     let kv = connect(&server, "kh");
     let err = kv.bucket("store").err().expect("refused").to_string();
     assert!(err.contains("KV_kh-store"), "{err}");
@@ -113,26 +120,23 @@ fn a_bucket_made_before_history_was_erased_is_used_and_erases_by_purging() {
     let server = TestServer::start();
     // The stream as keyhole made it before: message deletes denied, which
     // JetStream never lets a stream take back.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(server.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let mut older = async_nats::jetstream::stream::Config {
+    create_stream(
+        &server,
+        async_nats::jetstream::stream::Config {
             name: "KV_kh-conformance-erase".into(),
             subjects: vec!["$KV.kh-conformance-erase.>".into()],
             max_messages_per_subject: 8,
             max_bytes: -1,
             max_message_size: -1,
             max_messages: -1,
+            num_replicas: 1,
             discard: async_nats::jetstream::stream::DiscardPolicy::New,
             allow_rollup: true,
             deny_delete: true,
             allow_direct: true,
             ..Default::default()
-        };
-        older.num_replicas = 1;
-        js.create_stream(older).await.unwrap();
-    });
+        },
+    );
     let kv = connect(&server, "kh");
     keyhole_kv::conformance::erasing_history(&kv);
 }

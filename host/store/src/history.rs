@@ -307,13 +307,11 @@ impl SecretStore {
             bucket.erase_history(&key)?;
             destroyed.push(version);
         }
+        self.flush()?;
         if !destroyed.is_empty() {
             // The secret's own key once held each destroyed version as its
             // current value.
             bucket.erase_history(&layout::secret(scope, name))?;
-        }
-        self.flush()?;
-        if !destroyed.is_empty() {
             self.rotate_dek(scope)?;
         }
         Ok(destroyed)
