@@ -130,15 +130,18 @@ impl Hooks for ChainHooks {
         Ok(())
     }
 
-    fn trimmed(&mut self, first_kept: u64) -> Option<Vec<u8>> {
+    fn trimming(&mut self, first_kept: u64) -> Option<Vec<u8>> {
+        let mut body = Vec::new();
+        entry::write_retention(&mut body, entry::now_ms(), first_kept);
+        Some(body)
+    }
+
+    fn trimmed(&mut self, first_kept: u64) {
         if let Some(mirror) = &self.mirror
             && let Err(e) = mirror.trim(first_kept)
         {
             tracing::warn!("deleting old entries from the cluster's audit log: {e}");
         }
-        let mut body = Vec::new();
-        entry::write_retention(&mut body, entry::now_ms(), first_kept);
-        Some(body)
     }
 }
 

@@ -120,11 +120,18 @@ pub trait Hooks: Send + 'static {
         Ok(())
     }
 
-    /// Called after the oldest segments were deleted, with the first line
-    /// kept; returns a line to append about it, if any.
-    fn trimmed(&mut self, first_kept: u64) -> Option<Vec<u8>> {
+    /// Called when retention is about to delete the segments before line
+    /// `first_kept`; returns a line to append about it, if any. The
+    /// segments are deleted only once that line is written and synced, so
+    /// a crash in between never leaves a log whose start nothing explains.
+    fn trimming(&mut self, first_kept: u64) -> Option<Vec<u8>> {
         let _ = first_kept;
         None
+    }
+
+    /// Called after the segments before line `first_kept` were deleted.
+    fn trimmed(&mut self, first_kept: u64) {
+        let _ = first_kept;
     }
 }
 

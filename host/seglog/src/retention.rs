@@ -1,4 +1,7 @@
 //! Retention: which segments the writer deletes, by count and by age.
+//! Choosing and deleting are apart: the writer first appends the hooks'
+//! line saying what goes (the audit log's retention entry), and deletes
+//! once that line is synced.
 //!
 //! Only whole segments are deleted, oldest first, so what is left is
 //! always a run of consecutive lines ending at the newest.
@@ -22,37 +25,32 @@ use std::time::{Duration, SystemTime};
 
 use crate::files::Segments;
 
-/// Deletes the oldest whole segments while at least `keep` lines remain.
-/// Returns the first line kept, if anything was deleted.
-pub(crate) fn by_count(
-    segments: &mut Segments,
-    next_seq: u64,
-    keep: usize,
-) -> io::Result<Option<u64>> {
-    let mut deleted = false;
-    while segments.files.len() > 1 {
-        let second_first = segments.files[1].0;
-        if ((next_seq - second_first) as usize) < keep {
+/// The first line to keep so that at least `keep` lines remain, if that
+/// leaves out a whole segment.
+pub(crate) fn by_count(segments: &Segments, next_seq: u64, keep: usize) -> Option<u64> {
+    let mut first_kept = None;
+    for (first, _) in segments.files.iter().skip(1) {
+        if ((next_seq - first) as usize) < keep {
             break;
         }
-        delete_oldest(segments)?;
-        deleted = true;
+        first_kept = Some(*first);
     }
-    Ok(deleted.then(|| segments.files[0].0))
+    first_kept
 }
 
-/// What [`by_age`] did.
+/// What [`by_age`] found.
 #[derive(Debug, Default)]
 pub(crate) struct AgeTrim {
-    /// The first line kept, if anything was deleted.
+    /// The first line to keep, if a segment expired.
     pub first_kept: Option<u64>,
     /// Whether the newest segment expired and an empty one took its place:
     /// the writer must not append to the old one any more.
     pub rolled: bool,
 }
 
-/// Deletes every segment whose newest line was written more than `max_age`
-/// ago (`next_seq`: the sequence number after the last line written).
+/// Finds the segments whose newest line was written more than `max_age`
+/// ago (`next_seq`: the sequence number after the last line written). When
+/// the newest is one of them, an empty segment takes its place first.
 pub(crate) fn by_age(
     segments: &mut Segments,
     next_seq: u64,
@@ -81,11 +79,22 @@ pub(crate) fn by_age(
         segments.files.push((next_seq, path));
         done.rolled = true;
     }
-    while segments.files.len() > 1 && expired(&segments.files[0].1)? {
-        delete_oldest(segments)?;
-        done.first_kept = Some(segments.files[0].0);
+    for pair in segments.files.windows(2) {
+        if !expired(&pair[0].1)? {
+            break;
+        }
+        done.first_kept = Some(pair[1].0);
     }
     Ok(done)
+}
+
+/// Deletes the segments wholly before line `first_kept`, oldest first
+/// (never the newest).
+pub(crate) fn delete_before(segments: &mut Segments, first_kept: u64) -> io::Result<()> {
+    while segments.files.len() > 1 && segments.files[1].0 <= first_kept {
+        delete_oldest(segments)?;
+    }
+    Ok(())
 }
 
 /// How often the writer looks for expired segments, and how old its

@@ -76,20 +76,35 @@ fn a_torn_last_line_is_cut_off_and_appends_continue() {
     assert_eq!(newest(&log), ["next", "4", "3", "2", "1", "0"]);
 }
 
-/// Deletes beyond `keep`, and appends the hook's line about it.
-struct Trimming(Arc<Mutex<Vec<u64>>>);
+/// Deletes beyond `keep`, and appends the hook's line about it; when the
+/// segments are gone, notes whether that line was already on disk.
+struct Trimming {
+    dir: PathBuf,
+    /// (first line kept, its line was in a segment file when they went).
+    seen: Arc<Mutex<Vec<(u64, bool)>>>,
+}
 impl Hooks for Trimming {
-    fn trimmed(&mut self, first_kept: u64) -> Option<Vec<u8>> {
-        self.0.lock().unwrap().push(first_kept);
+    fn trimming(&mut self, first_kept: u64) -> Option<Vec<u8>> {
         Some(format!("trimmed before {first_kept}").into_bytes())
+    }
+
+    fn trimmed(&mut self, first_kept: u64) {
+        let line = format!("trimmed before {first_kept}\n");
+        let on_disk = segments(&self.dir).unwrap().iter().any(|(_, path)| {
+            String::from_utf8_lossy(&std::fs::read(path).unwrap()).contains(&line)
+        });
+        self.seen.lock().unwrap().push((first_kept, on_disk));
     }
 }
 
 #[test]
-fn old_segments_are_trimmed_beyond_keep_and_the_hook_says_so() {
+fn old_segments_are_trimmed_beyond_keep_after_the_hook_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let hook = Trimming(seen.clone());
+    let hook = Trimming {
+        dir: dir.path().to_path_buf(),
+        seen: seen.clone(),
+    };
     let keep = 200;
     let log = SegLog::open(dir.path(), config(keep), |_, _| Ok(hook)).unwrap();
     for round in 0..10 {
@@ -106,6 +121,9 @@ fn old_segments_are_trimmed_beyond_keep_and_the_hook_says_so() {
     );
     let trims = seen.lock().unwrap().clone();
     assert!(!trims.is_empty());
+    // A crash between deleting and saying so would leave a log whose start
+    // nothing explains: the line is written first.
+    assert!(trims.iter().all(|(_, on_disk)| *on_disk), "{trims:?}");
     let notes = lines.iter().filter(|l| l.starts_with("trimmed")).count();
     assert!(notes >= 1, "the trim was recorded");
     assert!(lines.iter().any(|l| l == "999"), "the newest are kept");

@@ -68,6 +68,7 @@ pub(crate) fn run<H: Hooks>(
         max_span: config.max_age.map(retention::roll_after),
     };
     let mut age_checked = Instant::now();
+    let mut deletion: Option<Deletion> = None;
     loop {
         let (batch, sync, closed) = match retry.take() {
             Some(batch) => {
@@ -128,16 +129,42 @@ pub(crate) fn run<H: Hooks>(
         if result.is_ok() && (sync || closed) {
             result = current.as_mut().map_or(Ok(()), |c| c.file.sync_data());
         }
-        let mut trimmed_line = None;
         if result.is_ok() {
-            let first_kept = trim(
+            delete_when_said(
+                &mut deletion,
+                &mut segments,
+                &mut current,
+                &batch,
+                &mut hooks,
+            );
+        }
+        let mut retention_line = None;
+        if result.is_ok()
+            && deletion.is_none()
+            && let Some(first_kept) = trim(
                 &mut segments,
                 &mut current,
                 next_seq,
                 &config,
                 &mut age_checked,
-            );
-            trimmed_line = first_kept.and_then(|f| hooks.trimmed(f));
+            )
+        {
+            match hooks.trimming(first_kept) {
+                Some(line) => retention_line = Some((first_kept, line)),
+                None => {
+                    deletion = Some(Deletion {
+                        first_kept,
+                        said_at: None,
+                    });
+                    delete_when_said(
+                        &mut deletion,
+                        &mut segments,
+                        &mut current,
+                        &None,
+                        &mut hooks,
+                    );
+                }
+            }
         }
         let mut q = shared.lock();
         match result {
@@ -167,12 +194,16 @@ pub(crate) fn run<H: Hooks>(
                 }
             }
         }
-        let done = closed && q.pending == 0 && retry.is_none() && trimmed_line.is_none();
+        let done = closed && q.pending == 0 && retry.is_none() && retention_line.is_none();
         let failing = q.failing.is_some();
         drop(q);
-        if let Some(body) = trimmed_line {
+        if let Some((first_kept, body)) = retention_line {
             let q = shared.lock();
-            SegLog::push(shared, q, &config, 0, |_, out| out.extend_from_slice(&body));
+            let seq = SegLog::push(shared, q, &config, 0, |_, out| out.extend_from_slice(&body));
+            deletion = Some(Deletion {
+                first_kept,
+                said_at: Some(seq),
+            });
         }
         shared.progress.notify_all();
         if done {
@@ -184,9 +215,48 @@ pub(crate) fn run<H: Hooks>(
     }
 }
 
-/// Deletes old segments by count and by age (`retention.rs`); returns the
-/// first line kept if any were deleted. Housekeeping: a failure leaves old
-/// segments for a later pass, and never makes a written batch be retried.
+/// Segments retention chose to delete, and the line saying so.
+struct Deletion {
+    first_kept: u64,
+    /// The sequence number of the hooks' line about it: the segments go
+    /// once a batch holding it is written and synced.
+    said_at: Option<u64>,
+}
+
+/// Deletes the chosen segments once the line saying so is on disk (syncing
+/// the batch that holds it). Housekeeping: a failure leaves them for a
+/// later pass, and never makes a written batch be retried.
+fn delete_when_said<H: Hooks>(
+    deletion: &mut Option<Deletion>,
+    segments: &mut Segments,
+    current: &mut Option<Current>,
+    batch: &Option<Batch>,
+    hooks: &mut H,
+) {
+    let Some(d) = deletion else { return };
+    if let Some(seq) = d.said_at {
+        let holds_it = |b: &Batch| (b.first_seq..b.first_seq + b.lines).contains(&seq);
+        if !batch.as_ref().is_some_and(holds_it) {
+            return;
+        }
+        if let Some(Err(e)) = current.as_mut().map(|c| c.file.sync_data()) {
+            tracing::warn!("syncing before deleting old segments: {e}");
+            return;
+        }
+        // Written and synced: no need to look for the batch again.
+        d.said_at = None;
+    }
+    match retention::delete_before(segments, d.first_kept) {
+        Ok(()) => {
+            hooks.trimmed(d.first_kept);
+            *deletion = None;
+        }
+        Err(e) => tracing::warn!("deleting old segments: {e}"),
+    }
+}
+
+/// Chooses old segments to delete by count and by age (`retention.rs`);
+/// returns the first line to keep if any are to go.
 fn trim(
     segments: &mut Segments,
     current: &mut Option<Current>,
@@ -194,28 +264,25 @@ fn trim(
     config: &Config,
     age_checked: &mut Instant,
 ) -> Option<u64> {
-    let warn = |e: std::io::Error| {
-        tracing::warn!("deleting old segments of {}: {e}", config.thread_name);
-    };
     let mut first_kept = None;
     if segments.total(next_seq) > config.keep.saturating_add(config.keep / 10) {
-        match retention::by_count(segments, next_seq, config.keep) {
-            Ok(kept) => first_kept = kept,
-            Err(e) => warn(e),
-        }
+        first_kept = retention::by_count(segments, next_seq, config.keep);
     }
     if let Some(max_age) = config.max_age
         && age_checked.elapsed() >= retention::age_check_every(max_age)
     {
         *age_checked = Instant::now();
         match retention::by_age(segments, next_seq, max_age) {
-            Ok(done) => {
-                if done.rolled {
+            Ok(found) => {
+                if found.rolled {
                     *current = None;
                 }
-                first_kept = first_kept.max(done.first_kept);
+                first_kept = first_kept.max(found.first_kept);
             }
-            Err(e) => warn(e),
+            Err(e) => tracing::warn!(
+                "looking for expired segments of {}: {e}",
+                config.thread_name
+            ),
         }
     }
     first_kept
