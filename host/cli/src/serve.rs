@@ -193,6 +193,9 @@ async fn serve(
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Answers are small and whole: without this, Nagle
+                    // holds each one until the client's delayed ACK.
+                    let _ = stream.set_nodelay(true);
                     let mut stream = TimeoutStream::new(stream);
                     stream.set_write_timeout(Some(args.write_timeout));
                     let stream = Box::pin(stream);
