@@ -71,25 +71,55 @@ pub fn run(module: &[u8], iterations: usize, span: Duration) -> Result<ApiFigure
         }
     }
     drop(client);
-    let clients = (0..CONNECTIONS)
-        .map(|_| connect().map(std::sync::Mutex::new))
-        .collect::<Result<Vec<_>, _>>()?;
-    // As many threads as connections: each call takes whichever connection
-    // is free, so every connection keeps one request in flight.
-    let concurrent_events_per_s = crate::stats::throughput(CONNECTIONS, span, || {
-        for c in &clients {
-            if let Ok(mut c) = c.try_lock() {
-                return c
-                    .post_event()
-                    .map(drop)
-                    .map_err(|e| format!("POST /v1/events ({CONNECTIONS} connections): {e:#}"));
-            }
-        }
-        Ok(())
-    })?;
+    let concurrent_events_per_s = concurrent(&addr, &token, expect, span)?;
     Ok(ApiFigures {
         latency,
         concurrent_events_per_s,
+    })
+}
+
+/// Events per second over [`CONNECTIONS`] keep-alive connections, driven
+/// the way wrk drives them: one event-loop thread keeps one request in
+/// flight on each (32 blocking client threads would spend the two cores
+/// switching between themselves, and measure that).
+fn concurrent(
+    addr: &str,
+    token: &str,
+    expect: Option<String>,
+    span: Duration,
+) -> Result<f64, String> {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    tokio.block_on(async {
+        let mut clients = Vec::with_capacity(CONNECTIONS);
+        for _ in 0..CONNECTIONS {
+            let c = AsyncClient::connect(addr, token, expect.clone())
+                .await
+                .map_err(|e| format!("connect {addr}: {e:#}"))?;
+            clients.push(c);
+        }
+        let start = Instant::now();
+        let deadline = start + span;
+        let mut runs = tokio::task::JoinSet::new();
+        for mut c in clients {
+            runs.spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    c.post_event().await?;
+                    done += 1;
+                }
+                anyhow::Ok(done)
+            });
+        }
+        let mut done = 0;
+        while let Some(joined) = runs.join_next().await {
+            done += joined
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("POST /v1/events ({CONNECTIONS} connections): {e:#}"))?;
+        }
+        Ok(done as f64 / start.elapsed().as_secs_f64())
     })
 }
 
@@ -235,17 +265,9 @@ impl Client {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let body = format!(
-            "{{\"topic\":\"{TOPIC}\",\"environmentId\":\"{ENVIRONMENT}\",\"payload\":{{}}}}"
-        );
-        let request = format!(
-            "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
         Ok(Client {
             reader: BufReader::new(stream),
-            request: request.into_bytes(),
+            request: event_request(addr, token),
             expect,
         })
     }
@@ -256,11 +278,7 @@ impl Client {
         self.reader.get_mut().write_all(&self.request)?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("bad status line {line:?}"))?;
+        let status = status_of(&line)?;
         let mut length = None;
         loop {
             line.clear();
@@ -269,24 +287,105 @@ impl Client {
             if l.is_empty() {
                 break;
             }
-            if let Some((k, v)) = l.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                length = v.trim().parse::<usize>().ok();
-            }
+            length = length.or(content_length(l));
         }
         let length = length.context("response without Content-Length")?;
         let mut body = vec![0; length];
         self.reader.read_exact(&mut body)?;
-        let body = String::from_utf8_lossy(&body);
-        if !(200..300).contains(&status) {
-            bail!("HTTP {status}: {body}");
-        }
-        if let Some(expect) = &self.expect
-            && !body.contains(expect.as_str())
-        {
-            bail!("response lacks the listener's result: {body}");
-        }
-        Ok(status)
+        check_answer(status, &body, self.expect.as_deref())
+    }
+}
+
+/// `POST /v1/events` of the bench's event, whole.
+fn event_request(addr: &str, token: &str) -> Vec<u8> {
+    let body =
+        format!("{{\"topic\":\"{TOPIC}\",\"environmentId\":\"{ENVIRONMENT}\",\"payload\":{{}}}}");
+    format!(
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The status line's code.
+fn status_of(line: &str) -> Result<u16> {
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line {line:?}"))
+}
+
+/// A header line's Content-Length, if it is that header.
+fn content_length(line: &str) -> Option<usize> {
+    let (k, v) = line.split_once(':')?;
+    k.eq_ignore_ascii_case("content-length")
+        .then(|| v.trim().parse().ok())
+        .flatten()
+}
+
+/// Errors unless the answer is 2xx and carries `expect`; returns the status.
+fn check_answer(status: u16, body: &[u8], expect: Option<&str>) -> Result<u16> {
+    let body = String::from_utf8_lossy(body);
+    if !(200..300).contains(&status) {
+        bail!("HTTP {status}: {body}");
+    }
+    if let Some(expect) = expect
+        && !body.contains(expect)
+    {
+        bail!("response lacks the listener's result: {body}");
+    }
+    Ok(status)
+}
+
+/// [`Client`] on tokio, for [`concurrent`].
+struct AsyncClient {
+    reader: tokio::io::BufReader<tokio::net::TcpStream>,
+    request: Vec<u8>,
+    expect: Option<String>,
+    line: String,
+    body: Vec<u8>,
+}
+
+impl AsyncClient {
+    async fn connect(addr: &str, token: &str, expect: Option<String>) -> Result<AsyncClient> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(AsyncClient {
+            reader: tokio::io::BufReader::new(stream),
+            request: event_request(addr, token),
+            expect,
+            line: String::new(),
+            body: Vec::new(),
+        })
+    }
+
+    async fn post_event(&mut self) -> Result<u16> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let timeout = Duration::from_secs(10);
+        let exchange = async {
+            self.reader.get_mut().write_all(&self.request).await?;
+            self.line.clear();
+            self.reader.read_line(&mut self.line).await?;
+            let status = status_of(&self.line)?;
+            let mut length = None;
+            loop {
+                self.line.clear();
+                self.reader.read_line(&mut self.line).await?;
+                let l = self.line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                length = length.or(content_length(l));
+            }
+            self.body
+                .resize(length.context("response without Content-Length")?, 0);
+            self.reader.read_exact(&mut self.body).await?;
+            anyhow::Ok(status)
+        };
+        let status = tokio::time::timeout(timeout, exchange)
+            .await
+            .context("no answer in 10 s")??;
+        check_answer(status, &self.body, self.expect.as_deref())
     }
 }
