@@ -24,13 +24,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::placement;
 use crate::stats::Samples;
 use crate::{ENVIRONMENT, TOPIC};
 
 /// What the API case measured.
 pub struct ApiFigures {
-    /// One keep-alive connection, one event at a time.
+    /// One keep-alive connection, one event at a time, wherever the
+    /// kernel runs the two ends.
     pub latency: Samples,
+    /// The same with the daemon and the client on CPU 0 (`placement.rs`);
+    /// None if they could not be pinned (no `taskset`, a daemon not
+    /// started by the bench).
+    pub latency_one_cpu: Option<Samples>,
     /// Events per second over [`CONNECTIONS`] keep-alive connections.
     pub concurrent_events_per_s: f64,
 }
@@ -60,6 +66,29 @@ pub fn run(module: &[u8], iterations: usize, span: Duration) -> Result<ApiFigure
         Client::connect(&addr, &token, expect.clone()).map_err(|e| format!("connect {addr}: {e:#}"))
     };
     let mut client = connect()?;
+    let latency = one_at_a_time(&mut client, iterations)?;
+    let daemon_pid = _daemon.as_ref().map(|d| d.child.id());
+    let latency_one_cpu = match daemon_pid {
+        Some(pid) if placement::pin_process(pid, Some(0)) => {
+            let pinned =
+                placement::pin_this_thread(Some(0)).then(|| one_at_a_time(&mut client, iterations));
+            placement::pin_this_thread(None);
+            placement::pin_process(pid, None);
+            pinned.transpose()?
+        }
+        _ => None,
+    };
+    drop(client);
+    let concurrent_events_per_s = concurrent(&addr, &token, expect, span)?;
+    Ok(ApiFigures {
+        latency,
+        latency_one_cpu,
+        concurrent_events_per_s,
+    })
+}
+
+/// `iterations` events one after another (and a tenth more to warm up).
+fn one_at_a_time(client: &mut Client, iterations: usize) -> Result<Samples, String> {
     let mut latency = Samples::with_capacity(iterations);
     for i in 0..iterations / 10 + iterations {
         let t = Instant::now();
@@ -70,12 +99,7 @@ pub fn run(module: &[u8], iterations: usize, span: Duration) -> Result<ApiFigure
             latency.push(t.elapsed());
         }
     }
-    drop(client);
-    let concurrent_events_per_s = concurrent(&addr, &token, expect, span)?;
-    Ok(ApiFigures {
-        latency,
-        concurrent_events_per_s,
-    })
+    Ok(latency)
 }
 
 /// Events per second over [`CONNECTIONS`] keep-alive connections, driven
@@ -125,24 +149,29 @@ fn concurrent(
 
 /// The baseline of the API case: one request of `request_bytes` and one
 /// answer of `answer_bytes` over a loopback TCP connection to an echo
-/// thread, as the API client exchanges them, without HTTP or keyhole. What
-/// the machine's kernel and scheduler cost a round trip.
+/// thread, as the API client exchanges them, without HTTP or keyhole: what
+/// the machine's kernel and scheduler cost a round trip, with the client on
+/// CPU 0 and the echo thread on `echo_cpu` (`placement.rs`). None if the
+/// threads could not be pinned.
 pub fn loopback_round_trip(
     iterations: usize,
     request_bytes: usize,
     answer_bytes: usize,
-) -> Result<Samples> {
+    echo_cpu: usize,
+) -> Result<Option<Samples>> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let server = std::thread::spawn(move || -> std::io::Result<()> {
+    let server = std::thread::spawn(move || -> std::io::Result<bool> {
+        let pinned = placement::pin_this_thread(Some(echo_cpu));
         let (mut conn, _) = listener.accept()?;
         conn.set_nodelay(true)?;
         let (mut request, answer) = (vec![0u8; request_bytes], vec![b'a'; answer_bytes]);
         while conn.read_exact(&mut request).is_ok() {
             conn.write_all(&answer)?;
         }
-        Ok(())
+        Ok(pinned)
     });
+    let pinned = placement::pin_this_thread(Some(0));
     let mut conn = TcpStream::connect(addr)?;
     conn.set_nodelay(true)?;
     let (request, mut answer) = (vec![b'r'; request_bytes], vec![0u8; answer_bytes]);
@@ -156,10 +185,11 @@ pub fn loopback_round_trip(
         }
     }
     drop(conn);
-    server
+    placement::pin_this_thread(None);
+    let echo_pinned = server
         .join()
         .map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
-    Ok(samples)
+    Ok((pinned && echo_pinned).then_some(samples))
 }
 
 /// A `keyhole serve` child process on a prepared data dir.

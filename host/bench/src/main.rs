@@ -30,6 +30,7 @@ mod cases;
 mod cluster;
 mod compare;
 mod floor;
+mod placement;
 mod profile;
 mod stats;
 
@@ -223,11 +224,34 @@ fn main() -> Result<()> {
         .as_ref()
         .map(|f| f.latency.summary())
         .map_err(Clone::clone);
+    let api_one_cpu = match &api_figures {
+        Ok(f) => f
+            .latency_one_cpu
+            .as_ref()
+            .map(Samples::summary)
+            .ok_or_else(|| "could not pin the daemon and the client (taskset)".to_owned()),
+        Err(why) => Err(why.clone()),
+    };
     let api_concurrent = api_figures.as_ref().ok().map(|f| f.concurrent_events_per_s);
     rows.push(row("API POST /v1/events", api.clone()));
-    // About the sizes of the API case's request and answer.
-    let rtt = api::loopback_round_trip(plan.api_events, 300, 600)?.summary();
-    rows.push(row("loopback TCP round trip (no HTTP)", Ok(rtt)));
+    rows.push(row("API POST /v1/events, one CPU", api_one_cpu.clone()));
+    // About the sizes of the API case's request and answer; on one CPU and,
+    // with two or more, across two (`placement.rs`).
+    let rtt = |echo_cpu| -> Result<Result<Summary, String>> {
+        Ok(
+            api::loopback_round_trip(plan.api_events, 300, 600, echo_cpu)?
+                .map(|s| s.summary())
+                .ok_or_else(|| "could not pin the threads (taskset)".to_owned()),
+        )
+    };
+    let rtt_one = rtt(0)?;
+    let rtt_two = if threads > 1 {
+        rtt(1)?
+    } else {
+        Err("one CPU".to_owned())
+    };
+    rows.push(row("loopback TCP round trip, one CPU", rtt_one.clone()));
+    rows.push(row("loopback TCP round trip, two CPUs", rtt_two.clone()));
 
     drop(kh);
 
@@ -376,6 +400,10 @@ fn main() -> Result<()> {
     println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
 
     let med = |s: &Result<Summary, String>| s.as_ref().ok().map(|s| s.median_us);
+    let async_median = rows
+        .iter()
+        .find(|r| r.case == "keyhole emit (async)")
+        .and_then(|r| med(&r.result));
     let p99 = |s: &Result<Summary, String>| s.as_ref().ok().map(|s| s.p99_us);
     let report = json!({
         "quick": plan.quick,
@@ -412,11 +440,14 @@ fn main() -> Result<()> {
         "secret_read_p99_us": round(read_sum.p99_us, 2),
         "audit_entry_median_us": round(audit_sum.median_us, 3),
         "audit_entry_p99_us": round(audit_sum.p99_us, 3),
-        "keyhole_async_median_us": rows.iter().find(|r| r.case == "keyhole emit (async)").and_then(|r| med(&r.result)).map(|v| round(v, 2)),
+        "keyhole_async_median_us": async_median.map(|v| round(v, 2)),
         "api_median_us": med(&api).map(|v| round(v, 1)),
         "api_p99_us": p99(&api).map(|v| round(v, 1)),
         "api_skipped": api.as_ref().err(),
-        "loopback_rtt_median_us": round(rtt.median_us, 1),
+        "api_one_cpu_median_us": med(&api_one_cpu).map(|v| round(v, 1)),
+        "api_one_cpu_over_inprocess_us": med(&api_one_cpu).zip(async_median).map(|(a, b)| round(a - b, 1)),
+        "loopback_rtt_median_us": med(&rtt_one).map(|v| round(v, 1)),
+        "loopback_rtt_two_cpus_median_us": med(&rtt_two).map(|v| round(v, 1)),
         "cluster_events_per_s_1_host": cluster.as_ref().ok().map(|c| round(c.one_host, 0)),
         "cluster_events_per_s_3_hosts": cluster.as_ref().ok().map(|c| round(c.three_hosts, 0)),
         "cluster_skipped": cluster.as_ref().err(),

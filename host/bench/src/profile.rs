@@ -56,9 +56,19 @@ pub fn run(case: &str, threads: usize, guest: &str) -> Result<()> {
         // `POST /v1/events` over the API case's connections to a `keyhole
         // serve` (THREADS is ignored).
         "api" => {
-            crate::api::run(&module, 100, span)
-                .map_err(anyhow::Error::msg)?
-                .concurrent_events_per_s
+            let api = crate::api::run(&module, 2_000, span).map_err(anyhow::Error::msg)?;
+            let one = api.latency.summary();
+            println!(
+                "api, one connection: median {:.1} µs, p99 {:.1} µs",
+                one.median_us, one.p99_us
+            );
+            if let Some(pinned) = api.latency_one_cpu.map(|s| s.summary()) {
+                println!(
+                    "api, one connection, daemon and client on CPU 0: median {:.1} µs, p99 {:.1} µs",
+                    pinned.median_us, pinned.p99_us
+                );
+            }
+            api.concurrent_events_per_s
         }
         other => {
             bail!(
