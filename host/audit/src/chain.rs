@@ -78,14 +78,22 @@ pub(crate) fn store(
     out.extend_from_slice(b"{\"seq\":");
     keyhole_seglog::json::number(out, seq);
     out.extend_from_slice(b",\"prev\":\"");
-    out.extend_from_slice(hex::encode(prev).as_bytes());
+    push_hex(out, prev);
     out.extend_from_slice(b"\",\"entry\":");
     out.extend_from_slice(body);
     let mac = key.mac(&[&out[start..]]);
     out.extend_from_slice(b",\"mac\":\"");
-    out.extend_from_slice(hex::encode(mac).as_bytes());
+    push_hex(out, &mac);
     out.extend_from_slice(b"\"}");
     mac
+}
+
+/// A MAC in lowercase hex, without an intermediate `String` (`hex::encode`
+/// builds one a `char` at a time: a tenth of the audit writer's time).
+fn push_hex(out: &mut Vec<u8>, mac: &[u8; MAC_LEN]) {
+    let mut text = [0u8; 2 * MAC_LEN];
+    hex::encode_to_slice(mac, &mut text).expect("the buffer is twice the MAC's length");
+    out.extend_from_slice(&text);
 }
 
 /// A stored line, taken apart.

@@ -112,7 +112,7 @@ impl Hooks for ChainHooks {
     }
 
     fn after_write(&mut self, first_seq: u64, stored: &[u8]) -> std::io::Result<()> {
-        let lines = stored.iter().filter(|b| **b == b'\n').count() as u64;
+        let lines = memchr::memchr_iter(b'\n', stored).count() as u64;
         let last_line = keyhole_seglog::complete_lines(stored)
             .next_back()
             .unwrap_or_default();

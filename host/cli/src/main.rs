@@ -14,7 +14,6 @@
 
 #![forbid(unsafe_code)]
 
-
 /// mimalloc instead of glibc's allocator: the daemon's request path makes
 /// many short-lived allocations across threads (hyper's buffers, tower's
 /// boxed services, JSON), and glibc spent about a fifth of its CPU on them

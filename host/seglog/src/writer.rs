@@ -346,10 +346,7 @@ fn append_all(
             // As many whole lines as the segment has room for, in one write.
             let (mut end, mut n) = (offset, 0);
             while n < per_segment - open.lines && end < bytes.len() {
-                end += bytes[end..]
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(bytes.len() - end, |i| i + 1);
+                end += memchr::memchr(b'\n', &bytes[end..]).map_or(bytes.len() - end, |i| i + 1);
                 n += 1;
             }
             open.file.write_all(&bytes[offset..end])?;
