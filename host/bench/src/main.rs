@@ -25,6 +25,11 @@
 // expands within the default limit.
 #![recursion_limit = "256"]
 
+/// The allocator the `keyhole` binary uses (mimalloc), so that the
+/// in-process cases measure what the daemon runs; the floor shares it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod api;
 mod cases;
 mod cluster;

@@ -37,6 +37,17 @@ use crate::runs::RunRecord;
 use crate::runtime::Runtime;
 use crate::topics::Topic;
 
+/// `indices` dealt round-robin into at most `lanes` non-empty shares.
+fn shares(indices: &[usize], lanes: usize) -> Vec<Vec<usize>> {
+    let lanes = lanes.clamp(1, indices.len().max(1));
+    let mut out = vec![Vec::new(); lanes];
+    for (k, &i) in indices.iter().enumerate() {
+        out[k % lanes].push(i);
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
 impl Runtime {
     /// Checks an event against the store and the payload rules.
     pub fn validate_event(&self, event: &Event) -> Result<(), RuntimeError> {
@@ -115,34 +126,57 @@ impl Runtime {
         }
         // One task per worker thread (a "lane"), not per run: spawning and
         // waking a task per run cost more than the runs on 2 cores (100 runs
-        // took 1.7 times as long as one after another). Each lane runs its
-        // share concurrently in one task: a run that computes finishes in
-        // its first poll, one that waits (HTTP, its epoch yield) lets the
-        // lane's next one start.
+        // took 1.7 times as long as one after another).
         let lanes = tokio::runtime::Handle::current()
             .metrics()
             .num_workers()
             .clamp(1, targets.len());
         let event = Arc::new(event);
         let targets: Arc<[Arc<ReadyDeployment>]> = targets.into();
-        let tasks: Vec<_> = (0..lanes)
-            .map(|lane| {
-                let (rt, event, targets) = (self.clone(), event.clone(), targets.clone());
-                tokio::spawn(async move {
-                    let runs: FuturesUnordered<_> = (lane..targets.len())
-                        .step_by(lanes)
-                        .map(|i| {
-                            let (rt, event, target) = (&rt, &event, &targets[i]);
-                            async move {
-                                let _permit = rt.permit().await;
-                                (i, rt.run(target, event, Caller::Async).await)
-                            }
-                        })
-                        .collect();
-                    runs.collect::<Vec<_>>().await
-                })
-            })
-            .collect();
+        let (pure, waiting): (Vec<usize>, Vec<usize>) =
+            (0..targets.len()).partition(|&i| targets[i].listener.runs_sync(true));
+        let mut tasks = Vec::with_capacity(2 * lanes);
+        // Pure listeners have nothing to wait on: each lane runs its share
+        // one after another, synchronously (no wasmtime fiber per run), on
+        // the blocking pool, so one that computes until its timeout holds
+        // a blocking thread, never a worker.
+        for share in shares(&pure, lanes) {
+            let (rt, event, targets) = (self.clone(), event.clone(), targets.clone());
+            let handle = tokio::runtime::Handle::current();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let (rt, event) = (&rt, &event);
+                let run = |i: usize| {
+                    let target = &targets[i];
+                    async move {
+                        let _permit = rt.permit().await;
+                        rt.run(target, event, Caller::MayBlock).await
+                    }
+                };
+                share
+                    .into_iter()
+                    .map(|i| (i, handle.block_on(run(i))))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        // The others run their share concurrently in one task: a run that
+        // computes finishes in its first poll, one that waits (HTTP, its
+        // epoch yield) lets the lane's next one start.
+        for share in shares(&waiting, lanes) {
+            let (rt, event, targets) = (self.clone(), event.clone(), targets.clone());
+            tasks.push(tokio::spawn(async move {
+                let runs: FuturesUnordered<_> = share
+                    .into_iter()
+                    .map(|i| {
+                        let (rt, event, target) = (&rt, &event, &targets[i]);
+                        async move {
+                            let _permit = rt.permit().await;
+                            (i, rt.run(target, event, Caller::Async).await)
+                        }
+                    })
+                    .collect();
+                runs.collect::<Vec<_>>().await
+            }));
+        }
         let mut results = Vec::with_capacity(targets.len());
         for t in tasks {
             results.extend(

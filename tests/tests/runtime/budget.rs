@@ -75,11 +75,11 @@ pub async fn a_run_beyond_the_budget_waits_then_is_recorded_as_memory_budget() {
         spec.topics = vec![topic.into()];
         spec
     };
-    h.deploy(SPIN_LOOP, on(limited("hog", 3_000, 128), "hog"));
+    h.deploy(SPIN_LOOP, on(limited("hog", 8_000, 128), "hog"));
     h.deploy(MEMORY_TOUCHER, on(limited("late", 300, 128), "late"));
     h.deploy(
         MEMORY_TOUCHER,
-        on(limited("patient", 10_000, 128), "patient"),
+        on(limited("patient", 20_000, 128), "patient"),
     );
     h.deploy(MEMORY_TOUCHER, on(limited("huge", 5_000, 512), "huge"));
     h.deploy(MEMORY_TOUCHER, on(limited("small", 5_000, 8), "small"));
@@ -135,7 +135,9 @@ pub async fn a_run_beyond_the_budget_waits_then_is_recorded_as_memory_budget() {
             waited_ms: 0
         }
     );
-    // Waits out the hog's 3 s deadline, then runs.
+    // Waits out the hog's 8 s deadline, then runs. (8 s, so that the steps
+    // before this one finish first on a loaded machine: at 3 s, `patient`
+    // sometimes came after the hog had gone, and never waited.)
     let patient = emit("patient", 100).await.unwrap();
     assert_eq!(
         patient.outcome,
@@ -144,7 +146,7 @@ pub async fn a_run_beyond_the_budget_waits_then_is_recorded_as_memory_budget() {
         }
     );
     let hog = hog.await.unwrap();
-    assert_eq!(hog.outcome, Outcome::Deadline { timeout_ms: 3_000 });
+    assert_eq!(hog.outcome, Outcome::Deadline { timeout_ms: 8_000 });
 
     // The refusals are recorded and counted like any run.
     let recorded = h.runtime.runs(Some("late"), 10).unwrap();
