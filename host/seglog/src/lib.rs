@@ -12,7 +12,8 @@
 //!   thread woken per line. Lines are consecutive and continue across
 //!   restarts.
 //! - **Writing** happens on the log's own thread, in batches (every
-//!   `linger`, or when `batch` lines wait): each line becomes its stored
+//!   `linger`, or when `batch` lines wait, or at once when someone waits
+//!   for lines to be written or synced): each line becomes its stored
 //!   form ([`Hooks::store`]), the batch is appended to the current segment
 //!   (`<first seq>.jsonl`, zero-padded so name order is log order), and a
 //!   new segment starts every `per_segment` lines.
@@ -160,6 +161,9 @@ pub(crate) struct Queue {
     pub written: u64,
     pub sync_wanted: u64,
     pub synced: u64,
+    /// How many lines `wait_written` callers want written: the writer
+    /// writes them without lingering.
+    pub written_wanted: u64,
     /// Why the last write failed, while it keeps failing.
     pub failing: Option<String>,
     pub closed: bool,
@@ -305,6 +309,7 @@ impl SegLog {
     pub fn wait_written(&self, count: u64, timeout: Duration) -> bool {
         let until = Instant::now() + timeout;
         let mut q = self.shared.lock();
+        q.written_wanted = q.written_wanted.max(count);
         while q.written < count {
             if Instant::now() >= until {
                 return false;

@@ -78,11 +78,24 @@ pub(crate) fn run<H: Hooks>(
                 (Some(batch), sync, closed)
             }
             None => {
+                // Lines gather for up to `linger` (or until a batch is
+                // full, or someone waits for them): a writer that took
+                // whatever had arrived woke, wrote and ran its hooks per
+                // handful of lines, and took CPU from the runs.
                 let mut q = shared.lock();
-                if q.pending == 0 && q.sync_wanted <= q.synced && !q.closed {
+                let until = Instant::now() + config.linger;
+                loop {
+                    let due = q.pending >= config.batch
+                        || q.sync_wanted > q.synced
+                        || q.closed
+                        || (q.written_wanted > q.written && q.pending > 0);
+                    let left = until.saturating_duration_since(Instant::now());
+                    if due || left.is_zero() {
+                        break;
+                    }
                     q = shared
                         .work
-                        .wait_timeout(q, config.linger)
+                        .wait_timeout(q, left)
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                 }
