@@ -252,11 +252,12 @@ fn delete_when_said<H: Hooks>(
         if !batch.as_ref().is_some_and(holds_it) {
             return;
         }
+        // Written: a crash from now on leaves the line. Synced too, unless
+        // the disk refuses (then it goes with a later sync; waiting for
+        // one here could leave the deletion pending for good).
         if let Some(Err(e)) = current.as_mut().map(|c| c.file.sync_data()) {
             tracing::warn!("syncing before deleting old segments: {e}");
-            return;
         }
-        // Written and synced: no need to look for the batch again.
         d.said_at = None;
     }
     match retention::delete_before(segments, d.first_kept) {
