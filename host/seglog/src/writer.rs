@@ -36,6 +36,41 @@ struct Current {
     opened: Instant,
 }
 
+/// The writer's open segment, and the segments it left since the last
+/// sync: a sync covers them all (a batch that rolled over to a new segment
+/// was otherwise synced only in its last part).
+#[derive(Default)]
+struct Open {
+    current: Option<Current>,
+    unsynced: Vec<PathBuf>,
+}
+
+impl Open {
+    /// Stops appending to the current segment; the next sync still covers it.
+    fn leave(&mut self) {
+        if let Some(c) = self.current.take() {
+            if self.unsynced.len() >= 64 {
+                // Retention deletes segments in the meantime.
+                self.unsynced.retain(|p| p.exists());
+            }
+            self.unsynced.push(c.path);
+        }
+    }
+
+    /// Syncs every segment written since the last sync.
+    fn sync(&mut self) -> std::io::Result<()> {
+        while let Some(path) = self.unsynced.last() {
+            match std::fs::File::open(path) {
+                Ok(f) => f.sync_data()?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            self.unsynced.pop();
+        }
+        self.current.as_mut().map_or(Ok(()), |c| c.file.sync_data())
+    }
+}
+
 /// When the writer starts a new segment.
 #[derive(Clone, Copy)]
 struct Rolling {
@@ -57,7 +92,7 @@ pub(crate) fn run<H: Hooks>(
     config: Config,
     mut hooks: H,
 ) {
-    let mut current: Option<Current> = None;
+    let mut open = Open::default();
     let mut retry: Option<Batch> = None;
     // Failed writes since the log began closing: a log being dropped
     // gives up on a batch the disk keeps refusing rather than hang.
@@ -131,32 +166,30 @@ pub(crate) fn run<H: Hooks>(
         if let Some(b) = &batch {
             hooks.before_write(b.mark, &|| shared.lock().closed);
             let mut touched = Vec::new();
-            result = append_all(&mut segments, &mut current, b, rolling, &mut touched);
+            result = append_all(&mut segments, &mut open, b, rolling, &mut touched);
             if result.is_ok() {
                 result = hooks.after_write(b.first_seq, &b.stored);
             }
             if result.is_err() {
-                cut_back(&mut segments, &mut current, touched);
+                cut_back(&mut segments, &mut open, touched);
             }
         }
+        // A failed sync leaves the batch written: the sync is tried again
+        // (it is still wanted), the batch is not appended twice.
+        let mut synced = Ok(());
         if result.is_ok() && (sync || closed) {
-            result = current.as_mut().map_or(Ok(()), |c| c.file.sync_data());
+            synced = open.sync();
         }
         if result.is_ok() {
-            delete_when_said(
-                &mut deletion,
-                &mut segments,
-                &mut current,
-                &batch,
-                &mut hooks,
-            );
+            delete_when_said(&mut deletion, &mut segments, &mut open, &batch, &mut hooks);
         }
         let mut retention_line = None;
         if result.is_ok()
+            && synced.is_ok()
             && deletion.is_none()
             && let Some(first_kept) = trim(
                 &mut segments,
-                &mut current,
+                &mut open,
                 next_seq,
                 &config,
                 &mut age_checked,
@@ -169,13 +202,7 @@ pub(crate) fn run<H: Hooks>(
                         first_kept,
                         said_at: None,
                     });
-                    delete_when_said(
-                        &mut deletion,
-                        &mut segments,
-                        &mut current,
-                        &None,
-                        &mut hooks,
-                    );
+                    delete_when_said(&mut deletion, &mut segments, &mut open, &None, &mut hooks);
                 }
             }
         }
@@ -185,10 +212,26 @@ pub(crate) fn run<H: Hooks>(
                 if let Some(b) = &batch {
                     q.written = b.through;
                 }
-                if sync || closed {
-                    q.synced = q.written;
+                match synced {
+                    Ok(()) => {
+                        if sync || closed {
+                            q.synced = q.written;
+                        }
+                        q.failing = None;
+                    }
+                    Err(e) => {
+                        tracing::error!("syncing {}: {e}", config.thread_name);
+                        q.failing = Some(format!("{e}"));
+                        closing_failures += usize::from(closed);
+                        if closing_failures > CLOSING_RETRIES {
+                            tracing::error!(
+                                "{}: giving up on a sync the disk keeps refusing, at shutdown",
+                                config.thread_name
+                            );
+                            q.synced = q.written;
+                        }
+                    }
                 }
-                q.failing = None;
             }
             Err(e) => {
                 tracing::error!("writing {}: {e}", config.thread_name);
@@ -207,7 +250,11 @@ pub(crate) fn run<H: Hooks>(
                 }
             }
         }
-        let done = closed && q.pending == 0 && retry.is_none() && retention_line.is_none();
+        let done = closed
+            && q.pending == 0
+            && retry.is_none()
+            && retention_line.is_none()
+            && q.synced >= q.written;
         let failing = q.failing.is_some();
         drop(q);
         if let Some((first_kept, body)) = retention_line {
@@ -242,7 +289,7 @@ struct Deletion {
 fn delete_when_said<H: Hooks>(
     deletion: &mut Option<Deletion>,
     segments: &mut Segments,
-    current: &mut Option<Current>,
+    open: &mut Open,
     batch: &Option<Batch>,
     hooks: &mut H,
 ) {
@@ -255,7 +302,7 @@ fn delete_when_said<H: Hooks>(
         // Written: a crash from now on leaves the line. Synced too, unless
         // the disk refuses (then it goes with a later sync; waiting for
         // one here could leave the deletion pending for good).
-        if let Some(Err(e)) = current.as_mut().map(|c| c.file.sync_data()) {
+        if let Err(e) = open.sync() {
             tracing::warn!("syncing before deleting old segments: {e}");
         }
         d.said_at = None;
@@ -273,7 +320,7 @@ fn delete_when_said<H: Hooks>(
 /// returns the first line to keep if any are to go.
 fn trim(
     segments: &mut Segments,
-    current: &mut Option<Current>,
+    open: &mut Open,
     next_seq: u64,
     config: &Config,
     age_checked: &mut Instant,
@@ -289,7 +336,7 @@ fn trim(
         match retention::by_age(segments, next_seq, max_age) {
             Ok(found) => {
                 if found.rolled {
-                    *current = None;
+                    open.leave();
                 }
                 first_kept = first_kept.max(found.first_kept);
             }
@@ -307,7 +354,7 @@ fn trim(
 /// reached with its length before.
 fn append_all(
     segments: &mut Segments,
-    current: &mut Option<Current>,
+    open: &mut Open,
     batch: &Batch,
     rolling: Rolling,
     touched: &mut Vec<Touched>,
@@ -319,52 +366,52 @@ fn append_all(
         // The segment this batch created, if any.
         let mut created = None;
         while offset < bytes.len() {
-            let open = match current {
-                Some(c) if rolling.has_room(c) => c,
-                _ => {
-                    *current = None;
-                    // Continue the last segment (after a restart, or a
-                    // failed batch) if it has room; with a maximum age,
-                    // only an empty one, whose age is unknown otherwise.
-                    let (first, lines) = match segments.files.last() {
-                        Some((first, _))
-                            if seq - first < per_segment as u64
-                                && (rolling.max_span.is_none() || seq == *first) =>
-                        {
-                            (*first, (seq - first) as usize)
-                        }
-                        _ => (seq, 0),
-                    };
-                    let path = segments.path(first);
-                    let file = crate::files::open_for_append(&path)?;
-                    if lines == 0 && segments.files.last().map(|(f, _)| *f) != Some(first) {
-                        segments.files.push((first, path.clone()));
-                        created = Some(path.clone());
+            if !open.current.as_ref().is_some_and(|c| rolling.has_room(c)) {
+                open.leave();
+                // Continue the last segment (after a restart, or a failed
+                // batch) if it has room; with a maximum age, only an empty
+                // one, whose age is unknown otherwise.
+                let (first, lines) = match segments.files.last() {
+                    Some((first, _))
+                        if seq - first < per_segment as u64
+                            && (rolling.max_span.is_none() || seq == *first) =>
+                    {
+                        (*first, (seq - first) as usize)
                     }
-                    current.insert(Current {
-                        file,
-                        path,
-                        lines,
-                        opened: Instant::now(),
-                    })
+                    _ => (seq, 0),
+                };
+                let path = segments.path(first);
+                let file = crate::files::open_for_append(&path)?;
+                if lines == 0 && segments.files.last().map(|(f, _)| *f) != Some(first) {
+                    segments.files.push((first, path.clone()));
+                    created = Some(path.clone());
                 }
+                open.current = Some(Current {
+                    file,
+                    path,
+                    lines,
+                    opened: Instant::now(),
+                });
+            }
+            let Some(seg) = open.current.as_mut() else {
+                unreachable!("a segment was opened above");
             };
-            if !touched.iter().any(|t| t.path == open.path) {
+            if !touched.iter().any(|t| t.path == seg.path) {
                 touched.push(Touched {
-                    created: created.as_ref() == Some(&open.path),
-                    path: open.path.clone(),
-                    len: open.file.metadata()?.len(),
-                    file: open.file.try_clone()?,
+                    created: created.as_ref() == Some(&seg.path),
+                    path: seg.path.clone(),
+                    len: seg.file.metadata()?.len(),
+                    file: seg.file.try_clone()?,
                 });
             }
             // As many whole lines as the segment has room for, in one write.
             let (mut end, mut n) = (offset, 0);
-            while n < per_segment - open.lines && end < bytes.len() {
+            while n < per_segment - seg.lines && end < bytes.len() {
                 end += memchr::memchr(b'\n', &bytes[end..]).map_or(bytes.len() - end, |i| i + 1);
                 n += 1;
             }
-            open.file.write_all(&bytes[offset..end])?;
-            open.lines += n;
+            seg.file.write_all(&bytes[offset..end])?;
+            seg.lines += n;
             seq += n as u64;
             offset = end;
         }
@@ -387,8 +434,8 @@ struct Touched {
 
 /// Cuts every file a failed batch reached back to where it was (removing
 /// the ones it created), so a retry writes each line once.
-fn cut_back(segments: &mut Segments, current: &mut Option<Current>, touched: Vec<Touched>) {
-    *current = None;
+fn cut_back(segments: &mut Segments, open: &mut Open, touched: Vec<Touched>) {
+    open.leave();
     for t in touched {
         if let Err(e) = t.file.set_len(t.len) {
             tracing::error!(path = %t.path.display(), "cutting back a failed write: {e}");
@@ -397,5 +444,41 @@ fn cut_back(segments: &mut Segments, current: &mut Option<Current>, touched: Vec
             let _ = std::fs::remove_file(&t.path);
             segments.files.retain(|(_, p)| *p != t.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch that rolls over to a new segment leaves lines in the old
+    /// one: the next sync covers it too, and a segment deleted meanwhile
+    /// (by retention) is passed over.
+    #[test]
+    fn a_sync_covers_the_segments_left_since_the_last_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut open = Open::default();
+        let segment = |name: &str| {
+            let path = dir.path().join(name);
+            Current {
+                file: crate::files::open_for_append(&path).unwrap(),
+                path,
+                lines: 0,
+                opened: Instant::now(),
+            }
+        };
+        for name in ["1.jsonl", "2.jsonl", "3.jsonl"] {
+            open.leave();
+            open.current = Some(segment(name));
+        }
+        let left: Vec<_> = ["1.jsonl", "2.jsonl"]
+            .iter()
+            .map(|n| dir.path().join(n))
+            .collect();
+        assert_eq!(open.unsynced, left);
+        std::fs::remove_file(&left[0]).unwrap();
+        open.sync().unwrap();
+        assert!(open.unsynced.is_empty());
+        assert!(open.current.is_some(), "still appending to the newest");
     }
 }
