@@ -121,8 +121,9 @@ impl Runtime {
                 return Ok(Vec::new());
             };
             // The common case runs right here: no task, no thread hop.
-            let _permit = self.permit().await;
-            return Ok(vec![self.run(&target, &event, Caller::Async).await?]);
+            return Ok(vec![
+                self.run_permitted(&target, &event, Caller::Async).await?,
+            ]);
         }
         // One task per worker thread (a "lane"), not per run: spawning and
         // waking a task per run cost more than the runs on 2 cores (100 runs
@@ -144,17 +145,12 @@ impl Runtime {
             let (rt, event, targets) = (self.clone(), event.clone(), targets.clone());
             let handle = tokio::runtime::Handle::current();
             tasks.push(tokio::task::spawn_blocking(move || {
-                let (rt, event) = (&rt, &event);
-                let run = |i: usize| {
-                    let target = &targets[i];
-                    async move {
-                        let _permit = rt.permit().await;
-                        rt.run(target, event, Caller::MayBlock).await
-                    }
-                };
                 share
                     .into_iter()
-                    .map(|i| (i, handle.block_on(run(i))))
+                    .map(|i| {
+                        let run = rt.run_permitted(&targets[i], &event, Caller::MayBlock);
+                        (i, handle.block_on(run))
+                    })
                     .collect::<Vec<_>>()
             }));
         }
@@ -164,14 +160,11 @@ impl Runtime {
         for share in shares(&waiting, lanes) {
             let (rt, event, targets) = (self.clone(), event.clone(), targets.clone());
             tasks.push(tokio::spawn(async move {
+                let (rt, event, targets) = (&rt, &event, &targets);
                 let runs: FuturesUnordered<_> = share
                     .into_iter()
-                    .map(|i| {
-                        let (rt, event, target) = (&rt, &event, &targets[i]);
-                        async move {
-                            let _permit = rt.permit().await;
-                            (i, rt.run(target, event, Caller::Async).await)
-                        }
+                    .map(|i| async move {
+                        (i, rt.run_permitted(&targets[i], event, Caller::Async).await)
                     })
                     .collect();
                 runs.collect::<Vec<_>>().await
@@ -189,13 +182,20 @@ impl Runtime {
         results.into_iter().map(|(_, record)| record).collect()
     }
 
-    async fn permit(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.inner
+    /// One run, once one of the `max_concurrent_runs` permits is free.
+    async fn run_permitted(
+        &self,
+        target: &ReadyDeployment,
+        event: &Event,
+        caller: Caller,
+    ) -> Result<RunRecord, RuntimeError> {
+        let _permit = self
+            .inner
             .permits
-            .clone()
-            .acquire_owned()
+            .acquire()
             .await
-            .expect("semaphore never closed")
+            .expect("semaphore never closed");
+        self.run(target, event, caller).await
     }
 
     /// Like [`Runtime::emit`], but for callers outside an async runtime:
