@@ -46,6 +46,7 @@ mod access;
 mod artifacts;
 pub mod audit;
 mod budget;
+mod clock;
 mod cluster;
 pub mod deploy;
 mod deploy_record;
@@ -103,9 +104,4 @@ pub fn module_sha256(module: &[u8]) -> String {
 }
 pub use sandbox::OUTPUT_LIMIT;
 
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use clock::now_ms;

@@ -23,15 +23,17 @@ pub(super) async fn admit(
     event: &Event,
 ) -> Result<Reservation, RunRecord> {
     let limits = &target.record.spec.limits;
-    let started_at_ms = crate::now_ms();
     let patience = Duration::from_millis(limits.timeout_ms);
     match inner.budget.reserve(run_bytes(limits), patience).await {
         Ok(reservation) => Ok(reservation),
         Err(refused) => {
+            // Read only here: a clock read costs tens of ns per run.
+            let waited_ms = refused.waited.as_millis() as u64;
+            let started_at_ms = crate::now_ms().saturating_sub(waited_ms);
             let outcome = Outcome::MemoryBudget {
                 limit_bytes: limits.memory_bytes,
                 budget_bytes: inner.budget.total(),
-                waited_ms: refused.waited.as_millis() as u64,
+                waited_ms,
             };
             inner
                 .metrics

@@ -60,8 +60,8 @@ pub(super) fn set_up(
     caller: Caller,
     reservation: Reservation,
 ) -> Run {
-    let started_at_ms = crate::now_ms();
     let start = Instant::now();
+    let started_at_ms = crate::clock::wall_ms(start);
     let spec = &target.record.spec;
     let timeout = Duration::from_millis(spec.limits.timeout_ms);
     let secrets = SecretsCtx {
