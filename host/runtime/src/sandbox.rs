@@ -95,12 +95,14 @@ impl ResourceLimiter for RunLimits {
 pub(crate) struct RunState {
     /// Built on the guest's first WASI call: most listeners never make one
     /// (pure components cannot), and building a context costs microseconds.
-    wasi: Option<WasiCtx>,
+    /// Boxed, as is `http`: both are large and most runs have neither, and
+    /// the state is moved into its `Store` on every run.
+    wasi: Option<Box<WasiCtx>>,
     pub(crate) table: ResourceTable,
     output: Option<(CapturedOutput, CapturedOutput)>,
     pub(crate) limits: RunLimits,
     pub(crate) secrets: SecretsCtx,
-    pub(crate) http: Option<(WasiHttpCtx, OutboundHooks)>,
+    pub(crate) http: Option<Box<(WasiHttpCtx, OutboundHooks)>>,
 }
 
 impl RunState {
@@ -120,7 +122,7 @@ impl RunState {
     pub(crate) fn take_injected(&mut self) -> Vec<(String, crate::secrets::Revealed)> {
         self.http
             .as_mut()
-            .and_then(|(_, hooks)| hooks.inject.as_mut())
+            .and_then(|http| http.1.inject.as_mut())
             .map(Injector::take)
             .unwrap_or_default()
     }
@@ -138,7 +140,7 @@ impl RunState {
         if self.wasi.is_none() {
             let stdout = CapturedOutput::new(OUTPUT_LIMIT);
             let stderr = CapturedOutput::new(OUTPUT_LIMIT);
-            self.wasi = Some(
+            self.wasi = Some(Box::new(
                 WasiCtx::builder()
                     .stdout(stdout.clone())
                     .stderr(stderr.clone())
@@ -146,7 +148,7 @@ impl RunState {
                     .allow_udp(false)
                     .allow_ip_name_lookup(false)
                     .build(),
-            );
+            ));
             self.output = Some((stdout, stderr));
         }
     }
@@ -169,7 +171,7 @@ impl RunState {
             started: 0,
             inject,
         };
-        self.http = Some((WasiHttpCtx::new(), hooks));
+        self.http = Some(Box::new((WasiHttpCtx::new(), hooks)));
         calls
     }
 }
@@ -192,7 +194,7 @@ impl WasiHttpView for RunState {
         // and those always get an HTTP context in `run/setup.rs`.
         let (ctx, hooks) = self
             .http
-            .as_mut()
+            .as_deref_mut()
             .expect("wasi:http linked without an HTTP grant");
         WasiHttpCtxView {
             ctx,
