@@ -177,18 +177,20 @@ fn field(buf: &mut Vec<u8>, name: &str) {
 
 /// Writes `r` as the JSON of [`Entry::SecretRead`].
 pub(crate) fn write_secret_read(buf: &mut Vec<u8>, r: &SecretRead<'_>) {
+    // Field names as literals (copied inline, not by a call per name):
+    // this runs on every `get-secret`.
     buf.extend_from_slice(b"{\"kind\":\"secret_read\",\"time_ms\":");
     number(buf, r.time_ms);
-    for (name, value) in [
-        ("event_id", r.event_id),
-        ("topic", r.topic),
-        ("deployment", r.deployment),
-        ("module_sha256", r.module_sha256),
-        ("name", r.name),
-    ] {
-        field(buf, name);
-        string(buf, value);
-    }
+    buf.extend_from_slice(b",\"event_id\":");
+    string(buf, r.event_id);
+    buf.extend_from_slice(b",\"topic\":");
+    string(buf, r.topic);
+    buf.extend_from_slice(b",\"deployment\":");
+    string(buf, r.deployment);
+    buf.extend_from_slice(b",\"module_sha256\":");
+    string(buf, r.module_sha256);
+    buf.extend_from_slice(b",\"name\":");
+    string(buf, r.name);
     if let Some(q) = r.requested {
         field(buf, "requested");
         buf.push(b'{');
@@ -207,14 +209,13 @@ pub(crate) fn write_secret_read(buf: &mut Vec<u8>, r: &SecretRead<'_>) {
         buf.push(b'}');
     }
     if let Some(s) = r.resolved {
-        field(buf, "resolved");
-        buf.extend_from_slice(b"{\"scope\":");
+        buf.extend_from_slice(b",\"resolved\":{\"scope\":");
         buf.extend_from_slice(if s.space { b"\"space:" } else { b"\"env:" });
         string_body(buf, s.id);
         buf.push(b'"');
-        field(buf, "provenance");
+        buf.extend_from_slice(b",\"provenance\":");
         string(buf, s.provenance);
-        field(buf, "version");
+        buf.extend_from_slice(b",\"version\":");
         number(buf, s.version);
         buf.push(b'}');
     }
@@ -226,7 +227,7 @@ pub(crate) fn write_secret_read(buf: &mut Vec<u8>, r: &SecretRead<'_>) {
         string(buf, i.header);
         buf.push(b'}');
     }
-    field(buf, "outcome");
+    buf.extend_from_slice(b",\"outcome\":");
     string(buf, r.outcome.as_str());
     if let Some(reason) = r.reason {
         field(buf, "reason");

@@ -7,16 +7,20 @@
 //! compiler vectorises) and copies it, leaving anything unusual to
 //! `serde_json`. The output is byte for byte what `serde_json` writes.
 
+/// Whether `s` can be copied into a JSON string as is.
+fn plain(s: &str) -> bool {
+    // `fold`, not `all`: no early exit, so the loop vectorises.
+    s.as_bytes()
+        .iter()
+        .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'))
+}
+
 /// A JSON string: copied as is when nothing in it needs escaping.
 pub fn string(buf: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    // `fold`, not `all`: no early exit, so the loop vectorises.
-    let plain = bytes
-        .iter()
-        .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
-    if plain {
+    if plain(s) {
+        buf.reserve(s.len() + 2);
         buf.push(b'"');
-        buf.extend_from_slice(bytes);
+        buf.extend_from_slice(s.as_bytes());
         buf.push(b'"');
     } else {
         serde(buf, s);
@@ -26,10 +30,14 @@ pub fn string(buf: &mut Vec<u8>, s: &str) {
 /// The inside of a JSON string (escaped, without the quotes), for
 /// strings built from parts.
 pub fn string_body(buf: &mut Vec<u8>, s: &str) {
-    let start = buf.len();
-    string(buf, s);
-    buf.remove(start);
-    buf.pop();
+    if plain(s) {
+        buf.extend_from_slice(s.as_bytes());
+    } else {
+        let start = buf.len();
+        serde(buf, s);
+        buf.remove(start);
+        buf.pop();
+    }
 }
 
 /// A JSON number.
