@@ -8,7 +8,7 @@
 //! name order, so an event looks at its own environment's only and sorts
 //! nothing. Deploys and undeploys, which are rare, pay for the ordering.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use crate::access::Access;

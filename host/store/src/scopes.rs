@@ -14,7 +14,7 @@
 //! looked, so a mark landing in the middle of a check is never papered
 //! over by a stale "known".
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 
 use keyhole_kv::{Bucket, Cas, Revision};
 

@@ -29,7 +29,7 @@
 //! use. An insert of a record into a full cache empties it first, so the
 //! cache never stops admitting the secrets in use.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::crypto::{Cipher, NONCE_LEN};
