@@ -21,9 +21,12 @@
 //! expired one is deleted after it.
 
 use std::io;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::Config;
+use crate::Hooks;
 use crate::files::Segments;
+use crate::writer::{Batch, Open};
 
 /// The first line to keep so that at least `keep` lines remain, if that
 /// leaves out a whole segment.
@@ -118,4 +121,77 @@ fn delete_oldest(segments: &mut Segments) -> io::Result<()> {
             Err(e)
         }
     }
+}
+
+/// Segments retention chose to delete, and the line saying so.
+pub(crate) struct Deletion {
+    pub(crate) first_kept: u64,
+    /// The sequence number of the hooks' line about it: the segments go
+    /// once a batch holding it is written and synced.
+    pub(crate) said_at: Option<u64>,
+}
+
+/// Deletes the chosen segments once the line saying so is on disk (syncing
+/// the batch that holds it). Housekeeping: a failure leaves them for a
+/// later pass, and never makes a written batch be retried.
+pub(crate) fn delete_when_said<H: Hooks>(
+    deletion: &mut Option<Deletion>,
+    segments: &mut Segments,
+    open: &mut Open,
+    batch: &Option<Batch>,
+    hooks: &mut H,
+) {
+    let Some(d) = deletion else { return };
+    if let Some(seq) = d.said_at {
+        if !batch.as_ref().is_some_and(|b| b.holds(seq)) {
+            return;
+        }
+        // Written: a crash from now on leaves the line. Synced too, unless
+        // the disk refuses (then it goes with a later sync; waiting for
+        // one here could leave the deletion pending for good).
+        if let Err(e) = open.sync() {
+            tracing::warn!("syncing before deleting old segments: {e}");
+        }
+        d.said_at = None;
+    }
+    match delete_before(segments, d.first_kept) {
+        Ok(()) => {
+            hooks.trimmed(d.first_kept);
+            *deletion = None;
+        }
+        Err(e) => tracing::warn!("deleting old segments: {e}"),
+    }
+}
+
+/// Chooses old segments to delete by count and by age (`retention.rs`);
+/// returns the first line to keep if any are to go.
+pub(crate) fn trim(
+    segments: &mut Segments,
+    open: &mut Open,
+    next_seq: u64,
+    config: &Config,
+    age_checked: &mut Instant,
+) -> Option<u64> {
+    let mut first_kept = None;
+    if segments.total(next_seq) > config.keep.saturating_add(config.keep / 10) {
+        first_kept = by_count(segments, next_seq, config.keep);
+    }
+    if let Some(max_age) = config.max_age
+        && age_checked.elapsed() >= age_check_every(max_age)
+    {
+        *age_checked = Instant::now();
+        match by_age(segments, next_seq, max_age) {
+            Ok(found) => {
+                if found.rolled {
+                    open.leave();
+                }
+                first_kept = first_kept.max(found.first_kept);
+            }
+            Err(e) => tracing::warn!(
+                "looking for expired segments of {}: {e}",
+                config.thread_name
+            ),
+        }
+    }
+    first_kept
 }

@@ -10,14 +10,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::files::{Segments, complete_lines};
-use crate::retention;
-use crate::{Config, Hooks, SegLog, Shared};
+use crate::retention::{self, Deletion, delete_when_said, trim};
+use crate::{Config, Hooks, Queue, SegLog, Shared};
 
 /// How many times a closing log retries a failed batch before giving up.
 const CLOSING_RETRIES: usize = 50;
 
 /// A batch taken from the queue, already in its stored form.
-struct Batch {
+pub(crate) struct Batch {
     /// Stored lines, each ending in `\n`.
     stored: Vec<u8>,
     first_seq: u64,
@@ -25,6 +25,13 @@ struct Batch {
     mark: u64,
     /// The `appended` count the batch brings `written` to.
     through: u64,
+}
+
+impl Batch {
+    /// Whether line `seq` is in this batch.
+    pub(crate) fn holds(&self, seq: u64) -> bool {
+        (self.first_seq..self.first_seq + self.lines).contains(&seq)
+    }
 }
 
 /// The writer's open segment.
@@ -40,14 +47,14 @@ struct Current {
 /// sync: a sync covers them all (a batch that rolled over to a new segment
 /// was otherwise synced only in its last part).
 #[derive(Default)]
-struct Open {
+pub(crate) struct Open {
     current: Option<Current>,
     unsynced: Vec<PathBuf>,
 }
 
 impl Open {
     /// Stops appending to the current segment; the next sync still covers it.
-    fn leave(&mut self) {
+    pub(crate) fn leave(&mut self) {
         if let Some(c) = self.current.take() {
             if self.unsynced.len() >= 64 {
                 // Retention deletes segments in the meantime.
@@ -58,7 +65,7 @@ impl Open {
     }
 
     /// Syncs every segment written since the last sync.
-    fn sync(&mut self) -> std::io::Result<()> {
+    pub(crate) fn sync(&mut self) -> std::io::Result<()> {
         while let Some(path) = self.unsynced.last() {
             match std::fs::File::open(path) {
                 Ok(f) => f.sync_data()?,
@@ -220,29 +227,35 @@ pub(crate) fn run<H: Hooks>(
                         q.failing = None;
                     }
                     Err(e) => {
-                        tracing::error!("syncing {}: {e}", config.thread_name);
-                        q.failing = Some(format!("{e}"));
-                        closing_failures += usize::from(closed);
-                        if closing_failures > CLOSING_RETRIES {
-                            tracing::error!(
-                                "{}: giving up on a sync the disk keeps refusing, at shutdown",
-                                config.thread_name
-                            );
+                        let what = "a sync the disk keeps refusing";
+                        if failed(
+                            &mut q,
+                            &config,
+                            "syncing",
+                            &e,
+                            closed,
+                            &mut closing_failures,
+                            what,
+                        ) {
                             q.synced = q.written;
                         }
                     }
                 }
             }
             Err(e) => {
-                tracing::error!("writing {}: {e}", config.thread_name);
-                q.failing = Some(format!("{e}"));
-                closing_failures += usize::from(closed);
-                if closing_failures > CLOSING_RETRIES {
-                    tracing::error!(
-                        "{}: giving up on {} lines the disk keeps refusing, at shutdown",
-                        config.thread_name,
-                        batch.as_ref().map_or(0, |b| b.lines)
-                    );
+                let what = format!(
+                    "{} lines the disk keeps refusing",
+                    batch.as_ref().map_or(0, |b| b.lines)
+                );
+                if failed(
+                    &mut q,
+                    &config,
+                    "writing",
+                    &e,
+                    closed,
+                    &mut closing_failures,
+                    &what,
+                ) {
                     q.written = q.appended;
                     q.synced = q.written;
                 } else {
@@ -275,78 +288,26 @@ pub(crate) fn run<H: Hooks>(
     }
 }
 
-/// Segments retention chose to delete, and the line saying so.
-struct Deletion {
-    first_kept: u64,
-    /// The sequence number of the hooks' line about it: the segments go
-    /// once a batch holding it is written and synced.
-    said_at: Option<u64>,
-}
-
-/// Deletes the chosen segments once the line saying so is on disk (syncing
-/// the batch that holds it). Housekeeping: a failure leaves them for a
-/// later pass, and never makes a written batch be retried.
-fn delete_when_said<H: Hooks>(
-    deletion: &mut Option<Deletion>,
-    segments: &mut Segments,
-    open: &mut Open,
-    batch: &Option<Batch>,
-    hooks: &mut H,
-) {
-    let Some(d) = deletion else { return };
-    if let Some(seq) = d.said_at {
-        let holds_it = |b: &Batch| (b.first_seq..b.first_seq + b.lines).contains(&seq);
-        if !batch.as_ref().is_some_and(holds_it) {
-            return;
-        }
-        // Written: a crash from now on leaves the line. Synced too, unless
-        // the disk refuses (then it goes with a later sync; waiting for
-        // one here could leave the deletion pending for good).
-        if let Err(e) = open.sync() {
-            tracing::warn!("syncing before deleting old segments: {e}");
-        }
-        d.said_at = None;
-    }
-    match retention::delete_before(segments, d.first_kept) {
-        Ok(()) => {
-            hooks.trimmed(d.first_kept);
-            *deletion = None;
-        }
-        Err(e) => tracing::warn!("deleting old segments: {e}"),
-    }
-}
-
-/// Chooses old segments to delete by count and by age (`retention.rs`);
-/// returns the first line to keep if any are to go.
-fn trim(
-    segments: &mut Segments,
-    open: &mut Open,
-    next_seq: u64,
+/// A failed write or sync: logged, and the log is failing until one
+/// succeeds. Returns whether to give up (the log is closing and the disk
+/// has refused more than `CLOSING_RETRIES` times), saying so.
+fn failed(
+    q: &mut Queue,
     config: &Config,
-    age_checked: &mut Instant,
-) -> Option<u64> {
-    let mut first_kept = None;
-    if segments.total(next_seq) > config.keep.saturating_add(config.keep / 10) {
-        first_kept = retention::by_count(segments, next_seq, config.keep);
+    doing: &str,
+    e: &std::io::Error,
+    closed: bool,
+    closing_failures: &mut usize,
+    what: &str,
+) -> bool {
+    tracing::error!("{doing} {}: {e}", config.thread_name);
+    q.failing = Some(format!("{e}"));
+    *closing_failures += usize::from(closed);
+    let give_up = *closing_failures > CLOSING_RETRIES;
+    if give_up {
+        tracing::error!("{}: giving up on {what}, at shutdown", config.thread_name);
     }
-    if let Some(max_age) = config.max_age
-        && age_checked.elapsed() >= retention::age_check_every(max_age)
-    {
-        *age_checked = Instant::now();
-        match retention::by_age(segments, next_seq, max_age) {
-            Ok(found) => {
-                if found.rolled {
-                    open.leave();
-                }
-                first_kept = first_kept.max(found.first_kept);
-            }
-            Err(e) => tracing::warn!(
-                "looking for expired segments of {}: {e}",
-                config.thread_name
-            ),
-        }
-    }
-    first_kept
+    give_up
 }
 
 /// Appends a batch, starting a new segment when the current one is full
