@@ -215,6 +215,80 @@ fn api_routes_auth_limits_and_openapi() {
     assert_eq!(runs[0]["spaceId"], "team-a");
     assert_json_error(&h.get("/v1/runs?limit=many"), 400);
 
+    // A batch: refused whole (naming the line) when a line is bad, and
+    // nothing of it runs; run in order otherwise.
+    let one = |topic: &str| json!({"topic": topic, "environmentId": "prod", "spaceId": "team-a"});
+    let ndjson = |lines: &[Value]| {
+        lines
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .into_bytes()
+    };
+    let refused = [
+        (
+            ndjson(&[one("action:a"), json!({"topic": ""})]),
+            400,
+            "line 2: ",
+        ),
+        (ndjson(&[one("action:a"), one("")]), 400, "line 2: "),
+        (
+            b"{\"topic\": \"action:a\", \"environmentId\": \"prod\"}\nnot json\n".to_vec(),
+            400,
+            "line 2: ",
+        ),
+        (
+            ndjson(&[json!({"topic": "t", "environmentId": "nope"})]),
+            404,
+            "line 1: ",
+        ),
+        (b"\n \n".to_vec(), 400, "the batch holds no events"),
+    ];
+    for (body, status, says) in refused {
+        let r = h.post_raw("/v1/events/batch", body);
+        assert_json_error(&r, status);
+        assert!(
+            r.json()["error"].as_str().unwrap().starts_with(says),
+            "{r:?}"
+        );
+    }
+    let lines: Vec<Value> = (0..5)
+        .map(|i| {
+            let mut line = one(&format!("action:b{i}"));
+            line["id"] = json!(format!("batch-{i}"));
+            line
+        })
+        .collect();
+    let r = h.post_raw("/v1/events/batch", ndjson(&lines));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(!r.body.contains(VALUE));
+    let batch = r.json()["events"].as_array().unwrap().clone();
+    assert_eq!(batch.len(), 5);
+    for ev in &batch {
+        assert_eq!(ev["runs"][0]["listener"], "hello");
+        assert_eq!(ev["runs"][0]["outcome"]["kind"], "ok", "{ev}");
+    }
+    let ran: Vec<Value> = h.get("/v1/runs?listener=hello&limit=20").json()["runs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(ran.len(), 6, "the event before and the 5 of the batch");
+    // Answered in the order sent, whatever order they ran in.
+    let answered: Vec<&str> = batch
+        .iter()
+        .map(|e| e["eventId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        answered,
+        ["batch-0", "batch-1", "batch-2", "batch-3", "batch-4"]
+    );
+    let mut recorded: Vec<&str> = ran[..5]
+        .iter()
+        .map(|r| r["eventId"].as_str().unwrap())
+        .collect();
+    recorded.sort_unstable();
+    assert_eq!(recorded, answered);
+
     // Key rotation, then secrets still resolve.
     let r = h.post_raw("/v1/keys/rotate", Vec::new());
     assert_eq!(r.status, 200, "{r:?}");
@@ -333,6 +407,10 @@ fn check_openapi_against_server(h: &Http) {
                 ("POST", "/v1/events") => {
                     h.post_json(path, &json!({"topic": "t", "environmentId": "prod"}))
                 }
+                ("POST", "/v1/events/batch") => h.post_raw(
+                    path,
+                    b"{\"topic\": \"t\", \"environmentId\": \"prod\"}".to_vec(),
+                ),
                 ("DELETE", "/v1/secrets/{id}") => h.delete("/v1/secrets/env:prod:DOC_CHECK"),
                 ("DELETE", "/v1/listeners/{name}") => h.delete("/v1/listeners/doc-check"),
                 ("POST", "/v1/tokens") => {
@@ -351,7 +429,7 @@ fn check_openapi_against_server(h: &Http) {
             checked += 1;
         }
     }
-    assert_eq!(checked, 35, "operations checked");
+    assert_eq!(checked, 36, "operations checked");
 }
 
 /// A component that could never run is invalid input: 400 with a message

@@ -50,6 +50,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/v1/listeners/{name}", "listeners:read"),
     ("DELETE", "/v1/listeners/{name}", "listeners:deploy"),
     ("POST", "/v1/events", "events:emit"),
+    ("POST", "/v1/events/batch", "events:emit"),
     ("GET", "/v1/runs", "runs:read"),
     ("GET", "/v1/runs/{id}", "runs:read"),
     ("GET", "/v1/audit", "audit:read"),
@@ -127,6 +128,10 @@ fn call(h: &Http, method: &str, path: &str, tag: &str) -> Resp {
         ("POST", "/v1/events") => {
             h.post_json(path, &json!({"topic": "t", "environmentId": "prod"}))
         }
+        ("POST", "/v1/events/batch") => h.post_raw(
+            path,
+            b"{\"topic\": \"t\", \"environmentId\": \"prod\"}\n".to_vec(),
+        ),
         ("POST", "/v1/tokens") => h.post_json(
             path,
             &json!({"name": format!("victim-{tag}"), "role": "auditor"}),
@@ -444,6 +449,18 @@ fn scoped_tokens_stay_in_their_scope() {
         "events:emit",
         "dep-prod",
     );
+    // A batch is refused whole when one line is outside the scope: the
+    // line in scope does not run either.
+    let batch = b"{\"topic\": \"t\", \"environmentId\": \"prod\"}\n\
+                  {\"topic\": \"t\", \"environmentId\": \"staging\"}\n";
+    let r = t.post_raw("/v1/events/batch", batch.to_vec());
+    assert_forbidden(&r, "events:emit", "dep-prod");
+    assert!(
+        r.json()["error"].as_str().unwrap().starts_with("line 2: "),
+        "{r:?}"
+    );
+    let none = t.get("/v1/runs").json();
+    assert_eq!(none["runs"].as_array().map(Vec::len), Some(0), "{none}");
     let r = t.post_json(
         "/v1/events",
         &json!({"topic": "t", "environmentId": "prod"}),

@@ -1,4 +1,4 @@
-//! Listeners and events over HTTP (runs: `runs.rs`).
+//! Listeners over HTTP (events: `events.rs`, runs: `runs.rs`).
 //!
 //! `POST /v1/listeners` is multipart/form-data: a `spec` part (JSON, camelCase,
 //! unknown fields refused) and a `module` part (the component bytes, at most
@@ -20,19 +20,19 @@ use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use keyhole_runtime::{DeploySpec, Event, Grants, Injection, Limits, RuntimeError};
+use keyhole_runtime::{DeploySpec, Grants, Injection, Limits, RuntimeError};
 use keyhole_store::Scope;
 
 use super::audit::{audited, audited_with};
 use super::auth::{denied_item, sees, within, within_scope};
-use super::body::{ApiJson, body_rejection, parse_json, read_body};
+use super::body::{body_rejection, parse_json, read_body};
 use super::error::{ApiError, ErrorCode};
 use super::grants;
 use super::scopes::blocking;
 use super::{JSON_BODY_LIMIT, Shared, upload_limit};
 use crate::auth::{Permission, Principal, TokenScope};
-use crate::requests::{EmitBody, ListenerSpec, MIN_REVISION_WAIT};
-use crate::views::{DeployedView, EmitView, ListenerView, RunView};
+use crate::requests::ListenerSpec;
+use crate::views::{DeployedView, ListenerView};
 
 impl From<ListenerSpec> for DeploySpec {
     fn from(s: ListenerSpec) -> Self {
@@ -245,87 +245,4 @@ pub async fn undeploy(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-pub async fn emit(
-    State(s): State<Shared>,
-    Extension(who): Extension<Principal>,
-    ApiJson(body): ApiJson<EmitBody>,
-) -> Result<(StatusCode, Json<EmitView>), ApiError> {
-    within(
-        &who,
-        Permission::EventsEmit,
-        s.runtime.store(),
-        &body.environment_id,
-        body.space_id.as_deref(),
-    )?;
-    let payload = serde_json::to_string(&body.payload)
-        .map_err(|e| ApiError::bad_request(format!("payload: {e}")))?;
-    let mut event = Event::new(&body.topic, &body.environment_id, body.space_id.as_deref())
-        .with_payload(payload);
-    if let Some(id) = body.id {
-        event = event.with_id(id);
-    }
-    if let Some(queue) = &s.queue {
-        // Refused here, in the caller's terms, rather than by a worker.
-        s.runtime.validate_event(&event)?;
-        return queue_event(queue, event, body.min_revision).await;
-    }
-    if let Some(revision) = body.min_revision {
-        let store = s.runtime.store().clone();
-        let caught_up = blocking(move || Ok(store.wait_for(revision, MIN_REVISION_WAIT)?)).await?;
-        if !caught_up {
-            return Err(ApiError::unavailable(format!(
-                "this host has not seen store revision {revision} within {} s; the event was not run",
-                MIN_REVISION_WAIT.as_secs()
-            )));
-        }
-    }
-    let event_id = event.id.clone();
-    // The dispatch runs in its own task: if the client goes away, hyper drops
-    // this handler, but an accepted event still runs to the end and is
-    // recorded (runs execute inline in the task that awaits them).
-    let runtime = s.runtime.clone();
-    let runs = tokio::spawn(async move { runtime.emit(event).await })
-        .await
-        .map_err(|e| ApiError::internal(format!("dispatch task failed: {e}")))??;
-    Ok((
-        StatusCode::OK,
-        Json(EmitView {
-            event_id,
-            runs: runs.into_iter().map(RunView::from).collect(),
-            queued: false,
-            duplicate: false,
-        }),
-    ))
-}
-
-/// Cluster mode: the event, durably queued for any host's workers; 202.
-async fn queue_event(
-    queue: &keyhole_kv_nats::queue::WorkQueue,
-    event: Event,
-    min_revision: Option<u64>,
-) -> Result<(StatusCode, Json<EmitView>), ApiError> {
-    let queued = crate::events_queue::Queued {
-        id: event.id.clone(),
-        topic: event.topic,
-        environment: event.environment,
-        space: event.space,
-        payload: event.payload,
-        min_revision,
-    };
-    let body = serde_json::to_vec(&queued).map_err(ApiError::internal)?;
-    let published = queue
-        .publish(&queued.id, body)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the event was not queued: {e}")))?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(EmitView {
-            event_id: queued.id,
-            runs: Vec::new(),
-            queued: true,
-            duplicate: published.duplicate,
-        }),
-    ))
 }

@@ -32,6 +32,7 @@ mod body;
 mod deadline;
 mod deletion;
 mod error;
+mod events;
 mod grants;
 mod history;
 mod listeners;
@@ -278,7 +279,13 @@ pub fn routes(max_module_bytes: usize) -> Vec<Route> {
             P::ListenersDeploy,
             delete(listeners::undeploy),
         ),
-        route(M::POST, "/v1/events", P::EventsEmit, post(listeners::emit)),
+        route(M::POST, "/v1/events", P::EventsEmit, post(events::emit)),
+        route(
+            M::POST,
+            "/v1/events/batch",
+            P::EventsEmit,
+            post(events::emit_batch).layer(DefaultBodyLimit::max(events::BATCH_BODY_LIMIT)),
+        ),
         route(M::GET, "/v1/runs", P::RunsRead, get(runs::list)),
         route(M::GET, "/v1/runs/{id}", P::RunsRead, get(runs::get)),
         route(M::GET, "/v1/audit", P::AuditRead, get(audit::list)),

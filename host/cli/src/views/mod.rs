@@ -359,6 +359,13 @@ pub struct EmitView {
     pub duplicate: bool,
 }
 
+/// The events of a batch (`POST /v1/events/batch`), in the order sent.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmitBatchView {
+    pub events: Vec<EmitView>,
+}
+
 /// A page of run records, newest first.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RunsPage {
