@@ -1,6 +1,8 @@
 //! The optional end-to-end case: `POST /v1/events` against a real
 //! `keyhole serve`, over one keep-alive HTTP/1.1 connection (latency), then
-//! over [`CONNECTIONS`] at once (events per second).
+//! over [`CONNECTIONS`] at once (events per second), and `POST
+//! /v1/events/batch` with [`BATCH`] events a request over one connection
+//! (events per second).
 //!
 //! The CLI is written concurrently with this benchmark, so this case never
 //! blocks the run: it is skipped (with the reason) when there is no binary,
@@ -39,7 +41,12 @@ pub struct ApiFigures {
     pub latency_one_cpu: Option<Samples>,
     /// Events per second over [`CONNECTIONS`] keep-alive connections.
     pub concurrent_events_per_s: f64,
+    /// Events per second in batches of [`BATCH`] over one connection.
+    pub batch_events_per_s: f64,
 }
+
+/// Events per `POST /v1/events/batch` of the batch figure.
+pub const BATCH: usize = 100;
 
 /// Concurrent keep-alive connections of the throughput figure.
 pub const CONNECTIONS: usize = 32;
@@ -79,11 +86,13 @@ pub fn run(module: &[u8], iterations: usize, span: Duration) -> Result<ApiFigure
         _ => None,
     };
     drop(client);
-    let concurrent_events_per_s = concurrent(&addr, &token, expect, span)?;
+    let concurrent_events_per_s = concurrent(&addr, &token, expect.clone(), span)?;
+    let batch_events_per_s = batched(&addr, &token, expect, span)?;
     Ok(ApiFigures {
         latency,
         latency_one_cpu,
         concurrent_events_per_s,
+        batch_events_per_s,
     })
 }
 
@@ -100,6 +109,23 @@ fn one_at_a_time(client: &mut Client, iterations: usize) -> Result<Samples, Stri
         }
     }
     Ok(latency)
+}
+
+/// Events per second in batches of [`BATCH`], one request at a time over
+/// one connection: the daemon runs each batch's events over its workers.
+fn batched(addr: &str, token: &str, expect: Option<String>, span: Duration) -> Result<f64, String> {
+    let mut client =
+        Client::connect(addr, token, expect).map_err(|e| format!("connect {addr}: {e:#}"))?;
+    client.request = batch_request(addr, token, BATCH);
+    let start = Instant::now();
+    let mut done = 0;
+    while start.elapsed() < span {
+        client
+            .post_event()
+            .map_err(|e| format!("POST /v1/events/batch: {e:#}"))?;
+        done += BATCH;
+    }
+    Ok(done as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Events per second over [`CONNECTIONS`] keep-alive connections, driven
@@ -333,6 +359,19 @@ fn event_request(addr: &str, token: &str) -> Vec<u8> {
     format!(
         "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// `POST /v1/events/batch` of `n` of the bench's events, whole.
+fn batch_request(addr: &str, token: &str, n: usize) -> Vec<u8> {
+    let line =
+        format!("{{\"topic\":\"{TOPIC}\",\"environmentId\":\"{ENVIRONMENT}\",\"payload\":{{}}}}\n");
+    let body = line.repeat(n);
+    format!(
+        "POST /v1/events/batch HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()

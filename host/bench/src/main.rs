@@ -238,6 +238,7 @@ fn main() -> Result<()> {
         Err(why) => Err(why.clone()),
     };
     let api_concurrent = api_figures.as_ref().ok().map(|f| f.concurrent_events_per_s);
+    let api_batch = api_figures.as_ref().ok().map(|f| f.batch_events_per_s);
     rows.push(row("API POST /v1/events", api.clone()));
     rows.push(row("API POST /v1/events, one CPU", api_one_cpu.clone()));
     // About the sizes of the API case's request and answer; on one CPU and,
@@ -348,6 +349,13 @@ fn main() -> Result<()> {
             "API POST /v1/events, {} connections: skipped",
             api::CONNECTIONS
         ),
+    }
+    if let Some(eps) = api_batch {
+        println!(
+            "API POST /v1/events/batch, {} events a request, one connection: {eps:>8.0} events/s ({:.2} of in-process, {threads} threads)",
+            api::BATCH,
+            eps / tp_pure.keyhole_all
+        );
     }
     match &cluster {
         Ok(c) => println!(
@@ -467,6 +475,8 @@ fn main() -> Result<()> {
         "pure_reader_over_guarded_floor_all": round(tp_pure.keyhole_all / guarded_all, 3),
         "api_concurrent_events_per_s": api_concurrent.map(f64::round),
         "api_over_inprocess": api_concurrent.map(|eps| round(eps / tp_pure.keyhole_all, 3)),
+        "api_batch_events_per_s": api_batch.map(f64::round),
+        "api_batch_over_inprocess": api_batch.map(|eps| round(eps / tp_pure.keyhole_all, 3)),
         "total_s": round(started.elapsed().as_secs_f64(), 1),
     });
     println!("{report}");

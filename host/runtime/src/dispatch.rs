@@ -182,6 +182,57 @@ impl Runtime {
         results.into_iter().map(|(_, record)| record).collect()
     }
 
+    /// Several events at once (the API's batch): shared out over one lane
+    /// per worker thread, as a fan-out's runs are, each lane running its
+    /// events one after another on the blocking pool (pure listeners
+    /// without a fiber), every run within the `max_concurrent_runs`
+    /// permits. Each event's result is what [`Runtime::emit`] would give
+    /// it, in the order given.
+    pub async fn emit_many(
+        &self,
+        events: Vec<Event>,
+    ) -> Result<Vec<Result<Vec<RunRecord>, RuntimeError>>, RuntimeError> {
+        let lanes = tokio::runtime::Handle::current().metrics().num_workers();
+        let indices: Vec<usize> = (0..events.len()).collect();
+        let events: Arc<[Event]> = events.into();
+        let mut tasks = Vec::with_capacity(lanes);
+        for share in shares(&indices, lanes) {
+            let (rt, events) = (self.clone(), events.clone());
+            let handle = tokio::runtime::Handle::current();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                share
+                    .into_iter()
+                    .map(|i| (i, handle.block_on(rt.emit_in_lane(&events[i]))))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut results = Vec::with_capacity(events.len());
+        for t in tasks {
+            results.extend(
+                t.await
+                    .map_err(|e| RuntimeError::Engine(format!("run task failed: {e}")))?,
+            );
+        }
+        results.sort_unstable_by_key(|(i, _)| *i);
+        Ok(results.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// One event of [`Runtime::emit_many`], on a lane's blocking thread: its
+    /// runs one after another.
+    async fn emit_in_lane(&self, event: &Event) -> Result<Vec<RunRecord>, RuntimeError> {
+        let targets = self.accept(event)?;
+        let mut records = Vec::with_capacity(targets.len());
+        for t in &targets {
+            let caller = if t.listener.runs_sync(true) {
+                Caller::MayBlock
+            } else {
+                Caller::Async
+            };
+            records.push(self.run_permitted(t, event, caller).await?);
+        }
+        Ok(records)
+    }
+
     /// One run, once one of the `max_concurrent_runs` permits is free.
     async fn run_permitted(
         &self,

@@ -6,8 +6,8 @@
 //! runtime's workers, instead of a round trip per event. It is checked
 //! whole before anything runs: a line that does not parse, is outside the
 //! token's scope or is not a valid event refuses the batch, naming the
-//! line, and no event of it runs. Accepted, its events run concurrently
-//! (at most two per worker at a time) and the answer lists them in the
+//! line, and no event of it runs. Accepted, its events are shared out
+//! over the workers (`Runtime::emit_many`) and the answer lists them in the
 //! order sent, each as `POST /v1/events` answers it. A host-wide failure
 //! met while running (a sealed store) fails the request, and the events
 //! that ran before it are in the run log; give events ids to find them.
@@ -19,7 +19,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use futures_util::StreamExt;
 use keyhole_runtime::Event;
 
 use super::Shared;
@@ -151,28 +150,16 @@ pub async fn emit_batch(
         return Ok((StatusCode::ACCEPTED, Json(EmitBatchView { events: views })));
     }
     caught_up(&s, min_revision).await?;
-    // As in `emit`, the batch runs to the end if the client goes away. Each
-    // event is a task, so the runs spread over the workers.
+    // As in `emit`, the batch runs to the end if the client goes away; the
+    // runtime shares its events out over the workers.
     let runtime = s.runtime.clone();
-    let in_flight = 2 * tokio::runtime::Handle::current().metrics().num_workers();
-    let results = tokio::spawn(async move {
-        futures_util::stream::iter(events)
-            .map(|event| {
-                let runtime = runtime.clone();
-                tokio::spawn(async move {
-                    let id = event.id.clone();
-                    runtime.emit(event).await.map(|runs| ran(id, runs))
-                })
-            })
-            .buffered(in_flight.max(1))
-            .collect::<Vec<_>>()
-            .await
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("dispatch task failed: {e}")))?;
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let results = tokio::spawn(async move { runtime.emit_many(events).await })
+        .await
+        .map_err(|e| ApiError::internal(format!("dispatch task failed: {e}")))??;
     let mut views = Vec::with_capacity(results.len());
-    for result in results {
-        views.push(result.map_err(|e| ApiError::internal(format!("dispatch task failed: {e}")))??);
+    for (id, result) in ids.into_iter().zip(results) {
+        views.push(ran(id, result?));
     }
     Ok((StatusCode::OK, Json(EmitBatchView { events: views })))
 }
