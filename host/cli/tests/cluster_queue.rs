@@ -301,3 +301,62 @@ fn a_nats_restart_loses_no_acknowledged_event() {
     }
     drop(nats);
 }
+
+/// `POST /v1/events/batch` on a cluster host queues every event (202) and
+/// each runs once; an id sent twice in the batch is queued once.
+#[test]
+fn a_batch_is_queued_and_each_event_runs_once() {
+    if !available() {
+        return;
+    }
+    let nats = TestServer::start();
+    let (a, token) = common::cluster_init(&nats.url());
+    let server = host(&a, &nats, &token);
+    let h = server.http();
+    assert_eq!(
+        h.post_json("/v1/environments", &json!({"id": "prod"}))
+            .status,
+        201
+    );
+    let r = h.deploy(
+        &json!({"name": "reader", "environmentId": "prod", "topics": ["t"]}),
+        &wasm(SECRET_READER),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let body: String = ["b0", "b1", "b0", "b2"]
+        .iter()
+        .map(|id| {
+            format!(
+                "{}\n",
+                json!({"id": id, "topic": "t", "environmentId": "prod"})
+            )
+        })
+        .collect();
+    let r = h.post_raw("/v1/events/batch", body.into_bytes());
+    assert_eq!(r.status, 202, "{r:?}");
+    let events = r.json()["events"].as_array().unwrap().clone();
+    let queued: Vec<(&str, bool)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["queued"], true, "{e}");
+            (
+                e["eventId"].as_str().unwrap(),
+                e["duplicate"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        queued,
+        [("b0", false), ("b1", false), ("b0", true), ("b2", false)]
+    );
+    wait_until("the batch ran", Duration::from_secs(30), || {
+        all_runs(&h, "environmentId=prod").len() >= 3
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let mut ran: Vec<String> = all_runs(&h, "environmentId=prod")
+        .iter()
+        .map(|r| r["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["b0", "b1", "b2"]);
+}
