@@ -48,6 +48,33 @@ fn shares(indices: &[usize], lanes: usize) -> Vec<Vec<usize>> {
     out
 }
 
+/// The results of a lane: each with the index of what it ran.
+type Lane<T> = tokio::task::JoinHandle<Vec<(usize, T)>>;
+
+/// A lane on the blocking pool: `work` for each index of `share`, one
+/// after another on the lane's thread, which it may block (driving a run
+/// with the runtime's handle: a pure listener's run needs no fiber then).
+fn blocking_lane<T: Send + 'static>(
+    share: Vec<usize>,
+    work: impl Fn(&tokio::runtime::Handle, usize) -> T + Send + 'static,
+) -> Lane<T> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || share.into_iter().map(|i| (i, work(&handle, i))).collect())
+}
+
+/// Every lane's results, back in index order.
+async fn gather<T>(lanes: Vec<Lane<T>>, n: usize) -> Result<Vec<T>, RuntimeError> {
+    let mut results = Vec::with_capacity(n);
+    for lane in lanes {
+        results.extend(
+            lane.await
+                .map_err(|e| RuntimeError::Engine(format!("run task failed: {e}")))?,
+        );
+    }
+    results.sort_unstable_by_key(|(i, _)| *i);
+    Ok(results.into_iter().map(|(_, r)| r).collect())
+}
+
 impl Runtime {
     /// Checks an event against the store and the payload rules.
     pub fn validate_event(&self, event: &Event) -> Result<(), RuntimeError> {
@@ -143,15 +170,8 @@ impl Runtime {
         // a blocking thread, never a worker.
         for share in shares(&pure, lanes) {
             let (rt, event, targets) = (self.clone(), event.clone(), targets.clone());
-            let handle = tokio::runtime::Handle::current();
-            tasks.push(tokio::task::spawn_blocking(move || {
-                share
-                    .into_iter()
-                    .map(|i| {
-                        let run = rt.run_permitted(&targets[i], &event, Caller::MayBlock);
-                        (i, handle.block_on(run))
-                    })
-                    .collect::<Vec<_>>()
+            tasks.push(blocking_lane(share, move |handle, i| {
+                handle.block_on(rt.run_permitted(&targets[i], &event, Caller::MayBlock))
             }));
         }
         // The others run their share concurrently in one task: a run that
@@ -170,16 +190,8 @@ impl Runtime {
                 runs.collect::<Vec<_>>().await
             }));
         }
-        let mut results = Vec::with_capacity(targets.len());
-        for t in tasks {
-            results.extend(
-                t.await
-                    .map_err(|e| RuntimeError::Engine(format!("run task failed: {e}")))?,
-            );
-        }
         // Back in the targets' (listener name) order.
-        results.sort_unstable_by_key(|(i, _)| *i);
-        results.into_iter().map(|(_, record)| record).collect()
+        gather(tasks, targets.len()).await?.into_iter().collect()
     }
 
     /// Several events at once (the API's batch): shared out over one lane
@@ -195,26 +207,16 @@ impl Runtime {
         let lanes = tokio::runtime::Handle::current().metrics().num_workers();
         let indices: Vec<usize> = (0..events.len()).collect();
         let events: Arc<[Event]> = events.into();
-        let mut tasks = Vec::with_capacity(lanes);
-        for share in shares(&indices, lanes) {
-            let (rt, events) = (self.clone(), events.clone());
-            let handle = tokio::runtime::Handle::current();
-            tasks.push(tokio::task::spawn_blocking(move || {
-                share
-                    .into_iter()
-                    .map(|i| (i, handle.block_on(rt.emit_in_lane(&events[i]))))
-                    .collect::<Vec<_>>()
-            }));
-        }
-        let mut results = Vec::with_capacity(events.len());
-        for t in tasks {
-            results.extend(
-                t.await
-                    .map_err(|e| RuntimeError::Engine(format!("run task failed: {e}")))?,
-            );
-        }
-        results.sort_unstable_by_key(|(i, _)| *i);
-        Ok(results.into_iter().map(|(_, r)| r).collect())
+        let tasks = shares(&indices, lanes)
+            .into_iter()
+            .map(|share| {
+                let (rt, events) = (self.clone(), events.clone());
+                blocking_lane(share, move |handle, i| {
+                    handle.block_on(rt.emit_in_lane(&events[i]))
+                })
+            })
+            .collect();
+        gather(tasks, events.len()).await
     }
 
     /// One event of [`Runtime::emit_many`], on a lane's blocking thread: its
