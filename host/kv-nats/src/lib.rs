@@ -23,12 +23,13 @@
 //!   delete). Of racing writers exactly one wins, on any host.
 //! - **Watches** are ordered consumers from a revision; a gap in the
 //!   sequence (changes the stream no longer holds) is reported as
-//!   [`Change::Lagged`](keyhole_kv::Change::Lagged). A watch first catches up with every revision this
-//!   process has written, so a change made here is seen by a watch here as
-//!   soon as the write returns, as with the embedded backend. While the
-//!   client is disconnected a watch stalls without a word, so the client's
-//!   connection events feed [`Bucket::health`]: callers do not serve from
-//!   watch-fed caches meanwhile, and empty them after each break.
+//!   [`Change::Lagged`](keyhole_kv::Change::Lagged). A watch first catches
+//!   up with every revision this process has written, so a change made
+//!   here is seen by a watch here as soon as the write returns, as with the
+//!   embedded backend. While the client is disconnected a watch stalls
+//!   without a word, so the client's connection events feed
+//!   [`Bucket::health`]: callers do not serve from watch-fed caches
+//!   meanwhile, and empty them after each break.
 //! - **Erasure**: a bucket keeps [`HISTORY`] messages per key, so a value
 //!   replaced or deleted is still in the server's files; `erase_history`
 //!   erases them (JetStream overwrites an erased message on disk).
@@ -41,6 +42,10 @@
 //! own small tokio runtime and each call waits for its operation there,
 //! bounded by [`OP_TIMEOUT`]. Callers are blocking threads by the seam's
 //! rule.
+//!
+//! Files: `lib.rs` the connection and its runtime, `bucket.rs` a bucket,
+//! `watch.rs` a watch, `stream.rs` the streams' configuration, `queue.rs`
+//! the cluster's event queue.
 #![forbid(unsafe_code)]
 
 mod bucket;
