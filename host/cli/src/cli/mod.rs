@@ -2,13 +2,16 @@
 //!
 //! Kept apart from the code that runs each verb so that `--help` text, value
 //! parsers and defaults can be read in one place: the top level and global
-//! options here, each verb's arguments in `verbs.rs`, the value parsers in
+//! options here, each verb's arguments in `verbs.rs` (data) and
+//! `listener_verbs.rs` (listeners), the value parsers in
 //! `parse.rs`. Every verb and argument has help (a test walks them all);
 //! the exit codes are listed in the top-level help (see `errors.rs`).
 
+mod listener_verbs;
 mod parse;
 mod verbs;
 
+pub use listener_verbs::*;
 pub use verbs::*;
 
 use std::path::PathBuf;
