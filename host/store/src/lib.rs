@@ -48,6 +48,7 @@ mod crypto;
 mod deletion;
 mod error;
 mod history;
+mod kept;
 mod key_access;
 mod keyring;
 mod keys;
