@@ -31,6 +31,7 @@ mod auth;
 mod body;
 mod deadline;
 mod deletion;
+mod environments;
 mod error;
 mod events;
 mod grants;
@@ -145,19 +146,19 @@ pub fn routes(max_module_bytes: usize) -> Vec<Route> {
             M::GET,
             "/v1/environments",
             P::ScopesRead,
-            get(scopes::list_environments),
+            get(environments::list_environments),
         ),
         route(
             M::POST,
             "/v1/environments",
             P::EnvironmentsWrite,
-            post(scopes::create_environment),
+            post(environments::create_environment),
         ),
         route(
             M::GET,
             "/v1/environments/{id}",
             P::ScopesRead,
-            get(scopes::get_environment),
+            get(environments::get_environment),
         ),
         route(
             M::DELETE,
@@ -169,19 +170,19 @@ pub fn routes(max_module_bytes: usize) -> Vec<Route> {
             M::GET,
             "/v1/spaces",
             P::ScopesRead,
-            get(scopes::list_spaces),
+            get(environments::list_spaces),
         ),
         route(
             M::POST,
             "/v1/spaces",
             P::ScopesWrite,
-            post(scopes::create_space),
+            post(environments::create_space),
         ),
         route(
             M::GET,
             "/v1/spaces/{id}",
             P::ScopesRead,
-            get(scopes::get_space),
+            get(environments::get_space),
         ),
         route(
             M::DELETE,
