@@ -48,6 +48,7 @@ mod writer;
 use std::io;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -176,6 +177,10 @@ pub(crate) struct Shared {
     pub work: Condvar,
     /// Wakes appenders waiting for room, and waiters for writes and syncs.
     pub progress: Condvar,
+    /// `Queue::appended`, readable without the lock: the run log reads the
+    /// audit log's count once per run (its mark), and the lock is the
+    /// appenders' and the writer's.
+    pub appended: AtomicU64,
 }
 
 impl Shared {
@@ -287,6 +292,7 @@ impl SegLog {
         q.lines.push(b'\n');
         q.pending += 1;
         q.appended += 1;
+        shared.appended.store(q.appended, Ordering::Release);
         q.mark = q.mark.max(mark);
         if q.pending == config.batch {
             shared.work.notify_one();
@@ -296,7 +302,7 @@ impl SegLog {
 
     /// Lines appended so far by this process.
     pub fn appended(&self) -> u64 {
-        self.shared.lock().appended
+        self.shared.appended.load(Ordering::Acquire)
     }
 
     /// Why writing fails, while it does.
