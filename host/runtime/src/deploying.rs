@@ -33,6 +33,7 @@ use crate::http::AllowedOrigin;
 use crate::inject::Rules;
 use crate::run::call::Listener;
 use crate::runtime::Runtime;
+use crate::secrets::Reader;
 
 /// How often a deploy that lost a race for its name's record tries again.
 const REPLACE_ATTEMPTS: usize = 16;
@@ -97,16 +98,25 @@ impl Runtime {
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
         let pure = deploy::imports_only_keyhole(&self.inner.engine, component);
         let listener = Listener::new(instance_pre, pure)?;
+        let access = Arc::new(access);
+        let environment: Arc<str> = record.spec.environment.as_str().into();
+        let name: Arc<str> = record.spec.name.as_str().into();
+        let reader = Arc::new(Reader {
+            environment: environment.clone(),
+            access: access.clone(),
+            deployment: name.clone(),
+            module_hash: record.module_hash.as_str().into(),
+        });
         Ok(ReadyDeployment {
             topics: crate::topics::TopicFilter::new(&record.spec.topics)?,
             http,
             origins,
-            access: Arc::new(access),
+            access,
             inject,
-            environment: record.spec.environment.as_str().into(),
+            environment,
             space: record.spec.space.as_deref().map(Into::into),
-            name: record.spec.name.as_str().into(),
-            module_hash: record.module_hash.as_str().into(),
+            name,
+            reader,
             listener,
             record,
         })

@@ -16,6 +16,7 @@ use crate::deploy::Deployment;
 use crate::http::AllowedOrigin;
 use crate::inject::Rules;
 use crate::run::call::Listener;
+use crate::secrets::Reader;
 use crate::topics::TopicFilter;
 
 /// A deployment ready to run: its stored record, its pre-linked listener,
@@ -39,10 +40,9 @@ pub(crate) struct ReadyDeployment {
     pub(crate) inject: Option<Arc<Rules>>,
     pub(crate) environment: Arc<str>,
     pub(crate) space: Option<Arc<str>>,
-    /// The deployment's name and module hash, shared with each run's audit
-    /// entries.
     pub(crate) name: Arc<str>,
-    pub(crate) module_hash: Arc<str>,
+    /// The deployment as its runs' secret reads see it.
+    pub(crate) reader: Arc<Reader>,
 }
 
 #[derive(Default)]

@@ -30,15 +30,16 @@ use std::sync::Arc;
 
 use http::header::{ACCEPT_ENCODING, HeaderName, HeaderValue};
 use keyhole_audit::{InjectedInto, SecretRead};
-use keyhole_store::{SecretStore, StoreError};
+use keyhole_store::StoreError;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::access::Denial;
 use crate::bindings::keyhole::listener::secrets::SecretError;
 use crate::http::AllowedOrigin;
-use crate::metrics::Metrics;
-use crate::secrets::{AuditCtx, Revealed, SecretsCtx, read_outcome, resolved_scope, to_wit_error};
+use crate::secrets::{
+    Reader, Revealed, SecretsCtx, SecretsHost, read_outcome, resolved_scope, to_wit_error,
+};
 
 /// Where the secret's value goes in a template.
 pub const PLACEHOLDER: &str = "{}";
@@ -264,15 +265,15 @@ impl Rules {
 /// them to scrub what comes back and the run record.
 pub(crate) struct Injector {
     rules: Arc<Rules>,
-    store: SecretStore,
-    environment: Arc<str>,
+    /// The store, metrics and audit log (`None` while the store is sealed:
+    /// then nothing is injected).
+    host: Arc<SecretsHost>,
+    reader: Arc<Reader>,
     space: Option<Arc<str>>,
     /// The event's topic: a secret bound to topics is injected only on
     /// events whose topic matches one.
     topic: Box<str>,
-    /// `None` while the store is sealed: then nothing is injected.
-    audit: Option<AuditCtx>,
-    metrics: Arc<Metrics>,
+    event_id: Box<str>,
     /// Every value injected so far this run, by name, once each.
     injected: Vec<(String, Revealed)>,
 }
@@ -283,12 +284,11 @@ impl Injector {
     pub(crate) fn new(rules: Arc<Rules>, secrets: &SecretsCtx) -> Self {
         Injector {
             rules,
-            store: secrets.store.clone(),
-            environment: secrets.environment.clone(),
+            host: secrets.host.clone(),
+            reader: secrets.reader.clone(),
             space: secrets.space.clone(),
             topic: secrets.topic.clone(),
-            audit: secrets.audit.clone(),
-            metrics: secrets.metrics.clone(),
+            event_id: secrets.event_id.clone(),
             injected: Vec::new(),
         }
     }
@@ -326,15 +326,15 @@ impl Injector {
     /// its header. The value is kept (once) for scrubbing.
     fn read(&mut self, rule: &Rule) -> Result<HeaderValue, String> {
         let name = &*rule.secret;
-        let Some(audit) = &self.audit else {
+        let Some(audit) = &self.host.audit else {
             return Err(format!(
                 "injected secret {name}: the secret store is sealed"
             ));
         };
         // As `get-secret(name, none)` reads it on this event: a secret
         // bound to other topics is not injected either.
-        let looked_up = self.store.resolve_on_topic(
-            &self.environment,
+        let looked_up = self.host.store.resolve_on_topic(
+            &self.reader.environment,
             self.space.as_deref(),
             name,
             &self.topic,
@@ -345,10 +345,10 @@ impl Injector {
         // Accepted before the value is used; if not, it drops unused.
         let entry = SecretRead {
             time_ms: crate::now_ms(),
-            event_id: &audit.event_id,
+            event_id: &self.event_id,
             topic: &self.topic,
-            deployment: &audit.deployment,
-            module_sha256: &audit.module_hash,
+            deployment: &self.reader.deployment,
+            module_sha256: &self.reader.module_hash,
             name,
             requested: None,
             resolved: looked_up.as_ref().ok().map(resolved_scope),
@@ -359,14 +359,14 @@ impl Injector {
             outcome: read_outcome(&looked_up),
             reason,
         };
-        if let Err(why) = audit.log.secret_read(&entry) {
-            self.metrics.audit_refused();
+        if let Err(why) = audit.secret_read(&entry) {
+            self.host.metrics.audit_refused();
             return Err(format!(
                 "injected secret {name}: audit log unavailable ({})",
                 why.0
             ));
         }
-        self.metrics.audit_entry();
+        self.host.metrics.audit_entry();
         let resolved = looked_up.map_err(|e| match e {
             SecretError::NotFound => {
                 format!("injected secret {name} is not set for this event's scope")

@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::runs::jsonl::{JsonlRunLog, Retention};
 use crate::runs::{RunLog, RunPage, RunQuery, RunRecord};
 use crate::sandbox::RunState;
+use crate::secrets::SecretsHost;
 
 /// The bucket of deployment records (name -> `Deployment`, as JSON:
 /// `deploy_record.rs`).
@@ -143,6 +144,9 @@ pub(crate) struct Inner {
     /// audited then, so secret reads and admin writes are refused).
     pub(crate) audit: Option<Arc<AuditLog>>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The store, metrics and audit log, as every run's secret reads use
+    /// them (one shared reference per run).
+    pub(crate) secrets: Arc<SecretsHost>,
     pub(crate) permits: Arc<tokio::sync::Semaphore>,
     /// Every run reserves its memory limit here first (`budget.rs`).
     pub(crate) budget: Arc<MemoryBudget>,
@@ -268,6 +272,12 @@ impl Runtime {
             }
             None => crate::audit::open(&store, data_dir, config.max_audit_entries)?,
         };
+        let metrics = Arc::new(Metrics::with_collector(Box::new(memory.clone())));
+        let secrets = Arc::new(SecretsHost {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            audit: audit.clone(),
+        });
         let runtime = Runtime {
             inner: Arc::new(Inner {
                 artifacts,
@@ -276,7 +286,8 @@ impl Runtime {
                 audit,
                 deployments: RwLock::default(),
                 deploy_writes: std::sync::Mutex::default(),
-                metrics: Arc::new(Metrics::with_collector(Box::new(memory.clone()))),
+                metrics,
+                secrets,
                 permits: Arc::new(tokio::sync::Semaphore::new(
                     config.max_concurrent_runs.max(1),
                 )),

@@ -23,7 +23,7 @@ use crate::http::HttpCall;
 use crate::inject::Injector;
 use crate::runtime::Inner;
 use crate::sandbox::{RunLimits, RunState};
-use crate::secrets::{AuditCtx, SecretsCtx};
+use crate::secrets::SecretsCtx;
 
 /// Who is waiting for a run, which decides how it may execute.
 #[derive(Clone, Copy)]
@@ -65,19 +65,12 @@ pub(super) fn set_up(
     let spec = &target.record.spec;
     let timeout = Duration::from_millis(spec.limits.timeout_ms);
     let secrets = SecretsCtx {
-        store: inner.store.clone(),
-        environment: target.environment.clone(),
+        host: inner.secrets.clone(),
+        reader: target.reader.clone(),
         space: event.space.as_deref().map(Into::into),
         topic: event.topic.as_str().into(),
-        access: target.access.clone(),
+        event_id: event.id.as_str().into(),
         revealed: Vec::new(),
-        metrics: inner.metrics.clone(),
-        audit: inner.audit.clone().map(|log| AuditCtx {
-            log,
-            event_id: event.id.as_str().into(),
-            deployment: target.name.clone(),
-            module_hash: target.module_hash.clone(),
-        }),
         // Grants given to another module: every run says they were not
         // applied (`access.rs`).
         notes: target

@@ -106,7 +106,7 @@ fn call<T: SecretsView + 'static>(
         Err(SecretError::InvalidName(_)) => CallOutcome::InvalidName,
         Err(SecretError::Unavailable(_)) => CallOutcome::Unavailable,
     };
-    ctx.metrics.get_secret(outcome);
+    ctx.host.metrics.get_secret(outcome);
     result
 }
 

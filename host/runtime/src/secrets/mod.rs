@@ -40,29 +40,40 @@ pub use guest::add_to_linker;
 
 /// Per-run state of the secrets capability: who is asking, what they may
 /// read, and what they have read (so the run record can be scrubbed).
+///
+/// What stays the same for every run of a runtime ([`SecretsHost`]) and
+/// of a deployment ([`Reader`]) is shared, one reference each, so setting
+/// a run up touches two reference counts, not one per field (on two
+/// threads those counts are contended cache lines).
 pub struct SecretsCtx {
-    pub(crate) store: SecretStore,
-    pub(crate) environment: Arc<str>,
+    pub(crate) host: Arc<SecretsHost>,
+    pub(crate) reader: Arc<Reader>,
     pub(crate) space: Option<Arc<str>>,
     /// The event's topic, which topic-bound secrets must match.
     pub(crate) topic: Box<str>,
-    /// What the deployment may read.
-    pub(crate) access: Arc<Access>,
+    /// The event's id, as each audit entry of the run names it.
+    pub(crate) event_id: Box<str>,
     /// Values revealed during this run, by name, for scrubbing.
     pub(crate) revealed: Vec<(String, Revealed)>,
-    pub(crate) metrics: Arc<Metrics>,
-    /// Where each call is audited; `None` while the store is sealed.
-    pub(crate) audit: Option<AuditCtx>,
     /// What the run record should say about calls that were refused
     /// because they could not be audited.
     pub(crate) notes: Vec<String>,
 }
 
-/// The audit log, and what every entry of this run says about the run.
-#[derive(Clone)]
-pub(crate) struct AuditCtx {
-    pub(crate) log: Arc<AuditLog>,
-    pub(crate) event_id: Box<str>,
+/// What every run of a runtime reads secrets through.
+pub(crate) struct SecretsHost {
+    pub(crate) store: SecretStore,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Where each call is audited; `None` while the store is sealed.
+    pub(crate) audit: Option<Arc<AuditLog>>,
+}
+
+/// Who reads: a deployment, as its runs' reads are checked and audited.
+pub(crate) struct Reader {
+    /// The deployment's own environment.
+    pub(crate) environment: Arc<str>,
+    /// What the deployment may read.
+    pub(crate) access: Arc<Access>,
     pub(crate) deployment: Arc<str>,
     pub(crate) module_hash: Arc<str>,
 }

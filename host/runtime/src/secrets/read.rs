@@ -106,10 +106,11 @@ impl SecretsCtx {
         info: bool,
     ) -> Result<(Resolved, Option<String>), Refusal> {
         keyhole_store::validate_name(&req.name).map_err(to_wit_error)?;
-        self.access.check_name(&req.name)?;
+        self.reader.access.check_name(&req.name)?;
         let result = {
             let (environment, space) = self.authorize(req)?;
-            self.store
+            self.host
+                .store
                 .resolve_on_topic(&environment, space, &req.name, &self.topic)
                 .map(|r| (r, info.then(|| environment.into_owned())))
         };
@@ -142,17 +143,16 @@ impl SecretsCtx {
         outcome: ReadOutcome,
         reason: Option<&str>,
     ) -> Result<(), SecretError> {
-        let refused = match &self.audit {
+        let refused = match &self.host.audit {
             // Only a sealed store has no audit log, and it serves nothing.
             None => Some("the store is sealed".to_owned()),
-            Some(a) => a
-                .log
+            Some(log) => log
                 .secret_read(&SecretRead {
                     time_ms: crate::now_ms(),
-                    event_id: &a.event_id,
+                    event_id: &self.event_id,
                     topic: &self.topic,
-                    deployment: &a.deployment,
-                    module_sha256: &a.module_hash,
+                    deployment: &self.reader.deployment,
+                    module_sha256: &self.reader.module_hash,
                     name,
                     requested,
                     resolved,
@@ -165,13 +165,13 @@ impl SecretsCtx {
         };
         match refused {
             None => {
-                self.metrics.audit_entry();
+                self.host.metrics.audit_entry();
                 Ok(())
             }
             // Sealed: the call failed anyway, and says why.
-            Some(_) if outcome != ReadOutcome::Ok && self.audit.is_none() => Ok(()),
+            Some(_) if outcome != ReadOutcome::Ok && self.host.audit.is_none() => Ok(()),
             Some(why) => {
-                self.metrics.audit_refused();
+                self.host.metrics.audit_refused();
                 self.note(format!("get-secret {name}: {AUDIT_UNAVAILABLE} ({why})"));
                 Err(SecretError::Unavailable(AUDIT_UNAVAILABLE.into()))
             }
@@ -196,7 +196,10 @@ impl SecretsCtx {
     /// Allowed means the own environment, or granted (`access.rs`).
     fn authorize<'r>(&'r self, req: &'r Request) -> Result<ReadScope<'r>, Refusal> {
         if !req.explicit {
-            return Ok((Cow::Borrowed(&*self.environment), self.space.as_deref()));
+            return Ok((
+                Cow::Borrowed(&*self.reader.environment),
+                self.space.as_deref(),
+            ));
         }
         for id in req.environment.iter().chain(req.space.iter()) {
             keyhole_store::validate_id(id).map_err(to_wit_error)?;
@@ -204,16 +207,19 @@ impl SecretsCtx {
         let environment: Cow<'r, str> = match (&req.environment, &req.space) {
             (Some(env), _) => Cow::Borrowed(env),
             // A space named alone reads from the environment it belongs to.
-            (None, Some(space)) => match self.store.space(space) {
+            (None, Some(space)) => match self.host.store.space(space) {
                 Ok(Some(info)) => Cow::Owned(info.environment),
                 // In no environment, so in none the deployment may read.
                 Ok(None) => return Err(Denial::ScopeNotGranted.into()),
                 Err(e) => return Err(to_wit_error(e).into()),
             },
-            (None, None) => Cow::Borrowed(&*self.environment),
+            (None, None) => Cow::Borrowed(&*self.reader.environment),
         };
-        self.access
-            .check_scope(&self.environment, &environment, req.space.as_deref())?;
+        self.reader.access.check_scope(
+            &self.reader.environment,
+            &environment,
+            req.space.as_deref(),
+        )?;
         Ok((environment, req.space.as_deref()))
     }
 }

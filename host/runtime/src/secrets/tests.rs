@@ -34,21 +34,21 @@ fn reading_a_value_again_reveals_no_new_copy() {
     };
     set("first value");
     let mut ctx = SecretsCtx {
-        store: store.clone(),
-        environment: "prod".into(),
-        space: None,
-        topic: "t".into(),
-        access: Arc::default(),
-        revealed: Vec::new(),
-        metrics: Arc::default(),
-        audit: Some(AuditCtx {
-            log: crate::audit::open(&store, dir.path(), 1_000)
-                .unwrap()
-                .unwrap(),
-            event_id: "ev_1".into(),
+        host: Arc::new(SecretsHost {
+            store: store.clone(),
+            metrics: Arc::default(),
+            audit: crate::audit::open(&store, dir.path(), 1_000).unwrap(),
+        }),
+        reader: Arc::new(Reader {
+            environment: "prod".into(),
+            access: Arc::default(),
             deployment: "reader".into(),
             module_hash: "00".into(),
         }),
+        space: None,
+        topic: "t".into(),
+        event_id: "ev_1".into(),
+        revealed: Vec::new(),
         notes: Vec::new(),
     };
     let first = read(&mut ctx, "K");
