@@ -24,6 +24,8 @@
 //! every change to the store: a cache that has applied revision R has seen
 //! all of them, whatever they touched.
 
+use smallvec::SmallVec;
+
 use crate::model::Scope;
 
 /// The store's bucket.
@@ -127,6 +129,17 @@ pub(crate) fn kept_name<'k>(key: &'k [u8], scope_prefix: &[u8]) -> Option<&'k [u
 pub(crate) fn secret(scope: &Scope, name: &str) -> Vec<u8> {
     let (tag, id) = scope_segment(scope);
     key(&[SECRET_PREFIX, tag, id, b"/", name.as_bytes()])
+}
+
+/// [`secret`] on the stack for the usual key: the read path only looks it
+/// up, and copies it to the heap only to cache a record it fetched.
+pub(crate) fn secret_inline(scope: &Scope, name: &str) -> SmallVec<[u8; 128]> {
+    let (tag, id) = scope_segment(scope);
+    let mut k = SmallVec::new();
+    for part in [SECRET_PREFIX, tag, id, b"/", name.as_bytes()] {
+        k.extend_from_slice(part);
+    }
+    k
 }
 
 /// `dek/<scope>/`: prefix of one scope's DEKs.

@@ -149,7 +149,7 @@ impl SecretStore {
         name: &str,
         reader: Reader<'_>,
     ) -> Result<Option<(SecretValue, u64)>, StoreError> {
-        let key = layout::secret(scope, name);
+        let key = layout::secret_inline(scope, name);
         let cache = &self.inner.sealed_cache;
         let bucket = &*self.inner.bucket;
         for attempt in 0..STALE_RETRIES {
@@ -162,7 +162,7 @@ impl SecretStore {
                     match self.fetch(&key, scope, name)? {
                         Fetched::Missing => {
                             if bucket.revision() == revision {
-                                cache.insert(generation, key, Cached::Missing);
+                                cache.insert(generation, key.to_vec(), Cached::Missing);
                             }
                             return Ok(None);
                         }
@@ -215,7 +215,7 @@ impl SecretStore {
             if let Some((generation, revision)) = fresh
                 && bucket.revision() == revision
             {
-                cache.insert(generation, key, Cached::Sealed(entry));
+                cache.insert(generation, key.to_vec(), Cached::Sealed(entry));
             }
             if !allowed {
                 // Opened only to authenticate it; the value drops
