@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use smallvec::SmallVec;
 
 pub use crate::event::{Event, MAX_PAYLOAD_BYTES};
 pub use crate::run::OUTCOME_TEXT_LIMIT;
@@ -36,6 +37,10 @@ use crate::run::Caller;
 use crate::runs::RunRecord;
 use crate::runtime::Runtime;
 use crate::topics::Topic;
+
+/// The deployments an event goes to, in name order: inline for the
+/// common event that reaches a few.
+pub(crate) type Targets = SmallVec<[Arc<ReadyDeployment>; 2]>;
 
 /// `indices` dealt round-robin into at most `lanes` non-empty shares.
 fn shares(indices: &[usize], lanes: usize) -> Vec<Vec<usize>> {
@@ -83,14 +88,14 @@ impl Runtime {
 
     /// What both `emit`s do first: validate the event, refuse it while the
     /// store is sealed, count it, and find the deployments it goes to.
-    pub(crate) fn accept(&self, event: &Event) -> Result<Vec<Arc<ReadyDeployment>>, RuntimeError> {
+    pub(crate) fn accept(&self, event: &Event) -> Result<Targets, RuntimeError> {
         self.validate_event(event)?;
         self.check_unsealed()?;
         self.inner.metrics.event();
         let mut targets = self.matching(event);
         // A redelivered event runs only what has no record yet.
         if event.delivery > 1 {
-            let mut kept = Vec::with_capacity(targets.len());
+            let mut kept = Targets::new();
             for t in targets {
                 if !self.inner.runs.recorded(&event.id, &t.name)? {
                     kept.push(t);
@@ -115,7 +120,7 @@ impl Runtime {
         Err(StoreError::Sealed { reason }.into())
     }
 
-    fn matching(&self, event: &Event) -> Vec<Arc<ReadyDeployment>> {
+    fn matching(&self, event: &Event) -> Targets {
         let map = self
             .inner
             .deployments
@@ -160,7 +165,7 @@ impl Runtime {
             .num_workers()
             .clamp(1, targets.len());
         let event = Arc::new(event);
-        let targets: Arc<[Arc<ReadyDeployment>]> = targets.into();
+        let targets: Arc<[Arc<ReadyDeployment>]> = targets.into_iter().collect();
         let (pure, waiting): (Vec<usize>, Vec<usize>) =
             (0..targets.len()).partition(|&i| targets[i].listener.runs_sync(true));
         let mut tasks = Vec::with_capacity(2 * lanes);

@@ -81,8 +81,9 @@ pub(super) fn record(
     inner.metrics.run(outcome.label(), duration.as_secs_f64());
     let mut record = RunRecord {
         id: 0, // assigned by the run log
-        event_id: event.id.clone(),
-        topic: event.topic.clone(),
+        // The run's own copies (`setup.rs`), moved rather than copied again.
+        event_id: std::mem::take(&mut state.secrets.event_id).into_string(),
+        topic: std::mem::take(&mut state.secrets.topic).into_string(),
         environment: event.environment.clone(),
         space: event.space.clone(),
         listener: spec.name.clone(),
