@@ -53,6 +53,7 @@ mod deploy_record;
 mod deploying;
 mod deployments;
 pub mod dispatch;
+mod durations;
 mod engine;
 mod error;
 mod event;

@@ -4,12 +4,15 @@
 //! daemon, the CLI, the benchmark — counts the same way. The memory budget
 //! and the pool's retained memory are read at each scrape (`budget.rs`).
 
+use std::time::Duration;
+
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::durations::Durations;
 
 /// Outcome of one `get-secret` call, for metrics. Defined here, beside the
 /// counters it labels, so the secrets capability reports to metrics and
@@ -45,7 +48,7 @@ pub struct Metrics {
     events: Counter,
     runs: Family<OutcomeLabel, Counter>,
     get_secret: Family<OutcomeLabel, Counter>,
-    run_seconds: Histogram,
+    run_seconds: Durations,
     /// Pre-resolved counters so the hot path skips the family lookup.
     get_secret_ok: Counter,
     runs_ok: Counter,
@@ -74,7 +77,7 @@ impl Metrics {
         let events = Counter::default();
         let runs = Family::<OutcomeLabel, Counter>::default();
         let get_secret = Family::<OutcomeLabel, Counter>::default();
-        let run_seconds = Histogram::new(exponential_buckets(0.000_01, 4.0, 12));
+        let run_seconds = Durations::exponential(0.000_01, 4.0, 12);
         registry.register("events", "Events dispatched", events.clone());
         registry.register("runs", "Listener runs by outcome", runs.clone());
         registry.register(
@@ -122,12 +125,12 @@ impl Metrics {
         self.events.inc();
     }
 
-    pub(crate) fn run(&self, outcome: &'static str, seconds: f64) {
+    pub(crate) fn run(&self, outcome: &'static str, took: Duration) {
         match outcome {
             "ok" => self.runs_ok.inc(),
             _ => self.runs.get_or_create(&OutcomeLabel { outcome }).inc(),
         };
-        self.run_seconds.observe(seconds);
+        self.run_seconds.observe(took);
     }
 
     pub(crate) fn get_secret(&self, outcome: CallOutcome) {

@@ -35,9 +35,7 @@ pub(super) async fn admit(
                 budget_bytes: inner.budget.total(),
                 waited_ms,
             };
-            inner
-                .metrics
-                .run(outcome.label(), refused.waited.as_secs_f64());
+            inner.metrics.run(outcome.label(), refused.waited);
             let mut record = RunRecord::not_run(
                 event,
                 &target.record,

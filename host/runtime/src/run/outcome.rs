@@ -78,7 +78,7 @@ pub(super) fn record(
             secrets_read.push(name);
         }
     }
-    inner.metrics.run(outcome.label(), duration.as_secs_f64());
+    inner.metrics.run(outcome.label(), duration);
     let mut record = RunRecord {
         id: 0, // assigned by the run log
         // The run's own copies (`setup.rs`), moved rather than copied again.

@@ -70,7 +70,7 @@ pub(super) fn set_up(
         space: event.space.as_deref().map(Into::into),
         topic: event.topic.as_str().into(),
         event_id: event.id.as_str().into(),
-        revealed: Vec::new(),
+        revealed: smallvec::SmallVec::new(),
         // Grants given to another module: every run says they were not
         // applied (`access.rs`).
         notes: target

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use keyhole_audit::{AuditLog, ReadOutcome, ResolvedScope};
 use keyhole_store::{Provenance, Resolved, Scope, SecretStore, StoreError};
+use smallvec::SmallVec;
 use zeroize::Zeroize;
 
 use crate::access::Access;
@@ -53,8 +54,9 @@ pub struct SecretsCtx {
     pub(crate) topic: Box<str>,
     /// The event's id, as each audit entry of the run names it.
     pub(crate) event_id: Box<str>,
-    /// Values revealed during this run, by name, for scrubbing.
-    pub(crate) revealed: Vec<(String, Revealed)>,
+    /// Values revealed during this run, by name, for scrubbing (inline
+    /// for the usual run that reads one).
+    pub(crate) revealed: SmallVec<[(String, Revealed); 1]>,
     /// What the run record should say about calls that were refused
     /// because they could not be audited.
     pub(crate) notes: Vec<String>,

@@ -48,7 +48,7 @@ fn reading_a_value_again_reveals_no_new_copy() {
         space: None,
         topic: "t".into(),
         event_id: "ev_1".into(),
-        revealed: Vec::new(),
+        revealed: smallvec::SmallVec::new(),
         notes: Vec::new(),
     };
     let first = read(&mut ctx, "K");
