@@ -344,20 +344,15 @@ impl Injector {
         let reason = topic_bound.then(|| Denial::TopicMismatch.reason());
         // Accepted before the value is used; if not, it drops unused.
         let entry = SecretRead {
-            time_ms: crate::now_ms(),
-            event_id: &self.event_id,
-            topic: &self.topic,
-            deployment: &self.reader.deployment,
-            module_sha256: &self.reader.module_hash,
-            name,
-            requested: None,
             resolved: looked_up.as_ref().ok().map(resolved_scope),
             injected: Some(InjectedInto {
                 origin: &rule.origin_text,
                 header: rule.header.as_str(),
             }),
-            outcome: read_outcome(&looked_up),
             reason,
+            ..self
+                .reader
+                .read_entry(&self.event_id, &self.topic, name, read_outcome(&looked_up))
         };
         if let Err(why) = audit.secret_read(&entry) {
             self.host.metrics.audit_refused();

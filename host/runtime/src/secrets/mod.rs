@@ -25,7 +25,7 @@
 
 use std::sync::Arc;
 
-use keyhole_audit::{AuditLog, ReadOutcome, ResolvedScope};
+use keyhole_audit::{AuditLog, ReadOutcome, ResolvedScope, SecretRead};
 use keyhole_store::{Provenance, Resolved, Scope, SecretStore, StoreError};
 use smallvec::SmallVec;
 use zeroize::Zeroize;
@@ -78,6 +78,34 @@ pub(crate) struct Reader {
     pub(crate) access: Arc<Access>,
     pub(crate) deployment: Arc<str>,
     pub(crate) module_hash: Arc<str>,
+}
+
+impl Reader {
+    /// The audit entry of a read of `name` by this deployment during the
+    /// event `event_id` on `topic`, now: requested in the event's own
+    /// scope, found nowhere, by the listener itself, until the caller says
+    /// otherwise.
+    pub(crate) fn read_entry<'a>(
+        &'a self,
+        event_id: &'a str,
+        topic: &'a str,
+        name: &'a str,
+        outcome: ReadOutcome,
+    ) -> SecretRead<'a> {
+        SecretRead {
+            time_ms: crate::now_ms(),
+            event_id,
+            topic,
+            deployment: &self.deployment,
+            module_sha256: &self.module_hash,
+            name,
+            requested: None,
+            resolved: None,
+            injected: None,
+            outcome,
+            reason: None,
+        }
+    }
 }
 
 /// What a guest sees when its call could not be audited: the reason goes

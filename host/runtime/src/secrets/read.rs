@@ -148,17 +148,12 @@ impl SecretsCtx {
             None => Some("the store is sealed".to_owned()),
             Some(log) => log
                 .secret_read(&SecretRead {
-                    time_ms: crate::now_ms(),
-                    event_id: &self.event_id,
-                    topic: &self.topic,
-                    deployment: &self.reader.deployment,
-                    module_sha256: &self.reader.module_hash,
-                    name,
                     requested,
                     resolved,
-                    injected: None,
-                    outcome,
                     reason,
+                    ..self
+                        .reader
+                        .read_entry(&self.event_id, &self.topic, name, outcome)
                 })
                 .err()
                 .map(|e| e.0),
