@@ -48,6 +48,15 @@ impl RunLimits {
     }
 }
 
+/// When a run must stop, and whether it yields to tokio at each epoch
+/// tick before then (a run on a fiber). Kept in the run's state so that
+/// the epoch callback captures nothing (a capturing one is an allocation
+/// per run).
+pub(crate) struct Deadline {
+    pub(crate) at: std::time::Instant,
+    pub(crate) yields: bool,
+}
+
 impl ResourceLimiter for RunLimits {
     fn memory_growing(
         &mut self,
@@ -101,17 +110,19 @@ pub(crate) struct RunState {
     pub(crate) table: ResourceTable,
     output: Option<(CapturedOutput, CapturedOutput)>,
     pub(crate) limits: RunLimits,
+    pub(crate) deadline: Deadline,
     pub(crate) secrets: SecretsCtx,
     pub(crate) http: Option<Box<(WasiHttpCtx, OutboundHooks)>>,
 }
 
 impl RunState {
-    pub(crate) fn new(secrets: SecretsCtx, limits: RunLimits) -> Self {
+    pub(crate) fn new(secrets: SecretsCtx, limits: RunLimits, deadline: Deadline) -> Self {
         RunState {
             wasi: None,
             table: ResourceTable::new(),
             output: None,
             limits,
+            deadline,
             secrets,
             http: None,
         }

@@ -22,7 +22,7 @@ use crate::event::Event;
 use crate::http::HttpCall;
 use crate::inject::Injector;
 use crate::runtime::Inner;
-use crate::sandbox::{RunLimits, RunState};
+use crate::sandbox::{Deadline, RunLimits, RunState};
 use crate::secrets::SecretsCtx;
 
 /// Who is waiting for a run, which decides how it may execute.
@@ -90,7 +90,15 @@ pub(super) fn set_up(
         .inject
         .as_ref()
         .map(|rules| Injector::new(rules.clone(), &secrets));
-    let mut state = RunState::new(secrets, limits);
+    // A synchronous call (no fiber) where the caller's thread may block
+    // and the component needs no async host calls; otherwise async, and
+    // only a run on a fiber can yield to tokio at an epoch tick.
+    let may_block = matches!(caller, Caller::MayBlock);
+    let deadline = Deadline {
+        at: start + timeout,
+        yields: !target.listener.runs_sync(may_block),
+    };
+    let mut state = RunState::new(secrets, limits, deadline);
     let http_calls = target.http.then(|| {
         state.with_http(
             target.origins.clone(),
@@ -102,17 +110,12 @@ pub(super) fn set_up(
     });
     let mut store = Store::new(&inner.engine, state);
     store.limiter(|s| &mut s.limits);
-    // A synchronous call (no fiber) where the caller's thread may block
-    // and the component needs no async host calls; otherwise async, and
-    // only a run on a fiber can yield to tokio at an epoch tick.
-    let may_block = matches!(caller, Caller::MayBlock);
-    let deadline = start + timeout;
-    let yields = !target.listener.runs_sync(may_block);
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= deadline {
+    store.epoch_deadline_callback(|cx| {
+        let deadline = &cx.data().deadline;
+        Ok(if Instant::now() >= deadline.at {
             UpdateDeadline::Interrupt
-        } else if yields {
+        } else if deadline.yields {
             UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
         } else {
             UpdateDeadline::Continue(1)
