@@ -98,12 +98,10 @@ impl Runtime {
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
         let pure = deploy::imports_only_keyhole(&self.inner.engine, component);
         let listener = Listener::new(instance_pre, pure)?;
-        let access = Arc::new(access);
-        let environment: Arc<str> = record.spec.environment.as_str().into();
         let name: Arc<str> = record.spec.name.as_str().into();
         let reader = Arc::new(Reader {
-            environment: environment.clone(),
-            access: access.clone(),
+            environment: record.spec.environment.as_str().into(),
+            access: Arc::new(access),
             deployment: name.clone(),
             module_hash: record.module_hash.as_str().into(),
         });
@@ -111,9 +109,7 @@ impl Runtime {
             topics: crate::topics::TopicFilter::new(&record.spec.topics)?,
             http,
             origins,
-            access,
             inject,
-            environment,
             space: record.spec.space.as_deref().map(Into::into),
             name,
             reader,

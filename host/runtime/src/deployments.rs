@@ -11,7 +11,6 @@
 use foldhash::HashMap;
 use std::sync::Arc;
 
-use crate::access::Access;
 use crate::deploy::Deployment;
 use crate::http::AllowedOrigin;
 use crate::inject::Rules;
@@ -32,16 +31,14 @@ pub(crate) struct ReadyDeployment {
     /// The origins runs may reach: none unless the grants are bound to
     /// the running module.
     pub(crate) origins: Arc<[AllowedOrigin]>,
-    /// What `get-secret` may read (`access.rs`).
-    pub(crate) access: Arc<Access>,
     /// The checked `--inject` rules, if the grants are bound to the running
     /// module; `None` without any (the common case, which costs a run
     /// nothing).
     pub(crate) inject: Option<Arc<Rules>>,
-    pub(crate) environment: Arc<str>,
     pub(crate) space: Option<Arc<str>>,
     pub(crate) name: Arc<str>,
-    /// The deployment as its runs' secret reads see it.
+    /// The deployment as its runs' secret reads see it: its environment
+    /// and what `get-secret` may read (`access.rs`).
     pub(crate) reader: Arc<Reader>,
 }
 
@@ -60,7 +57,7 @@ impl Deployments {
         self.remove(&name);
         let list = self
             .by_environment
-            .entry(ready.environment.clone())
+            .entry(ready.reader.environment.clone())
             .or_default();
         let at = list
             .binary_search_by(|d| d.record.spec.name.as_str().cmp(&name))
@@ -72,10 +69,10 @@ impl Deployments {
     /// Removes the deployment called `name`, if there is one.
     pub(crate) fn remove(&mut self, name: &str) -> Option<Arc<ReadyDeployment>> {
         let old = self.by_name.remove(name)?;
-        if let Some(list) = self.by_environment.get_mut(&old.environment) {
+        if let Some(list) = self.by_environment.get_mut(&old.reader.environment) {
             list.retain(|d| d.record.spec.name != name);
             if list.is_empty() {
-                self.by_environment.remove(&old.environment);
+                self.by_environment.remove(&old.reader.environment);
             }
         }
         Some(old)

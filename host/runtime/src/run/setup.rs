@@ -74,6 +74,7 @@ pub(super) fn set_up(
         // Grants given to another module: every run says they were not
         // applied (`access.rs`).
         notes: target
+            .reader
             .access
             .unbound
             .as_ref()
