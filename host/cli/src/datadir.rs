@@ -9,7 +9,7 @@
 //!
 //! - **A umask of 077, set first thing in `main`** ([`restrict_umask`]),
 //!   before any thread starts. It is the only way to reach files that
-//!   libraries create with default modes: sled's database files and
+//!   libraries create with default modes: the embedded database's files and
 //!   directories, and anything a dependency writes. It also covers keyhole
 //!   code yet to be written.
 //! - **Explicit modes where keyhole creates files itself**: `DATA` and

@@ -138,7 +138,7 @@ fn the_data_directory_is_private_whatever_the_umask() {
     }
     assert!(
         seen.iter().any(|p| p.starts_with("db/")),
-        "sled's files: {seen:?}"
+        "the database's files: {seen:?}"
     );
     assert!(seen.iter().any(|p| p.starts_with("runs/")), "{seen:?}");
     assert!(seen.iter().any(|p| p.starts_with("artifacts/")), "{seen:?}");

@@ -268,7 +268,7 @@ pub fn rotation_text(r: &RotationView) -> String {
 
 /// `keyhole compact`, on the data directory itself: rewrites the embedded
 /// database so that what was deleted or destroyed (secret versions, retired
-/// data keys) is gone from its files, not only unreachable. sled keeps
+/// data keys) is gone from its files, not only unreachable. The embedded database keeps
 /// freed bytes until it reuses the space; the copy holds only what is live.
 /// Audited before it runs, like every admin action.
 pub fn compact(g: &Globals) -> Result<()> {
