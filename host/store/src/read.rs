@@ -152,75 +152,50 @@ impl SecretStore {
         let key = layout::secret_inline(scope, name);
         let cache = &self.inner.sealed_cache;
         let bucket = &*self.inner.bucket;
+        // A hit is opened under the cache's read lock, from the entry in
+        // place: cloning its `Arc` would be two more atomic writes to a
+        // line every reading thread shares.
+        let hit = cache.with(&key, |cached| {
+            cached.map(|cached| match cached {
+                Cached::Missing => Ok(None),
+                // Cached, so it authenticated when it was read: a refused
+                // read does not open it.
+                Cached::Sealed(entry) if !allows(entry, reader) => Err(topic_bound(scope, name)),
+                Cached::Sealed(entry) => Ok(Some((open(entry, scope, name)?, entry.version))),
+            })
+        });
+        if let Some(hit) = hit {
+            return hit;
+        }
         for attempt in 0..STALE_RETRIES {
-            let (entry, fresh) = match cache.get(&key) {
-                Some(Cached::Sealed(entry)) => (entry, None),
-                Some(Cached::Missing) => return Ok(None),
-                None => {
-                    let generation = cache.generation();
-                    let revision = bucket.revision();
-                    match self.fetch(&key, scope, name)? {
-                        Fetched::Missing => {
-                            if bucket.revision() == revision {
-                                cache.insert(generation, key.to_vec(), Cached::Missing);
-                            }
-                            return Ok(None);
-                        }
-                        Fetched::StaleDek => {
-                            if attempt > 0 {
-                                std::thread::sleep(Duration::from_millis(1 << (attempt - 1)));
-                            }
-                            continue;
-                        }
-                        Fetched::Entry(entry) => (entry, Some((generation, revision))),
+            let generation = cache.generation();
+            let revision = bucket.revision();
+            let entry = match self.fetch(&key, scope, name)? {
+                Fetched::Missing => {
+                    if bucket.revision() == revision {
+                        cache.insert(generation, key.to_vec(), Cached::Missing);
                     }
+                    return Ok(None);
                 }
-            };
-            let allowed = match &entry.topics {
-                None => true,
-                Some(binding) => match reader {
-                    Reader::Host => true,
-                    Reader::Listener(topic) => topic.is_some_and(|t| binding.allows(t)),
-                },
-            };
-            let refused = || StoreError::TopicBound {
-                scope: scope.clone(),
-                name: name.to_owned(),
-            };
-            if !allowed && fresh.is_none() {
-                // Cached, so it authenticated when it was read: refused
-                // without opening it.
-                return Err(refused());
-            }
-            let mut plain = entry
-                .cipher
-                .open(&entry.nonce, &entry.ad, &entry.sealed)
-                .map_err(|_| {
-                    StoreError::integrity(format!(
-                        "secret {} in {scope} does not authenticate",
-                        Preview(name)
-                    ))
-                })?;
-            let value = match String::from_utf8(std::mem::take(&mut *plain)) {
-                Ok(s) => SecretValue::new(s),
-                Err(e) => {
-                    drop(zeroize::Zeroizing::new(e.into_bytes()));
-                    return Err(StoreError::corrupt(format!(
-                        "secret {} in {scope} is not UTF-8",
-                        Preview(name)
-                    )));
+                Fetched::StaleDek => {
+                    if attempt > 0 {
+                        std::thread::sleep(Duration::from_millis(1 << (attempt - 1)));
+                    }
+                    continue;
                 }
+                Fetched::Entry(entry) => entry,
             };
-            let version = entry.version;
-            if let Some((generation, revision)) = fresh
-                && bucket.revision() == revision
-            {
+            // Opened before it is cached (and before a refusal), so the
+            // cache holds only records that authenticated.
+            let value = open(&entry, scope, name)?;
+            let (version, allowed) = (entry.version, allows(&entry, reader));
+            if bucket.revision() == revision {
                 cache.insert(generation, key.to_vec(), Cached::Sealed(entry));
             }
             if !allowed {
                 // Opened only to authenticate it; the value drops
                 // (zeroized) here.
-                return Err(refused());
+                return Err(topic_bound(scope, name));
             }
             return Ok(Some((value, version)));
         }
@@ -258,5 +233,44 @@ impl SecretStore {
             cipher,
             topics,
         })))
+    }
+}
+
+/// Whether `reader` may read the record: a topic binding binds listeners,
+/// not the host.
+fn allows(entry: &SealedEntry, reader: Reader<'_>) -> bool {
+    match (&entry.topics, reader) {
+        (None, _) | (Some(_), Reader::Host) => true,
+        (Some(binding), Reader::Listener(topic)) => topic.is_some_and(|t| binding.allows(t)),
+    }
+}
+
+fn topic_bound(scope: &Scope, name: &str) -> StoreError {
+    StoreError::TopicBound {
+        scope: scope.clone(),
+        name: name.to_owned(),
+    }
+}
+
+/// Authenticates and decrypts the record's value.
+fn open(entry: &SealedEntry, scope: &Scope, name: &str) -> Result<SecretValue, StoreError> {
+    let mut plain = entry
+        .cipher
+        .open(&entry.nonce, &entry.ad, &entry.sealed)
+        .map_err(|_| {
+            StoreError::integrity(format!(
+                "secret {} in {scope} does not authenticate",
+                Preview(name)
+            ))
+        })?;
+    match String::from_utf8(std::mem::take(&mut *plain)) {
+        Ok(s) => Ok(SecretValue::new(s)),
+        Err(e) => {
+            drop(zeroize::Zeroizing::new(e.into_bytes()));
+            Err(StoreError::corrupt(format!(
+                "secret {} in {scope} is not UTF-8",
+                Preview(name)
+            )))
+        }
     }
 }

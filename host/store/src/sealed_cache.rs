@@ -98,8 +98,14 @@ impl Map {
 pub(crate) struct SealedCache(RwLock<Map>);
 
 impl SealedCache {
+    /// Calls `f` with what is cached under `key`, under the read lock.
+    pub fn with<R>(&self, key: &[u8], f: impl FnOnce(Option<&Cached>) -> R) -> R {
+        f(read_lock(&self.0).entries.get(key))
+    }
+
+    #[cfg(test)]
     pub fn get(&self, key: &[u8]) -> Option<Cached> {
-        read_lock(&self.0).entries.get(key).cloned()
+        self.with(key, |c| c.cloned())
     }
 
     /// Take before reading the record from the backend; pass to [`Self::insert`].
