@@ -71,6 +71,7 @@ mod runtime;
 mod sandbox;
 mod scrub;
 pub mod secrets;
+mod striped;
 mod topics;
 
 mod bindings {

@@ -13,6 +13,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use crate::durations::Durations;
+use crate::striped::StripedU64;
+
+/// A counter every run may add to: striped over threads (`striped.rs`).
+type Count = Counter<u64, StripedU64>;
 
 /// Outcome of one `get-secret` call, for metrics. Defined here, beside the
 /// counters it labels, so the secrets capability reports to metrics and
@@ -45,15 +49,15 @@ struct OutcomeLabel {
 
 pub struct Metrics {
     registry: Registry,
-    events: Counter,
-    runs: Family<OutcomeLabel, Counter>,
-    get_secret: Family<OutcomeLabel, Counter>,
+    events: Count,
+    runs: Family<OutcomeLabel, Count>,
+    get_secret: Family<OutcomeLabel, Count>,
     run_seconds: Durations,
     /// Pre-resolved counters so the hot path skips the family lookup.
-    get_secret_ok: Counter,
-    runs_ok: Counter,
-    audit_entries: Counter,
-    audit_refused: Counter,
+    get_secret_ok: Count,
+    runs_ok: Count,
+    audit_entries: Count,
+    audit_refused: Count,
 }
 
 impl Default for Metrics {
@@ -74,9 +78,9 @@ impl Metrics {
         if let Some(collector) = collector {
             registry.register_collector(collector);
         }
-        let events = Counter::default();
-        let runs = Family::<OutcomeLabel, Counter>::default();
-        let get_secret = Family::<OutcomeLabel, Counter>::default();
+        let events = Count::default();
+        let runs = Family::<OutcomeLabel, Count>::default();
+        let get_secret = Family::<OutcomeLabel, Count>::default();
         let run_seconds = Durations::exponential(0.000_01, 4.0, 12);
         registry.register("events", "Events dispatched", events.clone());
         registry.register("runs", "Listener runs by outcome", runs.clone());
@@ -90,8 +94,8 @@ impl Metrics {
             "Listener run duration",
             run_seconds.clone(),
         );
-        let audit_entries = Counter::default();
-        let audit_refused = Counter::default();
+        let audit_entries = Count::default();
+        let audit_refused = Count::default();
         registry.register(
             "audit_entries",
             "Audit entries accepted (get-secret calls and admin actions)",
