@@ -37,7 +37,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use wasmtime::{Engine, PoolingAllocatorMetrics};
 
 use crate::deploy::Limits;
@@ -60,14 +60,16 @@ pub(crate) struct MemoryBudget {
     pool_allowance: u64,
     /// Units for live runs: `total - pool_allowance`, rounded down.
     capacity: u32,
-    units: Arc<Semaphore>,
+    units: Semaphore,
     waited: AtomicU64,
     refused: AtomicU64,
 }
 
-/// A run's share of the budget, given back when dropped.
-pub(crate) struct Reservation {
-    _permit: OwnedSemaphorePermit,
+/// A run's share of the budget, given back when dropped. It borrows the
+/// budget (the run is shorter than its runtime), so taking one touches no
+/// reference count.
+pub(crate) struct Reservation<'a> {
+    _permit: SemaphorePermit<'a>,
 }
 
 /// Why a run got no reservation, and how long it waited for one.
@@ -100,7 +102,7 @@ impl MemoryBudget {
             total,
             pool_allowance,
             capacity,
-            units: Arc::new(Semaphore::new(capacity as usize)),
+            units: Semaphore::new(capacity as usize),
             waited: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         })
@@ -112,7 +114,7 @@ impl MemoryBudget {
         &self,
         bytes: u64,
         patience: Duration,
-    ) -> Result<Reservation, Refused> {
+    ) -> Result<Reservation<'_>, Refused> {
         let units = bytes.div_ceil(UNIT);
         let Some(units) = u32::try_from(units).ok().filter(|&u| u <= self.capacity) else {
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -121,12 +123,12 @@ impl MemoryBudget {
             });
         };
         // Fails while others wait: permits go to waiters first.
-        if let Ok(permit) = self.units.clone().try_acquire_many_owned(units) {
+        if let Ok(permit) = self.units.try_acquire_many(units) {
             return Ok(Reservation { _permit: permit });
         }
         self.waited.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
-        let wait = self.units.clone().acquire_many_owned(units);
+        let wait = self.units.acquire_many(units);
         match tokio::time::timeout(patience, wait).await {
             Ok(Ok(permit)) => Ok(Reservation { _permit: permit }),
             // The semaphore is never closed; a timeout it is.

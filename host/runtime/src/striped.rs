@@ -11,6 +11,7 @@
 //! runs add may miss the adds still in flight, as any lock-free reading
 //! does; Prometheus tolerates that.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
@@ -27,9 +28,17 @@ pub(crate) const STRIPES: usize = 8;
 pub(crate) fn stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        // Const-initialised: a read is one load, with no lazy-init check.
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    STRIPE.with(|s| *s)
+    STRIPE.with(|s| {
+        let mut mine = s.get();
+        if mine == usize::MAX {
+            mine = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            s.set(mine);
+        }
+        mine
+    })
 }
 
 /// A `u64` counter striped over threads; the `Atomic` a Prometheus

@@ -17,11 +17,11 @@ use crate::runs::{Outcome, RunRecord};
 use crate::runtime::Inner;
 
 /// The run's reservation, or the record of its refusal.
-pub(super) async fn admit(
-    inner: &Inner,
+pub(super) async fn admit<'a>(
+    inner: &'a Inner,
     target: &ReadyDeployment,
     event: &Event,
-) -> Result<Reservation, RunRecord> {
+) -> Result<Reservation<'a>, RunRecord> {
     let limits = &target.record.spec.limits;
     let patience = Duration::from_millis(limits.timeout_ms);
     match inner.budget.reserve(run_bytes(limits), patience).await {

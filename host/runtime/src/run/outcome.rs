@@ -32,7 +32,7 @@ pub(super) fn record(
     inner: &Inner,
     target: &ReadyDeployment,
     event: &Event,
-    run: Run,
+    run: Run<'_>,
     result: wasmtime::Result<Result<String, String>>,
 ) -> RunRecord {
     let duration = run.start.elapsed();

@@ -35,7 +35,7 @@ pub(crate) enum Caller {
 }
 
 /// A run set up and not yet called.
-pub(super) struct Run {
+pub(super) struct Run<'a> {
     /// Dropped (its instance and memory returned to the pool) before
     /// `reservation`: fields drop in order.
     pub(super) store: Store<RunState>,
@@ -49,17 +49,17 @@ pub(super) struct Run {
     /// The run's share of the host memory budget, given back after the
     /// store: when `outcome.rs` has taken the store apart, or with the
     /// whole run if it is cancelled.
-    pub(super) _reservation: Reservation,
+    pub(super) _reservation: Reservation<'a>,
 }
 
 /// A fresh store for `target` handling `event`, limits and deadline set.
-pub(super) fn set_up(
+pub(super) fn set_up<'a>(
     inner: &Inner,
     target: &ReadyDeployment,
     event: &Event,
     caller: Caller,
-    reservation: Reservation,
-) -> Run {
+    reservation: Reservation<'a>,
+) -> Run<'a> {
     let start = Instant::now();
     let started_at_ms = crate::clock::wall_ms(start);
     let spec = &target.record.spec;
