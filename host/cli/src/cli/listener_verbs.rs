@@ -96,6 +96,12 @@ pub struct EmitArgs {
     /// Event payload, a JSON document.
     #[arg(long, default_value = "{}", value_name = "JSON")]
     pub payload: String,
+    /// Emit one event per line of FILE (`-`: standard input), each line
+    /// the event's payload, a JSON document; all on TOPIC in the scope.
+    /// Sent in batches of up to 1,000 events; every line is checked
+    /// before the first batch is sent.
+    #[arg(long, value_name = "FILE", conflicts_with = "payload")]
+    pub batch: Option<std::path::PathBuf>,
     /// Cluster mode: run only once the receiving host has seen this store
     /// revision (printed by `secrets set` / `secrets rm`), so the runs read
     /// that write whichever host took it.

@@ -51,12 +51,17 @@ pub enum Body {
     /// JSON, in a buffer zeroized when the request is done (it may hold a
     /// secret value).
     Json(Zeroizing<Vec<u8>>),
+    /// Newline-delimited JSON (`POST /v1/events/batch`).
+    Ndjson(Vec<u8>),
     /// multipart/form-data with this boundary.
     Multipart {
         boundary: String,
         bytes: Vec<u8>,
     },
 }
+
+/// The media type of [`Body::Ndjson`].
+pub const NDJSON: &str = "application/x-ndjson";
 
 /// A request: method, path with query, body.
 pub struct Call {
@@ -85,6 +90,9 @@ impl Call {
             Body::Json(bytes) => builder
                 .header(axum::http::header::CONTENT_TYPE, "application/json")
                 .body(axum::body::Body::from(bytes.to_vec())),
+            Body::Ndjson(bytes) => builder
+                .header(axum::http::header::CONTENT_TYPE, NDJSON)
+                .body(axum::body::Body::from(bytes)),
             Body::Multipart { boundary, bytes } => builder
                 .header(
                     axum::http::header::CONTENT_TYPE,

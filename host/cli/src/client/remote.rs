@@ -159,6 +159,9 @@ impl Remote {
             Body::Json(bytes) => builder
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Full::new(Bytes::copy_from_slice(&bytes))),
+            Body::Ndjson(bytes) => builder
+                .header(header::CONTENT_TYPE, super::NDJSON)
+                .body(Full::new(Bytes::from(bytes))),
             Body::Multipart { boundary, bytes } => builder
                 .header(
                     header::CONTENT_TYPE,

@@ -1,4 +1,5 @@
-//! `keyhole deploy`, `listeners list | rm` and `emit`.
+//! `keyhole deploy`, `listeners list | rm` and `emit` (`emit --batch`:
+//! `batch.rs`).
 //!
 //! A guest that fails is reported by `emit` but is not an error of `emit`
 //! itself: the exit code is non-zero only when the event could not be
@@ -212,7 +213,10 @@ fn print_listener(v: &ListenerView) {
     println!("  deployed:   {}", v.deployed_at);
 }
 
-pub fn emit(c: &Client, args: EmitArgs) -> Result<()> {
+pub fn emit(c: &Client, mut args: EmitArgs) -> Result<()> {
+    if let Some(file) = args.batch.take() {
+        return super::batch::emit_batch(c, args, &file);
+    }
     let payload: serde_json::Value = serde_json::from_str(&args.payload).map_err(|e| {
         CliError::new(
             Exit::Usage,

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod batch;
 pub mod history;
 pub mod listeners;
 pub mod runs;
