@@ -151,10 +151,7 @@ impl Tally {
     }
 
     fn print(&self, topic: &str, env: &str, space: Option<&str>) {
-        let scope = match space {
-            Some(s) => format!("env {env} / space {s}"),
-            None => format!("env {env}"),
-        };
+        let scope = super::listeners::scope_text(env, space);
         let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
         if self.queued > 0 {
             println!(

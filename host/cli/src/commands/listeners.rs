@@ -127,7 +127,7 @@ fn short_hash(hash: &str) -> &str {
     hash.get(..16).unwrap_or(hash)
 }
 
-fn scope_text(env: &str, space: Option<&str>) -> String {
+pub(super) fn scope_text(env: &str, space: Option<&str>) -> String {
     match space {
         Some(s) => format!("env {env} / space {s}"),
         None => format!("env {env}"),
