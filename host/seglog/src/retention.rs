@@ -183,7 +183,7 @@ pub(crate) fn trim(
         match by_age(segments, next_seq, max_age) {
             Ok(found) => {
                 if found.rolled {
-                    open.leave();
+                    open.leave(segments);
                 }
                 first_kept = first_kept.max(found.first_kept);
             }
