@@ -5,8 +5,8 @@
 //!
 //! Every line is read and checked before the first batch is sent, so a
 //! file with a bad line sends nothing. A batch the API refuses stops the
-//! rest; the events of the batches before it ran, and the output says how
-//! many. As with `emit`, a guest that fails is an outcome, not an error.
+//! rest; the events of the batches before it were accepted (run, or
+//! queued in cluster mode), and the output says how many. As with `emit`, a guest that fails is an outcome, not an error.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -74,7 +74,10 @@ pub fn emit_batch(c: &Client, args: EmitArgs, file: &Path) -> Result<()> {
             ))
             .inspect_err(|_| {
                 if sent > 0 {
-                    eprintln!("{sent} events of the file were sent before this batch, and ran");
+                    eprintln!(
+                        "{sent} events of the file were accepted before this batch \
+                         (run, or queued in cluster mode)"
+                    );
                 }
             })?;
         for event in &answer.events {
