@@ -127,8 +127,8 @@ fn main() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: keyhole-bench [--quick]\n       keyhole-bench --loop floor|guarded-floor|keyhole|fanout|fanout-async|api [THREADS] [pure-reader|arena-reader]\n                     \
-                     (one case for 10 s, for perf/callgrind)"
+                    "usage: keyhole-bench [--quick]\n       keyhole-bench --loop compare|floor|guarded-floor|keyhole|fanout|fanout-async|api [THREADS] [pure-reader|arena-reader]\n                     \
+                     (one case for KEYHOLE_BENCH_SECS, default 10, for perf/callgrind;\n                      compare: only the interleaved latency rounds, 20 per KEYHOLE_BENCH_SECS)"
                 );
                 return Ok(());
             }

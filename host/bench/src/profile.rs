@@ -22,6 +22,25 @@ pub fn run(case: &str, threads: usize, guest: &str) -> Result<()> {
     let secs: u64 = std::env::var("KEYHOLE_BENCH_SECS").map_or(Ok(10), |s| s.parse())?;
     let span = Duration::from_secs(secs);
     let eps = match case {
+        // The latency comparison alone (keyhole/floor, interleaved rounds of
+        // 500 events as in the full bench, 20 rounds per second of
+        // KEYHOLE_BENCH_SECS): A/B runs of two builds take a second each.
+        "compare" => {
+            let floor = Floor::new(&module)?;
+            let (kh, _) = Keyhole::new(&module, 1)?;
+            let plan = crate::Plan {
+                rounds: 20 * secs as usize,
+                ..crate::Plan::new(true)
+            };
+            let (f, k) = crate::compare::compare(&floor, &kh, &plan)?;
+            println!(
+                "compare: floor {:.2} µs, keyhole {:.2} µs, keyhole/floor {:.3}",
+                f.median_us,
+                k.median_us,
+                k.median_us / f.median_us
+            );
+            return Ok(());
+        }
         "floor" | "guarded-floor" => {
             let floor = if case == "floor" {
                 Floor::new(&module)?
@@ -72,7 +91,7 @@ pub fn run(case: &str, threads: usize, guest: &str) -> Result<()> {
         }
         other => {
             bail!(
-                "unknown case {other:?}: floor, guarded-floor, keyhole, fanout, fanout-async or api"
+                "unknown case {other:?}: compare, floor, guarded-floor, keyhole, fanout, fanout-async or api"
             )
         }
     };
