@@ -206,6 +206,24 @@ fn api_routes_auth_limits_and_openapi() {
         &h.post_json("/v1/events", &json!({"topic": "", "environmentId": "prod"})),
         400,
     );
+    // A store revision no write has reached is not waited for (it could
+    // only time out, 503 after 10 s): refused at once. One reached runs.
+    let started = std::time::Instant::now();
+    let ahead = h.post_json(
+        "/v1/events",
+        &json!({"topic": "nothing", "environmentId": "prod", "minRevision": 1u64 << 60}),
+    );
+    assert_json_error(&ahead, 400);
+    assert!(ahead.body.contains("ahead of every write"), "{ahead:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(
+        h.post_json(
+            "/v1/events",
+            &json!({"topic": "nothing", "environmentId": "prod", "minRevision": 1})
+        )
+        .status,
+        200
+    );
     let page = h.get("/v1/runs?listener=hello&limit=5").json();
     assert_eq!(page["next"], Value::Null);
     let runs = &page["runs"];

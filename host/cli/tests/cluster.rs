@@ -118,9 +118,20 @@ fn two_hosts_share_state_through_nats() {
     // revision reads it on the first try (read-your-writes across hosts).
     let revision = set(V2);
     assert_eq!(read_through(&hb, Some(revision)), fnv(V2));
-    // A revision no host has reached: queued, but not run (handed back
-    // until the queue gives up on it).
-    assert_eq!(read_through(&hb, Some(revision + 1_000_000)), "no run");
+    // A revision no write has reached (B asks NATS for the newest): not
+    // a write's answer, refused at once rather than queued to wait.
+    let started = Instant::now();
+    let ahead = hb.post_json(
+        "/v1/events",
+        &json!({"topic": "t", "environmentId": "prod", "minRevision": revision + 1_000_000}),
+    );
+    assert_eq!(
+        (ahead.status, ahead.json()["code"].as_str()),
+        (400, Some("invalid")),
+        "{ahead:?}"
+    );
+    assert!(ahead.body.contains("ahead of every write"), "{ahead:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "not waited for");
 
     // A token made on A works on B.
     let ci = ha.create_token(&json!({"name": "ci", "role": "auditor"}));

@@ -194,6 +194,23 @@ impl Bucket for NatsBucket {
         self.seen.load(Ordering::Acquire)
     }
 
+    /// The stream's last sequence, from the server: another host's
+    /// acknowledged write is there before this host has watched it.
+    fn written(&self) -> Result<Revision, KvError> {
+        let (stream, what) = (
+            self.kv.stream.clone(),
+            self.what("reading the newest revision"),
+        );
+        // Not counted as seen: the caches have not watched it yet.
+        self.run(async move {
+            let info = stream
+                .get_info()
+                .await
+                .map_err(|e| backend_error(&what, e))?;
+            Ok(info.state.last_sequence)
+        })
+    }
+
     fn watch(&self, from: Revision) -> Result<Box<dyn Watch>, KvError> {
         let (tx, rx) = mpsc::channel();
         let (kv, what, bucket) = (self.kv.clone(), self.what("watching"), self.full.clone());

@@ -40,6 +40,11 @@ fn two_hosts_share_buckets_and_race_fairly() {
     let mut watch_b = bb.watch(0).unwrap();
     let r1 = ba.put(b"secret/one", b"sealed-1").unwrap();
     assert_eq!(
+        bb.written().unwrap(),
+        r1,
+        "B knows A's write was made before B has watched it"
+    );
+    assert_eq!(
         bb.get(b"secret/one").unwrap().unwrap().revision,
         r1,
         "B reads A's write"

@@ -44,7 +44,12 @@ pub fn crud_and_revisions(backend: &dyn Backend) {
     assert!(b.get(b"a").unwrap().is_none(), "deleted");
     assert!(b.get(b"").unwrap().is_none());
     b.put(b"", b"empty key").unwrap();
-    b.put(b"binary\0key\xff", b"").unwrap();
+    let last = b.put(b"binary\0key\xff", b"").unwrap();
+    assert_eq!(
+        b.written().unwrap(),
+        last,
+        "the newest revision written is the last write's"
+    );
     assert_eq!(b.get(b"binary\0key\xff").unwrap().unwrap().value, b"");
     b.flush().unwrap();
 }

@@ -241,6 +241,15 @@ pub trait Bucket: Send + Sync + 'static {
     /// with what their caches have applied on every read.
     fn revision(&self) -> Revision;
 
+    /// The newest revision any writer has written to this bucket, so a
+    /// revision someone hands in can be told apart from one no write has
+    /// reached yet. By default [`Bucket::revision`], right for a backend
+    /// only this process writes (the embedded one holds the data
+    /// directory's lock); a shared backend asks its server.
+    fn written(&self) -> Result<Revision, KvError> {
+        Ok(self.revision())
+    }
+
     /// A feed of every change with a revision after `from`, in order.
     fn watch(&self, from: Revision) -> Result<Box<dyn Watch>, KvError>;
 

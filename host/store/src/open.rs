@@ -146,6 +146,13 @@ impl SecretStore {
         self.inner.bucket.revision()
     }
 
+    /// The newest revision any store over this backend has written (a
+    /// shared backend asks its server): a revision above it is not one a
+    /// write returned, and waiting for it could only time out.
+    pub fn written_revision(&self) -> Result<Revision, StoreError> {
+        Ok(self.inner.bucket.written()?)
+    }
+
     /// Waits (at most `timeout`) until this store's caches have applied
     /// every change up to `revision`, e.g. one another host reported.
     /// Returns whether they have.

@@ -20,6 +20,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use keyhole_runtime::Event;
+use keyhole_store::SecretStore;
 
 use super::Shared;
 use super::auth::within;
@@ -55,13 +56,44 @@ fn accept(s: &Shared, who: &Principal, body: EmitBody) -> Result<Event, ApiError
     Ok(event)
 }
 
+/// Refuses a `minRevision` no write has reached yet, at once: it is not a
+/// revision a write returned (those are written before they are answered,
+/// on any host), and waiting for it could only time out.
+fn written_yet(store: &SecretStore, revision: u64) -> Result<(), ApiError> {
+    if revision <= store.revision() {
+        return Ok(());
+    }
+    let newest = store.written_revision()?;
+    if revision > newest {
+        return Err(ApiError::bad_request(format!(
+            "minRevision {revision} is ahead of every write to the store (the newest is \
+             {newest}): give the revision a secret write returned; the event was not run"
+        )));
+    }
+    Ok(())
+}
+
+/// [`written_yet`] off the async workers (a shared backend asks its
+/// server), for an event about to be queued.
+async fn check_written(s: &Shared, revision: Option<u64>) -> Result<(), ApiError> {
+    let Some(revision) = revision else {
+        return Ok(());
+    };
+    let store = s.runtime.store().clone();
+    blocking(move || written_yet(&store, revision)).await
+}
+
 /// Waits until this host's store has applied `revision`, if given.
 async fn caught_up(s: &Shared, revision: Option<u64>) -> Result<(), ApiError> {
     let Some(revision) = revision else {
         return Ok(());
     };
     let store = s.runtime.store().clone();
-    if blocking(move || Ok(store.wait_for(revision, MIN_REVISION_WAIT)?)).await? {
+    let seen = blocking(move || {
+        written_yet(&store, revision)?;
+        Ok(store.wait_for(revision, MIN_REVISION_WAIT)?)
+    });
+    if seen.await? {
         return Ok(());
     }
     Err(ApiError::unavailable(format!(
@@ -89,6 +121,7 @@ pub async fn emit(
     if let Some(queue) = &s.queue {
         // Refused here, in the caller's terms, rather than by a worker.
         s.runtime.validate_event(&event)?;
+        check_written(&s, min_revision).await?;
         let view = queue_event(queue, event, min_revision).await?;
         return Ok((StatusCode::ACCEPTED, Json(view)));
     }
@@ -143,6 +176,7 @@ pub async fn emit_batch(
         ));
     }
     if let Some(queue) = &s.queue {
+        check_written(&s, min_revision).await?;
         let mut views = Vec::with_capacity(events.len());
         for event in events {
             views.push(queue_event(queue, event, min_revision).await?);
