@@ -22,14 +22,21 @@ pub(crate) struct SledBucket {
 }
 
 impl SledBucket {
-    pub(crate) fn new(name: &str, tree: sled::Tree, db: sled::Db, revision_base: Revision) -> Self {
+    /// A bucket whose revision starts at `opened_at`, the backend's.
+    pub(crate) fn new(
+        name: &str,
+        tree: sled::Tree,
+        db: sled::Db,
+        revision_base: Revision,
+        opened_at: Revision,
+    ) -> Self {
         SledBucket {
             name: name.to_owned(),
             tree,
             db,
             revision_base,
             writes: Mutex::new(()),
-            feed: Arc::new(Feed::default()),
+            feed: Arc::new(Feed::starting_at(opened_at)),
         }
     }
 

@@ -48,6 +48,15 @@ impl Feed {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A feed whose newest revision is `revision` before any change is
+    /// published (the backend's state when it opened).
+    pub(crate) fn starting_at(revision: Revision) -> Self {
+        Feed {
+            latest: AtomicU64::new(revision),
+            ..Feed::default()
+        }
+    }
+
     pub(crate) fn latest(&self) -> Revision {
         self.latest.load(Ordering::Acquire)
     }

@@ -14,7 +14,11 @@
 //! bucket's write lock: compare-and-set is a read and a write inside it,
 //! and the change is published to the bucket's watches (`feed.rs`) before
 //! the lock is released, so watches see changes in revision order. Reads
-//! take no lock.
+//! take no lock. There is no history to watch from before the backend
+//! opened: a bucket's revision starts where sled's ids stood then, so what
+//! was written before counts as seen (a store waiting for a revision a
+//! write returned before a restart has it), and nothing else writes here,
+//! so [`keyhole_kv::Bucket::written`] is that revision too.
 //!
 //! Not for high-volume appends: sled 0.34's per-insert cost was most of the
 //! run-log writer's time when run records lived here, and under that load it
@@ -67,6 +71,11 @@ struct Inner {
     db: sled::Db,
     /// Added to sled's ids to make revisions ([`compact::revision_base`]).
     revision_base: u64,
+    /// Where every bucket's revision starts: everything written before
+    /// the backend opened counts as seen (there is no history to watch),
+    /// so a revision a write returned before a restart is one a store has
+    /// applied, not one it waits for.
+    opened_at: u64,
     buckets: Mutex<HashMap<String, Arc<SledBucket>>>,
     /// Declared last: released only after the database has been dropped.
     _lock: DirLock,
@@ -88,10 +97,15 @@ impl EmbeddedKv {
         create_private_dir(&data_dir.join(DB_DIR))?;
         let db = open_sled(data_dir, DB_DIR)?;
         let revision_base = compact::revision_base(&db)?;
+        // Above every revision written before this open (sled's ids are
+        // monotonic across restarts and crashes; a write's revision is the
+        // base plus its id plus one), and below every one after.
+        let opened_at = revision_base + db.generate_id().map_err(db_error)?;
         Ok(EmbeddedKv {
             inner: Arc::new(Inner {
                 db,
                 revision_base,
+                opened_at,
                 buckets: Mutex::default(),
                 _lock: lock,
             }),
@@ -138,6 +152,7 @@ impl Backend for EmbeddedKv {
             tree,
             self.inner.db.clone(),
             self.inner.revision_base,
+            self.inner.opened_at,
         ));
         buckets.insert(name.to_owned(), bucket.clone());
         Ok(bucket)
