@@ -66,7 +66,7 @@ fn written_yet(store: &SecretStore, revision: u64) -> Result<(), ApiError> {
     let newest = store.written_revision()?;
     if revision > newest {
         return Err(ApiError::bad_request(format!(
-            "minRevision {revision} is ahead of every write to the store (the newest is \
+            "store revision {revision} is ahead of every write to the store (the newest is \
              {newest}): give the revision a secret write returned; the event was not run"
         )));
     }
