@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds=${1:-300}
 port=${KEYHOLE_FUZZ_PORT:-7711}
+phases=${KEYHOLE_FUZZ_PHASES:-examples,coverage,fuzzing,stateful}
 command -v schemathesis >/dev/null || python3 -m pip install --quiet schemathesis
 cargo build --release --bin keyhole --bin keyhole-bench >/dev/null
 work=$(mktemp -d)
@@ -34,7 +35,7 @@ SCHEMATHESIS_HOOKS=fuzz_hooks PYTHONPATH=scripts schemathesis run host/cli/src/o
   --url "http://127.0.0.1:$port" -H "Authorization: Bearer $(cat "$work/token")" \
   --exclude-path-regex '^/v1/tokens/' \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --phases examples,coverage,fuzzing --suppress-health-check all \
+  --phases "$phases" --suppress-health-check all \
   --max-time "$seconds" -w 2 || status=1
 # The daemon's own log says ERROR only for host faults.
 if grep -n ERROR "$work/serve.log"; then status=1; fi

@@ -12,7 +12,9 @@
 //!   the same audit entries. Pages hide the actions the token's role lacks;
 //!   a post anyway is refused by the API like any other request.
 //! - **Forms**: every POST must come from this origin and carry the
-//!   session's CSRF token (`csrf.rs`).
+//!   session's CSRF token (`csrf.rs`). A form that is not one of the
+//!   console's (wrong type, fields missing, twice or not numbers), like an
+//!   address the console never made (`params.rs`), gets a page saying so.
 //! - **Values never come back**: secret values go in through write-only
 //!   password fields and no page has anything to show but names and
 //!   metadata, because the API has nothing else to give.
@@ -25,6 +27,7 @@ mod call;
 mod csrf;
 mod layout;
 mod pages;
+mod params;
 mod session;
 mod signin;
 
@@ -157,12 +160,11 @@ pub struct Posted<T> {
     pub form: T,
 }
 
+/// The field every form carries besides its own.
 #[derive(Deserialize)]
-struct WithCsrf<T> {
+struct CsrfField {
     #[serde(default)]
     csrf: String,
-    #[serde(flatten)]
-    form: T,
 }
 
 impl<T: DeserializeOwned + Send> FromRequest<ConsoleState> for Posted<T> {
@@ -172,20 +174,55 @@ impl<T: DeserializeOwned + Send> FromRequest<ConsoleState> for Posted<T> {
         let (mut parts, body) = req.into_parts();
         let visitor = Visitor::from_request_parts(&mut parts, c).await?;
         csrf::same_origin(&parts.headers, c.tls).map_err(refused_form)?;
+        if !is_form(&parts.headers) {
+            return Err(layout::error_page(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the request was not a form (application/x-www-form-urlencoded). \
+                 Reload the page and submit the form again.",
+            ));
+        }
         let req = Request::from_parts(parts, body);
-        let axum::Form(WithCsrf { csrf, form }) = axum::Form::<WithCsrf<T>>::from_request(req, c)
+        let body = axum::body::Bytes::from_request(req, c)
             .await
-            .map_err(|e| {
-                layout::error_page(
-                    StatusCode::BAD_REQUEST,
-                    &format!("the form: {}", e.body_text()),
-                )
-            })?;
+            .map_err(|e| layout::error_page(e.status(), &format!("the form: {}", e.body_text())))?;
+        let CsrfField { csrf } = serde_urlencoded::from_bytes(&body).map_err(bad_form)?;
         if !visitor.csrf.matches(Some(&csrf)) {
             return Err(refused_form("its form token is missing or stale"));
         }
+        // The form's own fields from the same body; `csrf` is one no form
+        // declares, so it is skipped. Not one struct with the form
+        // `#[serde(flatten)]`ed into it: through flatten every field
+        // arrives as text, so a number field refused every number
+        // (`invalid type: string "1", expected u64`), quoting what was
+        // typed back into the page.
+        let form = serde_urlencoded::from_bytes(&body).map_err(bad_form)?;
         Ok(Posted { visitor, form })
     }
+}
+
+/// Whether a request says its body is a URL-encoded form.
+fn is_form(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// A form whose fields are not the page's: a field missing or twice, or
+/// not a number where the form has one. The parser's words name the
+/// field, never its value.
+fn bad_form(e: serde_urlencoded::de::Error) -> Response {
+    layout::error_page(
+        StatusCode::BAD_REQUEST,
+        &format!(
+            "the form's fields are not this page's ({e}). Reload the page and submit the form again."
+        ),
+    )
 }
 
 /// A POST that failed the CSRF checks.

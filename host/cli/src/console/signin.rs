@@ -12,7 +12,9 @@
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use super::params::Params;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -78,7 +80,7 @@ fn signin_page(status: StatusCode, c: &ConsoleState, message: Option<&str>) -> R
     response
 }
 
-async fn form(State(c): State<ConsoleState>, Query(q): Query<FormQuery>) -> Response {
+async fn form(State(c): State<ConsoleState>, Params(q): Params<FormQuery>) -> Response {
     let message = q
         .expired
         .is_some()

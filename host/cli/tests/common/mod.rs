@@ -1,7 +1,10 @@
 //! Shared helpers for the `keyhole` binary's tests: a temporary installation
 //! (data directory and key file apart), a runner for the real binary, a
-//! daemon started on a free loopback port, and a small HTTP client.
+//! daemon started on a free loopback port, a small HTTP client, and the
+//! console's cookie-keeping client (`browser.rs`).
 #![allow(dead_code)]
+
+pub mod browser;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

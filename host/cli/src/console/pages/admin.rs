@@ -1,7 +1,8 @@
 //! The operator's pages: the audit log (filterable, with the chain's
 //! verification) and API tokens (create, shown once; revoke).
 
-use axum::extract::{Path, Query, State};
+use crate::console::params::{Params, Segments};
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use keyhole_audit::Entry;
@@ -69,7 +70,7 @@ fn entry_row(seq: u64, e: &Entry) -> Markup {
 pub async fn audit(
     State(c): State<ConsoleState>,
     v: Visitor,
-    Query(f): Query<AuditFilters>,
+    Params(f): Params<AuditFilters>,
 ) -> Response {
     let params = AuditParams {
         secret: some(&f.secret),
@@ -224,7 +225,11 @@ async fn tokens_page(
     page(v, "API tokens", "Tokens", notice, body)
 }
 
-pub async fn tokens(State(c): State<ConsoleState>, v: Visitor, q: Query<Done>) -> Response {
+pub async fn tokens(
+    State(c): State<ConsoleState>,
+    v: Visitor,
+    Params(q): Params<Done>,
+) -> Response {
     tokens_page(&c, &v, q.notice(), None).await
 }
 
@@ -260,7 +265,7 @@ pub async fn create_token(State(c): State<ConsoleState>, p: Posted<NewToken>) ->
 
 pub async fn revoke_token(
     State(c): State<ConsoleState>,
-    Path(name): Path<String>,
+    Segments(name): Segments<String>,
     p: Posted<crate::console::signin::Empty>,
 ) -> Response {
     match c

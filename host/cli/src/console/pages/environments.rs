@@ -1,7 +1,8 @@
 //! Environments: the list, creating one, and an environment's Developer
 //! Settings (its secrets, spaces and listeners).
 
-use axum::extract::{Path, Query, State};
+use crate::console::params::{Params, Segments};
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use maud::html;
@@ -16,7 +17,7 @@ use crate::console::{ConsoleState, Posted, Visitor};
 use crate::requests::{CreateEnvironment, CreateSpace, SecretQuery, SetSecret, SpaceQuery};
 use crate::views::{EnvironmentView, ListenerView, SecretsView, SpaceView};
 
-pub async fn list(State(c): State<ConsoleState>, v: Visitor, q: Query<Done>) -> Response {
+pub async fn list(State(c): State<ConsoleState>, v: Visitor, Params(q): Params<Done>) -> Response {
     let envs: Vec<EnvironmentView> = match c.get(&v.who, "/v1/environments").await {
         Ok(e) => e,
         Err(f) => return f.into_response(),
@@ -74,8 +75,8 @@ pub async fn create(State(c): State<ConsoleState>, p: Posted<NewId>) -> Response
 pub async fn settings(
     State(c): State<ConsoleState>,
     v: Visitor,
-    Path(env): Path<String>,
-    q: Query<Done>,
+    Segments(env): Segments<String>,
+    Params(q): Params<Done>,
 ) -> Response {
     let e: EnvironmentView = match c.get(&v.who, &at("/v1/environments", &env)).await {
         Ok(e) => e,
@@ -228,7 +229,7 @@ pub fn topics(text: &str) -> Option<Vec<String>> {
 
 pub async fn set_secret(
     State(c): State<ConsoleState>,
-    Path(env): Path<String>,
+    Segments(env): Segments<String>,
     p: Posted<SecretForm>,
 ) -> Response {
     let body = SetSecret {
@@ -252,7 +253,7 @@ pub async fn set_secret(
 
 pub async fn delete_secret(
     State(c): State<ConsoleState>,
-    Path((env, name)): Path<(String, String)>,
+    Segments((env, name)): Segments<(String, String)>,
     p: Posted<crate::console::signin::Empty>,
 ) -> Response {
     let id = format!("env:{env}:{name}");
@@ -265,7 +266,7 @@ pub async fn delete_secret(
 
 pub async fn create_space(
     State(c): State<ConsoleState>,
-    Path(env): Path<String>,
+    Segments(env): Segments<String>,
     p: Posted<NewId>,
 ) -> Response {
     let body = CreateSpace {

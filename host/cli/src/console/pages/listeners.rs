@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Multipart, Path, Query, State};
+use crate::console::params::{Params, Segments};
+use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::html;
@@ -24,7 +25,7 @@ fn list_of(text: &str) -> Vec<String> {
     topics(text).unwrap_or_default()
 }
 
-pub async fn list(State(c): State<ConsoleState>, v: Visitor, q: Query<Done>) -> Response {
+pub async fn list(State(c): State<ConsoleState>, v: Visitor, Params(q): Params<Done>) -> Response {
     let listeners: Vec<ListenerView> = match c.get(&v.who, "/v1/listeners").await {
         Ok(l) => l,
         Err(f) => return f.into_response(),
@@ -214,8 +215,8 @@ pub async fn deploy(
 pub async fn detail(
     State(c): State<ConsoleState>,
     v: Visitor,
-    Path(name): Path<String>,
-    q: Query<Done>,
+    Segments(name): Segments<String>,
+    Params(q): Params<Done>,
 ) -> Response {
     let l: ListenerView = match c.get(&v.who, &at("/v1/listeners", &name)).await {
         Ok(l) => l,
@@ -287,7 +288,7 @@ pub async fn detail(
 
 pub async fn remove(
     State(c): State<ConsoleState>,
-    Path(name): Path<String>,
+    Segments(name): Segments<String>,
     p: Posted<crate::console::signin::Empty>,
 ) -> Response {
     match c
@@ -308,7 +309,7 @@ pub struct TestEvent {
 
 pub async fn test_event(
     State(c): State<ConsoleState>,
-    Path(name): Path<String>,
+    Segments(name): Segments<String>,
     p: Posted<TestEvent>,
 ) -> Response {
     let l: ListenerView = match c.get(&p.visitor.who, &at("/v1/listeners", &name)).await {

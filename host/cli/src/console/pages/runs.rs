@@ -2,7 +2,8 @@
 //! duration, the secret names it read, its scrubbed output, its HTTP
 //! calls). Filters are the API's (`GET /v1/runs`), passed through.
 
-use axum::extract::{Path, Query, State};
+use crate::console::params::{Params, Segments};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
@@ -16,7 +17,7 @@ use crate::views::{RunView, RunsPage};
 pub async fn list(
     State(c): State<ConsoleState>,
     v: Visitor,
-    Query(mut f): Query<RunsParams>,
+    Params(mut f): Params<RunsParams>,
 ) -> Response {
     // Empty form fields mean "any".
     for field in [
@@ -95,7 +96,11 @@ pub async fn list(
     page(&v, "Runs", "Runs", None, body)
 }
 
-pub async fn detail(State(c): State<ConsoleState>, v: Visitor, Path(id): Path<String>) -> Response {
+pub async fn detail(
+    State(c): State<ConsoleState>,
+    v: Visitor,
+    Segments(id): Segments<String>,
+) -> Response {
     let r: RunView = match c.get(&v.who, &at("/v1/runs", &id)).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),

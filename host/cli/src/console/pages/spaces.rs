@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use crate::console::params::{Params, Segments};
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
@@ -88,8 +89,8 @@ async fn secrets_of(
 pub async fn secrets(
     State(c): State<ConsoleState>,
     v: Visitor,
-    Path(id): Path<String>,
-    q: Query<Done>,
+    Segments(id): Segments<String>,
+    Params(q): Params<Done>,
 ) -> Response {
     let space = match space_of(&c, &v, &id).await {
         Ok(s) => s,
@@ -202,7 +203,7 @@ pub struct OverrideForm {
 
 pub async fn override_secret(
     State(c): State<ConsoleState>,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
     p: Posted<OverrideForm>,
 ) -> Response {
     let body = SetSecret {
@@ -226,7 +227,7 @@ pub async fn override_secret(
 
 pub async fn revert(
     State(c): State<ConsoleState>,
-    Path((id, name)): Path<(String, String)>,
+    Segments((id, name)): Segments<(String, String)>,
     p: Posted<crate::console::signin::Empty>,
 ) -> Response {
     let path = at("/v1/secrets", &format!("space:{id}:{name}"));
@@ -239,7 +240,7 @@ pub async fn revert(
 pub async fn listeners(
     State(c): State<ConsoleState>,
     v: Visitor,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
 ) -> Response {
     let space = match space_of(&c, &v, &id).await {
         Ok(s) => s,

@@ -2,7 +2,8 @@
 //! undelete and destroy, for one secret addressed by its id
 //! (`env:prod:NAME`, `space:team-a:NAME`), as the API addresses it.
 
-use axum::extract::{Path, Query, State};
+use crate::console::params::{Params, Segments};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use keyhole_store::{Scope, VersionState};
 use maud::html;
@@ -28,8 +29,8 @@ fn api(id: &str, what: &str) -> String {
 pub async fn history(
     State(c): State<ConsoleState>,
     v: Visitor,
-    Path(id): Path<String>,
-    q: Query<Done>,
+    Segments(id): Segments<String>,
+    Params(q): Params<Done>,
 ) -> Response {
     // The API checks the id (a 400 in the user's terms if it is not one).
     let versions: Data<Vec<VersionView>> = match c.get(&v.who, &api(&id, "history")).await {
@@ -125,7 +126,7 @@ pub struct VersionForm {
 
 pub async fn rollback(
     State(c): State<ConsoleState>,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
     p: Posted<VersionForm>,
 ) -> Response {
     let body = json!({ "version": p.form.version });
@@ -140,7 +141,7 @@ pub async fn rollback(
 
 pub async fn undelete(
     State(c): State<ConsoleState>,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
     p: Posted<Empty>,
 ) -> Response {
     match c
@@ -162,7 +163,7 @@ pub struct DestroyForm {
 
 pub async fn destroy(
     State(c): State<ConsoleState>,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
     p: Posted<DestroyForm>,
 ) -> Response {
     let body = match (p.form.all.is_some(), p.form.version) {
