@@ -176,6 +176,97 @@ fn hostile_forms_get_a_page_in_the_users_terms_and_change_nothing() {
         }
     }
 
+    // The deploy form (multipart): bodies that are not multipart, a
+    // module that is not wasm, hostile fields, too many fields.
+    let module = wasm(SECRET_READER);
+    for (what, field, value) in [
+        ("junk module", "name", "junk"),
+        ("hostile name", "name", "<script>alert(1)</script>"),
+        ("huge topics", "topics", &"t:".repeat(40_000)),
+        ("memory not a number", "memory_mib", "-1"),
+        ("timeout overflow", "timeout_ms", "18446744073709551616"),
+        ("settings not KEY=VALUE", "settings", "no equals sign"),
+        ("a space of another world", "space", "../../v1/tokens"),
+    ] {
+        let junk: &[u8] = if what == "junk module" {
+            b"\0asm junk"
+        } else {
+            &module
+        };
+        let mut parts: Vec<(&str, &str, &[u8])> = vec![
+            ("csrf", "text/plain", csrf.as_bytes()),
+            ("environment", "text/plain", b"prod"),
+            ("name", "text/plain", b"deployed"),
+        ];
+        parts.retain(|(n, _, _)| *n != field);
+        parts.push((field, "text/plain", value.as_bytes()));
+        parts.push(("module", "application/wasm", junk));
+        let (content_type, body) = common::multipart(&parts);
+        let page = b.send_bytes(
+            "POST",
+            "/listeners",
+            Some(&origin),
+            Some((&content_type, body)),
+        );
+        assert_answered(&format!("POST /listeners ({what})"), &page);
+        answered += 1;
+    }
+    let many: Vec<(String, &str, &[u8])> = (0..40)
+        .map(|i| (format!("f{i}"), "text/plain", b"x".as_slice()))
+        .collect();
+    let many: Vec<(&str, &str, &[u8])> =
+        many.iter().map(|(n, t, v)| (n.as_str(), *t, *v)).collect();
+    for (content_type, body) in [
+        common::multipart(&many),
+        (
+            "multipart/form-data; boundary=nope".to_owned(),
+            b"garbage".to_vec(),
+        ),
+        ("multipart/form-data".to_owned(), b"--x\r\n".to_vec()),
+        (
+            "application/x-www-form-urlencoded".to_owned(),
+            b"name=x".to_vec(),
+        ),
+    ] {
+        let page = b.send_bytes(
+            "POST",
+            "/listeners",
+            Some(&origin),
+            Some((&content_type, body)),
+        );
+        assert_answered(&format!("POST /listeners as {content_type}"), &page);
+        answered += 1;
+    }
+
+    // The sign-in form, which anyone can reach: no hostile body signs in.
+    let mut stranger = Browser::new(&server.base);
+    for value in hostile_values() {
+        let csrf = stranger.get("/signin").csrf();
+        let page = stranger.post("/signin", &[("csrf", &csrf), ("token", &value)]);
+        assert_answered("POST /signin with a hostile token", &page);
+        let csrf = stranger.get("/signin").csrf();
+        let page = stranger.post(
+            "/signin",
+            &[("csrf", &csrf), ("token", &token), ("token", &value)],
+        );
+        assert_answered("POST /signin with the token twice", &page);
+        answered += 2;
+    }
+    let page = stranger.send_bytes(
+        "POST",
+        "/signin",
+        Some(&origin),
+        Some((
+            "application/json",
+            format!(r#"{{"token":"{token}"}}"#).into_bytes(),
+        )),
+    );
+    assert_answered("POST /signin as JSON", &page);
+    assert!(
+        !stranger.cookies.contains_key("keyhole_session"),
+        "a hostile sign-in opened a session"
+    );
+
     // Hostile path parameters, on pages and on forms.
     let segments = [
         "%00",

@@ -174,18 +174,8 @@ impl<T: DeserializeOwned + Send> FromRequest<ConsoleState> for Posted<T> {
         let (mut parts, body) = req.into_parts();
         let visitor = Visitor::from_request_parts(&mut parts, c).await?;
         csrf::same_origin(&parts.headers, c.tls).map_err(refused_form)?;
-        if !is_form(&parts.headers) {
-            return Err(layout::error_page(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "the request was not a form (application/x-www-form-urlencoded). \
-                 Reload the page and submit the form again.",
-            ));
-        }
-        let req = Request::from_parts(parts, body);
-        let body = axum::body::Bytes::from_request(req, c)
-            .await
-            .map_err(|e| layout::error_page(e.status(), &format!("the form: {}", e.body_text())))?;
-        let CsrfField { csrf } = serde_urlencoded::from_bytes(&body).map_err(bad_form)?;
+        let body = params::form_body(Request::from_parts(parts, body), c).await?;
+        let CsrfField { csrf } = params::fields(&body)?;
         if !visitor.csrf.matches(Some(&csrf)) {
             return Err(refused_form("its form token is missing or stale"));
         }
@@ -195,34 +185,11 @@ impl<T: DeserializeOwned + Send> FromRequest<ConsoleState> for Posted<T> {
         // arrives as text, so a number field refused every number
         // (`invalid type: string "1", expected u64`), quoting what was
         // typed back into the page.
-        let form = serde_urlencoded::from_bytes(&body).map_err(bad_form)?;
-        Ok(Posted { visitor, form })
-    }
-}
-
-/// Whether a request says its body is a URL-encoded form.
-fn is_form(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| {
-            essence
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        Ok(Posted {
+            visitor,
+            form: params::fields(&body)?,
         })
-}
-
-/// A form whose fields are not the page's: a field missing or twice, or
-/// not a number where the form has one. The parser's words name the
-/// field, never its value.
-fn bad_form(e: serde_urlencoded::de::Error) -> Response {
-    layout::error_page(
-        StatusCode::BAD_REQUEST,
-        &format!(
-            "the form's fields are not this page's ({e}). Reload the page and submit the form again."
-        ),
-    )
+    }
 }
 
 /// A POST that failed the CSRF checks.

@@ -1,9 +1,11 @@
-//! What a page's address carries — its query and its path segments — read
-//! so that an address the console never made is answered with a page in
-//! the visitor's words, not axum's bare text refusal.
+//! What a request carries — its query, its path segments, its form — read
+//! so that an address or a form the console never made is answered with a
+//! page in the visitor's words, not axum's bare text refusal.
 
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::de::DeserializeOwned;
 
@@ -39,7 +41,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Segment
 
 /// axum's words say what could not be read (a parameter's name and the
 /// parser's complaint, never the value: no console type is `flatten`ed).
-fn refused(status: axum::http::StatusCode, why: &str) -> Response {
+fn refused(status: StatusCode, why: &str) -> Response {
     let why = why
         .trim_start_matches("Failed to deserialize query string: ")
         .trim_start_matches("Invalid URL: ");
@@ -49,4 +51,58 @@ fn refused(status: axum::http::StatusCode, why: &str) -> Response {
             "This address is not one the console makes ({why}). Follow a link from the console instead."
         ),
     )
+}
+
+/// A form's body: refused unless the request says it is a URL-encoded
+/// form, and bounded by the route's body limit.
+pub async fn form_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Response> {
+    if !is_form(req.headers()) {
+        return Err(layout::error_page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the request was not a form (application/x-www-form-urlencoded). \
+             Reload the page and submit the form again.",
+        ));
+    }
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|e| layout::error_page(e.status(), &format!("the form: {}", e.body_text())))
+}
+
+/// Fields `T` of a form body. A form whose fields are not the page's (one
+/// missing or twice, or not a number where the form has one) is refused;
+/// the parser's words name the field, never its value.
+pub fn fields<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_urlencoded::from_bytes(body).map_err(|e| {
+        layout::error_page(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "the form's fields are not this page's ({e}). Reload the page and submit the form again."
+            ),
+        )
+    })
+}
+
+/// A form's fields, for a form without a session (sign-in).
+pub struct FormFields<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for FormFields<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let body = form_body(req, state).await?;
+        fields(&body).map(FormFields)
+    }
+}
+
+/// Whether a request says its body is a URL-encoded form.
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }

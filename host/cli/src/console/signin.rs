@@ -14,7 +14,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::State;
 
-use super::params::Params;
+use super::params::{FormFields, Params};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -99,7 +99,7 @@ struct SignIn {
 async fn sign_in(
     State(c): State<ConsoleState>,
     headers: HeaderMap,
-    axum::Form(f): axum::Form<SignIn>,
+    FormFields(f): FormFields<SignIn>,
 ) -> Response {
     let cookie = session::read_cookie(&headers, signin_cookie(c.tls)).and_then(CsrfToken::parse);
     if let Err(why) = csrf::same_origin(&headers, c.tls) {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::console::params::{Params, Segments};
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -179,11 +180,19 @@ pub async fn deploy(
     State(c): State<ConsoleState>,
     v: Visitor,
     headers: HeaderMap,
-    m: Multipart,
+    m: Result<Multipart, MultipartRejection>,
 ) -> Response {
     if let Err(why) = crate::console::csrf::same_origin(&headers, c.tls) {
         return refused_form(why);
     }
+    // Not multipart, or no boundary: the upload form always is and has one.
+    let m = match m {
+        Ok(m) => m,
+        Err(e) => {
+            let why = format!("The upload was not this page's form: {}", e.body_text());
+            return error_page(e.status(), &why);
+        }
+    };
     let f = match read_form(m).await {
         Ok(f) => f,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &format!("The upload failed: {e}")),
