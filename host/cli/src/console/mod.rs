@@ -175,7 +175,7 @@ impl<T: DeserializeOwned + Send> FromRequest<ConsoleState> for Posted<T> {
         let visitor = Visitor::from_request_parts(&mut parts, c).await?;
         csrf::same_origin(&parts.headers, c.tls).map_err(refused_form)?;
         let body = params::form_body(Request::from_parts(parts, body), c).await?;
-        let CsrfField { csrf } = params::fields(&body)?;
+        let CsrfField { csrf } = params::fields(&body).map_err(params::bad_fields)?;
         if !visitor.csrf.matches(Some(&csrf)) {
             return Err(refused_form("its form token is missing or stale"));
         }
@@ -187,7 +187,7 @@ impl<T: DeserializeOwned + Send> FromRequest<ConsoleState> for Posted<T> {
         // typed back into the page.
         Ok(Posted {
             visitor,
-            form: params::fields(&body)?,
+            form: params::fields(&body).map_err(params::bad_fields)?,
         })
     }
 }

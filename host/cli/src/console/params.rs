@@ -68,18 +68,21 @@ pub async fn form_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
         .map_err(|e| layout::error_page(e.status(), &format!("the form: {}", e.body_text())))
 }
 
-/// Fields `T` of a form body. A form whose fields are not the page's (one
-/// missing or twice, or not a number where the form has one) is refused;
-/// the parser's words name the field, never its value.
-pub fn fields<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_urlencoded::from_bytes(body).map_err(|e| {
-        layout::error_page(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "the form's fields are not this page's ({e}). Reload the page and submit the form again."
-            ),
-        )
-    })
+/// Fields `T` of a form body; [`bad_fields`] answers a failure.
+pub fn fields<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_urlencoded::de::Error> {
+    serde_urlencoded::from_bytes(body)
+}
+
+/// A form whose fields are not the page's (one missing or twice, or not a
+/// number where the form has one). The parser's words name the field,
+/// never its value.
+pub fn bad_fields(e: serde_urlencoded::de::Error) -> Response {
+    layout::error_page(
+        StatusCode::BAD_REQUEST,
+        &format!(
+            "the form's fields are not this page's ({e}). Reload the page and submit the form again."
+        ),
+    )
 }
 
 /// A form's fields, for a form without a session (sign-in).
@@ -90,7 +93,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for FormFields<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
         let body = form_body(req, state).await?;
-        fields(&body).map(FormFields)
+        fields(&body).map(FormFields).map_err(bad_fields)
     }
 }
 
