@@ -394,6 +394,25 @@ async fn walk(s: &Session, token: &str) {
         .await;
     assert!(s.source().await.contains("Inherited"));
 
+    // A second value for the environment's secret, then back to the
+    // first from its history (the version forms once refused every
+    // version number: `console_hostile.rs`).
+    s.goto("/environments/prod").await;
+    s.fill("#secret-name", "API_KEY").await;
+    s.fill("#secret-value", &format!("{PLANT_ENV}-second"))
+        .await;
+    s.click("form[action='/environments/prod/secrets'] button")
+        .await;
+    assert_eq!(s.path().await, "/environments/prod?done=secret-saved");
+    s.goto("/secrets/env:prod:API_KEY/history").await;
+    s.click("form[action$='/rollback'] button").await;
+    assert!(
+        s.path().await.ends_with("/history?done=rolled-back"),
+        "{}",
+        s.source().await
+    );
+    s.assert_clean("after a rollback").await;
+
     // Deploy by upload, send a test event, read its run.
     s.goto("/listeners").await;
     s.check_page("listeners").await;
