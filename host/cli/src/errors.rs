@@ -107,12 +107,30 @@ pub fn report(err: &anyhow::Error) -> Report {
         if let Some(e) = cause.downcast_ref::<TlsError>() {
             return tls_report(e, message);
         }
+        if let Some(e) = cause.downcast_ref::<std::io::Error>()
+            && let Some(report) = io_report(e, &message)
+        {
+            return report;
+        }
     }
     Report {
         code: Exit::Failure,
         message,
         hint: None,
     }
+}
+
+/// A path no file can have (a name past the system's limit, or one that
+/// runs through a file): every path keyhole opens outside its data
+/// directory's own files is one the user gave (`--data`, `--key-file`, a
+/// module, a batch), so it is their input. Other I/O errors are failures.
+fn io_report(e: &std::io::Error, message: &str) -> Option<Report> {
+    use std::io::ErrorKind as K;
+    matches!(e.kind(), K::InvalidFilename | K::NotADirectory).then(|| Report {
+        code: Exit::Usage,
+        message: message.to_owned(),
+        hint: Some("check the path given".into()),
+    })
 }
 
 const VERSION_HINT: &str = "someone wrote it since you read it: see `keyhole secrets history NAME --env ENV [--space SPACE]`, then write with --expect-version CURRENT";

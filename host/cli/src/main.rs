@@ -44,6 +44,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::client::Client;
+use crate::commands::text::shorten_words;
 use crate::config::Globals;
 use crate::errors::report;
 
@@ -51,18 +52,41 @@ fn main() -> ExitCode {
     // Before anything creates a file: nothing keyhole writes is for group
     // or others (see `datadir.rs`).
     datadir::restrict_umask();
-    let cli = Cli::parse();
+    let cli = parse_args();
     let serving = matches!(cli.command, Command::Serve(_));
     init_tracing(if serving { "info" } else { "warn" });
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let r = report(&err);
-            eprintln!("error: {}", r.message);
+            eprintln!("error: {}", shorten_words(&r.message, LONGEST_WORD));
             if let Some(hint) = r.hint {
-                eprintln!("hint: {hint}");
+                eprintln!("hint: {}", shorten_words(&hint, LONGEST_WORD));
             }
             ExitCode::from(r.code as u8)
+        }
+    }
+}
+
+/// The most characters of one word an error prints: a refused argument
+/// is quoted back, and may be huge.
+const LONGEST_WORD: usize = 200;
+
+/// The command line, as clap parses it; a refusal that quotes a huge
+/// argument is cut to a readable length (`commands::text::shorten_words`).
+fn parse_args() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let text = e.render().to_string();
+            match shorten_words(&text, LONGEST_WORD) {
+                // Help, versions and ordinary refusals, as clap prints them.
+                std::borrow::Cow::Borrowed(_) => e.exit(),
+                std::borrow::Cow::Owned(short) => {
+                    eprint!("{short}");
+                    std::process::exit(e.exit_code())
+                }
+            }
         }
     }
 }

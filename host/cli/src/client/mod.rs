@@ -79,12 +79,28 @@ impl Call {
         }
     }
 
+    /// The call's path and query as an address. Every name and id in it
+    /// is percent-encoded, so only a length can fail here: a name far
+    /// past any limit is refused as input, before any request is made.
+    pub fn uri(&self) -> Result<axum::http::Uri> {
+        self.path.parse().map_err(|e| {
+            CliError::new(
+                Exit::Usage,
+                format!(
+                    "a name or id in this request is far longer than keyhole accepts \
+                     (ids are at most 64 characters, secret names 256): {e}"
+                ),
+            )
+            .into()
+        })
+    }
+
     /// This call as a request to a router in this process (`Local`, and
     /// the web console's `crate::console::call`).
     pub fn into_request(self) -> Result<axum::http::Request<axum::body::Body>> {
         let builder = axum::http::Request::builder()
-            .method(self.method)
-            .uri(&self.path);
+            .method(self.method.clone())
+            .uri(self.uri()?);
         let request = match self.body {
             Body::Empty => builder.body(axum::body::Body::empty()),
             Body::Json(bytes) => builder

@@ -150,8 +150,8 @@ impl Remote {
             format!("{}:{}", self.host, self.port)
         };
         let builder = Request::builder()
+            .uri(call.uri()?)
             .method(call.method)
-            .uri(&call.path)
             .header(header::HOST, authority)
             .header(header::AUTHORIZATION, auth);
         let request = match call.body {

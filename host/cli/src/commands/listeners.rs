@@ -116,7 +116,10 @@ fn read_module(path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| {
         let code = match e.kind() {
             ErrorKind::NotFound => Exit::NotFound,
-            ErrorKind::IsADirectory => Exit::Usage,
+            // Not a path a file can have: too long, or through a file.
+            ErrorKind::IsADirectory | ErrorKind::InvalidFilename | ErrorKind::NotADirectory => {
+                Exit::Usage
+            }
             _ => Exit::Failure,
         };
         CliError::new(code, format!("reading {}: {e}", path.display())).into()

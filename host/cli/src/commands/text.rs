@@ -55,6 +55,38 @@ pub fn one_line(text: &str, max: usize) -> String {
     }
 }
 
+/// `text` with every run of more than `max` non-space characters cut to
+/// its first `max` and a count of the rest: an error that quotes what it
+/// refused stays readable when what it refused is 70 KB.
+pub fn shorten_words(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    let long = |w: &str| w.chars().nth(max).is_some();
+    if !text.split(char::is_whitespace).any(long) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(max * 4);
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if long(word) {
+            let rest = word.chars().count() - max;
+            out.extend(word.chars().take(max));
+            out.push_str(&format!("…[{rest} more characters]"));
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +97,23 @@ mod tests {
         assert_eq!(duration_text(12_345), "12.3ms");
         assert_eq!(one_line("a\nb", 10), "a b");
         assert_eq!(one_line("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn long_words_are_cut_and_counted() {
+        let huge = "x".repeat(1_000);
+        let text = format!("error: invalid value '{huge}' for '--role <ROLE>'\n");
+        let short = shorten_words(&text, 100);
+        assert_eq!(
+            short,
+            format!(
+                "error: invalid value '{}…[902 more characters] for '--role <ROLE>'\n",
+                "x".repeat(99)
+            )
+        );
+        assert!(matches!(
+            shorten_words("error: a short one\n", 100),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }
