@@ -25,7 +25,7 @@ $k env create prod >/dev/null
 $k space create team-a --env prod >/dev/null
 printf %s "$planted" | $k secrets set SLACK_TOKEN --env prod >/dev/null
 $k deploy target/guests/pure_reader.bench.component.wasm --name reader --env prod \
-  --topic 'greet:*' >/dev/null
+  --topic '*' >/dev/null
 $k serve --listen "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
 serve=$!
 trap 'kill $serve 2>/dev/null; wait $serve 2>/dev/null; rm -rf "$work"' EXIT
