@@ -98,9 +98,10 @@ impl Call {
     /// This call as a request to a router in this process (`Local`, and
     /// the web console's `crate::console::call`).
     pub fn into_request(self) -> Result<axum::http::Request<axum::body::Body>> {
+        let uri = self.uri()?;
         let builder = axum::http::Request::builder()
-            .method(self.method.clone())
-            .uri(self.uri()?);
+            .method(self.method)
+            .uri(uri);
         let request = match self.body {
             Body::Empty => builder.body(axum::body::Body::empty()),
             Body::Json(bytes) => builder
