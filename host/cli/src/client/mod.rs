@@ -99,9 +99,7 @@ impl Call {
     /// the web console's `crate::console::call`).
     pub fn into_request(self) -> Result<axum::http::Request<axum::body::Body>> {
         let uri = self.uri()?;
-        let builder = axum::http::Request::builder()
-            .method(self.method)
-            .uri(uri);
+        let builder = axum::http::Request::builder().method(self.method).uri(uri);
         let request = match self.body {
             Body::Empty => builder.body(axum::body::Body::empty()),
             Body::Json(bytes) => builder
