@@ -78,9 +78,12 @@ fn parse_args() -> Cli {
     match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            // Help and versions (on stdout) as clap prints them.
+            if !e.use_stderr() {
+                e.exit()
+            }
             let text = e.render().to_string();
             match shorten_words(&text, LONGEST_WORD) {
-                // Help, versions and ordinary refusals, as clap prints them.
                 std::borrow::Cow::Borrowed(_) => e.exit(),
                 std::borrow::Cow::Owned(short) => {
                     eprint!("{short}");

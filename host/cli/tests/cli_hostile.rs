@@ -153,6 +153,11 @@ fn every_verb_answers_hostile_arguments_with_a_short_error_and_keeps_the_data() 
     k.ok(&["space", "create", "team-a", "--env", "prod"]);
     let set = k.run_stdin(&["secrets", "set", "TOKEN", "--env", "prod"], PLANT);
     assert_eq!(set.code, 0, "{set:?}");
+    let args = [
+        "secrets", "set", "TOKEN", "--env", "prod", "--space", "team-a",
+    ];
+    let over = k.run_stdin(&args, &format!("{PLANT}-space"));
+    assert_eq!(over.code, 0, "{over:?}");
     let reader = std::fs::canonicalize(SECRET_READER).unwrap();
     let reader = reader.to_str().unwrap();
     k.ok(&[
@@ -235,33 +240,41 @@ fn check(what: &str, out: &Out) {
     }
 }
 
-/// Environments, spaces, secrets (with versions) and listeners, one line
-/// each.
+/// Environments, spaces, secrets of each (with versions), listeners and
+/// tokens, one line each.
 fn state(k: &Install) -> Vec<String> {
     let json = |args: &[&str]| -> serde_json::Value {
         serde_json::from_str(&k.ok(args)).expect("--json output")
     };
     let mut out = Vec::new();
-    for line in k.ok(&["env", "list"]).lines().skip(1) {
-        let env = line.split_whitespace().next().unwrap();
-        out.push(format!("environment {env}"));
-        for s in json(&["secrets", "list", "--env", env, "--json"])
-            .as_array()
-            .unwrap()
-        {
+    let secrets = |args: &[&str], out: &mut Vec<String>| {
+        for s in json(args).as_array().unwrap() {
             out.push(format!(
                 "secret {} v{}",
                 s["id"].as_str().unwrap(),
                 s["version"]
             ));
         }
+    };
+    for line in k.ok(&["env", "list"]).lines().skip(1) {
+        let env = line.split_whitespace().next().unwrap();
+        out.push(format!("environment {env}"));
+        secrets(&["secrets", "list", "--env", env, "--json"], &mut out);
     }
     for line in k.ok(&["space", "list"]).lines().skip(1) {
-        out.push(format!("space {}", line.split_whitespace().next().unwrap()));
+        let mut words = line.split_whitespace();
+        let (space, env) = (words.next().unwrap(), words.next().unwrap());
+        out.push(format!("space {space}"));
+        let args = ["secrets", "list", "--env", env, "--space", space, "--json"];
+        secrets(&args, &mut out);
     }
     for l in json(&["listeners", "list", "--json"]).as_array().unwrap() {
         out.push(format!("listener {}", l["name"].as_str().unwrap()));
     }
+    for t in json(&["token", "list", "--json"]).as_array().unwrap() {
+        out.push(format!("token {}", t["name"].as_str().unwrap()));
+    }
     out.sort();
+    out.dedup();
     out
 }

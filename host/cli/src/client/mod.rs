@@ -88,7 +88,9 @@ impl Call {
                 Exit::Usage,
                 format!(
                     "a name or id in this request is far longer than keyhole accepts \
-                     (ids are at most 64 characters, secret names 256): {e}"
+                     (ids are at most {} characters, secret names {}): {e}",
+                    keyhole_store::MAX_ID_LEN,
+                    keyhole_store::MAX_NAME_LEN
                 ),
             )
             .into()

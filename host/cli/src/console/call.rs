@@ -21,6 +21,7 @@ use super::Console;
 use crate::api::{ConsoleCaller, ErrorCode};
 use crate::auth::Principal;
 use crate::client::{ApiFailure, Body, Call, Reply, json};
+use crate::errors::{CliError, Exit};
 
 /// Most bytes of an answer read back (the largest is a page of audit
 /// entries or runs with their output).
@@ -36,10 +37,18 @@ pub struct Failure {
 impl Failure {
     /// A failure of the console's own making (an answer it cannot read).
     pub fn internal(message: impl Into<String>) -> Self {
+        Self::of(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            message,
+        )
+    }
+
+    fn of(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Failure {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
+            status,
             api: ApiFailure {
-                code: ErrorCode::Internal,
+                code,
                 message: message.into(),
                 subject: None,
                 missing_permission: None,
@@ -51,9 +60,22 @@ impl Failure {
 impl Console {
     /// Sends `call` as `who`; the reply, whatever its status.
     pub async fn send(&self, who: &Principal, call: Call) -> Result<Reply, Failure> {
-        let mut request = call
-            .into_request()
-            .map_err(|e| Failure::internal(format!("{e:#}")))?;
+        let mut request = call.into_request().map_err(|e| {
+            // A name in the address that percent-encodes past any address's
+            // length (`Call::uri`) is the visitor's input, not a fault.
+            let input = e
+                .downcast_ref::<CliError>()
+                .is_some_and(|c| c.code == Exit::Usage);
+            if input {
+                Failure::of(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::Invalid,
+                    format!("{e:#}"),
+                )
+            } else {
+                Failure::internal(format!("{e:#}"))
+            }
+        })?;
         request.extensions_mut().insert(ConsoleCaller(who.clone()));
         let response = self
             .api
