@@ -9,6 +9,8 @@
 
 mod common;
 
+use std::process::Stdio;
+
 use common::{Install, Out};
 use keyhole_tests::{SECRET_READER, all_bytes, contains};
 
@@ -165,6 +167,11 @@ fn every_verb_answers_hostile_arguments_with_a_short_error_and_keeps_the_data() 
     ]);
     let before = state(&k);
 
+    // Relative paths (`--data 18446744073709551616` makes that data
+    // directory) land in a directory of the test's own, never in the
+    // source tree.
+    let cwd = k.dir.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
     let mut runs = 0;
     for template in templates(reader) {
         for value in hostile_values() {
@@ -178,8 +185,7 @@ fn every_verb_answers_hostile_arguments_with_a_short_error_and_keeps_the_data() 
                     }
                 })
                 .collect();
-            // A secret's value, where a verb reads one, from stdin.
-            let out = k.run_stdin(&args, "v");
+            let out = run_in(&k, &cwd, &args);
             let shown: String = value.chars().take(30).collect();
             check(&format!("{} ({shown:?})", template.join(" ")), &out);
             runs += 1;
@@ -208,6 +214,22 @@ fn every_verb_answers_hostile_arguments_with_a_short_error_and_keeps_the_data() 
     let verify = k.run(&["audit", "verify"]);
     assert_eq!(verify.code, 0, "{verify:?}");
     assert!(!contains(&all_bytes(&k.data), PLANT));
+}
+
+/// Runs the binary as `k` does, from `cwd`; a secret's value, where a
+/// verb reads one, comes from stdin.
+fn run_in(k: &Install, cwd: &std::path::Path, args: &[&str]) -> Out {
+    let mut child = k
+        .cmd()
+        .current_dir(cwd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn keyhole");
+    common::feed(&mut child, "v");
+    child.wait_with_output().expect("wait keyhole").into()
 }
 
 /// One run's answer: an exit code, a short reason on failure, no value.
