@@ -114,15 +114,14 @@ fn read_module(path: &std::path::Path) -> Result<Vec<u8>> {
         .into());
     }
     std::fs::read(path).map_err(|e| {
-        let code = match e.kind() {
-            ErrorKind::NotFound => Exit::NotFound,
-            // Not a path a file can have: too long, or through a file.
-            ErrorKind::IsADirectory | ErrorKind::InvalidFilename | ErrorKind::NotADirectory => {
-                Exit::Usage
-            }
-            _ => Exit::Failure,
-        };
-        CliError::new(code, format!("reading {}: {e}", path.display())).into()
+        let reading = format!("reading {}", path.display());
+        match e.kind() {
+            ErrorKind::NotFound => CliError::new(Exit::NotFound, format!("{reading}: {e}")).into(),
+            ErrorKind::IsADirectory => CliError::new(Exit::Usage, format!("{reading}: {e}")).into(),
+            // The rest stay I/O errors: `errors.rs::io_report` tells a path
+            // no file can have (the caller's input) from a failure.
+            _ => anyhow::Error::new(e).context(reading),
+        }
     })
 }
 

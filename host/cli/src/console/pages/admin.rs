@@ -1,7 +1,6 @@
 //! The operator's pages: the audit log (filterable, with the chain's
 //! verification) and API tokens (create, shown once; revoke).
 
-use crate::console::params::{Params, Segments};
 use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +12,7 @@ use super::{Done, at, done};
 use crate::auth::Role;
 use crate::client::query;
 use crate::console::layout::{button_form, csrf, page};
+use crate::console::params::{Params, Segments};
 use crate::console::{ConsoleState, Posted, Visitor};
 use crate::requests::{AuditParams, CreateToken};
 use crate::views::{AuditPage, CreatedToken, TokenInfo, VerifyView, rfc3339};

@@ -1,7 +1,6 @@
 //! Environments: the list, creating one, and an environment's Developer
 //! Settings (its secrets, spaces and listeners).
 
-use crate::console::params::{Params, Segments};
 use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +12,7 @@ use super::{Done, at, done, updated_by};
 use crate::auth::Permission;
 use crate::client::{query, segment};
 use crate::console::layout::{button_form, csrf, page};
+use crate::console::params::{Params, Segments};
 use crate::console::{ConsoleState, Posted, Visitor};
 use crate::requests::{CreateEnvironment, CreateSpace, SecretQuery, SetSecret, SpaceQuery};
 use crate::views::{EnvironmentView, ListenerView, SecretsView, SpaceView};

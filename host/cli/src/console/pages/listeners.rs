@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::console::params::{Params, Segments};
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -17,6 +16,7 @@ use super::{Done, at, done};
 use crate::auth::Permission;
 use crate::client::{Call, multipart, query};
 use crate::console::layout::{button_form, csrf, error_page, page};
+use crate::console::params::{Params, Segments};
 use crate::console::{ConsoleState, Posted, Visitor, refused_form};
 use crate::requests::{EmitBody, GrantsBody, LimitsBody, ListenerSpec};
 use crate::views::{DeployedView, EmitView, ListenerView};

@@ -2,7 +2,6 @@
 //! duration, the secret names it read, its scrubbed output, its HTTP
 //! calls). Filters are the API's (`GET /v1/runs`), passed through.
 
-use crate::console::params::{Params, Segments};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use maud::html;
@@ -10,6 +9,7 @@ use maud::html;
 use super::at;
 use crate::client::query;
 use crate::console::layout::page;
+use crate::console::params::{Params, Segments};
 use crate::console::{ConsoleState, Visitor};
 use crate::requests::RunsParams;
 use crate::views::{RunView, RunsPage};

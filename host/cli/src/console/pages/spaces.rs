@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use crate::console::params::{Params, Segments};
 use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
@@ -16,6 +15,7 @@ use super::{Done, at, done, updated_by};
 use crate::auth::Permission;
 use crate::client::{query, segment};
 use crate::console::layout::{button_form, csrf, page};
+use crate::console::params::{Params, Segments};
 use crate::console::{ConsoleState, Posted, Visitor};
 use crate::requests::{SecretQuery, SetSecret};
 use crate::views::{ListenerView, SecretsView, SpaceView};

@@ -2,7 +2,6 @@
 //! undelete and destroy, for one secret addressed by its id
 //! (`env:prod:NAME`, `space:team-a:NAME`), as the API addresses it.
 
-use crate::console::params::{Params, Segments};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use keyhole_store::{Scope, VersionState};
@@ -13,6 +12,7 @@ use serde_json::json;
 use super::{Done, at, done};
 use crate::auth::Permission;
 use crate::console::layout::{button_form, csrf, page};
+use crate::console::params::{Params, Segments};
 use crate::console::signin::Empty;
 use crate::console::{ConsoleState, Posted, Visitor};
 use crate::views::{Data, DestroyedView, SecretsView, VersionView, parse_secret_id};
