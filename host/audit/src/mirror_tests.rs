@@ -7,10 +7,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use keyhole_kv::Backend;
+use keyhole_kv::breakable::Breakable;
 use keyhole_kv_embedded::EmbeddedKv;
 
 use super::*;
-use crate::tests::{Breakable, admin, fill, read};
+use crate::tests::{admin, fill, read};
 
 const ROOT: [u8; 32] = [42; 32];
 
@@ -155,10 +156,7 @@ fn tampering_with_the_cluster_copy_is_named() {
 fn a_copy_that_cannot_be_written_fails_the_log_closed_and_recovers() {
     let c = Cluster::new();
     let broken = Arc::new(AtomicBool::new(false));
-    let bucket = Arc::new(Breakable {
-        inner: c.bucket(),
-        broken: broken.clone(),
-    });
+    let bucket = Arc::new(Breakable::new(c.bucket(), broken.clone()));
     let (a, _ka) = c.host_with("web-1", usize::MAX, bucket);
     fill(&a, 3);
     broken.store(true, Ordering::SeqCst);

@@ -1,6 +1,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use keyhole_kv::{Backend, Cas, Entry as KvEntry, KvError, Revision, Watch};
+use keyhole_kv::Backend;
+use keyhole_kv::breakable::Breakable;
 use keyhole_kv_embedded::EmbeddedKv;
 
 use super::*;
@@ -256,62 +257,14 @@ fn retention_deletes_old_segments_and_says_so() {
     assert!(report.ok(), "{report:?}");
 }
 
-/// The real bucket, failing on demand: the test's way to break the sink.
-pub(crate) struct Breakable {
-    pub inner: Arc<dyn Bucket>,
-    pub broken: Arc<AtomicBool>,
-}
-
-impl Bucket for Breakable {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn get(&self, key: &[u8]) -> Result<Option<KvEntry>, KvError> {
-        self.inner.get(key)
-    }
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<Revision, KvError> {
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(KvError::Backend("no space left on device".into()));
-        }
-        self.inner.put(key, value)
-    }
-    fn create(&self, key: &[u8], value: &[u8]) -> Result<Cas, KvError> {
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(KvError::Backend("NATS did not answer".into()));
-        }
-        self.inner.create(key, value)
-    }
-    fn update(&self, key: &[u8], value: &[u8], expected: Revision) -> Result<Cas, KvError> {
-        self.inner.update(key, value, expected)
-    }
-    fn delete(&self, key: &[u8], expected: Revision) -> Result<Cas, KvError> {
-        self.inner.delete(key, expected)
-    }
-    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, KvEntry)>, KvError> {
-        self.inner.scan(prefix)
-    }
-    fn revision(&self) -> Revision {
-        self.inner.revision()
-    }
-    fn watch(&self, from: Revision) -> Result<Box<dyn Watch>, KvError> {
-        self.inner.watch(from)
-    }
-    fn flush(&self) -> Result<(), KvError> {
-        self.inner.flush()
-    }
-    fn erase_history(&self, key: &[u8]) -> Result<(), KvError> {
-        self.inner.erase_history(key)
-    }
-}
-
 #[test]
 fn a_failing_sink_refuses_entries_keeps_what_it_accepted_and_recovers() {
     let fx = Fixture::new();
     let broken = Arc::new(AtomicBool::new(false));
-    let heads = Arc::new(Breakable {
-        inner: fx.kv.bucket("audit").unwrap(),
-        broken: broken.clone(),
-    });
+    let heads = Arc::new(Breakable::new(
+        fx.kv.bucket("audit").unwrap(),
+        broken.clone(),
+    ));
     let log = fx.open_with(10_000, heads);
     log.secret_read(&read("BEFORE", ReadOutcome::Ok)).unwrap();
     log.sync(Duration::from_secs(10)).unwrap();

@@ -9,10 +9,12 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Http, Install, Server, all_runs};
-use keyhole_kv_nats::test_server::{TestServer, available};
+use keyhole_kv_nats::test_server::{CutProxy, TestServer, available};
 use keyhole_tests::{SECRET_READER, wasm};
 use serde_json::json;
 
@@ -213,6 +215,74 @@ fn a_killed_hosts_events_run_again_elsewhere() {
         .filter(|r| r["delivery"].as_u64().unwrap_or(1) >= 2)
         .count();
     assert!(again >= WORKERS - 1, "{again} ran again: {runs:?}");
+}
+
+/// A host cut off from NATS while its guest runs: the run's record write
+/// fails on the host (after its timeout). Either the write landed anyway
+/// (it was sent before the cut) or the event is delivered again once the
+/// host is back and runs again; both ways the run is recorded once.
+/// (That a failed write is not taken as recorded is checked exactly in
+/// `tests/tests/runtime/runs.rs`.)
+#[test]
+fn a_host_cut_off_mid_run_records_the_run_once() {
+    if !available() {
+        return;
+    }
+    let nats = TestServer::start();
+    let proxy = Arc::new(CutProxy::new(&nats));
+    // The guest's request cuts its host off NATS (the first time): the
+    // guest finishes, but its record cannot be written.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let stub = {
+        let (proxy, calls) = (proxy.clone(), calls.clone());
+        keyhole_tests::StubServer::start_with(200, "{}", move |_| {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                proxy.cut();
+            }
+        })
+    };
+    let (a, token) = common::cluster_init(&nats.url());
+    let workers = WORKERS.to_string();
+    let extra = ["--cluster-ack-wait", "3s", "--cluster-workers", &workers];
+    let server = common::cluster_host(&a, &proxy.url(), &token, &extra, false);
+    let h = server.http();
+    assert_eq!(
+        h.post_json("/v1/environments", &json!({"id": "prod"}))
+            .status,
+        201
+    );
+    let r = h.deploy(
+        &json!({"name": "caller", "environmentId": "prod", "topics": ["t"],
+                "allowHttp": [stub.origin()]}),
+        &wasm(keyhole_tests::HTTP_CALLER),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = h.post_json(
+        "/v1/events",
+        &json!({"id": "ev_cut", "topic": "t", "environmentId": "prod",
+                "payload": {"url": format!("{}/cut", stub.origin())}}),
+    );
+    assert_eq!(r.status, 202, "{r:?}");
+    wait_until("the guest ran", Duration::from_secs(30), || {
+        calls.load(Ordering::SeqCst) >= 1
+    });
+    // Past the record write's own timeout, so it has failed.
+    std::thread::sleep(Duration::from_secs(12));
+    proxy.restore();
+    wait_until("the event recorded", Duration::from_secs(60), || {
+        let r = h.get("/v1/runs?environmentId=prod");
+        r.status == 200 && !r.json()["runs"].as_array().unwrap().is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(4)); // past another ack wait
+    let runs = all_runs(&h, "environmentId=prod");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["outcome"]["kind"], "ok", "{runs:?}");
+    assert_eq!(runs[0]["eventId"], "ev_cut");
+    let calls = calls.load(Ordering::SeqCst);
+    let delivery = runs[0]["delivery"].as_u64().unwrap_or(1);
+    eprintln!("the guest ran {calls} time(s); recorded at delivery {delivery}");
+    assert!(calls <= 2, "{calls} runs");
+    assert_eq!(calls > 1, delivery > 1, "{runs:?}");
 }
 
 /// nats-server killed (SIGKILL) and restarted on its files mid-stream:

@@ -44,10 +44,14 @@
 //! thread by the rule above.
 //!
 //! [`conformance`] (feature `conformance`) is the behaviour every backend
-//! must show, as a test suite each backend runs against itself.
+//! must show, as a test suite each backend runs against itself;
+//! [`breakable`] (feature `testing`) a real bucket whose writes a test can
+//! break, for callers' tests of a failing store.
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "testing")]
+pub mod breakable;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 

@@ -201,7 +201,7 @@ impl Runtime {
             };
             let mut record =
                 crate::runs::RunRecord::not_run(event, &target.record, outcome, crate::now_ms(), 0);
-            self.inner.runs.append(&mut record);
+            self.inner.runs.append(&mut record)?;
             out.push(record);
         }
         Ok(out)

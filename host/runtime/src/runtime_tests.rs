@@ -14,11 +14,11 @@ struct MemoryLog {
 }
 
 impl RunLog for MemoryLog {
-    fn append(&self, record: &mut RunRecord) -> u64 {
+    fn append(&self, record: &mut RunRecord) -> Result<u64, RuntimeError> {
         let mut records = self.records.lock().unwrap();
         record.id = records.len() as u64 + 1;
         records.push(record.clone());
-        record.id
+        Ok(record.id)
     }
 
     fn sync(&self) -> Result<(), RuntimeError> {
@@ -73,7 +73,7 @@ fn the_run_log_is_chosen_at_open() {
     let config = RuntimeConfig::default();
     let runtime = Runtime::open_with_run_log(store, dir.path(), config, log.clone()).unwrap();
     for listener in ["a", "b", "a"] {
-        log.append(&mut record(listener));
+        log.append(&mut record(listener)).unwrap();
     }
     let ids: Vec<u64> = runtime
         .runs(Some("a"), 10)

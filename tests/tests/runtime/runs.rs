@@ -276,3 +276,61 @@ fn retention_by_age_holds_across_a_restart() {
     let h = h.restart_with(config());
     assert_eq!(calm(&h, "prod", None).id, 7);
 }
+
+/// In cluster mode a run's record is one write to the shared bucket `runs`.
+/// When that write fails the run is an error, not a record with id 0: the
+/// queue then does not ack the event (`events_queue.rs`), and the event
+/// delivered again runs the listener that has no record, once.
+#[test]
+fn a_run_whose_shared_record_is_not_written_is_an_error_and_runs_again() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use keyhole_kv::breakable::BreakableBackend;
+    use keyhole_kv_embedded::EmbeddedKv;
+    use keyhole_runtime::{Event, Runtime};
+    use keyhole_store::{KeySource, SecretStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("master.key");
+    SecretStore::init_key_file(&key).unwrap();
+    let broken = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(BreakableBackend {
+        inner: Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap()),
+        names: vec!["runs".into()],
+        broken: broken.clone(),
+    });
+    let store = SecretStore::open_on(shared, KeySource::File(key)).unwrap();
+    let host = Arc::new(EmbeddedKv::open(&dir.path().join("host")).unwrap());
+    let runtime = Runtime::open_clustered(
+        store,
+        host,
+        &dir.path().join("data"),
+        RuntimeConfig::default(),
+    )
+    .unwrap();
+    let h = Harness { dir, runtime };
+    h.scopes("prod", &[]);
+    h.deploy(PANICKER, DeploySpec::new("moody", "prod"));
+    let event = Event::new("t", "prod", None)
+        .with_id("ev_unrecorded")
+        .with_payload(r#"{"mood":"calm"}"#);
+
+    broken.store(true, Ordering::SeqCst);
+    let err = h.runtime.emit_blocking(&event).unwrap_err();
+    assert!(err.to_string().contains("refused the write"), "{err}");
+    broken.store(false, Ordering::SeqCst);
+    assert!(h.runtime.runs(None, 10).unwrap().is_empty());
+
+    let again = h
+        .runtime
+        .emit_blocking(&event.clone().with_delivery(2))
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].outcome.label(), again[0].delivery), ("ok", 2));
+    // Recorded now: a third delivery runs nothing.
+    let third = h.runtime.emit_blocking(&event.with_delivery(3)).unwrap();
+    assert!(third.is_empty(), "{third:?}");
+    let runs = h.runtime.runs(None, 10).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+}

@@ -4,8 +4,8 @@
 //!
 //! The wait is bounded by the deployment's own timeout, so a caller waits
 //! at most twice that for a run: once for room, once for the run. A
-//! refused run is recorded like any other (counted in metrics, appended to
-//! the run log) with the outcome `memory_budget`; nothing of the guest ran,
+//! refused run is recorded like any other (counted in metrics here, appended
+//! to the run log by `Runtime::run`) with the outcome `memory_budget`; nothing of the guest ran,
 //! so there is nothing to scrub.
 
 use std::time::Duration;
@@ -16,7 +16,7 @@ use crate::event::Event;
 use crate::runs::{Outcome, RunRecord};
 use crate::runtime::Inner;
 
-/// The run's reservation, or the record of its refusal.
+/// The run's reservation, or the record of its refusal (not yet appended).
 pub(super) async fn admit<'a>(
     inner: &'a Inner,
     target: &ReadyDeployment,
@@ -36,15 +36,13 @@ pub(super) async fn admit<'a>(
                 waited_ms,
             };
             inner.metrics.run(outcome.label(), refused.waited);
-            let mut record = RunRecord::not_run(
+            Err(RunRecord::not_run(
                 event,
                 &target.record,
                 outcome,
                 started_at_ms,
                 refused.waited.as_micros() as u64,
-            );
-            inner.runs.append(&mut record);
-            Err(record)
+            ))
         }
     }
 }

@@ -40,7 +40,10 @@ impl Runtime {
     ) -> Result<RunRecord, RuntimeError> {
         let reservation = match admit::admit(&self.inner, target, event).await {
             Ok(reservation) => reservation,
-            Err(refused) => return Ok(refused),
+            Err(mut refused) => {
+                self.inner.runs.append(&mut refused)?;
+                return Ok(refused);
+            }
         };
         let mut run = setup::set_up(&self.inner, target, event, caller, reservation);
         let arg = EventArg::new(event, &target.record.spec.settings);
@@ -48,6 +51,6 @@ impl Runtime {
             .listener
             .instantiate_and_handle(&mut run.store, arg, run.may_block)
             .await;
-        Ok(outcome::record(&self.inner, target, event, run, result))
+        outcome::record(&self.inner, target, event, run, result)
     }
 }

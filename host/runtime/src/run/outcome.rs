@@ -15,6 +15,7 @@ use wasmtime::Trap;
 use super::setup::Run;
 use crate::deploy::Limits;
 use crate::deployments::ReadyDeployment;
+use crate::error::RuntimeError;
 use crate::event::Event;
 use crate::http::HttpCall;
 use crate::runs::{Outcome, RunRecord};
@@ -27,14 +28,15 @@ use crate::scrub::Scrubber;
 /// could otherwise return its whole memory.
 pub const OUTCOME_TEXT_LIMIT: usize = 64 << 10;
 
-/// Classifies, scrubs and caps what `run` left, and records it.
+/// Classifies, scrubs and caps what `run` left, and records it (an error
+/// if the run log could not keep it).
 pub(super) fn record(
     inner: &Inner,
     target: &ReadyDeployment,
     event: &Event,
     run: Run<'_>,
     result: wasmtime::Result<Result<String, String>>,
-) -> RunRecord {
+) -> Result<RunRecord, RuntimeError> {
     let duration = run.start.elapsed();
     let spec = &target.record.spec;
     let mut state = run.store.into_data();
@@ -99,8 +101,8 @@ pub(super) fn record(
         notes: std::mem::take(&mut state.secrets.notes),
         delivery: event.delivery,
     };
-    inner.runs.append(&mut record);
-    record
+    inner.runs.append(&mut record)?;
+    Ok(record)
 }
 
 /// How the call ended. `limit_hit`: the run's limiter refused to grow

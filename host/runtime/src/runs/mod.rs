@@ -32,8 +32,10 @@ use crate::error::RuntimeError;
 pub trait RunLog: Send + Sync {
     /// Gives `record` the next run id and stores it (possibly later, in the
     /// background); returns the id. Ids are consecutive and continue across
-    /// restarts.
-    fn append(&self, record: &mut RunRecord) -> u64;
+    /// restarts. An error means the record is not kept: a caller that acks
+    /// work only once its runs are recorded (cluster mode's queue) must not
+    /// ack it.
+    fn append(&self, record: &mut RunRecord) -> Result<u64, RuntimeError>;
 
     /// Waits until every record appended so far is durably stored.
     fn sync(&self) -> Result<(), RuntimeError>;

@@ -62,32 +62,27 @@ impl SharedRunLog {
 }
 
 impl RunLog for SharedRunLog {
-    fn append(&self, record: &mut RunRecord) -> u64 {
+    /// One create, acknowledged by the backend before this returns. A
+    /// failed write is the caller's error, not a log line: the event's
+    /// queue delivers it again and the listener runs again, as it has no
+    /// record (a write that timed out but landed is found by `recorded`).
+    fn append(&self, record: &mut RunRecord) -> Result<u64, RuntimeError> {
         let k = key(&record.event_id, &record.listener);
         record.id = 0;
-        let written = serde_json::to_vec(record)
-            .map_err(|e| RuntimeError::Corrupt(format!("encoding a run record: {e}")))
-            .and_then(|bytes| Ok(self.bucket.create(&k, &bytes)?));
-        let id = match written {
-            Ok(Cas::Written(r)) => r,
+        let bytes = serde_json::to_vec(record)
+            .map_err(|e| RuntimeError::Corrupt(format!("encoding a run record: {e}")))?;
+        record.id = match self.bucket.create(&k, &bytes)? {
+            Cas::Written(revision) => revision,
             // Recorded already (by a host that ran it before): that record
             // stands.
-            Ok(Cas::Conflict) => match self.bucket.get(&k) {
-                Ok(Some(e)) => e.revision,
-                _ => 0,
-            },
-            Err(e) => {
-                tracing::error!("recording a run in the shared bucket: {e}");
-                0
-            }
+            Cas::Conflict => self.bucket.get(&k)?.map_or(0, |e| e.revision),
         };
-        record.id = id;
         if self.appended.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1
             && let Err(e) = self.prune()
         {
             tracing::warn!("deleting old shared run records: {e}");
         }
-        id
+        Ok(record.id)
     }
 
     fn sync(&self) -> Result<(), RuntimeError> {

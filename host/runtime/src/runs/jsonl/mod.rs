@@ -135,14 +135,14 @@ impl JsonlRunLog {
 
 impl RunLog for JsonlRunLog {
     /// Gives `record` the next run id and queues it, as a JSON line, for
-    /// storage.
-    fn append(&self, record: &mut RunRecord) -> u64 {
+    /// storage: it cannot fail here (a failed write shows in `sync`).
+    fn append(&self, record: &mut RunRecord) -> Result<u64, RuntimeError> {
         // Every audit entry accepted so far, this run's reads among them.
         let mark = self.audit.as_ref().map_or(0, |a| a.appended());
-        self.log.append(mark, |id, out| {
+        Ok(self.log.append(mark, |id, out| {
             record.id = id;
             line::write(out, record);
-        })
+        }))
     }
 
     /// Waits until every record appended so far is written and on disk.

@@ -57,7 +57,7 @@ fn append_n(log: &JsonlRunLog, listener: &str, range: std::ops::Range<usize>) ->
     range
         .map(|n| {
             let mut r = record(listener, n);
-            log.append(&mut r);
+            log.append(&mut r).unwrap();
             r.id
         })
         .collect()
@@ -88,12 +88,12 @@ fn empty_fields_are_left_out_of_the_line_and_read_back_empty() {
     let log = open(&dir, 1000).unwrap();
     let mut quiet = record("q", 0);
     quiet.stdout.clear();
-    log.append(&mut quiet);
+    log.append(&mut quiet).unwrap();
     let mut busy = record("b", 1);
     busy.stderr = "err".into();
     busy.output_dropped = 7;
     busy.secrets_read = vec!["TOKEN".into()];
-    log.append(&mut busy);
+    log.append(&mut busy).unwrap();
     log.sync().unwrap();
     let text =
         std::fs::read_to_string(&keyhole_seglog::segments(&runs_dir(&dir)).unwrap()[0].1).unwrap();
@@ -111,7 +111,7 @@ fn recent_filters_by_listener_across_segments() {
     let log = open(&dir, 1000).unwrap();
     for n in 0..300 {
         let listener = if n % 10 == 0 { "rare" } else { "common" };
-        log.append(&mut record(listener, n));
+        log.append(&mut record(listener, n)).unwrap();
     }
     let rare = log.recent(Some("rare"), 100).unwrap();
     assert_eq!(rare.len(), 30);

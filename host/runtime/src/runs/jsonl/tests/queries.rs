@@ -32,7 +32,7 @@ fn every_filter_and_their_combination_select_what_they_say() {
     let all: Vec<RunRecord> = (0..400)
         .map(|n| {
             let mut r = varied(n);
-            log.append(&mut r);
+            log.append(&mut r).unwrap();
             r
         })
         .collect();
@@ -159,7 +159,7 @@ fn a_query_reads_only_the_segments_it_needs() {
     let log = open(&dir, 160).unwrap(); // 20 runs a segment
     for n in 0..100 {
         let mut r = record(if n < 20 { "early" } else { "late" }, n);
-        log.append(&mut r);
+        log.append(&mut r).unwrap();
     }
     log.sync().unwrap();
     // The cursor passes over newer segments by name.
@@ -248,7 +248,7 @@ fn retention_by_age_holds_across_a_restart() {
         let mut r = record("a", n);
         // Ten runs that started an hour ago, then twenty just now.
         r.started_at_ms = if n < 10 { now - 3_600_000 } else { now };
-        log.append(&mut r);
+        log.append(&mut r).unwrap();
     }
     let shown = log.recent(None, 100).unwrap();
     assert_eq!(
