@@ -243,6 +243,10 @@ fn runtime_report(e: &RuntimeError, message: String) -> Report {
             Exit::Failure,
             Some("another change ran at the same time; run the command again".into()),
         ),
+        R::AuditUnavailable(_) => (
+            Exit::Failure,
+            Some("the run is not recorded; fix the data directory's disk (space, permissions) and try again".into()),
+        ),
         R::Io { .. } | R::Corrupt(_) | R::Engine(_) => (Exit::Failure, None),
     };
     Report {

@@ -15,7 +15,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use keyhole_kv::{Bucket, Change};
+use keyhole_kv::Bucket;
 use sha2::{Digest, Sha256};
 
 use crate::deploy_record;
@@ -83,34 +83,67 @@ impl SharedModules {
 const POLL: Duration = Duration::from_millis(500);
 
 /// Starts the thread that applies other hosts' deploys and undeploys.
+///
+/// A change that fails to apply (the backend unreachable, a module that
+/// cannot be fetched or compiled yet) leaves this host behind: every name
+/// is synced again, each poll, until that succeeds, so an undeploy made
+/// elsewhere is never left unapplied here. A watch that fails is opened
+/// again, and everything synced after.
 pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> {
-    let mut watch = runtime.inner.deployment_records.watch(0)?;
+    let first = runtime.inner.deployment_records.watch(0)?;
     let weak: Weak<Inner> = Arc::downgrade(&runtime.inner);
     std::thread::Builder::new()
         .name("keyhole-deploy-follow".into())
         .spawn(move || {
+            let mut watch = Some(first);
+            let mut behind = false;
             loop {
-                let change = match watch.next_timeout(POLL) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!("watching deployments: {e}; reloading them all");
+                let change = match watch.as_mut().map(|w| w.next_timeout(POLL)) {
+                    Some(Ok(change)) => change,
+                    Some(Err(e)) => {
+                        tracing::warn!("watching deployments: {e}; watching again");
+                        watch = None;
                         std::thread::sleep(POLL);
-                        Some(Change::Lagged { revision: 0 })
+                        None
                     }
+                    None => None,
                 };
                 let Some(inner) = weak.upgrade() else {
                     return;
                 };
-                let Some(change) = change else {
-                    continue;
-                };
                 let runtime = Runtime { inner };
-                let result = match change.key() {
-                    Some(name) => runtime.sync_deployment(&String::from_utf8_lossy(name)),
-                    None => runtime.sync_all_deployments(),
+                if watch.is_none() {
+                    let records = &runtime.inner.deployment_records;
+                    match records.watch(records.revision()) {
+                        Ok(w) => (watch, behind) = (Some(w), true),
+                        Err(e) => {
+                            tracing::warn!("watching deployments again: {e}");
+                            drop(runtime);
+                            std::thread::sleep(POLL);
+                            continue;
+                        }
+                    }
+                }
+                let name = change
+                    .as_ref()
+                    .and_then(|c| c.key())
+                    .map(String::from_utf8_lossy);
+                let result = match (&change, &name) {
+                    (Some(_), Some(name)) if !behind => runtime.sync_deployment(name),
+                    (None, _) if !behind => continue,
+                    // Missed changes, or a change that failed before.
+                    _ => runtime.sync_all_deployments(),
                 };
-                if let Err(e) = result {
-                    tracing::warn!("applying a deployment change from another host: {e}");
+                match result {
+                    Ok(()) => behind = false,
+                    Err(e) => {
+                        tracing::warn!(
+                            "applying deployment changes from other hosts: {e}; trying again"
+                        );
+                        behind = true;
+                        drop(runtime);
+                        std::thread::sleep(POLL);
+                    }
                 }
             }
         })

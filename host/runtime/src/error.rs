@@ -55,6 +55,10 @@ pub enum RuntimeError {
     },
     #[error("corrupt runtime record: {0}")]
     Corrupt(String),
+    /// The audit log did not write what a run's record depends on (the
+    /// run's reads) in time; the record was not written.
+    #[error("audit log unavailable: {0}")]
+    AuditUnavailable(String),
     #[error("engine error: {0}")]
     Engine(String),
 }

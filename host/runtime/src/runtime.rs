@@ -207,11 +207,15 @@ impl Runtime {
         data_dir: &Path,
         config: RuntimeConfig,
     ) -> Result<Self, RuntimeError> {
-        let runs: Arc<dyn RunLog> = Arc::new(crate::runs::shared::SharedRunLog::new(
-            store.backend().bucket("runs")?,
-            config.max_run_records,
-        ));
-        Self::open_inner(store, Some(host), data_dir, config, |_| Ok(runs))
+        let bucket = store.backend().bucket("runs")?;
+        let keep = config.max_run_records;
+        Self::open_inner(store, Some(host), data_dir, config, |audit| {
+            Ok(Arc::new(crate::runs::shared::SharedRunLog::new(
+                bucket,
+                keep,
+                audit.cloned(),
+            )))
+        })
     }
 
     /// Like [`Runtime::open`], with run records going to `runs` instead of

@@ -5,6 +5,7 @@
 mod alloc_probe;
 mod audit;
 mod budget;
+mod cluster;
 mod deploy;
 mod examples;
 mod grant_binding;

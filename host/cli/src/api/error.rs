@@ -255,6 +255,7 @@ pub fn runtime_code(e: &RuntimeError) -> ErrorCode {
         R::Changed(_) => C::Contended,
         R::NotEmpty { .. } => C::NotEmpty,
         R::TooLarge { .. } => C::TooLarge,
+        R::AuditUnavailable(_) => C::AuditUnavailable,
         R::Io { .. } | R::Corrupt(_) | R::Engine(_) => C::Internal,
     }
 }

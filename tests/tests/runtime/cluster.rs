@@ -1,0 +1,170 @@
+//! A cluster host's runtime (`Runtime::open_clustered`) on embedded
+//! backends, one shared and one per host, some of whose buckets a test
+//! breaks: a run record the shared bucket or the audit log cannot take is
+//! the run's error (so the queue does not ack its event), and a deploy made
+//! on another host that could not be applied here is applied once it can.
+//! (Cluster mode on a real nats-server: `host/cli/tests/cluster*.rs`.)
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use keyhole_kv::Backend;
+use keyhole_kv::breakable::BreakableBackend;
+use keyhole_kv_embedded::EmbeddedKv;
+use keyhole_runtime::{DeploySpec, Event, Runtime, RuntimeConfig, RuntimeError};
+use keyhole_store::{KeySource, Scope, SecretStore};
+use keyhole_tests::*;
+
+/// A backend in `dir/path` whose buckets in `names` `broken` breaks.
+fn breakable(dir: &Path, path: &str, names: &[&str], broken: &Arc<AtomicBool>) -> Arc<dyn Backend> {
+    Arc::new(BreakableBackend {
+        inner: Arc::new(EmbeddedKv::open(&dir.join(path)).unwrap()),
+        names: names.iter().map(|n| n.to_string()).collect(),
+        broken: broken.clone(),
+    })
+}
+
+/// A host of the cluster on `shared`, its own backend and data in
+/// `dir/NAME-host` and `dir/NAME-data`.
+fn host(dir: &Path, name: &str, shared: Arc<dyn Backend>, own: Arc<dyn Backend>) -> Runtime {
+    let store = SecretStore::open_on(shared, KeySource::File(dir.join("master.key"))).unwrap();
+    Runtime::open_clustered(
+        store,
+        own,
+        &dir.join(format!("{name}-data")),
+        RuntimeConfig::default(),
+    )
+    .unwrap()
+}
+
+/// One host: `broken` breaks the writes of the shared buckets in `shared`
+/// and of the host's own buckets in `own`.
+fn clustered(shared: &[&str], own: &[&str], broken: &Arc<AtomicBool>) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
+    let shared = breakable(dir.path(), "shared", shared, broken);
+    let own = breakable(dir.path(), "a-host", own, broken);
+    let runtime = host(dir.path(), "a", shared, own);
+    Harness { dir, runtime }
+}
+
+/// In cluster mode a run's record is one write to the shared bucket `runs`.
+/// When that write fails the run is an error, not a record with id 0: the
+/// queue then does not ack the event (`events_queue.rs`), and the event
+/// delivered again runs the listener that has no record, once.
+#[test]
+fn a_run_whose_shared_record_is_not_written_is_an_error_and_runs_again() {
+    let broken = Arc::new(AtomicBool::new(false));
+    let h = clustered(&["runs"], &[], &broken);
+    h.scopes("prod", &[]);
+    h.deploy(PANICKER, DeploySpec::new("moody", "prod"));
+    let event = Event::new("t", "prod", None)
+        .with_id("ev_unrecorded")
+        .with_payload(r#"{"mood":"calm"}"#);
+
+    broken.store(true, Ordering::SeqCst);
+    let err = h.runtime.emit_blocking(&event).unwrap_err();
+    assert!(err.to_string().contains("refused the write"), "{err}");
+    broken.store(false, Ordering::SeqCst);
+    assert!(h.runtime.runs(None, 10).unwrap().is_empty());
+
+    let again = h
+        .runtime
+        .emit_blocking(&event.clone().with_delivery(2))
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].outcome.label(), again[0].delivery), ("ok", 2));
+    // Recorded now: a third delivery runs nothing.
+    let third = h.runtime.emit_blocking(&event.with_delivery(3)).unwrap();
+    assert!(third.is_empty(), "{third:?}");
+    let runs = h.runtime.runs(None, 10).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+}
+
+/// A shared run record is written only once the run's audit entries are in
+/// the host's audit log, as the default log's are: while the audit log
+/// cannot write, a run that read a secret is an error and is not recorded;
+/// once it heals, the event delivered again is recorded with its reads in
+/// the audit log.
+#[test]
+fn a_shared_run_record_waits_for_its_audit_entries() {
+    let broken = Arc::new(AtomicBool::new(false));
+    let h = clustered(&[], &[keyhole_runtime::audit::HEADS_BUCKET], &broken);
+    h.scopes("prod", &[]);
+    h.set(
+        Scope::Environment("prod".into()),
+        "SLACK_TOKEN",
+        "xoxb-AUDIT-FIRST-7c1d",
+    );
+    h.deploy(SECRET_READER, DeploySpec::new("reader", "prod"));
+    let payload = r#"{"reads":[{"name":"SLACK_TOKEN"}]}"#;
+    let event = Event::new("t", "prod", None)
+        .with_id("ev_audited")
+        .with_payload(payload);
+
+    broken.store(true, Ordering::SeqCst);
+    let err = h.runtime.emit_blocking(&event).unwrap_err();
+    assert!(matches!(err, RuntimeError::AuditUnavailable(_)), "{err:?}");
+    assert!(h.runtime.runs(None, 10).unwrap().is_empty());
+
+    // Healed (by itself, in the background); then delivered again.
+    broken.store(false, Ordering::SeqCst);
+    let audit = h.runtime.audit().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = audit.sync(Duration::from_secs(1)) {
+        assert!(Instant::now() < deadline, "not healed: {e}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let runs = h
+        .runtime
+        .emit_blocking(&event.clone().with_delivery(2))
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].secrets_read, ["SLACK_TOKEN"]);
+    let reads = super::audit::secret_reads(&h, "ev_audited");
+    assert!(!reads.is_empty(), "the recorded run's read is audited");
+    assert_eq!(h.runtime.runs(None, 10).unwrap().len(), 1);
+}
+
+/// A deploy made on host A that host B fails to apply (B cannot store the
+/// compiled artifact's digest) is applied on B once it can be, without
+/// another change to the deployment: B keeps trying.
+#[test]
+fn a_deploy_another_host_could_not_apply_is_applied_once_it_can_be() {
+    let dir = tempfile::tempdir().unwrap();
+    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
+    let broken = Arc::new(AtomicBool::new(false));
+    let shared: Arc<dyn Backend> = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
+    let a = host(
+        dir.path(),
+        "a",
+        shared.clone(),
+        breakable(dir.path(), "a-host", &[], &broken),
+    );
+    let b = host(
+        dir.path(),
+        "b",
+        shared,
+        breakable(dir.path(), "b-host", &["artifacts"], &broken),
+    );
+    broken.store(true, Ordering::SeqCst);
+    a.store().create_environment("prod").unwrap();
+    a.deploy(DeploySpec::new("moody", "prod"), &wasm(PANICKER))
+        .unwrap();
+    // B sees the change and fails to apply it, more than once.
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(b.deployment("moody").is_none());
+
+    broken.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.deployment("moody").is_none() {
+        assert!(Instant::now() < deadline, "B never applied the deploy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let event = Event::new("t", "prod", None).with_payload(r#"{"mood":"calm"}"#);
+    let runs = b.emit_blocking(&event).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome.label(), "ok");
+}
