@@ -11,7 +11,10 @@
 //! - A long run sends progress acks, so it is not taken for a dead host's.
 //! - The last delivery the queue allows is not run: the event goes to the
 //!   dead-letter stream and each listener without a record gets a `failed`
-//!   run saying so (`Runtime::give_up`).
+//!   run saying so (`Runtime::give_up`), both retried, as the queue will
+//!   not deliver it again.
+//! - A run whose record cannot be written is the event's error: handed
+//!   back, not acked (`runs/shared.rs`).
 //! - An event naming a `minRevision` waits for this host's store to reach
 //!   it; one that cannot is handed back to the queue for another try.
 
@@ -89,10 +92,14 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
     let queued: Queued = match serde_json::from_slice(&d.body) {
         Ok(q) => q,
         Err(e) => {
-            tracing::error!("an unreadable event in the queue ({e}): dead-lettered");
-            if let Err(e) = queue.dead_letter(&d, "unreadable").await {
-                tracing::warn!("{e}");
-            }
+            tracing::error!(
+                sequence = d.sequence,
+                "an unreadable event in the queue ({e}): dead-lettered"
+            );
+            // Its own message id: the dead-letter stream keeps one message
+            // per id within its duplicate window.
+            let id = format!("unreadable-{}", d.sequence);
+            dead_letter(queue, &d, &id).await;
             return;
         }
     };
@@ -141,9 +148,7 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
         }
         Err(e) if permanent(&e) => {
             tracing::warn!(event = %event.id, "event refused ({e}): dead-lettered");
-            if let Err(e) = queue.dead_letter(&d, &event.id).await {
-                tracing::warn!("{e}");
-            }
+            dead_letter(queue, &d, &event.id).await;
         }
         Err(e) => {
             tracing::warn!(event = %event.id, "running a queued event: {e}; handed back");
@@ -169,13 +174,46 @@ async fn give_up(queue: &WorkQueue, runtime: &Runtime, d: &Delivery, event: &Eve
         "not run: the event was delivered {} times without completing (its hosts stopped or failed); it is in the dead-letter stream",
         d.delivered
     );
-    let (rt, ev) = (runtime.clone(), event.clone());
-    match tokio::task::spawn_blocking(move || rt.give_up(&ev, &why)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(event = %event.id, "recording the failed runs: {e}"),
-        Err(e) => tracing::warn!(event = %event.id, "recording the failed runs: {e}"),
+    // The queue will not deliver it again: retried here (both steps are
+    // idempotent: records are created once, the dead letter has the
+    // event's id).
+    for attempt in 1..=LAST_TRIES {
+        let (rt, ev, why) = (runtime.clone(), event.clone(), why.clone());
+        match tokio::task::spawn_blocking(move || rt.give_up(&ev, &why)).await {
+            Ok(Ok(_)) => break,
+            Ok(Err(e)) => {
+                tracing::warn!(event = %event.id, attempt, "recording the failed runs: {e}")
+            }
+            Err(e) => tracing::warn!(event = %event.id, attempt, "recording the failed runs: {e}"),
+        }
+        if attempt == LAST_TRIES {
+            tracing::error!(event = %event.id, "the event's failed runs could not be recorded: it has no run records");
+        } else {
+            tokio::time::sleep(LAST_TRY_PAUSE).await;
+        }
     }
-    if let Err(e) = queue.dead_letter(d, &event.id).await {
-        tracing::warn!("{e}");
+    dead_letter(queue, d, &event.id).await;
+}
+
+/// Tries on a last delivery, and the pause between them.
+const LAST_TRIES: u32 = 5;
+const LAST_TRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Dead-letters `d` under `id`, retried: a message left unacked after its
+/// last delivery would stay in the queue, delivered to no one.
+async fn dead_letter(queue: &WorkQueue, d: &Delivery, id: &str) {
+    for attempt in 1..=LAST_TRIES {
+        match queue.dead_letter(d, id).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(event = %id, attempt, "dead-lettering: {e}"),
+        }
+        if attempt < LAST_TRIES {
+            tokio::time::sleep(LAST_TRY_PAUSE).await;
+        }
     }
+    tracing::error!(
+        event = %id,
+        sequence = d.sequence,
+        "could not dead-letter the event: it stays in the queue, undelivered"
+    );
 }

@@ -79,7 +79,19 @@ impl Trail {
         let result = f();
         if let Err(e) = &result {
             let detail = e.to_string();
-            let _ = self.write(action, target, "failed", Some(&detail), true);
+            // The `ok` entry stands without its `failed` one: say so
+            // where the operator looks, naming what (never a value).
+            if self
+                .write(action, target, "failed", Some(&detail), true)
+                .is_err()
+            {
+                tracing::error!(
+                    action,
+                    target,
+                    "the audit log took this action's entry but not its failure: \
+                     it shows as applied though it failed ({detail})"
+                );
+            }
         }
         Ok(result)
     }

@@ -74,6 +74,9 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// 1 for the first delivery.
     pub delivered: u64,
+    /// The message's sequence in the queue's stream: unique, unlike a
+    /// body that cannot be read.
+    pub sequence: u64,
 }
 
 fn nats(what: &str, e: impl std::fmt::Display) -> KvError {
@@ -201,13 +204,13 @@ impl WorkQueue {
         let mut out = Vec::new();
         while let Some(m) = batch.next().await {
             let message = m.map_err(|e| nats("fetching", e))?;
-            let delivered = message
-                .info()
-                .map(|i| u64::try_from(i.delivered).unwrap_or(1))
-                .unwrap_or(1);
+            let (delivered, sequence) = message.info().map_or((1, 0), |i| {
+                (u64::try_from(i.delivered).unwrap_or(1), i.stream_sequence)
+            });
             out.push(Delivery {
                 body: message.payload.to_vec(),
                 delivered,
+                sequence,
                 message,
             });
         }

@@ -165,10 +165,15 @@ async fn sign_out(State(c): State<ConsoleState>, p: Posted<Empty>) -> Response {
     c.sessions.end(&p.visitor.key);
     let state = c.state.clone();
     let who = p.visitor.who;
-    let _ = tokio::task::spawn_blocking(move || {
+    // The session is over either way; an entry the audit log refused is
+    // the operator's to know of.
+    let written = tokio::task::spawn_blocking(move || {
         audited(&state, &who, "console.signout", "console", || Ok(()))
     })
     .await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::error!("a console sign-out ended its session but is not in the audit log");
+    }
     let mut response = Redirect::to("/signin").into_response();
     let cookie = session::set_cookie(session::cookie_name(c.tls), "", c.tls, Some(0));
     if let Ok(v) = cookie.parse() {
