@@ -207,6 +207,22 @@ fn hostile_forms_get_a_page_in_the_users_terms_and_change_nothing() {
         answered += 1;
     }
 
+    // A form past the body limit (a 3 MB secret value): 413, a page that
+    // says so, and nothing of the value in it.
+    let huge = format!("{TYPED}{}", "v".repeat(3 << 20));
+    let page = b.post(
+        "/environments/prod/secrets",
+        &[("csrf", &csrf), ("name", "HUGE"), ("value", &huge)],
+    );
+    assert_eq!(page.status, 413, "{}", page.body);
+    assert!(
+        page.body.contains("larger than the console accepts"),
+        "{}",
+        page.body
+    );
+    assert_past_the_guard("POST a 3 MB secret value=", &page);
+    answered += 1;
+
     // The deploy form (multipart): bodies that are not multipart, a
     // module that is not wasm, hostile fields, too many fields.
     let module = wasm(SECRET_READER);

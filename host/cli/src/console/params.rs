@@ -63,9 +63,19 @@ pub async fn form_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
              Reload the page and submit the form again.",
         ));
     }
-    Bytes::from_request(req, state)
-        .await
-        .map_err(|e| layout::error_page(e.status(), &format!("the form: {}", e.body_text())))
+    Bytes::from_request(req, state).await.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return layout::error_page(
+                status,
+                &format!(
+                    "the form is larger than the console accepts. A secret value is at most {} KiB.",
+                    keyhole_store::MAX_VALUE_LEN >> 10
+                ),
+            );
+        }
+        layout::error_page(status, &format!("the form: {}", e.body_text()))
+    })
 }
 
 /// Fields `T` of a form body; [`bad_fields`] answers a failure.
