@@ -409,8 +409,15 @@ impl Runtime {
         }
     }
 
-    /// Flushes run records and everything else to disk.
+    /// Flushes the audit log, run records and everything else to disk; an
+    /// audit log that cannot write its entries is an error here, not a
+    /// quiet loss at shutdown.
     pub fn flush(&self) -> Result<(), RuntimeError> {
+        if let Some(audit) = &self.inner.audit {
+            audit
+                .sync(std::time::Duration::from_secs(10))
+                .map_err(|e| RuntimeError::AuditUnavailable(e.0))?;
+        }
         self.inner.runs.sync()?;
         self.inner.deployment_records.flush()?;
         self.inner.store.flush()?;
