@@ -135,8 +135,18 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
             }
         }
     };
+    // On the blocking pool: in cluster mode a run's record is a write to
+    // NATS that waits for the run's audit entries (`runs/shared.rs`), and
+    // the workers' waits must overlap (so the audit log writes their
+    // entries in one batch), not queue up behind the runtime's few
+    // worker threads.
+    let run = {
+        let (runtime, event) = (runtime.clone(), event.clone());
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || handle.block_on(runtime.emit(event)))
+    };
     let runs = tokio::select! {
-        r = runtime.emit(event.clone()) => r,
+        r = run => r.unwrap_or_else(|e| Err(RuntimeError::Engine(format!("run task failed: {e}")))),
         () = keepalive => unreachable!("the keepalive loop never ends"),
     };
     match runs {
