@@ -22,9 +22,30 @@ const EVENTS: usize = 300;
 const WORKERS: usize = 4;
 
 fn host(k: &Install, nats: &TestServer, token: &str) -> Server {
+    host_at(k, &nats.url(), token)
+}
+
+/// A host reaching NATS at `url` (a proxy, say).
+fn host_at(k: &Install, url: &str, token: &str) -> Server {
     let workers = WORKERS.to_string();
     let extra = ["--cluster-ack-wait", "3s", "--cluster-workers", &workers];
-    common::cluster_host(k, &nats.url(), token, &extra, false)
+    common::cluster_host(k, url, token, &extra, false)
+}
+
+/// Environment `prod`, and in it the HTTP caller `caller`, allowed to
+/// call `origin`, with a 30 s timeout.
+fn prod_with_caller(h: &Http, origin: &str) {
+    assert_eq!(
+        h.post_json("/v1/environments", &json!({"id": "prod"}))
+            .status,
+        201
+    );
+    let r = h.deploy(
+        &json!({"name": "caller", "environmentId": "prod", "topics": ["t"],
+                "allowHttp": [origin], "limits": {"timeoutMs": 30000}}),
+        &wasm(keyhole_tests::HTTP_CALLER),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
 }
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -169,17 +190,7 @@ fn a_killed_hosts_events_run_again_elsewhere() {
 
     let mut first = host(&a, &nats, &token);
     let h = first.http();
-    assert_eq!(
-        h.post_json("/v1/environments", &json!({"id": "prod"}))
-            .status,
-        201
-    );
-    let r = h.deploy(
-        &json!({"name": "caller", "environmentId": "prod", "topics": ["t"],
-                "allowHttp": [stub.origin()], "limits": {"timeoutMs": 30000}}),
-        &wasm(keyhole_tests::HTTP_CALLER),
-    );
-    assert_eq!(r.status, 201, "{r:?}");
+    prod_with_caller(&h, &stub.origin());
     for i in 0..WORKERS {
         let r = h.post_json(
             "/v1/events",
@@ -222,7 +233,7 @@ fn a_killed_hosts_events_run_again_elsewhere() {
 /// (it was sent before the cut) or the event is delivered again once the
 /// host is back and runs again; both ways the run is recorded once.
 /// (That a failed write is not taken as recorded is checked exactly in
-/// `tests/tests/runtime/runs.rs`.)
+/// `tests/tests/runtime/cluster.rs`.)
 #[test]
 fn a_host_cut_off_mid_run_records_the_run_once() {
     if !available() {
@@ -242,21 +253,9 @@ fn a_host_cut_off_mid_run_records_the_run_once() {
         })
     };
     let (a, token) = common::cluster_init(&nats.url());
-    let workers = WORKERS.to_string();
-    let extra = ["--cluster-ack-wait", "3s", "--cluster-workers", &workers];
-    let server = common::cluster_host(&a, &proxy.url(), &token, &extra, false);
+    let server = host_at(&a, &proxy.url(), &token);
     let h = server.http();
-    assert_eq!(
-        h.post_json("/v1/environments", &json!({"id": "prod"}))
-            .status,
-        201
-    );
-    let r = h.deploy(
-        &json!({"name": "caller", "environmentId": "prod", "topics": ["t"],
-                "allowHttp": [stub.origin()]}),
-        &wasm(keyhole_tests::HTTP_CALLER),
-    );
-    assert_eq!(r.status, 201, "{r:?}");
+    prod_with_caller(&h, &stub.origin());
     let r = h.post_json(
         "/v1/events",
         &json!({"id": "ev_cut", "topic": "t", "environmentId": "prod",
