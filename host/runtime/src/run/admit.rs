@@ -4,9 +4,10 @@
 //!
 //! The wait is bounded by the deployment's own timeout, so a caller waits
 //! at most twice that for a run: once for room, once for the run. A
-//! refused run is recorded like any other (counted in metrics here, appended
-//! to the run log by `Runtime::run`) with the outcome `memory_budget`; nothing of the guest ran,
-//! so there is nothing to scrub.
+//! refused run is recorded like any other (counted in metrics here,
+//! appended to the run log by `Runtime::run`) with the outcome
+//! `memory_budget`; nothing of the guest ran, so there is nothing to
+//! scrub.
 
 use std::time::Duration;
 
