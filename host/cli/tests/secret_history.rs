@@ -201,6 +201,30 @@ fn versions_through_the_cli_and_the_api() {
     ];
     assert_eq!(k.run_stdin(&args, "other 7").code, 0);
     assert_eq!(count("OTHER"), 2, "the secret's own setting");
+    // A count out of range is refused before the write it goes with:
+    // through the CLI and the API, nothing is written.
+    let newest =
+        || h.get("/v1/secrets/env:prod:OTHER/history").json()["data"][0]["version"].clone();
+    let before = newest();
+    let args = [
+        "secrets",
+        "set",
+        "OTHER",
+        "--env",
+        "prod",
+        "--keep-versions",
+        "0",
+    ];
+    let out = k.run_stdin(&args, "other refused");
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("1 to 1000"), "{out:?}");
+    let r = h.post_json(
+        "/v1/secrets",
+        &json!({"name": "OTHER", "value": "other refused", "environmentId": "prod",
+                "keepVersions": 1001}),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(newest(), before, "a refused count wrote the value");
 
     // The audit log has each change; nothing anywhere holds a value.
     let audit = h.get("/v1/audit?target=env:prod/API_KEY&limit=1000").json();

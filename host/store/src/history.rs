@@ -51,6 +51,18 @@ pub const MAX_HISTORY: u64 = 1_000;
 /// The store-wide setting's key.
 const HISTORY_KEEP: &[u8] = b"history-keep";
 
+/// Checks a count of versions to keep (1 to [`MAX_HISTORY`]): for callers
+/// that check it before a write the count goes with (`secret set
+/// --keep-versions`), so a bad count writes nothing.
+pub fn validate_versions_kept(keep: u64) -> Result<(), StoreError> {
+    if !(1..=MAX_HISTORY).contains(&keep) {
+        return Err(StoreError::InvalidValue {
+            rule: "versions kept must be 1 to 1000",
+        });
+    }
+    Ok(())
+}
+
 impl SecretStore {
     /// How many versions of each secret are kept, the current one included.
     pub fn history_keep(&self) -> Result<u64, StoreError> {
@@ -63,11 +75,7 @@ impl SecretStore {
     /// Sets how many versions of each secret are kept (1 to
     /// [`MAX_HISTORY`]); takes effect at each secret's next write.
     pub fn set_history_keep(&self, keep: u64) -> Result<(), StoreError> {
-        if !(1..=MAX_HISTORY).contains(&keep) {
-            return Err(StoreError::InvalidValue {
-                rule: "versions kept must be 1 to 1000",
-            });
-        }
+        validate_versions_kept(keep)?;
         self.inner.bucket.put(HISTORY_KEEP, &keep.to_be_bytes())?;
         self.flush()
     }
@@ -96,12 +104,8 @@ impl SecretStore {
         let bucket = &*self.inner.bucket;
         let key = layout::keep(scope, name);
         match keep {
-            Some(n) if !(1..=MAX_HISTORY).contains(&n) => {
-                return Err(StoreError::InvalidValue {
-                    rule: "versions kept must be 1 to 1000",
-                });
-            }
             Some(n) => {
+                validate_versions_kept(n)?;
                 bucket.put(&key, &n.to_be_bytes())?;
             }
             None => {

@@ -77,7 +77,7 @@ mod writes;
 
 pub use deletion::{DeleteReport, PendingDeletion, ScopeContents};
 pub use error::StoreError;
-pub use history::{DEFAULT_HISTORY, MAX_HISTORY};
+pub use history::{DEFAULT_HISTORY, MAX_HISTORY, validate_versions_kept};
 pub use keyhole_kv::Revision;
 pub use keyring::{KeySource, key_file_inside};
 pub use model::{

@@ -131,6 +131,10 @@ pub async fn set_secret(
             body.space_id,
         )?;
         keyhole_store::validate_name(&body.name)?;
+        // Checked before the write it goes with: a bad count writes nothing.
+        if let Some(n) = body.keep_versions {
+            keyhole_store::validate_versions_kept(n)?;
+        }
         store.check_scope(&env, space.as_deref())?;
         let scope = match &space {
             Some(space) => Scope::Space(space.clone()),
