@@ -203,8 +203,15 @@ fn token_verbs_and_the_release_0_1_reset() {
     let out = k.ok(&["token", "reset"]);
     let second = token_from(&out);
     assert!(out.contains("the old one no longer works"), "{out}");
-    let server = Server::start(&k, &second, &[]);
+    // A token file that cannot be written: the new token is still shown
+    // (the old one is dead), and the failure said after it.
+    let out = k.run(&["--token-file", "/dev/null/token", "token", "reset"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    let third = token_from(&out.stdout);
+    assert!(out.stderr.contains("printed above"), "{out:?}");
+    let server = Server::start(&k, &third, &[]);
     let h = server.http();
+    unauthorized(&h.with_token(&second).get("/v1/tokens"));
     unauthorized(&h.with_token(&first).get("/v1/tokens"));
     unauthorized(&h.with_token(&ci).get("/v1/listeners"));
     assert_eq!(h.with_token(&ci2).get("/v1/listeners").status, 200);

@@ -82,14 +82,26 @@ pub fn reset(g: &Globals) -> Result<()> {
         .record("token.reset", super::admin::ADMIN_TARGET, || {
             tokens.install_admin(&me.actor())
         })??;
-    if let Some(path) = &g.token_file {
-        crate::config::write_token_file(path, &secret)?;
+    // The old token is dead now: the new one is printed even when the
+    // token file cannot take it, and that failure reported after.
+    let file = g
+        .token_file
+        .as_ref()
+        .map(|path| (path, crate::config::write_token_file(path, &secret)));
+    if let Some((path, Ok(()))) = &file {
         println!("token file: {} (replaced)", path.display());
     }
     print_once(
         "new admin API token (shown once; the old one no longer works):",
         &secret,
-    )
+    )?;
+    match file {
+        Some((_, Err(e))) => Err(e.context(
+            "the new admin token is printed above, but the token file was not replaced: \
+             give the CLI the token (KEYHOLE_TOKEN) or fix the path",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The one place a token is printed: a heading, then the token on a line
