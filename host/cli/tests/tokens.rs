@@ -223,6 +223,22 @@ fn token_verbs_and_the_release_0_1_reset() {
     assert!(server.terminate().success());
 }
 
+/// `init` with a token file it cannot write: the admin token exists by
+/// then, so it is printed all the same and the failure said after it; the
+/// installation works with that token.
+#[test]
+fn init_prints_the_token_even_when_the_token_file_cannot_be_written() {
+    let k = Install::new();
+    let out = k.run(&["--token-file", "/dev/null/token", "init"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    let admin = token_from(&out.stdout);
+    assert!(out.stderr.contains("printed above"), "{out:?}");
+    assert!(out.stderr.contains("/dev/null/token"), "{out:?}");
+    let server = Server::start(&k, &admin, &[]);
+    assert_eq!(server.http().get("/v1/tokens").status, 200);
+    assert!(server.terminate().success());
+}
+
 #[test]
 fn no_token_or_hash_in_listings_logs_errors_or_files() {
     let k = Install::new();

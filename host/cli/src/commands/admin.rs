@@ -89,15 +89,19 @@ pub fn init(g: &Globals) -> Result<()> {
             "master key: from $KEYHOLE_MASTER_KEY (no file written)"
         )?,
     }
-    match &g.token_file {
-        Some(path) => {
-            crate::config::write_token_file(path, &admin)?;
-            writeln!(
-                out,
-                "token file: {} (mode 0600; the CLI uses it to talk to `keyhole serve`)",
-                path.display()
-            )?;
-        }
+    // The token exists now: it is printed even when the token file cannot
+    // take it, and that failure reported after (as `token reset` does).
+    let file = g
+        .token_file
+        .as_deref()
+        .map(|path| (path, crate::config::write_token_file(path, &admin)));
+    match &file {
+        Some((path, Ok(()))) => writeln!(
+            out,
+            "token file: {} (mode 0600; the CLI uses it to talk to `keyhole serve`)",
+            path.display()
+        )?,
+        Some((_, Err(_))) => {}
         None => writeln!(
             out,
             "token file: none (key text from $KEYHOLE_MASTER_KEY); set KEYHOLE_TOKEN for the CLI to talk to `keyhole serve`"
@@ -108,7 +112,7 @@ pub fn init(g: &Globals) -> Result<()> {
         "API token `admin`, role admin (keyhole keeps only its sha256):",
         &admin,
     )?;
-    Ok(())
+    super::tokens::token_file_failure(file)
 }
 
 pub fn env(c: &Client, cmd: EnvCmd) -> Result<()> {

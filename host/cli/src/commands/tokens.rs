@@ -6,6 +6,7 @@
 //! `list` shows names, roles, scopes and times only.
 
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::Result;
 use zeroize::Zeroizing;
@@ -86,7 +87,7 @@ pub fn reset(g: &Globals) -> Result<()> {
     // token file cannot take it, and that failure reported after.
     let file = g
         .token_file
-        .as_ref()
+        .as_deref()
         .map(|path| (path, crate::config::write_token_file(path, &secret)));
     if let Some((path, Ok(()))) = &file {
         println!("token file: {} (replaced)", path.display());
@@ -95,11 +96,18 @@ pub fn reset(g: &Globals) -> Result<()> {
         "new admin API token (shown once; the old one no longer works):",
         &secret,
     )?;
+    token_file_failure(file)
+}
+
+/// After a token was printed: the error of the token file that could not
+/// take it, if any, saying the token is above and how to go on.
+pub fn token_file_failure(file: Option<(&Path, Result<()>)>) -> Result<()> {
     match file {
-        Some((_, Err(e))) => Err(e.context(
-            "the new admin token is printed above, but the token file was not replaced: \
+        Some((path, Err(e))) => Err(e.context(format!(
+            "the admin token is printed above, but the token file {} was not written: \
              give the CLI the token (KEYHOLE_TOKEN) or fix the path",
-        )),
+            path.display()
+        ))),
         _ => Ok(()),
     }
 }
