@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::process::Stdio;
 
 use common::{Install, Out};
 use keyhole_tests::{SECRET_READER, all_bytes, contains};
@@ -219,17 +218,7 @@ fn every_verb_answers_hostile_arguments_with_a_short_error_and_keeps_the_data() 
 /// Runs the binary as `k` does, from `cwd`; a secret's value, where a
 /// verb reads one, comes from stdin.
 fn run_in(k: &Install, cwd: &std::path::Path, args: &[&str]) -> Out {
-    let mut child = k
-        .cmd()
-        .current_dir(cwd)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn keyhole");
-    common::feed(&mut child, "v");
-    child.wait_with_output().expect("wait keyhole").into()
+    k.run_stdin_in(cwd, args, "v")
 }
 
 /// One run's answer: an exit code, a short reason on failure, no value.

@@ -190,32 +190,26 @@ fn versions_through_the_cli_and_the_api() {
         assert_eq!(k.run_stdin(&args, &format!("other {i}")).code, 0);
     }
     assert_eq!(count("OTHER"), 4, "the store's setting");
-    let args = [
-        "secrets",
-        "set",
-        "OTHER",
-        "--env",
-        "prod",
-        "--keep-versions",
-        "2",
-    ];
-    assert_eq!(k.run_stdin(&args, "other 7").code, 0);
+    let keeping = |n: &'static str, value: &str| {
+        let args = [
+            "secrets",
+            "set",
+            "OTHER",
+            "--env",
+            "prod",
+            "--keep-versions",
+            n,
+        ];
+        k.run_stdin(&args, value)
+    };
+    assert_eq!(keeping("2", "other 7").code, 0);
     assert_eq!(count("OTHER"), 2, "the secret's own setting");
     // A count out of range is refused before the write it goes with:
     // through the CLI and the API, nothing is written.
     let newest =
         || h.get("/v1/secrets/env:prod:OTHER/history").json()["data"][0]["version"].clone();
     let before = newest();
-    let args = [
-        "secrets",
-        "set",
-        "OTHER",
-        "--env",
-        "prod",
-        "--keep-versions",
-        "0",
-    ];
-    let out = k.run_stdin(&args, "other refused");
+    let out = keeping("0", "other refused");
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("1 to 1000"), "{out:?}");
     let r = h.post_json(

@@ -77,8 +77,19 @@ impl Install {
     }
 
     pub fn run_stdin(&self, args: &[&str], input: &str) -> Out {
-        let mut child = self
-            .cmd()
+        self.run_piped(self.cmd(), args, input)
+    }
+
+    /// [`Install::run_stdin`] started in `cwd` (relative paths resolve
+    /// there).
+    pub fn run_stdin_in(&self, cwd: &std::path::Path, args: &[&str], input: &str) -> Out {
+        let mut cmd = self.cmd();
+        cmd.current_dir(cwd);
+        self.run_piped(cmd, args, input)
+    }
+
+    fn run_piped(&self, mut cmd: Command, args: &[&str], input: &str) -> Out {
+        let mut child = cmd
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
