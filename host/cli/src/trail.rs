@@ -117,13 +117,16 @@ impl Trail {
                     .unwrap_or_else(|| "no audit log".to_owned()),
             ));
         };
+        // What a caller typed, with any pasted API token taken out.
+        let target = crate::auth::redact_tokens(bounded(target));
+        let detail = detail.map(|d| crate::auth::redact_tokens(bounded(d)));
         let entry = Admin {
             time_ms: now_ms(),
             actor: &self.actor,
             action,
-            target: bounded(target),
+            target: &target,
             outcome,
-            detail: detail.map(bounded),
+            detail: detail.as_deref(),
         };
         let written = if synced {
             log.admin(&entry)

@@ -9,7 +9,6 @@
 
 mod common;
 
-
 use common::{Install, Out};
 use keyhole_tests::{SECRET_READER, all_bytes, contains};
 

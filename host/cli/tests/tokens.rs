@@ -281,6 +281,26 @@ fn no_token_or_hash_in_listings_logs_errors_or_files() {
     seen += &h
         .post_json("/v1/tokens", &json!({"name": "x", "role": "root"}))
         .body;
+    // A token pasted where a name belongs: refused before any audit entry
+    // could keep it, and where another name's check comes after the entry
+    // (an environment id), the entry keeps `kh_[redacted]` instead.
+    for t in &planted {
+        for r in [
+            h.delete(&format!("/v1/tokens/{t}")),
+            h.post_json(&format!("/v1/tokens/{t}/rotate"), &json!({})),
+            h.post_json("/v1/tokens", &json!({"name": t, "role": "auditor"})),
+        ] {
+            assert_eq!(r.status, 400, "{r:?}");
+            seen += &r.body;
+        }
+        let r = h.post_json("/v1/environments", &json!({"id": t}));
+        assert_eq!(r.status, 400, "{r:?}");
+        seen += &r.body;
+        seen += &k.run(&["token", "revoke", t]).stderr;
+    }
+    let audit = h.get("/v1/audit?limit=1000").body;
+    assert!(audit.contains("kh_[redacted]"), "{audit}");
+    seen += &audit;
     assert!(server.terminate().success());
     seen += &k.ok(&["token", "list"]);
     seen += &k.ok(&["token", "list", "--json"]);

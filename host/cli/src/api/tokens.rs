@@ -40,6 +40,9 @@ pub async fn create(
         .map(|t| humantime::parse_duration(&t))
         .transpose()
         .map_err(|e| TokenError::InvalidExpiry(e.to_string()))?;
+    // Before the audit entry, which would keep the name: a token pasted
+    // where its name belongs must not be.
+    checked_name(&body.name)?;
     let state = s.clone();
     let (token, secret) = blocking(move || {
         crate::auth::check_scope_exists(state.runtime.store(), &scope)?;
@@ -78,6 +81,7 @@ pub async fn revoke(
     Extension(who): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    checked_name(&name)?;
     blocking(move || {
         let target = format!("token:{name}");
         audited(&s, &who, "token.revoke", &target, || {
@@ -95,6 +99,7 @@ pub async fn rotate(
     Extension(who): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Json<CreatedToken>, ApiError> {
+    checked_name(&name)?;
     let state = s.clone();
     let (token, secret) = blocking(move || {
         let target = format!("token:{name}");
@@ -126,4 +131,14 @@ pub fn spawn_last_used_writer(state: &Shared) {
             }
         }
     });
+}
+
+/// A token name as the store takes it, checked before anything records it
+/// (the error does not echo it).
+fn checked_name(name: &str) -> Result<(), ApiError> {
+    if crate::auth::valid_name(name) {
+        Ok(())
+    } else {
+        Err(TokenError::InvalidName.into())
+    }
 }

@@ -24,7 +24,7 @@ mod view;
 
 use std::fmt;
 
-pub use records::{NewToken, Token, Tokens};
+pub use records::{NewToken, Token, Tokens, redact_tokens};
 pub use roles::{Permission, Role, UnknownRole, role_names};
 pub use view::{Binding, TokenView};
 

@@ -13,6 +13,7 @@
 //! the bucket turns it into the token named `admin` with role admin, so a
 //! 0.1 token keeps working.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -47,6 +48,38 @@ pub fn generate() -> Zeroizing<String> {
     let mut bytes = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(&mut *bytes);
     Zeroizing::new(format!("{TOKEN_PREFIX}{}", hex::encode(*bytes)))
+}
+
+/// `text` with every API token in it replaced by `kh_[redacted]`: for
+/// text a caller typed that is about to be kept (an audit entry's target or
+/// detail), in case a token was pasted where a name belongs. A token is
+/// `kh_` and 64 hex digits; a shorter run is not one and is kept.
+pub fn redact_tokens(text: &str) -> Cow<'_, str> {
+    const TOKEN_HEX: usize = 64;
+    let hex_after = |i: usize| {
+        text[i + TOKEN_PREFIX.len()..]
+            .bytes()
+            .take_while(u8::is_ascii_hexdigit)
+            .count()
+    };
+    let tokens = || {
+        text.match_indices(TOKEN_PREFIX)
+            .map(|(i, _)| (i, hex_after(i)))
+            .filter(|&(_, hex)| hex >= TOKEN_HEX)
+    };
+    if tokens().next().is_none() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    // A run of hex digits holds no `kh_`: the matches never overlap.
+    for (i, hex) in tokens() {
+        out.push_str(&text[rest..i]);
+        out.push_str("kh_[redacted]");
+        rest = i + TOKEN_PREFIX.len() + hex;
+    }
+    out.push_str(&text[rest..]);
+    Cow::Owned(out)
 }
 
 pub(super) fn digest(token: &str) -> [u8; 32] {

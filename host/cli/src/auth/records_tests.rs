@@ -115,3 +115,22 @@ fn a_release_0_1_admin_hash_becomes_the_admin_token() {
     let again = Tokens::open(&kv).unwrap().list().unwrap();
     assert_eq!(again, listed);
 }
+
+#[test]
+fn tokens_are_redacted_from_text_and_nothing_else_is() {
+    let token = generate();
+    let text = format!("env:{}/X and {}", token.as_str(), token.as_str());
+    assert_eq!(
+        redact_tokens(&text),
+        "env:kh_[redacted]/X and kh_[redacted]"
+    );
+    // Longer runs of hex go whole; too short a run is no token.
+    let long = format!("{}abc!", token.as_str());
+    assert_eq!(redact_tokens(&long), "kh_[redacted]!");
+    for kept in ["token:ci", "kh_", "kh_abc", &token[..66], "", "é kh_ é"] {
+        assert!(
+            matches!(redact_tokens(kept), Cow::Borrowed(k) if k == kept),
+            "{kept}"
+        );
+    }
+}
