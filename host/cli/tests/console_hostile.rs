@@ -378,6 +378,23 @@ fn hostile_forms_get_a_page_in_the_users_terms_and_change_nothing() {
     }
     assert!(answered > 400, "{answered} requests");
 
+    // Destroying is for good: a destroy form that is neither of the page's
+    // two (one version; every version with `all=1`) is refused, never read
+    // as "every version" (the states below show nothing was destroyed).
+    for fields in [
+        &[("all", "0")][..],
+        &[("all", "")],
+        &[("all", "1"), ("version", "3")],
+        &[("version", "3"), ("all", "0")],
+        &[],
+    ] {
+        let mut sent = vec![("csrf", csrf.as_str())];
+        sent.extend_from_slice(fields);
+        let page = b.post("/secrets/env:prod:TOKEN/destroy", &sent);
+        assert_eq!(page.status, 400, "{fields:?}: {}", page.body);
+        assert_past_the_guard(&format!("POST destroy {fields:?}"), &page);
+    }
+
     // The version forms with good fields work (with the form parsed
     // through `serde(flatten)`, every number was refused as text).
     let back = b.post(

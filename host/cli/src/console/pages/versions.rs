@@ -3,6 +3,7 @@
 //! (`env:prod:NAME`, `space:team-a:NAME`), as the API addresses it.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use keyhole_store::{Scope, VersionState};
 use maud::html;
@@ -11,7 +12,7 @@ use serde_json::json;
 
 use super::{Done, at, done};
 use crate::auth::Permission;
-use crate::console::layout::{button_form, csrf, page};
+use crate::console::layout::{self, button_form, csrf, page};
 use crate::console::params::{Params, Segments};
 use crate::console::signin::Empty;
 use crate::console::{ConsoleState, Posted, Visitor};
@@ -166,10 +167,18 @@ pub async fn destroy(
     Segments(id): Segments<String>,
     p: Posted<DestroyForm>,
 ) -> Response {
-    let body = match (p.form.all.is_some(), p.form.version) {
-        (true, _) => json!({ "all": true }),
-        (false, Some(v)) => json!({ "versions": [v] }),
-        (false, None) => json!({}),
+    // Only what the page's two forms send: destroying is for good, so a
+    // form that is neither is refused, never read as "every version".
+    let body = match (p.form.all.as_deref(), p.form.version) {
+        (Some("1"), None) => json!({ "all": true }),
+        (None, Some(v)) => json!({ "versions": [v] }),
+        _ => {
+            return layout::error_page(
+                StatusCode::BAD_REQUEST,
+                "the form is not one of this page's (it destroys one version, or every version). \
+                 Reload the page and submit the form again.",
+            );
+        }
     };
     match c
         .post::<DestroyedView>(&p.visitor.who, &api(&id, "destroy"), &body)
