@@ -150,6 +150,14 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
         () = keepalive => unreachable!("the keepalive loop never ends"),
     };
     match runs {
+        // Deployments made on other hosts are not all applied here: a
+        // listener of this event may be one of them. Handed back rather
+        // than acknowledged; the next delivery (here or elsewhere) runs
+        // only the listeners without a record of it.
+        Ok(_) if runtime.deployments_behind() => {
+            tracing::warn!(event = %event.id, "deployments from other hosts not applied here yet: handed back");
+            let _ = d.retry_after(pause(queue, d.delivered)).await;
+        }
         Ok(_) => {
             if let Err(e) = d.ack().await {
                 // Delivered again later; its recorded runs are not rerun.
@@ -162,9 +170,18 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
         }
         Err(e) => {
             tracing::warn!(event = %event.id, "running a queued event: {e}; handed back");
-            let _ = d.retry_after(Duration::from_secs(1)).await;
+            let _ = d.retry_after(pause(queue, d.delivered)).await;
         }
     }
+}
+
+/// How long an event handed back waits before its next delivery: 1 s,
+/// doubling with each delivery (to the queue's ack wait), so a few
+/// seconds' outage does not use up every delivery, each one running the
+/// listeners again.
+fn pause(queue: &WorkQueue, delivered: u64) -> Duration {
+    let doublings = delivered.saturating_sub(1).min(6) as u32;
+    Duration::from_secs(1u64 << doublings).min(queue.ack_wait())
 }
 
 /// Errors no other host or later try would get past.
@@ -191,6 +208,11 @@ async fn give_up(queue: &WorkQueue, runtime: &Runtime, d: &Delivery, event: &Eve
         let (rt, ev, why) = (runtime.clone(), event.clone(), why.clone());
         match tokio::task::spawn_blocking(move || rt.give_up(&ev, &why)).await {
             Ok(Ok(_)) => break,
+            // Its scope is gone, say: no try would record anything.
+            Ok(Err(e)) if permanent(&e) => {
+                tracing::warn!(event = %event.id, "no failed runs to record: {e}");
+                break;
+            }
             Ok(Err(e)) => {
                 tracing::warn!(event = %event.id, attempt, "recording the failed runs: {e}")
             }

@@ -57,6 +57,7 @@ mod durations;
 mod engine;
 mod error;
 mod event;
+mod follow;
 pub mod http;
 mod http_scrub;
 pub mod inject;

@@ -136,6 +136,9 @@ pub(crate) struct Inner {
     pub(crate) deployments: RwLock<Deployments>,
     /// Serializes changes to `deployment_records` + `deployments`.
     pub(crate) deploy_writes: std::sync::Mutex<()>,
+    /// Cluster mode: deployment changes from other hosts not applied here
+    /// yet (`follow.rs`).
+    pub(crate) deployments_behind: std::sync::atomic::AtomicBool,
     /// Where run records go: the JSONL segment files unless chosen at open.
     /// Declared before `audit`, so it is dropped (and has written what it
     /// holds, after the audit entries its runs wait for) first.
@@ -290,6 +293,7 @@ impl Runtime {
                 audit,
                 deployments: RwLock::default(),
                 deploy_writes: std::sync::Mutex::default(),
+                deployments_behind: std::sync::atomic::AtomicBool::new(false),
                 metrics,
                 secrets,
                 permits: Arc::new(tokio::sync::Semaphore::new(
@@ -308,7 +312,7 @@ impl Runtime {
         runtime.load_all()?;
         runtime.finish_pending_deletions()?;
         if host.is_some() {
-            crate::cluster::follow_deployments(&runtime)?;
+            crate::follow::follow_deployments(&runtime)?;
         }
         Ok(runtime)
     }
@@ -412,16 +416,37 @@ impl Runtime {
     /// Flushes the audit log, run records and everything else to disk; an
     /// audit log that cannot write its entries is an error here, not a
     /// quiet loss at shutdown.
+    /// Every step is tried (but the run records, which wait for the audit
+    /// entries before them, only once those are written); the first
+    /// failure is returned, later ones logged.
     pub fn flush(&self) -> Result<(), RuntimeError> {
-        if let Some(audit) = &self.inner.audit {
+        let audit = self.inner.audit.as_ref().map_or(Ok(()), |audit| {
             audit
                 .sync(std::time::Duration::from_secs(10))
-                .map_err(|e| RuntimeError::AuditUnavailable(e.0))?;
+                .map_err(|e| RuntimeError::AuditUnavailable(e.0))
+        });
+        let runs = match &audit {
+            Ok(()) => self.inner.runs.sync(),
+            Err(_) => Ok(()), // they would only wait for it
+        };
+        let steps = [
+            ("audit log", audit),
+            ("run records", runs),
+            (
+                "deployment records",
+                self.inner.deployment_records.flush().map_err(Into::into),
+            ),
+            ("secrets", self.inner.store.flush().map_err(Into::into)),
+        ];
+        let mut first = None;
+        for (what, result) in steps {
+            match (result, &first) {
+                (Ok(()), _) => {}
+                (Err(e), None) => first = Some(e),
+                (Err(e), Some(_)) => tracing::error!("flushing {what}: {e}"),
+            }
         }
-        self.inner.runs.sync()?;
-        self.inner.deployment_records.flush()?;
-        self.inner.store.flush()?;
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 }
 

@@ -2,7 +2,8 @@
 //! backends, one shared and one per host, some of whose buckets a test
 //! breaks: a run record the shared bucket or the audit log cannot take is
 //! the run's error (so the queue does not ack its event), and a deploy made
-//! on another host that could not be applied here is applied once it can.
+//! on another host that could not be applied here is applied once it can,
+//! without holding back other names or running the older version.
 //! (Cluster mode on a real nats-server: `host/cli/tests/cluster*.rs`.)
 
 use std::path::Path;
@@ -157,14 +158,63 @@ fn a_deploy_another_host_could_not_apply_is_applied_once_it_can_be() {
     std::thread::sleep(Duration::from_millis(1_500));
     assert!(b.deployment("moody").is_none());
 
+    assert!(b.deployments_behind(), "B says it is behind");
+
     broken.store(false, Ordering::SeqCst);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while b.deployment("moody").is_none() {
-        assert!(Instant::now() < deadline, "B never applied the deploy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until(|| b.deployment("moody").is_some(), "B applies the deploy");
+    until(|| !b.deployments_behind(), "B is no longer behind");
     let event = Event::new("t", "prod", None).with_payload(r#"{"mood":"calm"}"#);
     let runs = b.emit_blocking(&event).unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].outcome.label(), "ok");
+}
+
+/// Waits (at most 20 s) for `done`.
+fn until(done: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "not within 20 s: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A deployment record host B can never apply (one it cannot read, as a
+/// newer host's might be) holds back no other name's changes: an undeploy
+/// made on A after it is applied on B (before, B stopped at the first
+/// failing name, in name order, and never reached it). And a listener
+/// whose new record B cannot apply no longer runs its older version there.
+#[test]
+fn a_deployment_one_host_cannot_apply_holds_back_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
+    let shared: Arc<dyn Backend> = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
+    let own = |name: &str| -> Arc<dyn Backend> {
+        Arc::new(EmbeddedKv::open(&dir.path().join(format!("{name}-host"))).unwrap())
+    };
+    let a = host(dir.path(), "a", shared.clone(), own("a"));
+    let b = host(dir.path(), "b", shared.clone(), own("b"));
+    a.store().create_environment("prod").unwrap();
+    for name in ["yyy", "zzz"] {
+        a.deploy(DeploySpec::new(name, "prod"), &wasm(PANICKER))
+            .unwrap();
+    }
+    until(
+        || b.deployment("yyy").is_some() && b.deployment("zzz").is_some(),
+        "B applies both deploys",
+    );
+    assert!(!b.deployments_behind());
+
+    let records = shared.bucket("deployments").unwrap();
+    records.put(b"aaa", b"a record of a newer kind").unwrap();
+    a.undeploy("zzz").unwrap();
+    until(|| b.deployment("zzz").is_none(), "B applies the undeploy");
+
+    records.put(b"yyy", b"a record of a newer kind").unwrap();
+    until(
+        || b.deployment("yyy").is_none(),
+        "B stops running the older version",
+    );
+    assert!(b.deployments_behind(), "B says it is behind");
+    let event = Event::new("t", "prod", None).with_payload(r#"{"mood":"calm"}"#);
+    assert!(b.emit_blocking(&event).unwrap().is_empty());
 }

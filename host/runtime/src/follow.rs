@@ -1,0 +1,268 @@
+//! Cluster mode: applying deploys and undeploys made on other hosts.
+//!
+//! A thread watches the shared `deployments` bucket; for each change, the
+//! name's current record is read and the index made to match it, so
+//! changes applied out of order or twice still end in the bucket's state.
+//!
+//! A change that fails to apply (the backend unreachable, a module that
+//! cannot be fetched or compiled yet, a record this host cannot read) is
+//! tried again for that name alone, with a growing pause (0.5 s doubling
+//! to 30 s), while every other name's changes go on being applied: one
+//! name this host can never apply must not hold back an undeploy of
+//! another. Until it applies, this host does not run the listener's older
+//! version (the cluster no longer has it: it may hold grants since taken
+//! away), and it is *behind* ([`Runtime::deployments_behind`]), which the
+//! event queue reads to hand events back rather than acknowledge them
+//! without the listeners it could not apply. A watch that fails is opened
+//! again, and every name synced after.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::deploy_record;
+use crate::deployments::ReadyDeployment;
+use crate::error::RuntimeError;
+use crate::runtime::{Inner, Runtime};
+
+/// How long the follower waits for a change before checking whether the
+/// runtime is still there, and the first pause before a retry.
+const POLL: Duration = Duration::from_millis(500);
+/// The longest pause between retries of one name.
+const MAX_PAUSE: Duration = Duration::from_secs(30);
+
+/// When to try something that failed again.
+#[derive(Clone, Copy, Debug)]
+struct Retry {
+    tries: u32,
+    at: Instant,
+}
+
+impl Retry {
+    fn now() -> Self {
+        Retry {
+            tries: 0,
+            at: Instant::now(),
+        }
+    }
+
+    /// The next try after one more failure.
+    fn failed(previous: Option<Retry>) -> Self {
+        let tries = previous.map_or(0, |r| r.tries) + 1;
+        let pause = POLL
+            .saturating_mul(1 << tries.saturating_sub(1).min(6))
+            .min(MAX_PAUSE);
+        Retry {
+            tries,
+            at: Instant::now() + pause,
+        }
+    }
+
+    fn due(&self) -> bool {
+        Instant::now() >= self.at
+    }
+}
+
+/// What this host has not applied yet.
+#[derive(Debug, Default)]
+struct Behind {
+    /// Names whose last change failed to apply.
+    names: BTreeMap<String, Retry>,
+    /// Every name, after missed changes (a watch opened again).
+    all: Option<Retry>,
+}
+
+impl Behind {
+    fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.all.is_none()
+    }
+
+    /// Records how applying `name` went.
+    fn applied(&mut self, name: &str, result: Result<(), RuntimeError>) {
+        match result {
+            Ok(()) => {
+                self.names.remove(name);
+            }
+            Err(e) => {
+                let retry = Retry::failed(self.names.get(name).copied());
+                tracing::warn!(
+                    listener = name,
+                    "applying a deployment change from another host: {e}; trying again in {:?}",
+                    retry.at.saturating_duration_since(Instant::now())
+                );
+                self.names.insert(name.to_owned(), retry);
+            }
+        }
+    }
+}
+
+/// What syncing one name does to the index.
+enum Apply {
+    Same,
+    Remove,
+    Insert(Box<ReadyDeployment>),
+}
+
+/// Starts the thread that applies other hosts' deploys and undeploys.
+pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> {
+    let first = runtime.inner.deployment_records.watch(0)?;
+    let weak: Weak<Inner> = Arc::downgrade(&runtime.inner);
+    std::thread::Builder::new()
+        .name("keyhole-deploy-follow".into())
+        .spawn(move || {
+            let mut watch = Some(first);
+            let mut behind = Behind::default();
+            loop {
+                let change = match watch.as_mut().map(|w| w.next_timeout(POLL)) {
+                    Some(Ok(change)) => change,
+                    Some(Err(e)) => {
+                        tracing::warn!("watching deployments: {e}; watching again");
+                        watch = None;
+                        std::thread::sleep(POLL);
+                        None
+                    }
+                    None => None,
+                };
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let runtime = Runtime { inner };
+                if watch.is_none() {
+                    let records = &runtime.inner.deployment_records;
+                    match records.watch(records.revision()) {
+                        Ok(w) => (watch, behind.all) = (Some(w), Some(Retry::now())),
+                        Err(e) => tracing::warn!("watching deployments again: {e}"),
+                    }
+                }
+                if let Some(name) = change.as_ref().and_then(|c| c.key()) {
+                    // Behind while it compiles, too.
+                    runtime
+                        .inner
+                        .deployments_behind
+                        .store(true, Ordering::Release);
+                    let name = String::from_utf8_lossy(name);
+                    behind.applied(&name, runtime.sync_deployment(&name));
+                }
+                runtime.catch_up(&mut behind);
+                runtime
+                    .inner
+                    .deployments_behind
+                    .store(watch.is_none() || !behind.is_empty(), Ordering::Release);
+            }
+        })
+        .map_err(|e| RuntimeError::io(std::path::Path::new("keyhole-deploy-follow"), e))?;
+    Ok(())
+}
+
+impl Runtime {
+    /// Cluster mode: whether deployment changes made on other hosts are
+    /// not all applied here yet (`follow.rs`). Always `false` on a single
+    /// host.
+    pub fn deployments_behind(&self) -> bool {
+        self.inner.deployments_behind.load(Ordering::Acquire)
+    }
+
+    /// Retries what is due: every name after missed changes, then each
+    /// name that failed.
+    fn catch_up(&self, behind: &mut Behind) {
+        if let Some(retry) = behind.all.filter(Retry::due) {
+            match self.deployment_names() {
+                Ok(names) => {
+                    behind.all = None;
+                    for name in names {
+                        behind.applied(&name, self.sync_deployment(&name));
+                    }
+                }
+                Err(e) => {
+                    let next = Retry::failed(Some(retry));
+                    tracing::warn!("listing deployments to catch up: {e}; trying again");
+                    behind.all = Some(next);
+                }
+            }
+        }
+        let due: Vec<String> = behind
+            .names
+            .iter()
+            .filter(|(_, r)| r.due())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            behind.applied(&name, self.sync_deployment(&name));
+        }
+    }
+
+    /// Every name in the bucket or the index.
+    fn deployment_names(&self) -> Result<Vec<String>, RuntimeError> {
+        let mut names: Vec<String> = self
+            .inner
+            .deployment_records
+            .scan(b"")?
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+            .collect();
+        names.extend(
+            self.inner
+                .deployments
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .all()
+                .map(|d| d.name.to_string()),
+        );
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Makes the index's deployment `name` match its record in the bucket.
+    /// A record that cannot be applied takes the older version out of the
+    /// index (the cluster no longer has it).
+    pub(crate) fn sync_deployment(&self, name: &str) -> Result<(), RuntimeError> {
+        let _writing = self.writing();
+        let stored = self.inner.deployment_records.get(name.as_bytes())?;
+        let current = self
+            .inner
+            .deployments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .map(|d| d.record.clone());
+        let applied = match (stored, current) {
+            (None, None) => return Ok(()),
+            (None, Some(_)) => Ok(Apply::Remove),
+            (Some(e), current) => deploy_record::decode(&e.value).and_then(|record| {
+                if current.as_ref() == Some(&record) {
+                    return Ok(Apply::Same);
+                }
+                let component = self.inner.artifacts.load(&record.module_hash)?;
+                Ok(Apply::Insert(Box::new(self.prepare(record, &component)?)))
+            }),
+        };
+        let mut index = self
+            .inner
+            .deployments
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match applied {
+            Ok(Apply::Same) => {}
+            Ok(Apply::Insert(ready)) => {
+                index.insert(Arc::from(ready));
+                tracing::info!(listener = name, "deployed on another host");
+            }
+            Ok(Apply::Remove) => {
+                index.remove(name);
+                tracing::info!(listener = name, "undeployed on another host");
+            }
+            Err(e) => {
+                if index.remove(name).is_some() {
+                    tracing::warn!(
+                        listener = name,
+                        "not running this listener's older version until its new one applies"
+                    );
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
