@@ -245,7 +245,7 @@ fn runtime_report(e: &RuntimeError, message: String) -> Report {
         ),
         R::AuditUnavailable(_) => (
             Exit::Failure,
-            Some("the run is not recorded; fix the data directory's disk (space, permissions) and try again".into()),
+            Some("the audit log cannot write (the data directory's disk: space, permissions; in cluster mode also NATS, which takes a copy): what needed its entries was not done or recorded; fix it and try again".into()),
         ),
         R::Io { .. } | R::Corrupt(_) | R::Engine(_) => (Exit::Failure, None),
     };

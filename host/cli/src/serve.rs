@@ -144,8 +144,13 @@ pub fn run(g: &Globals, args: ServeArgs) -> Result<()> {
         tracing::warn!("writing back token last-used times: {e}");
     }
     // Run records are written without a flush on the hot path: flush now.
-    runtime.flush().context("flushing the data directory")?;
-    tracing::info!("stopped");
+    // The daemon's own error, if it had one, comes first.
+    let flushed = runtime.flush().context("flushing the data directory");
+    match (&result, flushed) {
+        (Err(_), Err(e)) => tracing::error!("{e:#}"),
+        (Ok(()), Err(e)) => return Err(e),
+        (_, Ok(())) => tracing::info!("stopped"),
+    }
     result
 }
 
