@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use common::browser::Browser;
 use common::{Install, Server, token_from};
+use keyhole_tests::{SECRET_READER, wasm};
+use serde_json::json;
 
 /// An installation with a daemon, the admin token and `extra` serve flags.
 fn daemon(extra: &[&str]) -> (Install, Server, String) {
@@ -292,4 +294,64 @@ fn pages_carry_the_content_policy_and_cookie_flags_and_never_a_value() {
         !log_text.contains(plant),
         "the daemon's log holds the value"
     );
+}
+
+/// Redeploying a listener from the console: when the grants of the
+/// deployment it replaces are not carried over the page says so (the
+/// API's answer does), and with "keep the grants" checked they are kept.
+#[test]
+fn a_console_redeploy_says_when_grants_are_dropped_and_keeps_them_when_asked() {
+    let k = Install::new();
+    let token = token_from(&k.init());
+    let server = Server::start(&k, &token, &[]);
+    let h = server.http();
+    for env in ["prod", "shared"] {
+        assert_eq!(
+            h.post_json("/v1/environments", &json!({"id": env})).status,
+            201
+        );
+    }
+    let granted = json!({"name": "reader", "environmentId": "prod", "topics": ["t"],
+                         "grants": {"environments": ["shared"]}});
+    let module = wasm(SECRET_READER);
+    let grants = || h.get("/v1/listeners/reader").json()["grants"]["environments"].clone();
+
+    let mut b = Browser::new(&server.base);
+    assert_eq!(b.sign_in(&token).status, 303);
+    let csrf = b.get("/listeners").csrf();
+    let mut redeploy = |keep: bool| {
+        let mut parts: Vec<(&str, &str, &[u8])> = vec![
+            ("csrf", "text/plain", csrf.as_bytes()),
+            ("environment", "text/plain", b"prod"),
+            ("name", "text/plain", b"reader"),
+            ("topics", "text/plain", b"t"),
+        ];
+        if keep {
+            parts.push(("keep_grants", "text/plain", b"1"));
+        }
+        parts.push(("module", "application/wasm", &module));
+        let (content_type, body) = common::multipart(&parts);
+        let origin = server.base.clone();
+        let page = b.send_bytes(
+            "POST",
+            "/listeners",
+            Some(&origin),
+            Some((&content_type, body)),
+        );
+        assert_eq!(page.status, 303, "{}", page.body);
+        let to = page.location.unwrap();
+        (to.clone(), b.get(&to).body)
+    };
+
+    assert_eq!(h.deploy(&granted, &module).status, 201);
+    let (to, shown) = redeploy(false);
+    assert_eq!(to, "/listeners/reader?done=deployed-grants-dropped");
+    assert!(shown.contains("without the grants"), "{shown}");
+    assert_eq!(grants(), json!([]));
+
+    assert_eq!(h.deploy(&granted, &module).status, 201);
+    let (to, _) = redeploy(true);
+    assert_eq!(to, "/listeners/reader?done=deployed");
+    assert_eq!(grants(), json!(["shared"]));
+    assert!(server.terminate().success());
 }

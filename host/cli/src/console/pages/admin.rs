@@ -205,8 +205,11 @@ async fn tokens_page(
     notice: Option<&str>,
     created: Option<CreatedToken>,
 ) -> Response {
-    let tokens: Vec<TokenInfo> = match c.get(&v.who, "/v1/tokens").await {
-        Ok(t) => t,
+    // A token just made is shown even if the list cannot be read: its
+    // value is shown only this once.
+    let (tokens, unlisted) = match c.get::<Vec<TokenInfo>>(&v.who, "/v1/tokens").await {
+        Ok(t) => (t, None),
+        Err(e) if created.is_some() => (Vec::new(), Some(e)),
         Err(e) => return e.into_response(),
     };
     let body = html! {
@@ -219,7 +222,11 @@ async fn tokens_page(
                 input id="new-token" readonly value=(t.token.as_str()) size="60";
             }
         }
-        (token_table(v, &tokens))
+        @if let Some(e) = &unlisted {
+            p role="alert" { "The list of tokens could not be read: " (e.api.message) }
+        } @else {
+            (token_table(v, &tokens))
+        }
         (create_form(v))
     };
     page(v, "API tokens", "Tokens", notice, body)

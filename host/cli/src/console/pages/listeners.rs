@@ -83,6 +83,10 @@ pub async fn list(State(c): State<ConsoleState>, v: Visitor, Params(q): Params<D
                 input id="l-http" name="allow_http" autocomplete="off";
                 label for="l-settings" { "Settings (one KEY=VALUE per line; not for secrets)" }
                 textarea id="l-settings" name="settings" rows="3" {}
+                label.check for="l-keep" {
+                    input id="l-keep" type="checkbox" name="keep_grants" value="1";
+                    " Replacing a listener: keep the grants and injected secrets of the deployment it replaces"
+                }
                 button type="submit" { "Deploy" }
             }
         }
@@ -171,7 +175,7 @@ fn spec_of(f: &DeployForm) -> Result<ListenerSpec, String> {
         allow_http: list_of(&text("allow_http")),
         settings,
         secrets: list_of(&text("secrets")),
-        keep_grants: false,
+        keep_grants: text("keep_grants") == "1",
         inject: Vec::new(),
     })
 }
@@ -216,6 +220,13 @@ pub async fn deploy(
         ]),
     );
     match c.call::<DeployedView>(&v.who, call).await {
+        // The grants of the deployment it replaced were not carried over:
+        // said on the page, as the API's answer says it.
+        Ok(d) if d.notice.is_some() => done(
+            &at("/listeners", &d.listener.name),
+            "deployed-grants-dropped",
+        )
+        .into_response(),
         Ok(d) => done(&at("/listeners", &d.listener.name), "deployed").into_response(),
         Err(f) => f.into_response(),
     }

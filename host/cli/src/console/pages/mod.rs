@@ -109,6 +109,9 @@ impl Done {
             }
             "reverted" => "Override removed: the space now uses the environment's value.",
             "deployed" => "Listener deployed.",
+            "deployed-grants-dropped" => {
+                "Listener deployed, without the grants and injected secrets of the deployment it replaced: deploy again with \"keep the grants\" checked to keep them."
+            }
             "removed" => "Listener removed.",
             "revoked" => "Token revoked.",
             _ => return None,
