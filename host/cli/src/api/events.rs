@@ -177,10 +177,22 @@ pub async fn emit_batch(
     }
     if let Some(queue) = &s.queue {
         check_written(&s, min_revision).await?;
-        let mut views = Vec::with_capacity(events.len());
-        for event in events {
-            views.push(queue_event(queue, event, min_revision).await?);
-        }
+        // Queued to the end even if the client goes away (a batch cut
+        // short by a dropped request would be queued in part, unsaid).
+        let queue = queue.clone();
+        let queued = tokio::spawn(async move {
+            let mut views: Vec<EmitView> = Vec::with_capacity(events.len());
+            for event in events {
+                match queue_event(&queue, event, min_revision).await {
+                    Ok(view) => views.push(view),
+                    Err(e) => return Err(partly_queued(e, &views)),
+                }
+            }
+            Ok(views)
+        });
+        let views = queued
+            .await
+            .map_err(|e| ApiError::internal(format!("queueing task failed: {e}")))??;
         return Ok((StatusCode::ACCEPTED, Json(EmitBatchView { events: views })));
     }
     caught_up(&s, min_revision).await?;
@@ -196,6 +208,23 @@ pub async fn emit_batch(
         views.push(ran(id, result?));
     }
     Ok((StatusCode::OK, Json(EmitBatchView { events: views })))
+}
+
+/// A batch the queue stopped taking part way: the error says which of its
+/// events were queued (they will run), so the client sends only the rest
+/// again.
+fn partly_queued(mut e: ApiError, queued: &[EmitView]) -> ApiError {
+    if let Some(last) = queued.last() {
+        e.message = format!(
+            "{}; the batch's first {} events were queued and will run (the last of them {}): \
+             send its lines from {} on again",
+            e.message,
+            queued.len(),
+            last.event_id,
+            queued.len() + 1
+        );
+    }
+    e
 }
 
 /// Cluster mode: the event, durably queued for any host's workers.
@@ -223,4 +252,34 @@ async fn queue_event(
         queued: true,
         duplicate: published.duplicate,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::error::ErrorCode;
+
+    #[test]
+    fn a_batch_queued_in_part_says_which_events_were_queued() {
+        let failed = || ApiError::unavailable("the event was not queued: timed out");
+        assert_eq!(
+            partly_queued(failed(), &[]).message,
+            "the event was not queued: timed out"
+        );
+        let queued: Vec<EmitView> = ["ev_1", "ev_2"]
+            .map(|id| EmitView {
+                event_id: id.into(),
+                runs: Vec::new(),
+                queued: true,
+                duplicate: false,
+            })
+            .into();
+        let e = partly_queued(failed(), &queued);
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert_eq!(
+            e.message,
+            "the event was not queued: timed out; the batch's first 2 events were queued \
+             and will run (the last of them ev_2): send its lines from 3 on again"
+        );
+    }
 }
