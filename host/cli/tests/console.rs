@@ -355,3 +355,36 @@ fn a_console_redeploy_says_when_grants_are_dropped_and_keeps_them_when_asked() {
     assert_eq!(grants(), json!(["shared"]));
     assert!(server.terminate().success());
 }
+
+/// A token of one space opens that space's Secrets page (it may not read
+/// the environment's secrets: the inherited column is left empty, not the
+/// page refused) and can save a secret there; each visit leaves no
+/// `denied` entry in the audit log.
+#[test]
+fn a_space_token_opens_its_spaces_secrets_page() {
+    let (_k, server, _token) = daemon(&[]);
+    let admin = server.http();
+    assert_eq!(
+        admin
+            .post_json("/v1/environments", &json!({"id": "prod"}))
+            .status,
+        201
+    );
+    let space = json!({"id": "team-a", "environmentId": "prod"});
+    assert_eq!(admin.post_json("/v1/spaces", &space).status, 201);
+    let writer = admin.create_token(&json!({"name": "team-a-writer", "role": "secrets-writer",
+                                            "environmentId": "prod", "spaceId": "team-a"}));
+    let mut b = Browser::new(&server.base);
+    assert_eq!(b.sign_in(&writer).status, 303);
+    let page = b.get("/spaces/team-a/secrets");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page.csrf();
+    let saved = b.post(
+        "/spaces/team-a/secrets",
+        &[("csrf", &csrf), ("name", "TEAM_KEY"), ("value", "v")],
+    );
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    assert!(b.get("/spaces/team-a/secrets").body.contains("TEAM_KEY"));
+    let denied = admin.get("/v1/audit?outcome=denied").json();
+    assert_eq!(denied["entries"], json!([]), "{denied}");
+}

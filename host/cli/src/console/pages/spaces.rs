@@ -12,7 +12,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::{Done, at, done, updated_by};
-use crate::auth::Permission;
+use crate::auth::{Permission, Reach};
 use crate::client::{query, segment};
 use crate::console::layout::{button_form, csrf, page};
 use crate::console::params::{Params, Segments};
@@ -109,18 +109,26 @@ pub async fn secrets(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let inherited: HashMap<String, u64> = match secrets_of(
-        &c,
-        &v,
-        SecretQuery {
-            environment_id: Some(space.environment_id.clone()),
-            ..SecretQuery::default()
-        },
-    )
-    .await
-    {
-        Ok(s) => s.data.into_iter().map(|s| (s.name, s.version)).collect(),
-        Err(r) => return r,
+    // A token of this space alone may not read its environment's
+    // secrets: the inherited column is then empty, not the page a 403
+    // (and each visit no `denied` audit entry).
+    let sees_environment = v.who.scope.reaches(&space.environment_id, None) != Reach::No;
+    let inherited: HashMap<String, u64> = if sees_environment {
+        match secrets_of(
+            &c,
+            &v,
+            SecretQuery {
+                environment_id: Some(space.environment_id.clone()),
+                ..SecretQuery::default()
+            },
+        )
+        .await
+        {
+            Ok(s) => s.data.into_iter().map(|s| (s.name, s.version)).collect(),
+            Err(r) => return r,
+        }
+    } else {
+        HashMap::new()
     };
     let by = updated_by(&c, &v).await;
     let base = at("/spaces", &space.id);
