@@ -55,6 +55,23 @@ fn api_routes_auth_limits_and_openapi() {
         409,
     );
     assert_json_error(&h.post_json("/v1/environments", &json!({"id": "a.b"})), 400);
+    // A path segment that is not UTF-8 once decoded: a JSON error in the
+    // API's shape like every other bad input, not axum's plain text.
+    for path in [
+        "/v1/environments/%FF",
+        "/v1/tokens/%FF%FE/rotate",
+        "/v1/secrets/env:prod:%C3%28/history",
+        "/v1/runs/%FF",
+    ] {
+        let method = if path.ends_with("rotate") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let r = h.send(method, path, Some(&token), None);
+        assert_json_error(&r, 400);
+        assert_eq!(r.json()["code"], "invalid", "{path}: {r:?}");
+    }
     let r = h.post_json(
         "/v1/spaces",
         &json!({"id": "team-a", "environmentId": "prod"}),

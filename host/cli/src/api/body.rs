@@ -3,8 +3,9 @@
 //! malformed, unknown field) a JSON 4xx before any handler runs.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
@@ -73,6 +74,29 @@ where
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req.into_body(), super::JSON_BODY_LIMIT).await?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Like `axum::extract::Path`, but a segment that cannot be read (not
+/// UTF-8 once percent-decoded, say) is a JSON error, as every other bad
+/// input is, not axum's plain-text 400.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(t)) => Ok(ApiPath(t)),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "the address: {}",
+                e.body_text()
+            ))),
+        }
     }
 }
 

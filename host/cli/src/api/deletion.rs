@@ -16,7 +16,7 @@
 //! scoped call, the scope is checked before the space is looked up.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use keyhole_runtime::ScopeHoldings;
 use keyhole_store::Scope;
@@ -25,6 +25,7 @@ use serde::Deserialize;
 use super::Shared;
 use super::audit::audited_detailed;
 use super::auth::{denied_item, require, within};
+use super::body::ApiPath;
 use super::error::ApiError;
 use super::scopes::{blocking, query};
 use crate::auth::{Permission, Principal, TokenScope};
@@ -41,7 +42,7 @@ pub struct DeleteQuery {
 pub async fn delete_environment(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     q: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Json<DeletionView>, ApiError> {
     let q = query(q)?;
@@ -54,7 +55,7 @@ pub async fn delete_environment(
 pub async fn delete_space(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     q: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Json<DeletionView>, ApiError> {
     let q = query(q)?;

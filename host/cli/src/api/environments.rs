@@ -4,7 +4,7 @@
 //! them is `deletion.rs`.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use keyhole_store::{Scope, StoreError};
@@ -12,7 +12,7 @@ use keyhole_store::{Scope, StoreError};
 use super::Shared;
 use super::audit::audited;
 use super::auth::{denied_item, sees, within, within_scope};
-use super::body::ApiJson;
+use super::body::{ApiJson, ApiPath};
 use super::error::{ApiError, space_create_error};
 use super::scopes::{blocking, query};
 use crate::auth::{Permission, Principal};
@@ -38,7 +38,7 @@ pub async fn list_environments(
 pub async fn get_environment(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<EnvironmentView>, ApiError> {
     if who.scope.environment().is_some_and(|mine| mine != id) {
         let what = format!("env {}", truncated(&id));
@@ -102,7 +102,7 @@ pub async fn list_spaces(
 pub async fn get_space(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SpaceView>, ApiError> {
     let store = s.runtime.store().clone();
     let info = blocking(move || {

@@ -4,7 +4,7 @@
 //! before anything is looked up, and every change is audited. No answer
 //! carries a value.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use keyhole_audit::{AuditQuery, Entry};
@@ -12,7 +12,7 @@ use keyhole_store::{Scope, SecretStore, VersionInfo, VersionState};
 
 use super::Shared;
 use super::audit::{audited, audited_with};
-use super::body::ApiJson;
+use super::body::{ApiJson, ApiPath};
 use super::error::ApiError;
 use super::scopes::{blocking, effective, expected_version, secret_home, written};
 use crate::auth::{Permission, Principal};
@@ -33,7 +33,7 @@ fn secret(id: &str) -> Result<(Scope, String), ApiError> {
 pub async fn history(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Data<Vec<VersionView>>>, ApiError> {
     let (scope, name) = secret(&id)?;
     let state = s.clone();
@@ -119,7 +119,7 @@ fn view(v: &VersionInfo, authors: &[(u64, String, bool)]) -> VersionView {
 pub async fn rollback(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Rollback>,
 ) -> Result<Json<SecretsView>, ApiError> {
@@ -148,7 +148,7 @@ pub async fn rollback(
 pub async fn undelete(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SecretsView>, ApiError> {
     let (scope, name) = secret(&id)?;
     let state = s.clone();
@@ -172,7 +172,7 @@ pub async fn undelete(
 pub async fn destroy(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<Destroy>,
 ) -> Result<Json<DestroyedView>, ApiError> {
     let (scope, name) = secret(&id)?;

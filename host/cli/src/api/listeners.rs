@@ -17,7 +17,7 @@
 
 use axum::body::Body;
 use axum::extract::multipart::MultipartError;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use keyhole_runtime::{DeploySpec, Grants, Injection, Limits, RuntimeError};
@@ -25,7 +25,7 @@ use keyhole_store::Scope;
 
 use super::audit::{audited, audited_with};
 use super::auth::{denied_item, sees, within, within_scope};
-use super::body::{body_rejection, parse_json, read_body};
+use super::body::{ApiPath, body_rejection, parse_json, read_body};
 use super::error::{ApiError, ErrorCode};
 use super::grants;
 use super::scopes::blocking;
@@ -192,7 +192,7 @@ pub async fn deploy(
 pub async fn get(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ListenerView>, ApiError> {
     match s.runtime.deployment(&name) {
         Some(d) if sees(&who, &d.spec.environment, d.spec.space.as_deref()) => {
@@ -223,7 +223,7 @@ pub async fn list(
 pub async fn undeploy(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     // A scoped token learns nothing about listeners outside its scope: a
     // missing one and another scope's are the same 403.

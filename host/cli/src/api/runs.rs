@@ -20,13 +20,14 @@
 //! whether it exists elsewhere or not.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use keyhole_runtime::{Outcome, RunQuery};
 use keyhole_store::{Scope, validate_id};
 
 use super::Shared;
 use super::auth::{sees, within, within_scope};
+use super::body::ApiPath;
 use super::error::{ApiError, ErrorCode};
 use super::scopes::{blocking, query};
 use crate::auth::{Permission, Principal};
@@ -207,7 +208,7 @@ fn known_listener(s: &Shared, who: &Principal, listener: &str) -> Result<bool, A
 pub async fn get(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RunView>, ApiError> {
     let id = run_id("run id", &id)?;
     let runtime = s.runtime.clone();

@@ -20,7 +20,7 @@
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use keyhole_store::{Provenance, Scope, SecretStore, SecretValue, StoreError};
@@ -28,7 +28,7 @@ use keyhole_store::{Provenance, Scope, SecretStore, SecretValue, StoreError};
 use super::Shared;
 use super::audit::{audited, audited_with};
 use super::auth::{within, within_scope};
-use super::body::{ApiJson, parse_json, read_body};
+use super::body::{ApiJson, ApiPath, parse_json, read_body};
 use super::error::ApiError;
 use crate::auth::{Permission, Principal};
 use crate::requests::{Rotate, SecretQuery, SetSecret};
@@ -203,7 +203,7 @@ pub(super) fn expected_version(
 pub async fn get_secret(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Data<SecretView>>, ApiError> {
     let (scope, name) = parse_secret_id(&id).ok_or_else(|| {
         ApiError::bad_request("secret id must be env:ENV:NAME or space:SPACE:NAME")
@@ -230,7 +230,7 @@ pub async fn get_secret(
 pub async fn delete_secret(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SecretsView>, ApiError> {
     let (scope, name) = parse_secret_id(&id).ok_or_else(|| {
         ApiError::bad_request("secret id must be env:ENV:NAME or space:SPACE:NAME")

@@ -8,13 +8,13 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 
 use super::Shared;
 use super::audit::audited;
-use super::body::ApiJson;
+use super::body::{ApiJson, ApiPath};
 use super::error::ApiError;
 use super::scopes::blocking;
 use crate::auth::{NewToken, Principal, Role, TokenError, TokenScope, UnknownRole};
@@ -79,7 +79,7 @@ pub async fn list(State(s): State<Shared>) -> Result<Json<Vec<TokenInfo>>, ApiEr
 pub async fn revoke(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     checked_name(&name)?;
     blocking(move || {
@@ -97,7 +97,7 @@ pub async fn revoke(
 pub async fn rotate(
     State(s): State<Shared>,
     Extension(who): Extension<Principal>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<CreatedToken>, ApiError> {
     checked_name(&name)?;
     let state = s.clone();
