@@ -388,3 +388,49 @@ fn a_space_token_opens_its_spaces_secrets_page() {
     let denied = admin.get("/v1/audit?outcome=denied").json();
     assert_eq!(denied["entries"], json!([]), "{denied}");
 }
+
+/// "Updated by" names whoever made the current version: not someone
+/// whose write then failed (a stale expected version), and the author of
+/// a rollback rather than of the last `set`.
+#[test]
+fn updated_by_names_who_made_the_current_version() {
+    let (_k, server, token) = daemon(&[]);
+    let admin = server.http();
+    assert_eq!(
+        admin
+            .post_json("/v1/environments", &json!({"id": "prod"}))
+            .status,
+        201
+    );
+    let writer = |name: &str| {
+        let t = admin.create_token(&json!({"name": name, "role": "secrets-writer"}));
+        admin.with_token(&t)
+    };
+    let (alice, bob) = (writer("alice"), writer("bob"));
+    let set = |h: &common::Http, value: &str, expected: Option<u64>| {
+        let mut body = json!({"name": "X", "value": value, "environmentId": "prod"});
+        if let Some(v) = expected {
+            body["expectedVersion"] = json!(v);
+        }
+        h.post_json("/v1/secrets", &body).status
+    };
+    assert_eq!(set(&alice, "one", None), 200);
+    assert_eq!(set(&bob, "two", None), 200);
+    assert_eq!(set(&alice, "three", Some(1)), 409, "a stale version");
+    let mut b = Browser::new(&server.base);
+    assert_eq!(b.sign_in(&token).status, 303);
+    let row = |page: &str| {
+        let at = page.find("<code>X</code>").expect("the secret's row");
+        page[at..at + page[at..].find("</tr>").unwrap()].to_owned()
+    };
+    let shown = row(&b.get("/environments/prod").body);
+    assert!(
+        shown.contains("token:bob") && !shown.contains("token:alice"),
+        "{shown}"
+    );
+
+    let r = alice.post_json("/v1/secrets/env:prod:X/rollback", &json!({"version": 1}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let shown = row(&b.get("/environments/prod").body);
+    assert!(shown.contains("token:alice"), "{shown}");
+}

@@ -20,7 +20,7 @@ use crate::requests::{Destroy, Rollback, SecretsConfig};
 use crate::trail::secret_target;
 use crate::views::{Data, DestroyedView, SecretsView, VersionView, parse_secret_id, rfc3339};
 
-/// Most audit entries read to say who wrote each version.
+/// Most audit entries (the newest) read to say who wrote each version.
 const AUTHORS_SCAN: usize = 10_000;
 
 fn secret(id: &str) -> Result<(Scope, String), ApiError> {
@@ -43,13 +43,19 @@ pub async fn history(
         let versions = store.secret_history(&scope, &name)?;
         let authors = match state.runtime.audit() {
             Some(log) if super::require(&who, Permission::AuditRead).is_ok() => {
+                // The newest entries: a version older than they reach has
+                // no author shown rather than a wrong one.
                 let query = AuditQuery {
                     target: Some(secret_target(&scope, &name)),
-                    after: Some(0),
                     limit: AUTHORS_SCAN,
                     ..AuditQuery::default()
                 };
-                log.query(&query).map(|r| writes(&r)).unwrap_or_default()
+                log.query(&query)
+                    .map(|mut r| {
+                        r.reverse();
+                        writes(&r)
+                    })
+                    .unwrap_or_default()
             }
             _ => Vec::new(),
         };
@@ -60,15 +66,33 @@ pub async fn history(
 }
 
 /// Successful changes to one secret from its audit entries, oldest first:
-/// (time, actor, destroy?). An `ok` entry is written before its change and
-/// a `failed` one after a change that failed, which cancels it.
+/// (time, actor, destroy?).
 fn writes(records: &[keyhole_audit::AuditRecord]) -> Vec<(u64, String, bool)> {
-    let mut out: Vec<(u64, String, bool, String)> = Vec::new();
+    applied(records)
+        .into_iter()
+        .map(|c| (c.time_ms, c.actor, c.action == "secret.destroy"))
+        .collect()
+}
+
+/// An admin change the audit log says was applied.
+pub(crate) struct Applied {
+    pub time_ms: u64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+}
+
+/// The admin changes among `records` (oldest first) that were applied,
+/// oldest first. An `ok` entry is written before its change and a
+/// `failed` one after a change that failed, which cancels it.
+pub(crate) fn applied(records: &[keyhole_audit::AuditRecord]) -> Vec<Applied> {
+    let mut out: Vec<Applied> = Vec::new();
     for r in records {
         let Entry::Admin {
             time_ms,
             actor,
             action,
+            target,
             outcome,
             ..
         } = &r.entry
@@ -76,16 +100,16 @@ fn writes(records: &[keyhole_audit::AuditRecord]) -> Vec<(u64, String, bool)> {
             continue;
         };
         match outcome.as_str() {
-            "ok" => out.push((
-                *time_ms,
-                actor.clone(),
-                action == "secret.destroy",
-                action.clone(),
-            )),
+            "ok" => out.push(Applied {
+                time_ms: *time_ms,
+                actor: actor.clone(),
+                action: action.clone(),
+                target: target.clone(),
+            }),
             "failed" => {
                 if let Some(i) = out
                     .iter()
-                    .rposition(|(_, a, _, act)| a == actor && act == action)
+                    .rposition(|c| c.actor == *actor && c.action == *action && c.target == *target)
                 {
                     out.remove(i);
                 }
@@ -93,7 +117,7 @@ fn writes(records: &[keyhole_audit::AuditRecord]) -> Vec<(u64, String, bool)> {
             _ => {}
         }
     }
-    out.into_iter().map(|(t, a, d, _)| (t, a, d)).collect()
+    out
 }
 
 /// A version's view; its author is the newest change recorded at or

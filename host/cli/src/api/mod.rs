@@ -61,6 +61,7 @@ pub use auth::require;
 pub use deadline::limit_body_time;
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use events::{BATCH_BODY_LIMIT, MAX_BATCH_EVENTS};
+pub(crate) use history::applied;
 pub use tokens::spawn_last_used_writer;
 
 use crate::auth::{Permission, Principal, TokenView};

@@ -129,7 +129,8 @@ fn at(prefix: &str, id: &str) -> String {
     format!("{prefix}/{}", segment(id))
 }
 
-/// Who last set each secret (audit target `env:E/NAME` or `space:S/NAME`),
+/// Who made each secret's current version (audit target `env:E/NAME` or
+/// `space:S/NAME`: a set, rollback or undelete the log says was applied),
 /// from the newest admin entries, for a visitor who may read the audit
 /// log; empty otherwise.
 async fn updated_by(c: &Console, v: &Visitor) -> HashMap<String, String> {
@@ -137,22 +138,17 @@ async fn updated_by(c: &Console, v: &Visitor) -> HashMap<String, String> {
     if !v.may(Permission::AuditRead) {
         return by;
     }
-    let Ok(page) = c
-        .get::<crate::views::AuditPage>(&v.who, "/v1/audit?outcome=ok&limit=2000")
+    // Every outcome: a `failed` entry cancels the `ok` one before it.
+    let Ok(mut page) = c
+        .get::<crate::views::AuditPage>(&v.who, "/v1/audit?limit=2000")
         .await
     else {
         return by;
     };
-    for r in page.entries {
-        if let keyhole_audit::Entry::Admin {
-            actor,
-            action,
-            target,
-            ..
-        } = r.entry
-            && action == "secret.set"
-        {
-            by.entry(target).or_insert(actor);
+    page.entries.reverse();
+    for change in crate::api::applied(&page.entries).into_iter().rev() {
+        if ["secret.set", "secret.rollback", "secret.undelete"].contains(&change.action.as_str()) {
+            by.entry(change.target).or_insert(change.actor);
         }
     }
     by
