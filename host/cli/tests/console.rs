@@ -14,6 +14,14 @@ use common::{Install, Server, token_from};
 use keyhole_tests::{SECRET_READER, wasm};
 use serde_json::json;
 
+/// The admin's client, once it has made environment `prod`.
+fn with_prod(server: &Server) -> common::Http {
+    let admin = server.http();
+    let r = admin.post_json("/v1/environments", &json!({"id": "prod"}));
+    assert_eq!(r.status, 201, "{r:?}");
+    admin
+}
+
 /// An installation with a daemon, the admin token and `extra` serve flags.
 fn daemon(extra: &[&str]) -> (Install, Server, String) {
     let k = Install::new();
@@ -159,13 +167,7 @@ fn sessions_expire_when_idle_and_end_with_their_token() {
 #[test]
 fn a_role_without_a_permission_sees_no_action_and_is_refused() {
     let (_k, server, _token) = daemon(&[]);
-    let admin = server.http();
-    assert_eq!(
-        admin
-            .post_json("/v1/environments", &serde_json::json!({"id": "prod"}))
-            .status,
-        201
-    );
+    let admin = with_prod(&server);
     let writer =
         admin.create_token(&serde_json::json!({"name": "writer", "role": "secrets-writer"}));
     let mut b = Browser::new(&server.base);
@@ -363,13 +365,7 @@ fn a_console_redeploy_says_when_grants_are_dropped_and_keeps_them_when_asked() {
 #[test]
 fn a_space_token_opens_its_spaces_secrets_page() {
     let (_k, server, _token) = daemon(&[]);
-    let admin = server.http();
-    assert_eq!(
-        admin
-            .post_json("/v1/environments", &json!({"id": "prod"}))
-            .status,
-        201
-    );
+    let admin = with_prod(&server);
     let space = json!({"id": "team-a", "environmentId": "prod"});
     assert_eq!(admin.post_json("/v1/spaces", &space).status, 201);
     let writer = admin.create_token(&json!({"name": "team-a-writer", "role": "secrets-writer",
@@ -395,13 +391,7 @@ fn a_space_token_opens_its_spaces_secrets_page() {
 #[test]
 fn updated_by_names_who_made_the_current_version() {
     let (_k, server, token) = daemon(&[]);
-    let admin = server.http();
-    assert_eq!(
-        admin
-            .post_json("/v1/environments", &json!({"id": "prod"}))
-            .status,
-        201
-    );
+    let admin = with_prod(&server);
     let writer = |name: &str| {
         let t = admin.create_token(&json!({"name": name, "role": "secrets-writer"}));
         admin.with_token(&t)
