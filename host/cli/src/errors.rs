@@ -163,6 +163,10 @@ fn api_report(e: &ApiFailure, message: String) -> Report {
             Exit::NotFound,
             Some("the daemon may be of another keyhole version".into()),
         ),
+        C::MethodNotAllowed => (
+            Exit::Failure,
+            Some("the daemon may be of another keyhole version".into()),
+        ),
         C::Exists => (Exit::Failure, None),
         C::VersionMismatch => (Exit::Failure, Some(VERSION_HINT.into())),
         C::UnknownVersion => (Exit::NotFound, Some(HISTORY_HINT.into())),

@@ -72,6 +72,22 @@ fn api_routes_auth_limits_and_openapi() {
         assert_json_error(&r, 400);
         assert_eq!(r.json()["code"], "invalid", "{path}: {r:?}");
     }
+    // A known route with a method it lacks: 405 with the API's JSON error
+    // (was an empty body), token or not; an unknown route stays a 404.
+    for token in [Some(token.as_str()), None] {
+        for (method, path) in [("PUT", "/v1/environments"), ("PATCH", "/v1/secrets")] {
+            let r = h.send(method, path, token, None);
+            assert_json_error(&r, 405);
+            assert_eq!(
+                r.json()["code"],
+                "method_not_allowed",
+                "{method} {path}: {r:?}"
+            );
+        }
+    }
+    let r = h.send("PUT", "/v1/no-such-route", Some(&token), None);
+    assert_json_error(&r, 404);
+    assert_eq!(r.json()["code"], "unknown_route");
     let r = h.post_json(
         "/v1/spaces",
         &json!({"id": "team-a", "environmentId": "prod"}),

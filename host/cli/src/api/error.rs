@@ -45,6 +45,9 @@ pub enum ErrorCode {
     UnknownToken,
     UnknownRun,
     UnknownRoute,
+    /// The route exists, but not with this method (the `Allow` header
+    /// lists those it has).
+    MethodNotAllowed,
     /// Already exists.
     Exists,
     /// An environment or space still holds secrets, spaces or listeners,
@@ -104,6 +107,7 @@ impl ErrorCode {
             | C::Contended
             | C::VersionMismatch
             | C::WrongState => StatusCode::CONFLICT,
+            C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             C::Timeout => StatusCode::REQUEST_TIMEOUT,
             C::Unauthenticated => StatusCode::UNAUTHORIZED,

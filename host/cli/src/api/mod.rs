@@ -368,6 +368,8 @@ fn build(state: Shared, caller: Caller) -> Router {
         router = router.route(r.path, handler);
     }
     router
+        // After the routes: it applies to those already added.
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -385,6 +387,15 @@ async fn not_found() -> ApiError {
     ApiError::new(
         ErrorCode::UnknownRoute,
         "no such route (see GET /v1/openapi.json)",
+    )
+}
+
+/// A known path with a method it does not have: the API's JSON error
+/// (axum adds the `Allow` header).
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not take that method (see GET /v1/openapi.json)",
     )
 }
 
