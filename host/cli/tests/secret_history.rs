@@ -204,6 +204,17 @@ fn versions_through_the_cli_and_the_api() {
     };
     assert_eq!(keeping("2", "other 7").code, 0);
     assert_eq!(count("OTHER"), 2, "the secret's own setting");
+    // The count is its own change in the audit log, beside the value's.
+    let audit = h.get("/v1/audit?target=env:prod/OTHER&limit=1000").json();
+    let kept: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "secret.keep")
+        .collect();
+    assert_eq!(kept.len(), 1, "{audit}");
+    assert_eq!(kept[0]["outcome"], "ok");
+    assert_eq!(kept[0]["detail"], "keeps 2 versions");
     // A count out of range is refused before the write it goes with:
     // through the CLI and the API, nothing is written.
     // Every version and its state (history is oldest first).

@@ -148,26 +148,39 @@ pub async fn set_secret(
                 t => format!("topics {}", t.join(", ")),
             }),
             expect.map(|v| format!("expected version {v}")),
-            body.keep_versions.map(|n| format!("keeps {n} versions")),
         ]
         .into_iter()
         .flatten()
         .collect();
         let detail = (!detail.is_empty()).then(|| detail.join("; "));
-        audited_with(
+        let meta = audited_with(
             &state,
             &who,
             "secret.set",
             &target,
             detail.as_deref(),
-            || {
-                let meta = store.write_secret(&scope, &body.name, &value, topics, expect)?;
-                if let Some(n) = body.keep_versions {
-                    store.set_versions_kept(&scope, &body.name, Some(n))?;
-                }
-                Ok(meta)
-            },
+            || Ok(store.write_secret(&scope, &body.name, &value, topics, expect)?),
         )?;
+        // A second change with its own entry: if it fails, the value's
+        // entry stays `ok` (it was stored) and the error says so, so a
+        // client does not write the value again as if it were lost.
+        if let Some(n) = body.keep_versions {
+            audited_with(
+                &state,
+                &who,
+                "secret.keep",
+                &target,
+                Some(&format!("keeps {n} versions")),
+                || Ok(store.set_versions_kept(&scope, &body.name, Some(n))?),
+            )
+            .map_err(|e| ApiError {
+                message: format!(
+                    "the value was stored (version {}), but keepVersions was not applied: {}",
+                    meta.version, e.message
+                ),
+                ..e
+            })?;
+        }
         written(&store, effective(&store, &env, space.as_deref())?)
     })
     .await?;
