@@ -288,3 +288,45 @@ fn state(k: &Install) -> Vec<String> {
     out.dedup();
     out
 }
+
+/// A listener's text reaches the operator's terminal escaped: a name it
+/// asks for with a newline cannot forge a line of `audit tail`, and an
+/// escape sequence in it cannot rewrite the screen (`audit tail`, `runs`,
+/// `runs show`).
+#[test]
+fn a_listeners_text_cannot_forge_terminal_lines() {
+    let k = Install::new();
+    k.init();
+    k.ok(&["env", "create", "prod"]);
+    let reader = std::fs::canonicalize(SECRET_READER).unwrap();
+    k.ok(&[
+        "deploy",
+        reader.to_str().unwrap(),
+        "--name",
+        "reader",
+        "--env",
+        "prod",
+    ]);
+    let forged = "2026-01-01T00:00:00.000Z #42     admin  local:root token.revoke token:ci ok";
+    let name = format!("X\n{forged}\u{1b}[2K\r");
+    let payload = serde_json::json!({ "reads": [{ "name": name }] }).to_string();
+    let out = k.ok(&["emit", "t", "--env", "prod", "--payload", &payload]);
+    assert!(out.contains("1 run"), "{out}");
+
+    let tail = k.ok(&["audit", "tail", "--limit", "1000"]);
+    assert!(
+        tail.contains(&format!("X\\n{forged}\\u{{1b}}[2K\\r")),
+        "the name, escaped: {tail}"
+    );
+    for (what, out) in [
+        ("audit tail", tail),
+        ("runs", k.ok(&["runs"])),
+        ("runs show", k.ok(&["runs", "show", "1"])),
+    ] {
+        assert!(
+            !out.lines().any(|l| l.starts_with("2026-01-01")),
+            "{what} printed a forged line: {out}"
+        );
+        assert!(!out.contains(['\u{1b}', '\r']), "{what}: {out:?}");
+    }
+}

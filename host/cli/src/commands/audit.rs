@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Result;
 use keyhole_audit::{AuditRecord, Entry};
 
+use super::text::printable;
 use crate::cli::{AuditCmd, AuditTailArgs};
 use crate::client::{Client, query};
 use crate::errors::{CliError, Exit};
@@ -123,7 +124,8 @@ fn print(records: &[AuditRecord], json: bool) -> Result<()> {
         if json {
             println!("{}", serde_json::to_string(r)?);
         } else {
-            println!("{}", line(r));
+            // Names, ids and topics in entries are others' text.
+            println!("{}", printable(&line(r)));
         }
     }
     Ok(())

@@ -15,7 +15,7 @@ use crate::errors::{CliError, Exit};
 use crate::requests::RunsParams;
 use crate::views::{RunView, RunsPage};
 
-use super::text::{duration_text, one_line, outcome_text};
+use super::text::{duration_text, one_line, outcome_text, printable};
 
 /// The API's largest page.
 const PAGE: usize = 1_000;
@@ -60,7 +60,7 @@ pub fn runs(c: &Client, args: RunsArgs) -> Result<()> {
         "RUN", "STARTED", "LISTENER", "TOPIC", "OUTCOME", "DURATION"
     );
     for r in &runs {
-        println!(
+        let row = format!(
             "{:>8} {:<24} {:<20} {:<24} {:<12} {:>9}  {}",
             r.id,
             r.started_at,
@@ -70,6 +70,7 @@ pub fn runs(c: &Client, args: RunsArgs) -> Result<()> {
             duration_text(r.duration_us),
             run_detail(r)
         );
+        println!("{}", printable(&row));
     }
     if let Some(cursor) = next {
         println!("(older runs: add --before {cursor})");
@@ -107,30 +108,36 @@ fn show(c: &Client, id: u64, json: bool) -> Result<()> {
         (Some(e), None) => format!("env {e}"),
         (None, _) => "-".into(),
     };
-    println!("run {}", r.id);
-    println!(
-        "  listener:   {} (module sha256:{})",
-        r.listener, r.module_hash
-    );
-    println!("  event:      {} on {} ({scope})", r.event_id, r.topic);
-    println!(
-        "  started:    {}, took {}",
-        r.started_at,
-        duration_text(r.duration_us)
-    );
-    println!(
-        "  outcome:    {}: {}",
-        r.outcome.label(),
-        outcome_text(&r.outcome)
-    );
+    // Every line holds text the event's sender or the listener chose:
+    // each is printed with its control characters escaped.
+    let mut lines = vec![
+        format!("run {}", r.id),
+        format!(
+            "  listener:   {} (module sha256:{})",
+            r.listener, r.module_hash
+        ),
+        format!("  event:      {} on {} ({scope})", r.event_id, r.topic),
+        format!(
+            "  started:    {}, took {}",
+            r.started_at,
+            duration_text(r.duration_us)
+        ),
+        format!(
+            "  outcome:    {}: {}",
+            r.outcome.label(),
+            outcome_text(&r.outcome)
+        ),
+    ];
     let read = if r.secrets_read.is_empty() {
         "-".to_owned()
     } else {
         r.secrets_read.join(", ")
     };
-    println!("  secrets:    {read} (names only; values never leave the run)");
+    lines.push(format!(
+        "  secrets:    {read} (names only; values never leave the run)"
+    ));
     for note in &r.notes {
-        println!("  note:       {note}");
+        lines.push(format!("  note:       {note}"));
     }
     for call in &r.http {
         let status = call.status.map_or_else(|| "-".into(), |s| s.to_string());
@@ -143,18 +150,20 @@ fn show(c: &Client, id: u64, json: bool) -> Result<()> {
         } else {
             format!(" [injected: {}]", call.injected.join(", "))
         };
-        println!(
+        lines.push(format!(
             "  http:       {} {}{} -> {status}{error}{injected}",
             call.method, call.host, call.path
-        );
+        ));
     }
     for (name, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
         if !text.is_empty() {
-            println!("  {name}:");
-            for line in text.lines() {
-                println!("    {line}");
-            }
+            lines.push(format!("  {name}:"));
+            // The output's own lines stay lines.
+            lines.extend(text.lines().map(|line| format!("    {line}")));
         }
+    }
+    for line in &lines {
+        println!("{}", printable(line));
     }
     if r.output_dropped > 0 {
         println!(

@@ -41,6 +41,26 @@ pub fn duration_text(us: u64) -> String {
     }
 }
 
+/// `text` with each control character (newline, carriage return, escape,
+/// ...) written as its escape (`\n`, `\u{1b}`): for text others chose (a
+/// listener's output and errors, names it asked for, event ids and topics)
+/// printed to the operator's terminal, where a newline could forge a line
+/// of `audit tail` and an escape sequence could rewrite the screen.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Collapses a text to one line of at most `max` characters.
 pub fn one_line(text: &str, max: usize) -> String {
     let flat: String = text
@@ -96,6 +116,11 @@ mod tests {
         assert_eq!(duration_text(850), "850µs");
         assert_eq!(duration_text(12_345), "12.3ms");
         assert_eq!(one_line("a\nb", 10), "a b");
+        assert_eq!(printable("plain é"), "plain é");
+        assert_eq!(
+            printable("a\n2026 #1 admin\u{1b}[2K\r\t"),
+            "a\\n2026 #1 admin\\u{1b}[2K\\r\\t"
+        );
         assert_eq!(one_line("abcdef", 4), "abc…");
     }
 
