@@ -140,6 +140,9 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
     // the workers' waits must overlap (so the audit log writes their
     // entries in one batch), not queue up behind the runtime's few
     // worker threads.
+    // Before the run chooses its listeners: a change from another host
+    // applied while it runs may be a listener it did not choose.
+    let followed = runtime.followed_changes();
     let run = {
         let (runtime, event) = (runtime.clone(), event.clone());
         let handle = tokio::runtime::Handle::current();
@@ -150,11 +153,12 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
         () = keepalive => unreachable!("the keepalive loop never ends"),
     };
     match runs {
-        // Deployments made on other hosts are not all applied here: a
-        // listener of this event may be one of them. Handed back rather
-        // than acknowledged; the next delivery (here or elsewhere) runs
-        // only the listeners without a record of it.
-        Ok(_) if runtime.deployments_behind() => {
+        // Deployments made on other hosts are not all applied here, or
+        // one was applied during the run: a listener of this event may be
+        // one of them. Handed back rather than acknowledged; the next
+        // delivery (here or elsewhere) runs only the listeners without a
+        // record of it.
+        Ok(_) if runtime.deployments_behind() || runtime.followed_changes() != followed => {
             tracing::warn!(event = %event.id, "deployments from other hosts not applied here yet: handed back");
             let _ = d.retry_after(pause(queue, d.delivered)).await;
         }

@@ -132,17 +132,32 @@ pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> 
                     let records = &runtime.inner.deployment_records;
                     match records.watch(records.revision()) {
                         Ok(w) => (watch, behind.all) = (Some(w), Some(Retry::now())),
-                        Err(e) => tracing::warn!("watching deployments again: {e}"),
+                        Err(e) => {
+                            // Not at once again: a backend that fails fast
+                            // would have this thread spin.
+                            tracing::warn!("watching deployments again: {e}");
+                            std::thread::sleep(POLL);
+                        }
                     }
                 }
-                if let Some(name) = change.as_ref().and_then(|c| c.key()) {
+                if let Some(change) = &change {
                     // Behind while it compiles, too.
                     runtime
                         .inner
                         .deployments_behind
                         .store(true, Ordering::Release);
-                    let name = String::from_utf8_lossy(name);
-                    behind.applied(&name, runtime.sync_deployment(&name));
+                    match change.key() {
+                        Some(name) => {
+                            let name = String::from_utf8_lossy(name);
+                            behind.applied(&name, runtime.sync_deployment(&name));
+                        }
+                        // Changes were missed (the watch fell behind):
+                        // any name may have changed.
+                        None => {
+                            tracing::warn!("missed deployment changes; syncing every listener");
+                            behind.all = Some(Retry::now());
+                        }
+                    }
                 }
                 runtime.catch_up(&mut behind);
                 runtime
@@ -161,6 +176,14 @@ impl Runtime {
     /// host.
     pub fn deployments_behind(&self) -> bool {
         self.inner.deployments_behind.load(Ordering::Acquire)
+    }
+
+    /// Cluster mode: how many times a change made on another host has
+    /// been applied here. An event whose run saw this number change may
+    /// have missed a listener (chosen before the change applied), even
+    /// if [`Runtime::deployments_behind`] is `false` again by its end.
+    pub fn followed_changes(&self) -> u64 {
+        self.inner.followed_changes.load(Ordering::Acquire)
     }
 
     /// Retries what is due: every name after missed changes, then each
@@ -243,18 +266,22 @@ impl Runtime {
             .deployments
             .write()
             .unwrap_or_else(|e| e.into_inner());
+        let changed = || self.inner.followed_changes.fetch_add(1, Ordering::AcqRel);
         match applied {
             Ok(Apply::Same) => {}
             Ok(Apply::Insert(ready)) => {
                 index.insert(Arc::from(ready));
+                changed();
                 tracing::info!(listener = name, "deployed on another host");
             }
             Ok(Apply::Remove) => {
                 index.remove(name);
+                changed();
                 tracing::info!(listener = name, "undeployed on another host");
             }
             Err(e) => {
                 if index.remove(name).is_some() {
+                    changed();
                     tracing::warn!(
                         listener = name,
                         "not running this listener's older version until its new one applies"

@@ -139,6 +139,9 @@ pub(crate) struct Inner {
     /// Cluster mode: deployment changes from other hosts not applied here
     /// yet (`follow.rs`).
     pub(crate) deployments_behind: std::sync::atomic::AtomicBool,
+    /// Cluster mode: how many times another host's change was applied to
+    /// `deployments` (`follow.rs`).
+    pub(crate) followed_changes: std::sync::atomic::AtomicU64,
     /// Where run records go: the JSONL segment files unless chosen at open.
     /// Declared before `audit`, so it is dropped (and has written what it
     /// holds, after the audit entries its runs wait for) first.
@@ -294,6 +297,7 @@ impl Runtime {
                 deployments: RwLock::default(),
                 deploy_writes: std::sync::Mutex::default(),
                 deployments_behind: std::sync::atomic::AtomicBool::new(false),
+                followed_changes: std::sync::atomic::AtomicU64::new(0),
                 metrics,
                 secrets,
                 permits: Arc::new(tokio::sync::Semaphore::new(

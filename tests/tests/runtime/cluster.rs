@@ -210,11 +210,16 @@ fn a_deployment_one_host_cannot_apply_holds_back_no_other() {
         "B applies both deploys",
     );
     assert!(!b.deployments_behind());
+    // Each change applied on B is counted (the queue hands back an event
+    // whose run saw the count change); A applied none of its own.
+    assert_eq!(b.followed_changes(), 2);
+    assert_eq!(a.followed_changes(), 0);
 
     let records = shared.bucket("deployments").unwrap();
     records.put(b"aaa", b"a record of a newer kind").unwrap();
     a.undeploy("zzz").unwrap();
     until(|| b.deployment("zzz").is_none(), "B applies the undeploy");
+    assert_eq!(b.followed_changes(), 3);
 
     records.put(b"yyy", b"a record of a newer kind").unwrap();
     until(
