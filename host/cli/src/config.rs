@@ -37,6 +37,8 @@ pub struct Globals {
     pub key: KeySource,
     /// `--server`: send every verb to this daemon.
     pub server: Option<String>,
+    /// `--insecure-http`: `server` may be plain http:// off loopback.
+    pub insecure_http: bool,
     /// Where the API token for a daemon is kept (`None`: nowhere known).
     pub token_file: Option<PathBuf>,
     /// `--ca-cert`: CAs to trust for an https:// daemon.
@@ -68,6 +70,7 @@ impl Globals {
             data: cli.data.clone(),
             key,
             server: cli.server.clone().filter(|s| !s.trim().is_empty()),
+            insecure_http: cli.insecure_http,
             token_file,
             ca_cert: cli.ca_cert.clone(),
             cluster: cli

@@ -565,6 +565,19 @@ fn the_cli_talks_to_the_daemon_and_says_when_it_cannot() {
     );
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("cannot reach"), "{out:?}");
+    // Plain http:// off loopback would send the token in clear text:
+    // refused before any connection (192.0.2.1 is a documentation
+    // address; nothing is sent to it).
+    for server in ["http://192.0.2.1:7700", "http://daemon.example:7700"] {
+        let out = run_with(
+            &[("KEYHOLE_TOKEN", &token)],
+            &["--server", server, "env", "list"],
+        );
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(out.stderr.contains("unencrypted"), "{out:?}");
+        assert!(out.stderr.contains("--insecure-http"), "{out:?}");
+        assert!(!out.stderr.contains(&token), "{out:?}");
+    }
     // `token reset` needs the data directory itself.
     let out = k.run(&["token", "reset"]);
     assert_eq!(out.code, 4, "{out:?}");

@@ -48,6 +48,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "KEYHOLE_SERVER", value_name = "URL")]
     pub server: Option<String>,
 
+    /// Allow --server http:// to an address that is not loopback: the API
+    /// token then crosses the network unencrypted. Only for a network you
+    /// trust (the daemon's side is `serve --insecure-listen`).
+    #[arg(long, global = true, env = "KEYHOLE_INSECURE_HTTP")]
+    pub insecure_http: bool,
+
     /// File holding the API token for a daemon [default: `token` beside the
     /// master key file, which `keyhole init` writes with mode 0600].
     /// KEYHOLE_TOKEN (the token itself) takes precedence.

@@ -172,6 +172,10 @@ impl Client {
     /// this process.
     pub fn connect(g: &Globals) -> Result<Client> {
         if let Some(server) = &g.server {
+            // Before the token is read: it must not leave unencrypted.
+            if !g.insecure_http {
+                remote::refuse_plain_http_off_loopback(server)?;
+            }
             let token = token(g, server)?;
             return Ok(Client::Remote(Remote::new(
                 server,

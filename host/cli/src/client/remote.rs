@@ -30,6 +30,34 @@ use crate::errors::{CliError, Exit};
 /// Time to connect and finish a TLS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Refuses `http://` to a host that is not loopback (an IP address that
+/// is, or `localhost`): every request would carry the API token in clear
+/// text. An address that does not parse is left to [`Remote::new`].
+pub fn refuse_plain_http_off_loopback(base: &str) -> Result<()> {
+    let Ok(uri) = base.parse::<axum::http::Uri>() else {
+        return Ok(());
+    };
+    let Some(host) = uri.host().filter(|_| uri.scheme_str() == Some("http")) else {
+        return Ok(());
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return Ok(());
+    }
+    Err(CliError::new(
+        Exit::Usage,
+        format!(
+            "not sending the API token unencrypted to {base}: plain http:// is for loopback addresses"
+        ),
+    )
+    .hint("use https:// (the daemon's serve --tls-cert/--tls-key), or --insecure-http on a network you trust")
+    .into())
+}
+
 /// A daemon's API.
 pub struct Remote {
     base: String,
