@@ -638,3 +638,68 @@ fn deploying_what_cannot_run_is_invalid_input() {
 
     assert!(k.ok(&["listeners", "list"]).starts_with("no listeners"));
 }
+
+/// `audit tail --follow` prints entries as they are written, through a
+/// daemon; without one it is refused at once (it would hold the data
+/// directory, so nothing could write an entry while it waited).
+#[test]
+fn audit_tail_follows_a_daemon_and_is_refused_without_one() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+
+    let k = Install::new();
+    let token = k.init();
+    let args = ["audit", "tail", "--follow", "--limit", "1"];
+    // Bounded: the command before this check never ended.
+    let mut alone = k
+        .cmd()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while alone.try_wait().unwrap().is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = alone.kill();
+    let out = Out::from(alone.wait_with_output().unwrap());
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("needs a running daemon"), "{out:?}");
+
+    let server = Server::start(&k, &token, &[]);
+    let mut follow = k
+        .cmd()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // What happens after it started is printed as it is written.
+    k.ok(&["env", "create", "followed-env"]);
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < until && !seen.iter().any(|l: &String| l.contains("followed-env")) {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("followed-env") && l.contains(" ok")),
+        "{seen:?}"
+    );
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}

@@ -75,7 +75,33 @@ fn newest(c: &Client, p: &AuditParams, limit: usize) -> Result<Vec<AuditRecord>>
 }
 
 fn tail(c: &Client, args: &AuditTailArgs) -> Result<()> {
+    // In this process, the CLI holds the data directory's lock: no daemon
+    // could start and no other verb run, so nothing would ever follow.
+    if args.follow && matches!(c, Client::Local(_)) {
+        return Err(CliError::new(
+            Exit::Usage,
+            "--follow needs a running daemon: without one, this command would hold the data directory and no entry could be written while it waits",
+        )
+        .hint("start `keyhole serve` (or name one with --server), then follow its log")
+        .into());
+    }
     let mut p = params(args);
+    // Following goes on from the newest entry there is, matching or not
+    // (the filters may match none of the last ones), read *before* the
+    // first page: an entry written in between is in that page or after
+    // it, never skipped.
+    let newest_before = if args.follow {
+        let newest = page(
+            c,
+            &AuditParams {
+                limit: Some(1),
+                ..AuditParams::default()
+            },
+        )?;
+        newest.entries.first().map_or(0, |r| r.seq)
+    } else {
+        0
+    };
     let mut first = newest(c, &p, args.limit)?;
     first.reverse();
     if first.is_empty() && !args.follow && !args.json {
@@ -85,21 +111,8 @@ fn tail(c: &Client, args: &AuditTailArgs) -> Result<()> {
     if !args.follow {
         return Ok(());
     }
-    // Follow from the newest entry there is, matching or not, so no entry
-    // written meanwhile is missed: pages after it, oldest first, with the
-    // same filters.
-    let newest = page(
-        c,
-        &AuditParams {
-            limit: Some(1),
-            ..AuditParams::default()
-        },
-    )?;
-    let mut last = newest
-        .entries
-        .first()
-        .map_or(0, |r| r.seq)
-        .max(first.last().map_or(0, |r| r.seq));
+    // Pages after it, oldest first, with the same filters.
+    let mut last = newest_before.max(first.last().map_or(0, |r| r.seq));
     p.since = None;
     p.limit = Some(FOLLOW_PAGE);
     loop {
