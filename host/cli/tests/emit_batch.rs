@@ -71,6 +71,27 @@ fn a_file_of_payloads_runs_one_event_per_line() {
         out.stderr.contains("line 2") && out.stderr.contains("nothing was sent"),
         "{out:?}"
     );
+    // A line the daemon would refuse (a payload over 1 MiB) is caught
+    // before any batch is sent too (it was sent, and refused after the
+    // batches before it had run).
+    let big = k.dir.path().join("big.ndjson");
+    let huge = format!("{{\"ok\":1}}\n{{\"x\":\"{}\"}}\n", "x".repeat(1 << 20));
+    std::fs::write(&big, huge).unwrap();
+    let out = k.run(&[
+        "emit",
+        "action:triggered",
+        "--env",
+        "prod",
+        "--batch",
+        big.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("line 2")
+            && out.stderr.contains("larger than")
+            && out.stderr.contains("nothing was sent"),
+        "{out:?}"
+    );
     let runs = k.ok(&["runs", "--listener", "hello-prod"]);
     assert_eq!(
         runs.matches(" ok ").count(),

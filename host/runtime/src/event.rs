@@ -65,8 +65,9 @@ impl Event {
         Ok(())
     }
 
-    /// The rules that need no store: topic, id, payload size and syntax.
-    fn check_shape(&self) -> Result<(), RuntimeError> {
+    /// The rules that need no store: topic, id, payload size and syntax
+    /// (a client checks a batch with them before sending any of it).
+    pub fn check_shape(&self) -> Result<(), RuntimeError> {
         let bad = |m: String| Err(RuntimeError::InvalidEvent(m));
         if self.topic.is_empty() || self.topic.len() > 256 {
             return bad("topic must be 1-256 characters".into());

@@ -3,8 +3,9 @@
 //! `POST /v1/events/batch` in batches the API takes (at most
 //! [`MAX_BATCH_EVENTS`] events and [`BATCH_BODY_LIMIT`] bytes each).
 //!
-//! Every line is read and checked before the first batch is sent, so a
-//! file with a bad line sends nothing. A batch the API refuses stops the
+//! Every line is read and checked (as JSON, and by the daemon's event
+//! rules: topic, payload size) before the first batch is sent, so a file
+//! with a bad line sends nothing. A batch the API refuses stops the
 //! rest; the events of the batches before it were accepted (run, or
 //! queued in cluster mode), and the output says how many. As with `emit`, a guest that fails is an outcome, not an error.
 
@@ -43,6 +44,18 @@ pub fn emit_batch(c: &Client, args: EmitArgs, file: &Path) -> Result<()> {
             )
             .hint("give --batch one JSON document per line, e.g. {\"action\":\"notify\"}")
         })?;
+        // The daemon's own rules (topic, payload size): a line it would
+        // refuse must stop the file here, before any batch is sent.
+        let event =
+            keyhole_runtime::Event::new(&args.topic, &args.scope.env, args.scope.space.as_deref())
+                .with_payload(payload.to_string());
+        if let Err(e) = event.check_shape() {
+            return Err(CliError::new(
+                Exit::Usage,
+                format!("{}, line {}: {e}; nothing was sent", file.display(), i + 1),
+            )
+            .into());
+        }
         let body = EmitBody {
             topic: args.topic.clone(),
             environment_id: args.scope.env.clone(),
