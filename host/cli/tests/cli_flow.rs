@@ -390,6 +390,20 @@ fn misuse(k: &Install) {
 /// Misuse of the data directory and its key, which only the CLI working on
 /// the directory itself sees.
 fn misuse_of_the_data_directory(k: &Install) {
+    // 3: a --data that does not exist (a typo) is not made into a new,
+    // empty store that no daemon serves.
+    let typo = k.dir.path().join("dat");
+    let out = Out::from(
+        k.cmd()
+            .env("KEYHOLE_DATA", &typo)
+            .args(["env", "create", "lost"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("no data directory at"), "{out:?}");
+    assert!(out.stderr.contains("keyhole init"), "{out:?}");
+    assert!(!typo.exists(), "the mistyped directory was made");
     // 5: missing key (sealed) names the key path; metadata still works.
     let k2 = k.dir.path().join("elsewhere.key");
     let sealed = |args: &[&str], stdin: &str| {

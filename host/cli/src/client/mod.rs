@@ -183,6 +183,18 @@ impl Client {
                 g.ca_cert.as_deref(),
             )?));
         }
+        // A mistyped --data must not become a new, empty store that no
+        // daemon serves: only `init` (and `serve`) make one. In cluster
+        // mode the state is in NATS and a new host's directory is made
+        // on first use.
+        if g.cluster.is_none() && !g.data.exists() {
+            return Err(CliError::new(
+                Exit::NotFound,
+                format!("no data directory at {}", g.data.display()),
+            )
+            .hint("check --data (KEYHOLE_DATA), or run `keyhole init` to make one")
+            .into());
+        }
         match Local::open(g) {
             Ok(local) => Ok(Client::Local(local)),
             Err(e) if held_by_another_process(&e) => match ServeInfo::read(&g.data) {
