@@ -330,3 +330,26 @@ fn a_listeners_text_cannot_forge_terminal_lines() {
         assert!(!out.contains(['\u{1b}', '\r']), "{what}: {out:?}");
     }
 }
+
+/// Input without end (`/dev/zero`) as a module or a secret value is
+/// refused for its size, not read until memory runs out.
+#[test]
+fn endless_input_is_refused_for_its_size() {
+    let k = Install::new();
+    k.init();
+    k.ok(&["env", "create", "prod"]);
+    let out = k.run(&["deploy", "/dev/zero", "--name", "zero", "--env", "prod"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("larger than the most"), "{out:?}");
+    let zero = std::fs::File::open("/dev/zero").unwrap();
+    let out = common::Out::from(
+        k.cmd()
+            .args(["secrets", "set", "Z", "--env", "prod"])
+            .stdin(zero)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("longer than 65536 bytes"), "{out:?}");
+    assert!(!k.ok(&["secrets", "list", "--env", "prod"]).contains('Z'));
+}

@@ -113,16 +113,40 @@ fn read_module(path: &std::path::Path) -> Result<Vec<u8>> {
         )
         .into());
     }
-    std::fs::read(path).map_err(|e| {
-        let reading = format!("reading {}", path.display());
+    use std::io::Read;
+    let reading = || format!("reading {}", path.display());
+    let failed = |e: std::io::Error| -> anyhow::Error {
         match e.kind() {
-            ErrorKind::NotFound => CliError::new(Exit::NotFound, format!("{reading}: {e}")).into(),
-            ErrorKind::IsADirectory => CliError::new(Exit::Usage, format!("{reading}: {e}")).into(),
+            ErrorKind::NotFound => {
+                CliError::new(Exit::NotFound, format!("{}: {e}", reading())).into()
+            }
+            ErrorKind::IsADirectory => {
+                CliError::new(Exit::Usage, format!("{}: {e}", reading())).into()
+            }
             // The rest stay I/O errors: `errors.rs::io_report` tells a path
             // no file can have (the caller's input) from a failure.
-            _ => anyhow::Error::new(e).context(reading),
+            _ => anyhow::Error::new(e).context(reading()),
         }
-    })
+    };
+    // No more than a module may be (`/dev/zero` would otherwise be read
+    // until memory runs out).
+    let limit = keyhole_runtime::deploy::MAX_MODULE_BYTES;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
+        .map_err(failed)?;
+    if bytes.len() > limit {
+        return Err(CliError::new(
+            Exit::Usage,
+            format!(
+                "{} is larger than the most a listener's component may be ({})",
+                path.display(),
+                bytesize::ByteSize(limit as u64)
+            ),
+        )
+        .into());
+    }
+    Ok(bytes)
 }
 
 fn short_hash(hash: &str) -> &str {

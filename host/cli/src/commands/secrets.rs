@@ -144,10 +144,25 @@ fn read_value(name: &str) -> Result<Zeroizing<String>> {
                 .context("reading the secret value from the terminal")?,
         )
     } else {
-        let mut bytes = Zeroizing::new(Vec::new());
+        // At most a value's size (and a line end), into a buffer that
+        // never grows: a growing one would leave copies of the value in
+        // memory it freed, unzeroized; and `< /dev/zero` must end.
+        let limit = keyhole_store::MAX_VALUE_LEN + 2;
+        let mut bytes = Zeroizing::new(Vec::with_capacity(limit + 1));
         stdin
+            .take(limit as u64 + 1)
             .read_to_end(&mut bytes)
             .context("reading the secret value from stdin")?;
+        if bytes.len() > limit {
+            return Err(CliError::new(
+                Exit::Usage,
+                format!(
+                    "invalid secret value: longer than {} bytes",
+                    keyhole_store::MAX_VALUE_LEN
+                ),
+            )
+            .into());
+        }
         if bytes.last() == Some(&b'\n') {
             bytes.pop();
             if bytes.last() == Some(&b'\r') {
