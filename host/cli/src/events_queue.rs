@@ -111,14 +111,17 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
     }
     if let Some(revision) = queued.min_revision {
         let store = runtime.store().clone();
-        let seen = tokio::task::spawn_blocking(move || store.wait_for(revision, REVISION_WAIT))
+        // Within the ack wait (no progress acks are sent yet): longer,
+        // and the event would be delivered to another host meanwhile.
+        let wait = REVISION_WAIT.min(queue.ack_wait() / 2);
+        let seen = tokio::task::spawn_blocking(move || store.wait_for(revision, wait))
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or(false);
         if !seen {
             tracing::warn!(event = %event.id, revision, "store revision not seen here yet: handed back");
-            let _ = d.retry_after(Duration::from_millis(500)).await;
+            let _ = d.retry_after(pause(queue, d.delivered)).await;
             return;
         }
     }

@@ -102,6 +102,13 @@ impl Trail {
         let _ = self.write(action, target, "denied", Some(detail), false);
     }
 
+    /// Records that an action recorded `ok` earlier (by
+    /// [`Trail::record`], in another trail: the action outlived it) then
+    /// failed.
+    pub fn failed_later(&self, action: &str, target: &str, why: &str) -> Result<(), Refused> {
+        self.write(action, target, "failed", Some(why), true)
+    }
+
     fn write(
         &self,
         action: &str,

@@ -299,7 +299,25 @@ pub fn compact(g: &Globals) -> Result<()> {
             Err(keyhole_kv::KvError::Locked { .. }) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            other => break other.map_err(keyhole_store::StoreError::from)?,
+            Ok(done) => break done,
+            Err(e) => {
+                let e = keyhole_store::StoreError::from(e);
+                // Its `ok` entry is in the log: so is its failure, if the
+                // directory can be opened again (a daemon that took it
+                // meanwhile holds it).
+                let recorded = g
+                    .open_store()
+                    .and_then(|store| g.trail(&store))
+                    .map(|trail| {
+                        trail.failed_later("store.compact", "data directory", &e.to_string())
+                    });
+                if !matches!(recorded, Ok(Ok(()))) {
+                    eprintln!(
+                        "warning: the audit log shows this compaction as done: its failure could not be recorded"
+                    );
+                }
+                return Err(e.into());
+            }
         }
     };
     println!(

@@ -137,7 +137,7 @@ fn set(
 /// The value: asked for without echo at a terminal, else read from stdin
 /// (one trailing newline stripped).
 fn read_value(name: &str) -> Result<Zeroizing<String>> {
-    let mut stdin = std::io::stdin();
+    let stdin = std::io::stdin();
     let text = if stdin.is_terminal() {
         Zeroizing::new(
             rpassword::prompt_password(format!("value of {name} (input is hidden): "))
