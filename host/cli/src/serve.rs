@@ -284,7 +284,7 @@ fn cap_for_limit(requested: u32, soft: Option<u64>) -> u32 {
 /// then trusts for this daemon.
 fn announce(g: &Globals, addr: SocketAddr, cert: Option<std::path::PathBuf>) -> Result<()> {
     let scheme = if cert.is_some() { "https" } else { "http" };
-    let address = format!("{scheme}://{addr}");
+    let address = format!("{scheme}://{}", reachable(addr));
     ServeInfo {
         pid: std::process::id(),
         address: address.clone(),
@@ -297,6 +297,18 @@ fn announce(g: &Globals, addr: SocketAddr, cert: Option<std::path::PathBuf>) -> 
         g.data.display()
     );
     Ok(())
+}
+
+/// Where a client on this machine reaches a daemon bound to `addr`: an
+/// unspecified address (`0.0.0.0`, `::`) is not one to connect to, its
+/// family's loopback is.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
 }
 
 /// HTTP/1.1 connections with a header-read (and keep-alive idle) timeout.
@@ -408,6 +420,18 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serve_json_names_an_address_to_connect_to() {
+        for (bound, named) in [
+            ("0.0.0.0:7700", "127.0.0.1:7700"),
+            ("[::]:7700", "[::1]:7700"),
+            ("127.0.0.1:7700", "127.0.0.1:7700"),
+            ("10.1.2.3:7700", "10.1.2.3:7700"),
+        ] {
+            assert_eq!(reachable(bound.parse().unwrap()).to_string(), named);
+        }
+    }
 
     #[test]
     fn the_connection_cap_fits_the_open_files_limit() {
