@@ -551,6 +551,23 @@ fn the_cli_talks_to_the_daemon_and_says_when_it_cannot() {
     assert_eq!(out.code, 6, "{out:?}");
     assert!(out.stderr.contains("needs an API token"), "{out:?}");
     assert!(out.stderr.contains("KEYHOLE_TOKEN"), "{out:?}");
+    // A token file others may read is not used (mode as ssh wants).
+    let token_file = k.key.with_file_name("token");
+    let mode = |m: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    mode(0o644);
+    let out = k.run(&["env", "list"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("readable or writable by others"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("chmod 600"), "{out:?}");
+    assert!(!out.stderr.contains(&token), "{out:?}");
+    mode(0o600);
+    assert_eq!(k.run(&["env", "list"]).code, 0);
     // A wrong token: exit 6.
     let out = run_with(&[("KEYHOLE_TOKEN", &"kh_0".repeat(16))], &["env", "list"]);
     assert_eq!(out.code, 6, "{out:?}");

@@ -394,6 +394,26 @@ fn token(g: &Globals, server: &str) -> Result<Zeroizing<String>> {
 
 /// The token in `path`; `None` if there is no such file.
 fn read_token_file(path: &Path) -> Result<Option<Zeroizing<String>>> {
+    // As ssh does with a private key, and keyhole with its master key: a
+    // token others may read is not used (it may be theirs by now).
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(CliError::new(
+                Exit::Usage,
+                format!(
+                    "the token file {} is readable or writable by others (mode {mode:04o}): not used",
+                    path.display()
+                ),
+            )
+            .hint(format!(
+                "chmod 600 {} (and replace the token if others may have read it: keyhole token rotate NAME)",
+                path.display()
+            ))
+            .into());
+        }
+    }
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let text = Zeroizing::new(text);
