@@ -35,7 +35,8 @@ use crate::run::call::Listener;
 use crate::runtime::Runtime;
 use crate::secrets::Reader;
 
-/// How often a deploy that lost a race for its name's record tries again.
+/// How often a deploy or undeploy that lost a race for its name's record
+/// tries again.
 const REPLACE_ATTEMPTS: usize = 16;
 
 /// What [`Runtime::deploy_replacing`] did.
@@ -298,7 +299,10 @@ impl Runtime {
     pub fn undeploy(&self, name: &str) -> Result<(), RuntimeError> {
         let _writing = self.writing();
         let records = &self.inner.deployment_records;
-        loop {
+        let mut deleted = false;
+        // Bounded as a deploy's race is: other hosts rewriting the name
+        // without pause must not hold this call forever.
+        for _ in 0..REPLACE_ATTEMPTS {
             let Some(entry) = records.get(name.as_bytes())? else {
                 return Err(RuntimeError::UnknownListener(name.to_string()));
             };
@@ -307,8 +311,14 @@ impl Runtime {
                 .written()
                 .is_some()
             {
+                deleted = true;
                 break;
             }
+        }
+        if !deleted {
+            return Err(RuntimeError::Store(keyhole_store::StoreError::Contended(
+                format!("listener {name}"),
+            )));
         }
         records.flush()?;
         self.inner

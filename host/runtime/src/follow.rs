@@ -149,7 +149,7 @@ pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> 
                     match change.key() {
                         Some(name) => {
                             let name = String::from_utf8_lossy(name);
-                            behind.applied(&name, runtime.sync_deployment(&name));
+                            behind.applied(&name, runtime.sync_guarded(&name));
                         }
                         // Changes were missed (the watch fell behind):
                         // any name may have changed.
@@ -194,7 +194,7 @@ impl Runtime {
                 Ok(names) => {
                     behind.all = None;
                     for name in names {
-                        behind.applied(&name, self.sync_deployment(&name));
+                        behind.applied(&name, self.sync_guarded(&name));
                     }
                 }
                 Err(e) => {
@@ -211,8 +211,20 @@ impl Runtime {
             .map(|(n, _)| n.clone())
             .collect();
         for name in due {
-            behind.applied(&name, self.sync_deployment(&name));
+            behind.applied(&name, self.sync_guarded(&name));
         }
+    }
+
+    /// [`Runtime::sync_deployment`], a panic in it (a host bug, in
+    /// compiling say) taken as a failure to retry: the thread that
+    /// follows every other name's changes must not end with it.
+    fn sync_guarded(&self, name: &str) -> Result<(), RuntimeError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.sync_deployment(name)))
+            .unwrap_or_else(|_| {
+                Err(RuntimeError::Engine(format!(
+                    "applying listener {name} panicked (a host bug)"
+                )))
+            })
     }
 
     /// Every name in the bucket or the index.
