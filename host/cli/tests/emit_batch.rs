@@ -55,43 +55,27 @@ fn a_file_of_payloads_runs_one_event_per_line() {
     assert!(out.contains("set SLACK_TOKEN first"), "{out}");
     assert!(out.contains("3 runs: guest_error 3"), "{out}");
 
-    // A bad line is named and nothing of the file is sent.
-    let bad = k.dir.path().join("bad.ndjson");
-    std::fs::write(&bad, "{\"ok\":1}\nnot json\n").unwrap();
-    let out = k.run(&[
-        "emit",
-        "action:triggered",
-        "--env",
-        "prod",
-        "--batch",
-        bad.to_str().unwrap(),
-    ]);
-    assert_eq!(out.code, 2, "{out:?}");
-    assert!(
-        out.stderr.contains("line 2") && out.stderr.contains("nothing was sent"),
-        "{out:?}"
-    );
+    // A file with a bad line: its answer (nothing of the file is sent).
+    let refused = |file: &str, text: String| {
+        let path = k.dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        let args = ["emit", "action:triggered", "--env", "prod", "--batch"];
+        let out = k.run(&[&args[..], &[path.to_str().unwrap()]].concat());
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(
+            out.stderr.contains("line 2") && out.stderr.contains("nothing was sent"),
+            "{out:?}"
+        );
+        out
+    };
+    // A line that is not JSON is named.
+    refused("bad.ndjson", "{\"ok\":1}\nnot json\n".into());
     // A line the daemon would refuse (a payload over 1 MiB) is caught
     // before any batch is sent too (it was sent, and refused after the
     // batches before it had run).
-    let big = k.dir.path().join("big.ndjson");
     let huge = format!("{{\"ok\":1}}\n{{\"x\":\"{}\"}}\n", "x".repeat(1 << 20));
-    std::fs::write(&big, huge).unwrap();
-    let out = k.run(&[
-        "emit",
-        "action:triggered",
-        "--env",
-        "prod",
-        "--batch",
-        big.to_str().unwrap(),
-    ]);
-    assert_eq!(out.code, 2, "{out:?}");
-    assert!(
-        out.stderr.contains("line 2")
-            && out.stderr.contains("larger than")
-            && out.stderr.contains("nothing was sent"),
-        "{out:?}"
-    );
+    let out = refused("big.ndjson", huge);
+    assert!(out.stderr.contains("larger than"), "{out:?}");
     let runs = k.ok(&["runs", "--listener", "hello-prod"]);
     assert_eq!(
         runs.matches(" ok ").count(),

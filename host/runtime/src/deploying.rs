@@ -299,7 +299,6 @@ impl Runtime {
     pub fn undeploy(&self, name: &str) -> Result<(), RuntimeError> {
         let _writing = self.writing();
         let records = &self.inner.deployment_records;
-        let mut deleted = false;
         // Bounded as a deploy's race is: other hosts rewriting the name
         // without pause must not hold this call forever.
         for _ in 0..REPLACE_ATTEMPTS {
@@ -311,22 +310,18 @@ impl Runtime {
                 .written()
                 .is_some()
             {
-                deleted = true;
-                break;
+                records.flush()?;
+                self.inner
+                    .deployments
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(name);
+                return Ok(());
             }
         }
-        if !deleted {
-            return Err(RuntimeError::Store(keyhole_store::StoreError::Contended(
-                format!("listener {name}"),
-            )));
-        }
-        records.flush()?;
-        self.inner
-            .deployments
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
-        Ok(())
+        Err(RuntimeError::Store(keyhole_store::StoreError::Contended(
+            format!("listener {name}"),
+        )))
     }
 
     /// Held while the deployment records and the in-memory index change
