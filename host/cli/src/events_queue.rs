@@ -16,7 +16,13 @@
 //! - A run whose record cannot be written is the event's error: handed
 //!   back, not acked (`runs/shared.rs`).
 //! - An event naming a `minRevision` waits for this host's store to reach
-//!   it; one that cannot is handed back to the queue for another try.
+//!   it, and every event for this host to have followed the deployments as
+//!   far as the host that accepted it had; one that cannot is handed back
+//!   to the queue for another try.
+//! - An event that may go to a listener whose deploy or undeploy from
+//!   another host is not applied here is handed back after its runs, not
+//!   acknowledged, so a host that applied it runs that listener
+//!   (`Runtime::may_miss_listeners`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +44,12 @@ pub struct Queued {
     pub payload: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_revision: Option<u64>,
+    /// The accepting host's view of the deployments
+    /// (`Runtime::deployments_seen`): the host that runs the event first
+    /// applies as much, so a deploy answered before the event was sent is
+    /// not missed. Absent from events an earlier release queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployments_revision: Option<u64>,
 }
 
 impl Queued {
@@ -50,9 +62,12 @@ impl Queued {
 
 /// How long a fetch waits for an event before looking at shutdown.
 const FETCH_WAIT: Duration = Duration::from_secs(1);
-/// How long an event waits for its `minRevision` here before it is handed
-/// back to the queue.
+/// How long an event waits for its `minRevision` and its deployments
+/// revision here before it is handed back to the queue.
 const REVISION_WAIT: Duration = Duration::from_secs(5);
+/// How often a worker looks whether the deployments have been followed
+/// as far as an event needs.
+const DEPLOYMENTS_POLL: Duration = Duration::from_millis(5);
 
 /// Starts `workers` tasks taking events from `queue` until `stop` is set;
 /// returns their handles (each finishes its current event first).
@@ -109,11 +124,12 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
         give_up(queue, runtime, &d, &event).await;
         return;
     }
+    // Within the ack wait (no progress acks are sent yet): longer, and the
+    // event would be delivered to another host meanwhile.
+    let deadline = tokio::time::Instant::now() + REVISION_WAIT.min(queue.ack_wait() / 2);
     if let Some(revision) = queued.min_revision {
         let store = runtime.store().clone();
-        // Within the ack wait (no progress acks are sent yet): longer,
-        // and the event would be delivered to another host meanwhile.
-        let wait = REVISION_WAIT.min(queue.ack_wait() / 2);
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
         let seen = tokio::task::spawn_blocking(move || store.wait_for(revision, wait))
             .await
             .ok()
@@ -123,6 +139,16 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
             tracing::warn!(event = %event.id, revision, "store revision not seen here yet: handed back");
             let _ = d.retry_after(pause(queue, d.delivered)).await;
             return;
+        }
+    }
+    if let Some(revision) = queued.deployments_revision {
+        while runtime.deployments_applied() < revision {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(event = %event.id, revision, "deployments not followed this far here yet: handed back");
+                let _ = d.retry_after(pause(queue, d.delivered)).await;
+                return;
+            }
+            tokio::time::sleep(DEPLOYMENTS_POLL).await;
         }
     }
     // Progress acks while the runs take long.
@@ -156,12 +182,12 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
         () = keepalive => unreachable!("the keepalive loop never ends"),
     };
     match runs {
-        // Deployments made on other hosts are not all applied here, or
-        // one was applied during the run: a listener of this event may be
-        // one of them. Handed back rather than acknowledged; the next
-        // delivery (here or elsewhere) runs only the listeners without a
-        // record of it.
-        Ok(_) if runtime.deployments_behind() || runtime.followed_changes() != followed => {
+        // A deployment made on another host that this event may go to is
+        // not applied here, or one was applied during the run: a listener
+        // of this event may be one of them. Handed back rather than
+        // acknowledged; the next delivery (here or elsewhere) runs only
+        // the listeners without a record of it.
+        Ok(_) if runtime.may_miss_listeners(&event) || runtime.followed_changes() != followed => {
             tracing::warn!(event = %event.id, "deployments from other hosts not applied here yet: handed back");
             let _ = d.retry_after(pause(queue, d.delivered)).await;
         }

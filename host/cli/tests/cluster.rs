@@ -104,6 +104,10 @@ fn two_hosts_share_state_through_nats() {
         &wasm(SECRET_READER),
     );
     assert_eq!(r.status, 201, "{r:?}");
+    // An event sent through A right after A answered the deploy runs the
+    // listener on whichever host takes it: the event carries A's view of
+    // the deployments, and B's worker waits until B has followed as far.
+    assert_eq!(read_through(&ha, None), fnv(V1), "the deploy is not missed");
 
     // B sees the environment at once (the store reads NATS) and the
     // listener once its follower has compiled the shared module.

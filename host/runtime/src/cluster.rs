@@ -7,7 +7,9 @@
 //!   each host (native code is never shared) with their digests in the
 //!   host's own backend.
 //! - **Deployments** made or removed on another host reach this one through
-//!   a watch of the `deployments` bucket (`follow.rs`).
+//!   a watch of the `deployments` bucket (`follow.rs`); what is not applied
+//!   here yet, and how far this host has followed, is what the event queue
+//!   asks before it acknowledges an event (`unapplied.rs`).
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use keyhole_kv::Bucket;
 use sha2::{Digest, Sha256};
 
 use crate::error::RuntimeError;
+use crate::runs::{Outcome, RunRecord};
 use crate::runtime::Runtime;
 
 /// Bytes per chunk: well under NATS's default 1 MB message limit.
@@ -76,19 +79,37 @@ impl SharedModules {
 impl Runtime {
     /// Records a `failed` run saying `why` for each listener `event` would
     /// run that has no record of it yet, without running any: for an event
-    /// a cluster's queue will not deliver again.
+    /// a cluster's queue will not deliver again. That includes the
+    /// listeners whose deploy from another host is not applied here but
+    /// whose record could be read (`unapplied.rs`); one whose record this
+    /// host cannot read is logged, as it cannot be named.
     pub fn give_up(
         &self,
         event: &crate::Event,
         why: &str,
     ) -> Result<Vec<crate::runs::RunRecord>, RuntimeError> {
+        let applied = self.accept(event)?;
+        let (unapplied, unknown) = self.unapplied_receiving(event);
+        if unknown {
+            tracing::warn!(
+                event = %event.id,
+                "giving up on an event while some deployments from other hosts are not readable here: their listeners get no failed run"
+            );
+        }
         let mut out = Vec::new();
-        for target in self.accept(event)? {
-            let outcome = crate::runs::Outcome::Failed {
+        let deployments = applied.iter().map(|t| &t.record);
+        for deployment in deployments.chain(unapplied.iter().map(|u| &u.record)) {
+            if out
+                .iter()
+                .any(|r: &RunRecord| r.listener == deployment.spec.name)
+                || self.inner.runs.recorded(&event.id, &deployment.spec.name)?
+            {
+                continue;
+            }
+            let outcome = Outcome::Failed {
                 message: why.to_owned(),
             };
-            let mut record =
-                crate::runs::RunRecord::not_run(event, &target.record, outcome, crate::now_ms(), 0);
+            let mut record = RunRecord::not_run(event, deployment, outcome, crate::now_ms(), 0);
             self.inner.runs.append(&mut record)?;
             out.push(record);
         }

@@ -36,11 +36,22 @@ use crate::error::RuntimeError;
 use crate::run::Caller;
 use crate::runs::RunRecord;
 use crate::runtime::Runtime;
-use crate::topics::Topic;
+use crate::topics::{Topic, TopicFilter};
 
 /// The deployments an event goes to, in name order: inline for the
 /// common event that reaches a few.
 pub(crate) type Targets = SmallVec<[Arc<ReadyDeployment>; 2]>;
+
+/// Whether a deployment of `event`'s environment, bound to `space` (or
+/// unbound) with `topics`, receives it (`topic`: the event's, prepared).
+pub(crate) fn receives(
+    space: Option<&str>,
+    topics: &TopicFilter,
+    event: &Event,
+    topic: &Topic<'_>,
+) -> bool {
+    space.is_none_or(|s| Some(s) == event.space.as_deref()) && topics.matches(topic)
+}
 
 /// `indices` dealt round-robin into at most `lanes` non-empty shares.
 fn shares(indices: &[usize], lanes: usize) -> Vec<Vec<usize>> {
@@ -130,12 +141,7 @@ impl Runtime {
         // Already in name order.
         map.in_environment(&event.environment)
             .iter()
-            .filter(|d| {
-                d.space
-                    .as_deref()
-                    .is_none_or(|s| Some(s) == event.space.as_deref())
-                    && d.topics.matches(&topic)
-            })
+            .filter(|d| receives(d.space.as_deref(), &d.topics, event, &topic))
             .cloned()
             .collect()
     }

@@ -11,20 +11,24 @@
 //! name this host can never apply must not hold back an undeploy of
 //! another. Until it applies, this host does not run the listener's older
 //! version (the cluster no longer has it: it may hold grants since taken
-//! away), and it is *behind* ([`Runtime::deployments_behind`]), which the
-//! event queue reads to hand events back rather than acknowledge them
-//! without the listeners it could not apply. A watch that fails is opened
-//! again, and every name synced after.
+//! away), and it is *behind*: after each step the follower publishes what
+//! it has not applied and how far through the bucket it has gone
+//! (`unapplied.rs`), which the event queue reads to hand back the events
+//! that may go to a listener not applied here rather than acknowledge them
+//! without it. A watch that fails is opened again, and every name synced
+//! after.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::deploy::Deployment;
 use crate::deploy_record;
 use crate::deployments::ReadyDeployment;
 use crate::error::RuntimeError;
 use crate::runtime::{Inner, Runtime};
+use crate::unapplied::Unready;
 
 /// How long the follower waits for a change before checking whether the
 /// runtime is still there, and the first pause before a retry.
@@ -64,34 +68,62 @@ impl Retry {
     }
 }
 
+/// A change that could not be applied: why, and the listener's record
+/// when it could be read.
+struct NotApplied {
+    error: RuntimeError,
+    record: Option<Box<Deployment>>,
+}
+
+impl From<RuntimeError> for NotApplied {
+    fn from(error: RuntimeError) -> Self {
+        NotApplied {
+            error,
+            record: None,
+        }
+    }
+}
+
+/// A name whose last change failed to apply.
+struct Failing {
+    retry: Retry,
+    /// What the queue may know of it (`unapplied.rs`).
+    unready: Option<Arc<Unready>>,
+}
+
 /// What this host has not applied yet.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Behind {
-    /// Names whose last change failed to apply.
-    names: BTreeMap<String, Retry>,
+    names: BTreeMap<String, Failing>,
     /// Every name, after missed changes (a watch opened again).
     all: Option<Retry>,
+    /// The revision syncing every name brings this host to.
+    all_through: u64,
 }
 
 impl Behind {
-    fn is_empty(&self) -> bool {
-        self.names.is_empty() && self.all.is_none()
+    /// Every name is to be synced: changes up to `revision` were missed.
+    fn resync(&mut self, revision: u64) {
+        self.all = Some(Retry::now());
+        self.all_through = self.all_through.max(revision);
     }
 
     /// Records how applying `name` went.
-    fn applied(&mut self, name: &str, result: Result<(), RuntimeError>) {
+    fn applied(&mut self, name: &str, result: Result<(), NotApplied>) {
         match result {
             Ok(()) => {
                 self.names.remove(name);
             }
-            Err(e) => {
-                let retry = Retry::failed(self.names.get(name).copied());
+            Err(NotApplied { error, record }) => {
+                let retry = Retry::failed(self.names.get(name).map(|f| f.retry));
                 tracing::warn!(
                     listener = name,
-                    "applying a deployment change from another host: {e}; trying again in {:?}",
+                    "applying a deployment change from another host: {error}; trying again in {:?}",
                     retry.at.saturating_duration_since(Instant::now())
                 );
-                self.names.insert(name.to_owned(), retry);
+                let unready = record.and_then(|r| Unready::new(*r)).map(Arc::new);
+                self.names
+                    .insert(name.to_owned(), Failing { retry, unready });
             }
         }
     }
@@ -128,10 +160,15 @@ pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> 
                     return;
                 };
                 let runtime = Runtime { inner };
+                let followed = &runtime.inner.followed;
                 if watch.is_none() {
                     let records = &runtime.inner.deployment_records;
-                    match records.watch(records.revision()) {
-                        Ok(w) => (watch, behind.all) = (Some(w), Some(Retry::now())),
+                    let from = records.revision();
+                    match records.watch(from) {
+                        Ok(w) => {
+                            watch = Some(w);
+                            behind.resync(from);
+                        }
                         Err(e) => {
                             // Not at once again: a backend that fails fast
                             // would have this thread spin.
@@ -142,10 +179,7 @@ pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> 
                 }
                 if let Some(change) = &change {
                     // Behind while it compiles, too.
-                    runtime
-                        .inner
-                        .deployments_behind
-                        .store(true, Ordering::Release);
+                    followed.applying();
                     match change.key() {
                         Some(name) => {
                             let name = String::from_utf8_lossy(name);
@@ -155,15 +189,23 @@ pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> 
                         // any name may have changed.
                         None => {
                             tracing::warn!("missed deployment changes; syncing every listener");
-                            behind.all = Some(Retry::now());
+                            behind.resync(change.revision());
                         }
                     }
                 }
                 runtime.catch_up(&mut behind);
-                runtime
-                    .inner
-                    .deployments_behind
-                    .store(watch.is_none() || !behind.is_empty(), Ordering::Release);
+                followed.publish(
+                    watch.is_none() || behind.all.is_some(),
+                    behind.names.values().map(|f| &f.unready),
+                );
+                // Only once what failed is published: a worker that sees
+                // this revision reached then sees what is not applied.
+                if let Some(change) = change.as_ref().filter(|c| c.key().is_some()) {
+                    followed.through(change.revision());
+                }
+                if behind.all.is_none() {
+                    followed.through(behind.all_through);
+                }
             }
         })
         .map_err(|e| RuntimeError::io(std::path::Path::new("keyhole-deploy-follow"), e))?;
@@ -171,21 +213,6 @@ pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> 
 }
 
 impl Runtime {
-    /// Cluster mode: whether deployment changes made on other hosts are
-    /// not all applied here yet (`follow.rs`). Always `false` on a single
-    /// host.
-    pub fn deployments_behind(&self) -> bool {
-        self.inner.deployments_behind.load(Ordering::Acquire)
-    }
-
-    /// Cluster mode: how many times a change made on another host has
-    /// been applied here. An event whose run saw this number change may
-    /// have missed a listener (chosen before the change applied), even
-    /// if [`Runtime::deployments_behind`] is `false` again by its end.
-    pub fn followed_changes(&self) -> u64 {
-        self.inner.followed_changes.load(Ordering::Acquire)
-    }
-
     /// Retries what is due: every name after missed changes, then each
     /// name that failed.
     fn catch_up(&self, behind: &mut Behind) {
@@ -207,7 +234,7 @@ impl Runtime {
         let due: Vec<String> = behind
             .names
             .iter()
-            .filter(|(_, r)| r.due())
+            .filter(|(_, f)| f.retry.due())
             .map(|(n, _)| n.clone())
             .collect();
         for name in due {
@@ -218,12 +245,13 @@ impl Runtime {
     /// [`Runtime::sync_deployment`], a panic in it (a host bug, in
     /// compiling say) taken as a failure to retry: the thread that
     /// follows every other name's changes must not end with it.
-    fn sync_guarded(&self, name: &str) -> Result<(), RuntimeError> {
+    fn sync_guarded(&self, name: &str) -> Result<(), NotApplied> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.sync_deployment(name)))
             .unwrap_or_else(|_| {
-                Err(RuntimeError::Engine(format!(
-                    "applying listener {name} panicked (a host bug)"
-                )))
+                Err(
+                    RuntimeError::Engine(format!("applying listener {name} panicked (a host bug)"))
+                        .into(),
+                )
             })
     }
 
@@ -252,9 +280,10 @@ impl Runtime {
     /// Makes the index's deployment `name` match its record in the bucket.
     /// A record that cannot be applied takes the older version out of the
     /// index (the cluster no longer has it).
-    pub(crate) fn sync_deployment(&self, name: &str) -> Result<(), RuntimeError> {
+    fn sync_deployment(&self, name: &str) -> Result<(), NotApplied> {
         let _writing = self.writing();
-        let stored = self.inner.deployment_records.get(name.as_bytes())?;
+        let stored =
+            (self.inner.deployment_records.get(name.as_bytes())).map_err(RuntimeError::from)?;
         let current = self
             .inner
             .deployments
@@ -265,20 +294,27 @@ impl Runtime {
         let applied = match (stored, current) {
             (None, None) => return Ok(()),
             (None, Some(_)) => Ok(Apply::Remove),
-            (Some(e), current) => deploy_record::decode(&e.value).and_then(|record| {
-                if current.as_ref() == Some(&record) {
-                    return Ok(Apply::Same);
-                }
-                let component = self.inner.artifacts.load(&record.module_hash)?;
-                Ok(Apply::Insert(Box::new(self.prepare(record, &component)?)))
-            }),
+            (Some(e), current) => match deploy_record::decode(&e.value) {
+                Err(error) => Err(error.into()),
+                Ok(record) if current.as_ref() == Some(&record) => Ok(Apply::Same),
+                Ok(record) => self
+                    .inner
+                    .artifacts
+                    .load(&record.module_hash)
+                    .and_then(|component| self.prepare(record.clone(), &component))
+                    .map(|ready| Apply::Insert(Box::new(ready)))
+                    .map_err(|error| NotApplied {
+                        error,
+                        record: Some(Box::new(record)),
+                    }),
+            },
         };
         let mut index = self
             .inner
             .deployments
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        let changed = || self.inner.followed_changes.fetch_add(1, Ordering::AcqRel);
+        let changed = || self.inner.followed.changes.fetch_add(1, Ordering::AcqRel);
         match applied {
             Ok(Apply::Same) => {}
             Ok(Apply::Insert(ready)) => {

@@ -34,6 +34,10 @@
 //!   reasons for a denial), `needs.rs` (what a component needs of the
 //!   engine to start, refused at deploy when no listener may have it),
 //!   `event.rs` ([`Event`] and its rules), `topics.rs`, [`metrics`].
+//! - Cluster mode: `cluster.rs` (modules in a shared bucket, giving up on
+//!   an event), `follow.rs` (applying other hosts' deploys and undeploys)
+//!   and `unapplied.rs` (what is not applied here, and how far this host
+//!   has followed, as the event queue asks).
 //! - Foundations: [`http`] (the outbound HTTP allow-list, its policy, and
 //!   the calls a record lists), `budget.rs` (the host-wide memory budget
 //!   every run reserves from), `engine.rs` (the one wasmtime engine, its
@@ -74,6 +78,7 @@ mod scrub;
 pub mod secrets;
 mod striped;
 mod topics;
+mod unapplied;
 
 mod bindings {
     wasmtime::component::bindgen!({

@@ -136,12 +136,9 @@ pub(crate) struct Inner {
     pub(crate) deployments: RwLock<Deployments>,
     /// Serializes changes to `deployment_records` + `deployments`.
     pub(crate) deploy_writes: std::sync::Mutex<()>,
-    /// Cluster mode: deployment changes from other hosts not applied here
-    /// yet (`follow.rs`).
-    pub(crate) deployments_behind: std::sync::atomic::AtomicBool,
-    /// Cluster mode: how many times another host's change was applied to
-    /// `deployments` (`follow.rs`).
-    pub(crate) followed_changes: std::sync::atomic::AtomicU64,
+    /// Cluster mode: how far other hosts' deployment changes are applied
+    /// here, and which are not (`follow.rs`, `unapplied.rs`).
+    pub(crate) followed: crate::unapplied::Followed,
     /// Where run records go: the JSONL segment files unless chosen at open.
     /// Declared before `audit`, so it is dropped (and has written what it
     /// holds, after the audit entries its runs wait for) first.
@@ -296,8 +293,7 @@ impl Runtime {
                 audit,
                 deployments: RwLock::default(),
                 deploy_writes: std::sync::Mutex::default(),
-                deployments_behind: std::sync::atomic::AtomicBool::new(false),
-                followed_changes: std::sync::atomic::AtomicU64::new(0),
+                followed: Default::default(),
                 metrics,
                 secrets,
                 permits: Arc::new(tokio::sync::Semaphore::new(

@@ -3,7 +3,9 @@
 //! breaks: a run record the shared bucket or the audit log cannot take is
 //! the run's error (so the queue does not ack its event), and a deploy made
 //! on another host that could not be applied here is applied once it can,
-//! without holding back other names or running the older version.
+//! without holding back other names or running the older version; what a
+//! host has not applied holds back only the events it would receive, and
+//! a host that followed as far as an event's stamp has its deploys.
 //! (Cluster mode on a real nats-server: `host/cli/tests/cluster*.rs`.)
 
 use std::path::Path;
@@ -229,4 +231,106 @@ fn a_deployment_one_host_cannot_apply_holds_back_no_other() {
     assert!(b.deployments_behind(), "B says it is behind");
     let event = Event::new("t", "prod", None).with_payload(r#"{"mood":"calm"}"#);
     assert!(b.emit_blocking(&event).unwrap().is_empty());
+}
+
+/// Host B cannot apply A's deploy of a listener of `orders:*` in `prod`
+/// (its artifacts cannot be written): only the events that listener would
+/// receive may have missed it there (B's queue hands those back and
+/// acknowledges the rest; before, B handed back every event it took until
+/// each was dead-lettered). Giving up on one records a `failed` run for the
+/// listener B never applied (before, only for those it had). A record B
+/// cannot read at all may be any listener's: every event may miss it.
+#[test]
+fn an_unapplied_listener_holds_back_only_the_events_it_would_receive() {
+    let dir = tempfile::tempdir().unwrap();
+    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
+    let broken = Arc::new(AtomicBool::new(false));
+    let shared: Arc<dyn Backend> = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
+    let a = host(
+        dir.path(),
+        "a",
+        shared.clone(),
+        breakable(dir.path(), "a-host", &[], &broken),
+    );
+    let b = host(
+        dir.path(),
+        "b",
+        shared.clone(),
+        breakable(dir.path(), "b-host", &["artifacts"], &broken),
+    );
+    for env in ["prod", "dev"] {
+        a.store().create_environment(env).unwrap();
+    }
+    let orders = Event::new("orders:new", "prod", None).with_id("ev_orders");
+    let billing = Event::new("billing:due", "prod", None);
+    let elsewhere = Event::new("orders:new", "dev", None);
+    for event in [&orders, &billing, &elsewhere] {
+        assert!(!b.may_miss_listeners(event));
+    }
+
+    broken.store(true, Ordering::SeqCst);
+    let mut spec = DeploySpec::new("orders", "prod");
+    spec.topics = vec!["orders:*".into()];
+    a.deploy(spec, &wasm(PANICKER)).unwrap();
+    until(
+        || b.deployments_behind() && b.deployments_applied() >= a.deployments_seen(),
+        "B fails to apply the deploy",
+    );
+    assert!(b.deployment("orders").is_none());
+    assert!(b.may_miss_listeners(&orders));
+    assert!(!b.may_miss_listeners(&billing), "another topic");
+    assert!(!b.may_miss_listeners(&elsewhere), "another environment");
+
+    let why = "not run: delivered too often";
+    let failed = b.give_up(&orders.clone().with_delivery(5), why).unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].listener, "orders");
+    assert_eq!(failed[0].outcome.label(), "failed");
+    assert!(b.give_up(&orders, why).unwrap().is_empty(), "recorded once");
+
+    let records = shared.bucket("deployments").unwrap();
+    records.put(b"zzz", b"a record of a newer kind").unwrap();
+    until(
+        || b.may_miss_listeners(&elsewhere),
+        "an unreadable record holds back every event",
+    );
+}
+
+/// An event's accepting host stamps it with the deployments revision it
+/// has seen (`deployments_seen`, which counts its own deploys at once);
+/// once another host has followed as far (`deployments_applied`), that
+/// deploy is applied there, so a worker that waits for the stamp cannot
+/// choose the event's listeners without it.
+#[test]
+fn a_host_that_followed_as_far_as_the_stamp_has_the_deploy() {
+    let dir = tempfile::tempdir().unwrap();
+    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
+    let shared: Arc<dyn Backend> = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
+    let own = |name: &str| -> Arc<dyn Backend> {
+        Arc::new(EmbeddedKv::open(&dir.path().join(format!("{name}-host"))).unwrap())
+    };
+    let a = host(dir.path(), "a", shared.clone(), own("a"));
+    let b = host(dir.path(), "b", shared, own("b"));
+    a.store().create_environment("prod").unwrap();
+    let mut seen = a.deployments_seen();
+    for name in ["first", "second", "third"] {
+        a.deploy(DeploySpec::new(name, "prod"), &wasm(PANICKER))
+            .unwrap();
+        let stamp = a.deployments_seen();
+        assert!(stamp > seen, "a deploy moves the stamp on at once");
+        seen = stamp;
+        until(
+            || b.deployments_applied() >= stamp,
+            "B follows as far as the stamp",
+        );
+        assert!(b.deployment(name).is_some(), "{name} is applied on B");
+        assert!(!b.may_miss_listeners(&Event::new("t", "prod", None)));
+    }
+    a.undeploy("second").unwrap();
+    let stamp = a.deployments_seen();
+    until(
+        || b.deployments_applied() >= stamp,
+        "B follows the undeploy",
+    );
+    assert!(b.deployment("second").is_none());
 }

@@ -122,7 +122,8 @@ pub async fn emit(
         // Refused here, in the caller's terms, rather than by a worker.
         s.runtime.validate_event(&event)?;
         check_written(&s, min_revision).await?;
-        let view = queue_event(queue, event, min_revision).await?;
+        let deployments = s.runtime.deployments_seen();
+        let view = queue_event(queue, event, min_revision, deployments).await?;
         return Ok((StatusCode::ACCEPTED, Json(view)));
     }
     caught_up(&s, min_revision).await?;
@@ -179,11 +180,11 @@ pub async fn emit_batch(
         check_written(&s, min_revision).await?;
         // Queued to the end even if the client goes away (a batch cut
         // short by a dropped request would be queued in part, unsaid).
-        let queue = queue.clone();
+        let (queue, deployments) = (queue.clone(), s.runtime.deployments_seen());
         let queued = tokio::spawn(async move {
             let mut views: Vec<EmitView> = Vec::with_capacity(events.len());
             for event in events {
-                match queue_event(&queue, event, min_revision).await {
+                match queue_event(&queue, event, min_revision, deployments).await {
                     Ok(view) => views.push(view),
                     Err(e) => return Err(partly_queued(e, &views)),
                 }
@@ -227,11 +228,14 @@ fn partly_queued(mut e: ApiError, queued: &[EmitView]) -> ApiError {
     e
 }
 
-/// Cluster mode: the event, durably queued for any host's workers.
+/// Cluster mode: the event, durably queued for any host's workers, with
+/// the deployments revision this host had seen (`deployments`) when it
+/// accepted it.
 async fn queue_event(
     queue: &keyhole_kv_nats::queue::WorkQueue,
     event: Event,
     min_revision: Option<u64>,
+    deployments: u64,
 ) -> Result<EmitView, ApiError> {
     let queued = crate::events_queue::Queued {
         id: event.id.clone(),
@@ -240,6 +244,7 @@ async fn queue_event(
         space: event.space,
         payload: event.payload,
         min_revision,
+        deployments_revision: Some(deployments),
     };
     let body = serde_json::to_vec(&queued).map_err(ApiError::internal)?;
     let published = queue
