@@ -14,8 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Http, Install, Server, all_runs};
+use keyhole_kv::Backend;
 use keyhole_kv_nats::test_server::{CutProxy, TestServer, available};
-use keyhole_tests::{SECRET_READER, wasm};
+use keyhole_kv_nats::{NatsConfig, NatsKv};
+use keyhole_tests::{PANICKER, SECRET_READER, wasm};
 use serde_json::json;
 
 const EVENTS: usize = 300;
@@ -428,4 +430,95 @@ fn a_batch_is_queued_and_each_event_runs_once() {
         .collect();
     ran.sort();
     assert_eq!(ran, ["b0", "b1", "b2"]);
+}
+
+/// A listener this host cannot apply (its record names a module no host
+/// stored, as a record this release cannot run might) holds back only
+/// the events it would receive: an event of another topic runs and is
+/// acknowledged on its first delivery, while one of its topic is handed
+/// back and, at its last delivery, gets a `failed` run for that listener
+/// (before, every event was handed back until dead-lettered, and the
+/// listener got no record: the host gave up only on listeners it had).
+#[test]
+fn a_listener_no_host_can_apply_holds_back_only_its_own_events() {
+    if !available() {
+        return;
+    }
+    let nats = TestServer::start();
+    let (k, token) = common::cluster_init(&nats.url());
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let server = {
+        let mut cmd = k.cmd();
+        cmd.env("KEYHOLE_CLUSTER", nats.url())
+            .stderr(log.reopen().unwrap());
+        let extra = ["--cluster-ack-wait", "3s", "--cluster-max-deliver", "2"];
+        Server::spawn(cmd, &k, &token, &extra)
+    };
+    let h = server.http();
+    assert_eq!(
+        h.post_json("/v1/environments", &json!({"id": "prod"}))
+            .status,
+        201
+    );
+    for (name, topic) in [("calm", "t"), ("ghost", "orders")] {
+        let spec = json!({"name": name, "environmentId": "prod", "topics": [topic]});
+        assert_eq!(h.deploy(&spec, &wasm(PANICKER)).status, 201);
+    }
+    let kv = NatsKv::connect(NatsConfig {
+        url: nats.url(),
+        namespace: "keyhole".into(),
+        replicas: 1,
+    })
+    .unwrap();
+    let records = kv.bucket("deployments").unwrap();
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&records.get(b"ghost").unwrap().unwrap().value).unwrap();
+    record["module_hash"] = json!("0".repeat(64));
+    records
+        .put(b"ghost", &serde_json::to_vec(&record).unwrap())
+        .unwrap();
+    let logged = || std::fs::read_to_string(log.path()).unwrap();
+    wait_until("the host drops ghost", Duration::from_secs(20), || {
+        logged().contains("not running this listener's older version")
+    });
+
+    for (id, topic) in [("ev_calm", "t"), ("ev_orders", "orders")] {
+        let r = h.post_json(
+            "/v1/events",
+            &json!({"id": id, "topic": topic, "environmentId": "prod", "payload": {"mood": "calm"}}),
+        );
+        assert_eq!(r.status, 202, "{r:?}");
+    }
+    wait_until("ghost's failed run", Duration::from_secs(30), || {
+        !all_runs(&h, "eventId=ev_orders").is_empty()
+    });
+    let runs = all_runs(&h, "eventId=ev_orders");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (&runs[0]["listener"], &runs[0]["outcome"]["kind"]),
+        (&json!("ghost"), &json!("failed")),
+        "{runs:?}"
+    );
+    assert!(
+        runs[0]["outcome"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("dead-letter"),
+        "{runs:?}"
+    );
+    let calm = all_runs(&h, "eventId=ev_calm");
+    assert_eq!(calm.len(), 1, "{calm:?}");
+    // No `delivery` field: the first.
+    assert_eq!(
+        (&calm[0]["outcome"]["kind"], calm[0]["delivery"].as_u64()),
+        (&json!("ok"), None),
+        "{calm:?}"
+    );
+    let text = logged();
+    let handed_back = |id: &str| {
+        text.lines()
+            .any(|l| l.contains(id) && l.contains("handed back"))
+    };
+    assert!(handed_back("ev_orders"), "{text}");
+    assert!(!handed_back("ev_calm"), "acknowledged at once: {text}");
 }
