@@ -120,13 +120,27 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
     };
     let delivery = u32::try_from(d.delivered).unwrap_or(u32::MAX);
     let event = queued.event().with_delivery(delivery);
-    if d.delivered >= queue.max_deliver() {
-        give_up(queue, runtime, &d, &event).await;
-        return;
-    }
     // Within the ack wait (no progress acks are sent yet): longer, and the
     // event would be delivered to another host meanwhile.
     let deadline = tokio::time::Instant::now() + REVISION_WAIT.min(queue.ack_wait() / 2);
+    // First of all, giving up included: a listener deployed before the
+    // event was accepted is then applied here or known not to be.
+    let followed = match queued.deployments_revision {
+        Some(revision) => followed_as_far(runtime, revision, deadline).await,
+        None => true,
+    };
+    if d.delivered >= queue.max_deliver() {
+        if !followed {
+            tracing::warn!(event = %event.id, "giving up on an event before this host has followed the deployments it was sent after: a listener deployed just before it may get no failed run");
+        }
+        give_up(queue, runtime, &d, &event).await;
+        return;
+    }
+    if !followed {
+        tracing::warn!(event = %event.id, "deployments not followed this far here yet: handed back");
+        let _ = d.retry_after(pause(queue, d.delivered)).await;
+        return;
+    }
     if let Some(revision) = queued.min_revision {
         let store = runtime.store().clone();
         let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -139,16 +153,6 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
             tracing::warn!(event = %event.id, revision, "store revision not seen here yet: handed back");
             let _ = d.retry_after(pause(queue, d.delivered)).await;
             return;
-        }
-    }
-    if let Some(revision) = queued.deployments_revision {
-        while runtime.deployments_applied() < revision {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(event = %event.id, revision, "deployments not followed this far here yet: handed back");
-                let _ = d.retry_after(pause(queue, d.delivered)).await;
-                return;
-            }
-            tokio::time::sleep(DEPLOYMENTS_POLL).await;
         }
     }
     // Progress acks while the runs take long.
@@ -206,6 +210,18 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
             let _ = d.retry_after(pause(queue, d.delivered)).await;
         }
     }
+}
+
+/// Waits (until `deadline`) for this host to have followed the deployments
+/// up to `revision`; returns whether it has.
+async fn followed_as_far(runtime: &Runtime, revision: u64, deadline: tokio::time::Instant) -> bool {
+    while runtime.deployments_applied() < revision {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(DEPLOYMENTS_POLL).await;
+    }
+    true
 }
 
 /// How long an event handed back waits before its next delivery: 1 s,

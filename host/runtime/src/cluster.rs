@@ -88,8 +88,7 @@ impl Runtime {
         event: &crate::Event,
         why: &str,
     ) -> Result<Vec<crate::runs::RunRecord>, RuntimeError> {
-        let applied = self.accept(event)?;
-        let (unapplied, unknown) = self.unapplied_receiving(event);
+        let (applied, unapplied, unknown) = self.with_unapplied(event, || self.accept(event))?;
         if unknown {
             tracing::warn!(
                 event = %event.id,

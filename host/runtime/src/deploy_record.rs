@@ -22,6 +22,40 @@ pub(crate) fn encode(record: &Deployment) -> Result<Vec<u8>, RuntimeError> {
     serde_json::to_vec(record).map_err(|e| RuntimeError::Corrupt(format!("deployment record: {e}")))
 }
 
+/// Who a record this release cannot read in full (one a newer keyhole
+/// wrote, with fields this one does not know) is, and which events it
+/// receives: its name, environment, space and topics, and nothing it
+/// grants. `None` when even those cannot be read. For a cluster host that
+/// cannot apply it (`unapplied.rs`), never to run it.
+pub(crate) fn decode_routing(bytes: &[u8]) -> Option<Deployment> {
+    #[derive(Deserialize)]
+    struct Routing {
+        spec: RoutingSpec,
+        #[serde(default)]
+        module_hash: String,
+        #[serde(default)]
+        deployed_at_ms: u64,
+    }
+    #[derive(Deserialize)]
+    struct RoutingSpec {
+        name: String,
+        environment: String,
+        #[serde(default)]
+        space: Option<String>,
+        topics: Vec<String>,
+    }
+    let routing: Routing = serde_json::from_slice(bytes).ok()?;
+    let mut spec = DeploySpec::new(&routing.spec.name, &routing.spec.environment);
+    spec.space = routing.spec.space;
+    spec.topics = routing.spec.topics;
+    Some(Deployment {
+        spec,
+        module_hash: routing.module_hash,
+        deployed_at_ms: routing.deployed_at_ms,
+        grants_sha256: String::new(),
+    })
+}
+
 /// A stored deployment, in this release's format or an earlier one. A
 /// JSON record with a field this release does not know (one a newer
 /// keyhole wrote) is refused, naming the field, rather than run with fewer

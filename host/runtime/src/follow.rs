@@ -23,6 +23,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use keyhole_kv::Change;
+
 use crate::deploy::Deployment;
 use crate::deploy_record;
 use crate::deployments::ReadyDeployment;
@@ -84,9 +86,28 @@ impl From<RuntimeError> for NotApplied {
     }
 }
 
+/// A watched change of one name.
+#[derive(Clone, Copy)]
+struct Watched {
+    revision: u64,
+    /// A put (else a delete).
+    put: bool,
+}
+
+impl Watched {
+    fn of(change: &Change) -> Self {
+        Watched {
+            revision: change.revision(),
+            put: matches!(change, Change::Put { .. }),
+        }
+    }
+}
+
 /// A name whose last change failed to apply.
 struct Failing {
     retry: Retry,
+    /// The change that failed, retried against the same revision.
+    watched: Option<Watched>,
     /// What the queue may know of it (`unapplied.rs`).
     unready: Option<Arc<Unready>>,
 }
@@ -108,8 +129,8 @@ impl Behind {
         self.all_through = self.all_through.max(revision);
     }
 
-    /// Records how applying `name` went.
-    fn applied(&mut self, name: &str, result: Result<(), NotApplied>) {
+    /// Records how applying `name` (after `watched`) went.
+    fn applied(&mut self, name: &str, watched: Option<Watched>, result: Result<(), NotApplied>) {
         match result {
             Ok(()) => {
                 self.names.remove(name);
@@ -122,8 +143,12 @@ impl Behind {
                     retry.at.saturating_duration_since(Instant::now())
                 );
                 let unready = record.and_then(|r| Unready::new(*r)).map(Arc::new);
-                self.names
-                    .insert(name.to_owned(), Failing { retry, unready });
+                let failing = Failing {
+                    retry,
+                    watched,
+                    unready,
+                };
+                self.names.insert(name.to_owned(), failing);
             }
         }
     }
@@ -183,7 +208,8 @@ pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> 
                     match change.key() {
                         Some(name) => {
                             let name = String::from_utf8_lossy(name);
-                            behind.applied(&name, runtime.sync_guarded(&name));
+                            let watched = Some(Watched::of(change));
+                            behind.applied(&name, watched, runtime.sync_guarded(&name, watched));
                         }
                         // Changes were missed (the watch fell behind):
                         // any name may have changed.
@@ -221,7 +247,7 @@ impl Runtime {
                 Ok(names) => {
                     behind.all = None;
                     for name in names {
-                        behind.applied(&name, self.sync_guarded(&name));
+                        behind.applied(&name, None, self.sync_guarded(&name, None));
                     }
                 }
                 Err(e) => {
@@ -231,28 +257,30 @@ impl Runtime {
                 }
             }
         }
-        let due: Vec<String> = behind
+        let due: Vec<(String, Option<Watched>)> = behind
             .names
             .iter()
             .filter(|(_, f)| f.retry.due())
-            .map(|(n, _)| n.clone())
+            .map(|(n, f)| (n.clone(), f.watched))
             .collect();
-        for name in due {
-            behind.applied(&name, self.sync_guarded(&name));
+        for (name, watched) in due {
+            behind.applied(&name, watched, self.sync_guarded(&name, watched));
         }
     }
 
     /// [`Runtime::sync_deployment`], a panic in it (a host bug, in
     /// compiling say) taken as a failure to retry: the thread that
     /// follows every other name's changes must not end with it.
-    fn sync_guarded(&self, name: &str) -> Result<(), NotApplied> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.sync_deployment(name)))
-            .unwrap_or_else(|_| {
-                Err(
-                    RuntimeError::Engine(format!("applying listener {name} panicked (a host bug)"))
-                        .into(),
-                )
-            })
+    fn sync_guarded(&self, name: &str, watched: Option<Watched>) -> Result<(), NotApplied> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.sync_deployment(name, watched)
+        }))
+        .unwrap_or_else(|_| {
+            Err(
+                RuntimeError::Engine(format!("applying listener {name} panicked (a host bug)"))
+                    .into(),
+            )
+        })
     }
 
     /// Every name in the bucket or the index.
@@ -280,10 +308,26 @@ impl Runtime {
     /// Makes the index's deployment `name` match its record in the bucket.
     /// A record that cannot be applied takes the older version out of the
     /// index (the cluster no longer has it).
-    fn sync_deployment(&self, name: &str) -> Result<(), NotApplied> {
+    /// `watched`: the change that brought `name` here, when it is one:
+    /// a read that returns an older state than it (a lagging replica) is a
+    /// failure to retry, not the state to apply.
+    fn sync_deployment(&self, name: &str, watched: Option<Watched>) -> Result<(), NotApplied> {
         let _writing = self.writing();
         let stored =
             (self.inner.deployment_records.get(name.as_bytes())).map_err(RuntimeError::from)?;
+        if let Some(w) = watched {
+            let older = match &stored {
+                Some(entry) => entry.revision < w.revision,
+                None => w.put,
+            };
+            if older {
+                return Err(RuntimeError::from(keyhole_kv::KvError::Backend(format!(
+                    "reading listener {name} gave an older state than the change at revision {} (a lagging replica?)",
+                    w.revision
+                )))
+                .into());
+            }
+        }
         let current = self
             .inner
             .deployments
@@ -295,7 +339,10 @@ impl Runtime {
             (None, None) => return Ok(()),
             (None, Some(_)) => Ok(Apply::Remove),
             (Some(e), current) => match deploy_record::decode(&e.value) {
-                Err(error) => Err(error.into()),
+                Err(error) => Err(NotApplied {
+                    error,
+                    record: deploy_record::decode_routing(&e.value).map(Box::new),
+                }),
                 Ok(record) if current.as_ref() == Some(&record) => Ok(Apply::Same),
                 Ok(record) => self
                     .inner

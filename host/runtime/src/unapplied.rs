@@ -27,9 +27,14 @@ use std::sync::{Arc, Mutex};
 
 use crate::deploy::Deployment;
 use crate::dispatch::receives;
+use crate::error::RuntimeError;
 use crate::event::Event;
 use crate::runtime::Runtime;
 use crate::topics::{Topic, TopicFilter};
+
+/// How many times [`Runtime::with_unapplied`] reads, and its pause between.
+const STEP_TRIES: u32 = 10;
+const STEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The follower's progress, shared with the runtime's users.
 #[derive(Default)]
@@ -40,6 +45,10 @@ pub(crate) struct Followed {
     pub(crate) changes: AtomicU64,
     /// The revision of the last change applied or listed in `unapplied`.
     through: AtomicU64,
+    /// Bumped at each step of the follower (`applying`, `publish`): a
+    /// reader of both the index and `unapplied` that saw it unchanged saw
+    /// them as of one step.
+    steps: AtomicU64,
     unapplied: Mutex<Unapplied>,
 }
 
@@ -84,6 +93,7 @@ impl Followed {
     pub(crate) fn applying(&self) {
         self.lock().unknown = true;
         self.behind.store(true, Ordering::Release);
+        self.steps.fetch_add(1, Ordering::AcqRel);
     }
 
     /// What is not applied now: `unknown` as [`Unapplied`] says, and each
@@ -106,6 +116,7 @@ impl Followed {
         let behind = now.unknown || !now.listeners.is_empty();
         *self.lock() = now;
         self.behind.store(behind, Ordering::Release);
+        self.steps.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Every change up to `revision` is applied or listed (call after
@@ -144,12 +155,19 @@ impl Runtime {
     }
 
     /// Cluster mode: whether `event` may go to a listener whose latest
-    /// deploy or undeploy (made on another host) is not applied here, so
-    /// that a run of it here may have missed that listener (or run its
-    /// older version's record as it was). Always `false` on a single host.
+    /// deploy or undeploy (made on another host) is not applied here and
+    /// that has no run of it recorded (by a host that applied it), so that
+    /// a run of the event here may have missed that listener. Always
+    /// `false` on a single host.
     pub fn may_miss_listeners(&self, event: &Event) -> bool {
         let (listeners, unknown) = self.inner.followed.receiving(event);
-        unknown || !listeners.is_empty()
+        unknown
+            || listeners.iter().any(|l| {
+                // Unknown when the run log cannot say: not recorded.
+                !(self.inner.runs)
+                    .recorded(&event.id, &l.record.spec.name)
+                    .unwrap_or(false)
+            })
     }
 
     /// Cluster mode: how many times a change made on another host has
@@ -175,9 +193,29 @@ impl Runtime {
         self.inner.followed.through.load(Ordering::Acquire)
     }
 
-    /// The unapplied listeners `event` would go to (for `give_up`), and
-    /// whether there may be others this host knows nothing of.
-    pub(crate) fn unapplied_receiving(&self, event: &Event) -> (Vec<Arc<Unready>>, bool) {
-        self.inner.followed.receiving(event)
+    /// What `read` reads of the index, with the unapplied listeners
+    /// `event` would go to and whether there may be others this host knows
+    /// nothing of, all as of one step of the follower (for `give_up`):
+    /// else a listener applied, or failing, between the two reads could be
+    /// in neither. Read again (a few times, briefly) while the follower
+    /// moves or is applying a change.
+    pub(crate) fn with_unapplied<T>(
+        &self,
+        event: &Event,
+        read: impl Fn() -> Result<T, RuntimeError>,
+    ) -> Result<(T, Vec<Arc<Unready>>, bool), RuntimeError> {
+        let followed = &self.inner.followed;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let before = followed.steps.load(Ordering::Acquire);
+            let applied = read()?;
+            let (unapplied, unknown) = followed.receiving(event);
+            let still = before == followed.steps.load(Ordering::Acquire);
+            if (still && !unknown) || tries == STEP_TRIES {
+                return Ok((applied, unapplied, unknown));
+            }
+            std::thread::sleep(STEP_PAUSE);
+        }
     }
 }

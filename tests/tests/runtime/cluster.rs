@@ -287,12 +287,34 @@ fn an_unapplied_listener_holds_back_only_the_events_it_would_receive() {
     assert_eq!(failed[0].listener, "orders");
     assert_eq!(failed[0].outcome.label(), "failed");
     assert!(b.give_up(&orders, why).unwrap().is_empty(), "recorded once");
+    // Recorded (as another host's run would be): it misses nothing now.
+    assert!(!b.may_miss_listeners(&orders));
 
+    // A newer keyhole's record, with a field this one does not know: not
+    // applied, but who it is and what it receives are read.
     let records = shared.bucket("deployments").unwrap();
-    records.put(b"zzz", b"a record of a newer kind").unwrap();
+    let newer = serde_json::json!({
+        "spec": {"name": "newer", "environment": "dev", "space": null,
+                 "topics": ["audit:*"], "quota": 3},
+        "module_hash": "0".repeat(64), "deployed_at_ms": 1, "shiny": true,
+    });
+    let revision = records.put(b"newer", newer.to_string().as_bytes()).unwrap();
     until(
-        || b.may_miss_listeners(&elsewhere),
-        "an unreadable record holds back every event",
+        || b.deployments_applied() >= revision,
+        "B follows the newer record",
+    );
+    assert!(b.may_miss_listeners(&Event::new("audit:read", "dev", None)));
+    assert!(!b.may_miss_listeners(&elsewhere), "not its topic");
+
+    // A record not even that can be read of may be anyone's.
+    let revision = records.put(b"zzz", b"a record of a newer kind").unwrap();
+    until(
+        || b.deployments_applied() >= revision,
+        "B follows the unreadable record",
+    );
+    assert!(
+        b.may_miss_listeners(&elsewhere),
+        "an unreadable record holds back every event"
     );
 }
 
