@@ -176,13 +176,19 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
     // Before the run chooses its listeners: a change from another host
     // applied while it runs may be a listener it did not choose.
     let followed = runtime.followed_changes();
+    // Whether it may have missed a listener is asked there too: it may
+    // read the shared run log.
     let run = {
         let (runtime, event) = (runtime.clone(), event.clone());
         let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || handle.block_on(runtime.emit(event)))
+        tokio::task::spawn_blocking(move || {
+            let runs = handle.block_on(runtime.emit(event.clone()));
+            let missed = runs.is_ok() && runtime.may_miss_listeners(&event);
+            (runs, missed)
+        })
     };
-    let runs = tokio::select! {
-        r = run => r.unwrap_or_else(|e| Err(RuntimeError::Engine(format!("run task failed: {e}")))),
+    let (runs, missed) = tokio::select! {
+        r = run => r.unwrap_or_else(|e| (Err(RuntimeError::Engine(format!("run task failed: {e}"))), false)),
         () = keepalive => unreachable!("the keepalive loop never ends"),
     };
     match runs {
@@ -191,7 +197,7 @@ async fn handle(queue: &WorkQueue, runtime: &Runtime, d: Delivery) {
         // of this event may be one of them. Handed back rather than
         // acknowledged; the next delivery (here or elsewhere) runs only
         // the listeners without a record of it.
-        Ok(_) if runtime.may_miss_listeners(&event) || runtime.followed_changes() != followed => {
+        Ok(_) if missed || runtime.followed_changes() != followed => {
             tracing::warn!(event = %event.id, "deployments from other hosts not applied here yet: handed back");
             let _ = d.retry_after(pause(queue, d.delivered)).await;
         }

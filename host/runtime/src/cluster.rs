@@ -88,7 +88,8 @@ impl Runtime {
         event: &crate::Event,
         why: &str,
     ) -> Result<Vec<crate::runs::RunRecord>, RuntimeError> {
-        let (applied, unapplied, unknown) = self.with_unapplied(event, || self.accept(event))?;
+        let (applied, unapplied, unknown) =
+            self.with_unapplied(event, || self.unrun_targets(event))?;
         if unknown {
             tracing::warn!(
                 event = %event.id,

@@ -26,7 +26,10 @@ pub(crate) fn encode(record: &Deployment) -> Result<Vec<u8>, RuntimeError> {
 /// wrote, with fields this one does not know) is, and which events it
 /// receives: its name, environment, space and topics, and nothing it
 /// grants. `None` when even those cannot be read. For a cluster host that
-/// cannot apply it (`unapplied.rs`), never to run it.
+/// cannot apply it (`unapplied.rs`), never to run it. So these four fields
+/// decide what a listener receives in every release: a later one must not
+/// widen it through a new field, or a host of this release would
+/// acknowledge events the listener should have received.
 pub(crate) fn decode_routing(bytes: &[u8]) -> Option<Deployment> {
     #[derive(Deserialize)]
     struct Routing {

@@ -100,9 +100,16 @@ impl Runtime {
     /// What both `emit`s do first: validate the event, refuse it while the
     /// store is sealed, count it, and find the deployments it goes to.
     pub(crate) fn accept(&self, event: &Event) -> Result<Targets, RuntimeError> {
+        let targets = self.unrun_targets(event)?;
+        self.inner.metrics.event();
+        Ok(targets)
+    }
+
+    /// [`Runtime::accept`] without counting the event: the checks, and the
+    /// deployments it goes to that have no run of it yet.
+    pub(crate) fn unrun_targets(&self, event: &Event) -> Result<Targets, RuntimeError> {
         self.validate_event(event)?;
         self.check_unsealed()?;
-        self.inner.metrics.event();
         let mut targets = self.matching(event);
         // A redelivered event runs only what has no record yet.
         if event.delivery > 1 {

@@ -163,7 +163,12 @@ enum Apply {
 
 /// Starts the thread that applies other hosts' deploys and undeploys.
 pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> {
-    let first = runtime.inner.deployment_records.watch(0)?;
+    let records = &runtime.inner.deployment_records;
+    // The changes before this are history the index was loaded after:
+    // replayed, they are synced to the bucket's state, with no floor (a
+    // put of a name deleted since is not a lagging read).
+    let history = records.written().unwrap_or(0);
+    let first = records.watch(0)?;
     let weak: Weak<Inner> = Arc::downgrade(&runtime.inner);
     std::thread::Builder::new()
         .name("keyhole-deploy-follow".into())
@@ -208,7 +213,8 @@ pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> 
                     match change.key() {
                         Some(name) => {
                             let name = String::from_utf8_lossy(name);
-                            let watched = Some(Watched::of(change));
+                            let watched =
+                                Some(Watched::of(change)).filter(|w| w.revision > history);
                             behind.applied(&name, watched, runtime.sync_guarded(&name, watched));
                         }
                         // Changes were missed (the watch fell behind):
@@ -246,8 +252,21 @@ impl Runtime {
             match self.deployment_names() {
                 Ok(names) => {
                     behind.all = None;
-                    for name in names {
-                        behind.applied(&name, None, self.sync_guarded(&name, None));
+                    // A failing name absent from the bucket and the index
+                    // was deleted since its change: synced with no floor.
+                    let mut all: Vec<(String, Option<Watched>)> = behind
+                        .names
+                        .iter()
+                        .map(|(n, f)| (n.clone(), f.watched.filter(|_| names.contains(n))))
+                        .collect();
+                    all.extend(
+                        names
+                            .into_iter()
+                            .filter(|n| !behind.names.contains_key(n))
+                            .map(|n| (n, None)),
+                    );
+                    for (name, watched) in all {
+                        behind.applied(&name, watched, self.sync_guarded(&name, watched));
                     }
                 }
                 Err(e) => {
@@ -315,19 +334,6 @@ impl Runtime {
         let _writing = self.writing();
         let stored =
             (self.inner.deployment_records.get(name.as_bytes())).map_err(RuntimeError::from)?;
-        if let Some(w) = watched {
-            let older = match &stored {
-                Some(entry) => entry.revision < w.revision,
-                None => w.put,
-            };
-            if older {
-                return Err(RuntimeError::from(keyhole_kv::KvError::Backend(format!(
-                    "reading listener {name} gave an older state than the change at revision {} (a lagging replica?)",
-                    w.revision
-                )))
-                .into());
-            }
-        }
         let current = self
             .inner
             .deployments
@@ -335,7 +341,19 @@ impl Runtime {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .map(|d| d.record.clone());
+        // Older than the change watched (a lagging replica): a failure
+        // like any other, so the older version stops running too.
+        let lagging = watched.filter(|w| match &stored {
+            Some(entry) => entry.revision < w.revision,
+            None => w.put,
+        });
         let applied = match (stored, current) {
+            _ if let Some(w) = lagging => Err(NotApplied::from(RuntimeError::from(
+                keyhole_kv::KvError::Backend(format!(
+                    "reading listener {name} gave an older state than the change at revision {} (a lagging replica?)",
+                    w.revision
+                )),
+            ))),
             (None, None) => return Ok(()),
             (None, Some(_)) => Ok(Apply::Remove),
             (Some(e), current) => match deploy_record::decode(&e.value) {

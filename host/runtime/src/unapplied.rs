@@ -91,9 +91,11 @@ impl Followed {
     /// A change is being applied: every event may miss it until
     /// [`Followed::publish`].
     pub(crate) fn applying(&self) {
-        self.lock().unknown = true;
-        self.behind.store(true, Ordering::Release);
+        let mut unapplied = self.lock();
+        unapplied.unknown = true;
+        // Under the lock, as in `publish`.
         self.steps.fetch_add(1, Ordering::AcqRel);
+        self.behind.store(true, Ordering::Release);
     }
 
     /// What is not applied now: `unknown` as [`Unapplied`] says, and each
@@ -114,9 +116,11 @@ impl Followed {
             }
         }
         let behind = now.unknown || !now.listeners.is_empty();
-        *self.lock() = now;
-        self.behind.store(behind, Ordering::Release);
+        let mut unapplied = self.lock();
+        *unapplied = now;
+        // Under the lock: a reader that saw the new set sees the new step.
         self.steps.fetch_add(1, Ordering::AcqRel);
+        self.behind.store(behind, Ordering::Release);
     }
 
     /// Every change up to `revision` is applied or listed (call after
@@ -205,17 +209,20 @@ impl Runtime {
         read: impl Fn() -> Result<T, RuntimeError>,
     ) -> Result<(T, Vec<Arc<Unready>>, bool), RuntimeError> {
         let followed = &self.inner.followed;
-        let mut tries = 0;
-        loop {
-            tries += 1;
+        let mut unknown_twice = false;
+        for tries in 1.. {
             let before = followed.steps.load(Ordering::Acquire);
             let applied = read()?;
             let (unapplied, unknown) = followed.receiving(event);
             let still = before == followed.steps.load(Ordering::Acquire);
-            if (still && !unknown) || tries == STEP_TRIES {
+            // Unknown at two steady reads: not a change being applied.
+            let settled = still && (!unknown || unknown_twice);
+            if settled || tries >= STEP_TRIES {
                 return Ok((applied, unapplied, unknown));
             }
+            unknown_twice = still && unknown;
             std::thread::sleep(STEP_PAUSE);
         }
+        unreachable!("the loop returns by its last try")
     }
 }

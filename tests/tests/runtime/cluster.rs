@@ -53,6 +53,36 @@ fn clustered(shared: &[&str], own: &[&str], broken: &Arc<AtomicBool>) -> Harness
     Harness { dir, runtime }
 }
 
+/// Hosts A and B of one cluster, on a shared backend in a new directory;
+/// `broken` breaks B's `artifacts` bucket (B cannot store a compiled
+/// artifact's digest, so it cannot apply a deploy).
+struct Pair {
+    _dir: tempfile::TempDir,
+    shared: Arc<dyn Backend>,
+    a: Runtime,
+    b: Runtime,
+}
+
+fn pair(broken: &Arc<AtomicBool>) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
+    let shared: Arc<dyn Backend> = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
+    let own = |name: &str, names: &[&str]| breakable(dir.path(), name, names, broken);
+    let a = host(dir.path(), "a", shared.clone(), own("a-host", &[]));
+    let b = host(
+        dir.path(),
+        "b",
+        shared.clone(),
+        own("b-host", &["artifacts"]),
+    );
+    Pair {
+        _dir: dir,
+        shared,
+        a,
+        b,
+    }
+}
+
 /// In cluster mode a run's record is one write to the shared bucket `runs`.
 /// When that write fails the run is an error, not a record with id 0: the
 /// queue then does not ack the event (`events_queue.rs`), and the event
@@ -143,22 +173,8 @@ fn a_shared_run_record_waits_for_its_audit_entries() {
 /// another change to the deployment: B keeps trying.
 #[test]
 fn a_deploy_another_host_could_not_apply_is_applied_once_it_can_be() {
-    let dir = tempfile::tempdir().unwrap();
-    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
     let broken = Arc::new(AtomicBool::new(false));
-    let shared: Arc<dyn Backend> = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
-    let a = host(
-        dir.path(),
-        "a",
-        shared.clone(),
-        breakable(dir.path(), "a-host", &[], &broken),
-    );
-    let b = host(
-        dir.path(),
-        "b",
-        shared,
-        breakable(dir.path(), "b-host", &["artifacts"], &broken),
-    );
+    let Pair { _dir, a, b, .. } = pair(&broken);
     broken.store(true, Ordering::SeqCst);
     a.store().create_environment("prod").unwrap();
     a.deploy(DeploySpec::new("moody", "prod"), &wasm(PANICKER))
@@ -194,14 +210,7 @@ fn until(done: impl Fn() -> bool, what: &str) {
 /// whose new record B cannot apply no longer runs its older version there.
 #[test]
 fn a_deployment_one_host_cannot_apply_holds_back_no_other() {
-    let dir = tempfile::tempdir().unwrap();
-    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
-    let shared: Arc<dyn Backend> = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
-    let own = |name: &str| -> Arc<dyn Backend> {
-        Arc::new(EmbeddedKv::open(&dir.path().join(format!("{name}-host"))).unwrap())
-    };
-    let a = host(dir.path(), "a", shared.clone(), own("a"));
-    let b = host(dir.path(), "b", shared.clone(), own("b"));
+    let Pair { _dir, shared, a, b } = pair(&Arc::default());
     a.store().create_environment("prod").unwrap();
     for name in ["yyy", "zzz"] {
         a.deploy(DeploySpec::new(name, "prod"), &wasm(PANICKER))
@@ -242,22 +251,8 @@ fn a_deployment_one_host_cannot_apply_holds_back_no_other() {
 /// cannot read at all may be any listener's: every event may miss it.
 #[test]
 fn an_unapplied_listener_holds_back_only_the_events_it_would_receive() {
-    let dir = tempfile::tempdir().unwrap();
-    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
     let broken = Arc::new(AtomicBool::new(false));
-    let shared: Arc<dyn Backend> = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
-    let a = host(
-        dir.path(),
-        "a",
-        shared.clone(),
-        breakable(dir.path(), "a-host", &[], &broken),
-    );
-    let b = host(
-        dir.path(),
-        "b",
-        shared.clone(),
-        breakable(dir.path(), "b-host", &["artifacts"], &broken),
-    );
+    let Pair { _dir, shared, a, b } = pair(&broken);
     for env in ["prod", "dev"] {
         a.store().create_environment(env).unwrap();
     }
@@ -325,14 +320,7 @@ fn an_unapplied_listener_holds_back_only_the_events_it_would_receive() {
 /// choose the event's listeners without it.
 #[test]
 fn a_host_that_followed_as_far_as_the_stamp_has_the_deploy() {
-    let dir = tempfile::tempdir().unwrap();
-    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
-    let shared: Arc<dyn Backend> = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
-    let own = |name: &str| -> Arc<dyn Backend> {
-        Arc::new(EmbeddedKv::open(&dir.path().join(format!("{name}-host"))).unwrap())
-    };
-    let a = host(dir.path(), "a", shared.clone(), own("a"));
-    let b = host(dir.path(), "b", shared, own("b"));
+    let Pair { _dir, a, b, .. } = pair(&Arc::default());
     a.store().create_environment("prod").unwrap();
     let mut seen = a.deployments_seen();
     for name in ["first", "second", "third"] {
