@@ -11,6 +11,7 @@ mod examples;
 mod grant_binding;
 mod http;
 mod inject;
+mod lagging;
 mod least_privilege;
 mod lifecycle;
 mod runs;
