@@ -244,6 +244,21 @@ pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> 
     Ok(())
 }
 
+impl Failing {
+    /// The floor its retry is held to: a replica lags by moments, so after
+    /// [`FLOOR_TRIES`] failures (about 15 s) the floor is dropped and the
+    /// state read is taken as it is. Else a put whose delete this host
+    /// missed (a watch opened again) would read as lagging for ever, and
+    /// hold back every event.
+    fn floor(&self) -> Option<Watched> {
+        self.watched.filter(|_| self.retry.tries < FLOOR_TRIES)
+    }
+}
+
+/// Failures of one name after which its floor is dropped (see
+/// [`Failing::floor`]).
+const FLOOR_TRIES: u32 = 5;
+
 impl Runtime {
     /// Retries what is due: every name after missed changes, then each
     /// name that failed.
@@ -252,12 +267,16 @@ impl Runtime {
             match self.deployment_names() {
                 Ok(names) => {
                     behind.all = None;
-                    // A failing name absent from the bucket and the index
-                    // was deleted since its change: synced with no floor.
+                    // The index changes below: a reader must not take
+                    // this step for the last one published.
+                    self.inner.followed.applying();
+                    // Every failing name too (deleted since its change, it
+                    // is in neither the bucket nor the index), with its
+                    // floor: the listing may come from a lagging replica.
                     let mut all: Vec<(String, Option<Watched>)> = behind
                         .names
                         .iter()
-                        .map(|(n, f)| (n.clone(), f.watched.filter(|_| names.contains(n))))
+                        .map(|(n, f)| (n.clone(), f.floor()))
                         .collect();
                     all.extend(
                         names
@@ -280,7 +299,7 @@ impl Runtime {
             .names
             .iter()
             .filter(|(_, f)| f.retry.due())
-            .map(|(n, f)| (n.clone(), f.watched))
+            .map(|(n, f)| (n.clone(), f.floor()))
             .collect();
         for (name, watched) in due {
             behind.applied(&name, watched, self.sync_guarded(&name, watched));
@@ -295,6 +314,15 @@ impl Runtime {
             self.sync_deployment(name, watched)
         }))
         .unwrap_or_else(|_| {
+            // As any failure: the older version stops running.
+            let mut index = self
+                .inner
+                .deployments
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if index.remove(name).is_some() {
+                self.inner.followed.changes.fetch_add(1, Ordering::AcqRel);
+            }
             Err(
                 RuntimeError::Engine(format!("applying listener {name} panicked (a host bug)"))
                     .into(),

@@ -84,7 +84,16 @@ struct Unapplied {
     /// Any listener may be: the watch is down, changes were missed, a
     /// record could not be read, or a change is being applied now.
     unknown: bool,
+    /// A change is being applied now (the index may change any moment).
+    applying: bool,
     listeners: Vec<Arc<Unready>>,
+}
+
+/// What a reader of [`Unapplied`] learns about one event.
+struct Receiving {
+    listeners: Vec<Arc<Unready>>,
+    unknown: bool,
+    applying: bool,
 }
 
 impl Followed {
@@ -93,6 +102,7 @@ impl Followed {
     pub(crate) fn applying(&self) {
         let mut unapplied = self.lock();
         unapplied.unknown = true;
+        unapplied.applying = true;
         // Under the lock, as in `publish`.
         self.steps.fetch_add(1, Ordering::AcqRel);
         self.behind.store(true, Ordering::Release);
@@ -107,6 +117,7 @@ impl Followed {
     ) {
         let mut now = Unapplied {
             unknown,
+            applying: false,
             listeners: Vec::new(),
         };
         for listener in failed {
@@ -131,9 +142,13 @@ impl Followed {
 
     /// The unapplied listeners `event` would go to, and whether there may
     /// be others (unknown ones).
-    fn receiving(&self, event: &Event) -> (Vec<Arc<Unready>>, bool) {
+    fn receiving(&self, event: &Event) -> Receiving {
         if !self.behind.load(Ordering::Acquire) {
-            return (Vec::new(), false);
+            return Receiving {
+                listeners: Vec::new(),
+                unknown: false,
+                applying: false,
+            };
         }
         let unapplied = self.lock();
         let listeners = unapplied
@@ -142,7 +157,11 @@ impl Followed {
             .filter(|l| l.receives(event))
             .cloned()
             .collect();
-        (listeners, unapplied.unknown)
+        Receiving {
+            listeners,
+            unknown: unapplied.unknown,
+            applying: unapplied.applying,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Unapplied> {
@@ -164,7 +183,9 @@ impl Runtime {
     /// a run of the event here may have missed that listener. Always
     /// `false` on a single host.
     pub fn may_miss_listeners(&self, event: &Event) -> bool {
-        let (listeners, unknown) = self.inner.followed.receiving(event);
+        let Receiving {
+            listeners, unknown, ..
+        } = self.inner.followed.receiving(event);
         unknown
             || listeners.iter().any(|l| {
                 // Unknown when the run log cannot say: not recorded.
@@ -213,14 +234,16 @@ impl Runtime {
         for tries in 1.. {
             let before = followed.steps.load(Ordering::Acquire);
             let applied = read()?;
-            let (unapplied, unknown) = followed.receiving(event);
+            let now = followed.receiving(event);
             let still = before == followed.steps.load(Ordering::Acquire);
-            // Unknown at two steady reads: not a change being applied.
-            let settled = still && (!unknown || unknown_twice);
+            // Unknown at two steady reads, no change being applied: it
+            // will not clear by waiting (an unreadable record, say).
+            let steady_unknown = still && now.unknown && !now.applying;
+            let settled = still && (!now.unknown || (steady_unknown && unknown_twice));
             if settled || tries >= STEP_TRIES {
-                return Ok((applied, unapplied, unknown));
+                return Ok((applied, now.listeners, now.unknown));
             }
-            unknown_twice = still && unknown;
+            unknown_twice = steady_unknown;
             std::thread::sleep(STEP_PAUSE);
         }
         unreachable!("the loop returns by its last try")

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use keyhole_kv::{Backend, Bucket, Cas, Entry, KvError, LegacyRecords, Revision, Watch};
 
 /// A shared backend as a lagging replica serves it: while `pinned` holds an
-/// entry, reads of the `deployments` bucket return it, whatever is newer.
+/// entry, every read of the `deployments` bucket returns it, whatever the
+/// key and whatever is newer (so: for tests of one listener).
 pub struct Lagging {
     pub inner: Arc<dyn Backend>,
     pub pinned: Arc<Mutex<Option<Entry>>>,
