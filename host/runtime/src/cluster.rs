@@ -96,16 +96,20 @@ impl Runtime {
                 "giving up on an event while some deployments from other hosts are not readable here: their listeners get no failed run"
             );
         }
-        let mut out = Vec::new();
-        let deployments = applied.iter().map(|t| &t.record);
-        for deployment in deployments.chain(unapplied.iter().map(|u| &u.record)) {
-            if out
-                .iter()
-                .any(|r: &RunRecord| r.listener == deployment.spec.name)
-                || self.inner.runs.recorded(&event.id, &deployment.spec.name)?
+        // The applied ones have no record of it (`unrun_targets` asked the
+        // run log); an unapplied one is asked here, and named once.
+        let mut deployments: Vec<&crate::deploy::Deployment> =
+            applied.iter().map(|t| &t.record).collect();
+        for u in &unapplied {
+            let name = &u.record.spec.name;
+            if !deployments.iter().any(|d| &d.spec.name == name)
+                && !self.inner.runs.recorded(&event.id, name)?
             {
-                continue;
+                deployments.push(&u.record);
             }
+        }
+        let mut out = Vec::with_capacity(deployments.len());
+        for deployment in deployments {
             let outcome = Outcome::Failed {
                 message: why.to_owned(),
             };

@@ -27,7 +27,7 @@ use keyhole_kv::Change;
 
 use crate::deploy::Deployment;
 use crate::deploy_record;
-use crate::deployments::ReadyDeployment;
+use crate::deployments::{Deployments, ReadyDeployment};
 use crate::error::RuntimeError;
 use crate::runtime::{Inner, Runtime};
 use crate::unapplied::Unready;
@@ -320,9 +320,7 @@ impl Runtime {
                 .deployments
                 .write()
                 .unwrap_or_else(|e| e.into_inner());
-            if index.remove(name).is_some() {
-                self.inner.followed.changes.fetch_add(1, Ordering::AcqRel);
-            }
+            self.stop_older_version(&mut index, name);
             Err(
                 RuntimeError::Engine(format!("applying listener {name} panicked (a host bug)"))
                     .into(),
@@ -421,16 +419,22 @@ impl Runtime {
                 tracing::info!(listener = name, "undeployed on another host");
             }
             Err(e) => {
-                if index.remove(name).is_some() {
-                    changed();
-                    tracing::warn!(
-                        listener = name,
-                        "not running this listener's older version until its new one applies"
-                    );
-                }
+                self.stop_older_version(&mut index, name);
                 return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// A change to `name` failed to apply: its older version, if `index`
+    /// has it, stops running (the cluster no longer has it).
+    fn stop_older_version(&self, index: &mut Deployments, name: &str) {
+        if index.remove(name).is_some() {
+            self.inner.followed.changes.fetch_add(1, Ordering::AcqRel);
+            tracing::warn!(
+                listener = name,
+                "not running this listener's older version until its new one applies"
+            );
+        }
     }
 }
