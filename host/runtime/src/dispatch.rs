@@ -7,9 +7,10 @@
 //!
 //! A run is an async call on a fiber, executed by the task that emitted the
 //! event: one matching listener runs inline; several are shared out over
-//! one tokio task per worker thread, each running its share concurrently,
-//! at most `max_concurrent_runs` at a time in all. The wall-clock deadline
-//! is checked at each epoch tick, where a guest still within it yields to
+//! one lane per worker thread (the emitting task, and the others on the
+//! blocking pool), each lane taking the next run as it goes, at most
+//! `max_concurrent_runs` at a time in all. The wall-clock deadline is
+//! checked at each epoch tick, where a guest still within it yields to
 //! tokio so it never holds a worker thread for long.
 //!
 //! While the store is sealed no event is accepted (`check_unsealed`).
@@ -33,6 +34,7 @@ use keyhole_store::StoreError;
 
 use crate::deployments::ReadyDeployment;
 use crate::error::RuntimeError;
+use crate::lanes::{Pull, blocking_lanes, shares};
 use crate::run::Caller;
 use crate::runs::RunRecord;
 use crate::runtime::Runtime;
@@ -51,44 +53,6 @@ pub(crate) fn receives(
     topic: &Topic<'_>,
 ) -> bool {
     space.is_none_or(|s| Some(s) == event.space.as_deref()) && topics.matches(topic)
-}
-
-/// `indices` dealt round-robin into at most `lanes` non-empty shares.
-fn shares(indices: &[usize], lanes: usize) -> Vec<Vec<usize>> {
-    let lanes = lanes.clamp(1, indices.len().max(1));
-    let mut out = vec![Vec::new(); lanes];
-    for (k, &i) in indices.iter().enumerate() {
-        out[k % lanes].push(i);
-    }
-    out.retain(|s| !s.is_empty());
-    out
-}
-
-/// The results of a lane: each with the index of what it ran.
-type Lane<T> = tokio::task::JoinHandle<Vec<(usize, T)>>;
-
-/// A lane on the blocking pool: `work` for each index of `share`, one
-/// after another on the lane's thread, which it may block (driving a run
-/// with the runtime's handle: a pure listener's run needs no fiber then).
-fn blocking_lane<T: Send + 'static>(
-    share: Vec<usize>,
-    work: impl Fn(&tokio::runtime::Handle, usize) -> T + Send + 'static,
-) -> Lane<T> {
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || share.into_iter().map(|i| (i, work(&handle, i))).collect())
-}
-
-/// Every lane's results, back in index order.
-async fn gather<T>(lanes: Vec<Lane<T>>, n: usize) -> Result<Vec<T>, RuntimeError> {
-    let mut results = Vec::with_capacity(n);
-    for lane in lanes {
-        results.extend(
-            lane.await
-                .map_err(|e| RuntimeError::Engine(format!("run task failed: {e}")))?,
-        );
-    }
-    results.sort_unstable_by_key(|(i, _)| *i);
-    Ok(results.into_iter().map(|(_, r)| r).collect())
 }
 
 impl Runtime {
@@ -156,9 +120,10 @@ impl Runtime {
     /// Dispatches `event` to every matching deployment concurrently and
     /// returns their run records (ordered by listener name).
     ///
-    /// A single matching listener runs inside this future, so dropping it
-    /// cancels that run and nothing is recorded; spawn the call (as the API
-    /// does) when dispatch must outlive its caller.
+    /// The runs this future drives itself (a single listener's, and its
+    /// lane of a fan-out) stop if it is dropped, the one under way
+    /// unrecorded; spawn the call (as the API does) when dispatch must
+    /// outlive its caller.
     pub async fn emit(&self, event: Event) -> Result<Vec<RunRecord>, RuntimeError> {
         let mut targets = self.accept(&event)?;
         if targets.len() <= 1 {
@@ -170,9 +135,7 @@ impl Runtime {
                 self.run_permitted(&target, &event, Caller::Async).await?,
             ]);
         }
-        // One task per worker thread (a "lane"), not per run: spawning and
-        // waking a task per run cost more than the runs on 2 cores (100 runs
-        // took 1.7 times as long as one after another).
+        // One lane per worker thread (`lanes.rs`).
         let lanes = tokio::runtime::Handle::current()
             .metrics()
             .num_workers()
@@ -181,20 +144,19 @@ impl Runtime {
         let targets: Arc<[Arc<ReadyDeployment>]> = targets.into_iter().collect();
         let (pure, waiting): (Vec<usize>, Vec<usize>) =
             (0..targets.len()).partition(|&i| targets[i].listener.runs_sync(true));
-        let mut tasks = Vec::with_capacity(2 * lanes);
-        // Pure listeners have nothing to wait on: each lane runs its share
-        // one after another, synchronously (no wasmtime fiber per run), on
-        // the blocking pool, so one that computes until its timeout holds
-        // a blocking thread, never a worker.
-        for share in shares(&pure, lanes) {
+        // Pure listeners have nothing to wait on: the other lanes run them
+        // on the blocking pool, synchronously (no wasmtime fiber per run).
+        let pure = Pull::new(pure);
+        {
             let (rt, event, targets) = (self.clone(), event.clone(), targets.clone());
-            tasks.push(blocking_lane(share, move |handle, i| {
+            blocking_lanes(&pure, lanes - 1, move |handle, i| {
                 handle.block_on(rt.run_permitted(&targets[i], &event, Caller::MayBlock))
-            }));
+            });
         }
         // The others run their share concurrently in one task: a run that
         // computes finishes in its first poll, one that waits (HTTP, its
         // epoch yield) lets the lane's next one start.
+        let mut tasks = Vec::with_capacity(lanes);
         for share in shares(&waiting, lanes) {
             let (rt, event, targets) = (self.clone(), event.clone(), targets.clone());
             tasks.push(tokio::spawn(async move {
@@ -208,42 +170,58 @@ impl Runtime {
                 runs.collect::<Vec<_>>().await
             }));
         }
+        // This task's own lane: a thread woken fewer, and no wait for a lane
+        // yet to start. Its runs are async (a spinning guest yields at each
+        // epoch tick) and inside this future, like a single listener's.
+        while let Some(i) = pure.take() {
+            let run = self.run_permitted(&targets[i], &event, Caller::Async).await;
+            pure.put(i, run);
+        }
+        let mut results = pure.all().await;
+        for task in tasks {
+            let runs = task
+                .await
+                .map_err(|e| RuntimeError::Engine(format!("run task failed: {e}")))?;
+            results.extend(runs);
+        }
         // Back in the targets' (listener name) order.
-        gather(tasks, targets.len()).await?.into_iter().collect()
+        results.sort_unstable_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, run)| run).collect()
     }
 
-    /// Several events at once (the API's batch): shared out over one lane
-    /// per worker thread, as a fan-out's runs are, each lane running its
-    /// events one after another on the blocking pool (pure listeners
-    /// without a fiber), every run within the `max_concurrent_runs`
-    /// permits. Each event's result is what [`Runtime::emit`] would give
-    /// it, in the order given.
-    pub async fn emit_many(
-        &self,
-        events: Vec<Event>,
-    ) -> Result<Vec<Result<Vec<RunRecord>, RuntimeError>>, RuntimeError> {
+    /// Several events at once (the API's batch), shared out over the lanes
+    /// as a fan-out's runs are (`lanes.rs`), each lane running an event's
+    /// runs one after another (pure listeners without a fiber off this
+    /// task), every run within the `max_concurrent_runs` permits. Each
+    /// event's result is what [`Runtime::emit`] would give it, in the order
+    /// given.
+    pub async fn emit_many(&self, events: Vec<Event>) -> Vec<Result<Vec<RunRecord>, RuntimeError>> {
         let lanes = tokio::runtime::Handle::current().metrics().num_workers();
-        let indices: Vec<usize> = (0..events.len()).collect();
+        let pull = Pull::new((0..events.len()).collect());
         let events: Arc<[Event]> = events.into();
-        let tasks = shares(&indices, lanes)
-            .into_iter()
-            .map(|share| {
-                let (rt, events) = (self.clone(), events.clone());
-                blocking_lane(share, move |handle, i| {
-                    handle.block_on(rt.emit_in_lane(&events[i]))
-                })
-            })
-            .collect();
-        gather(tasks, events.len()).await
+        {
+            let (rt, events) = (self.clone(), events.clone());
+            blocking_lanes(&pull, lanes.saturating_sub(1), move |handle, i| {
+                handle.block_on(rt.emit_in_lane(&events[i], true))
+            });
+        }
+        while let Some(i) = pull.take() {
+            pull.put(i, self.emit_in_lane(&events[i], false).await);
+        }
+        pull.all().await.into_iter().map(|(_, r)| r).collect()
     }
 
-    /// One event of [`Runtime::emit_many`], on a lane's blocking thread: its
-    /// runs one after another.
-    async fn emit_in_lane(&self, event: &Event) -> Result<Vec<RunRecord>, RuntimeError> {
+    /// One event of [`Runtime::emit_many`], its runs one after another: on
+    /// a lane's blocking thread (`blocking`), or in the calling task.
+    async fn emit_in_lane(
+        &self,
+        event: &Event,
+        blocking: bool,
+    ) -> Result<Vec<RunRecord>, RuntimeError> {
         let targets = self.accept(event)?;
         let mut records = Vec::with_capacity(targets.len());
         for t in &targets {
-            let caller = if t.listener.runs_sync(true) {
+            let caller = if blocking && t.listener.runs_sync(true) {
                 Caller::MayBlock
             } else {
                 Caller::Async

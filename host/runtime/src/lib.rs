@@ -7,7 +7,8 @@
 //! with its phase but imported by the deployments below it.
 //!
 //! - Operations, as `impl Runtime` blocks: [`dispatch`] (matching events to
-//!   deployments, the two `emit`s), `deploying.rs` (deploy, undeploy,
+//!   deployments, the two `emit`s; `lanes.rs` spreads a fan-out's or a
+//!   batch's runs over the CPUs), `deploying.rs` (deploy, undeploy,
 //!   loading what is stored at open) and `lifecycle.rs` (deleting an
 //!   environment or space with its listeners, and finishing interrupted
 //!   deletions at open).
@@ -65,6 +66,7 @@ mod follow;
 pub mod http;
 mod http_scrub;
 pub mod inject;
+mod lanes;
 mod lifecycle;
 mod machine;
 pub mod metrics;

@@ -12,6 +12,7 @@ mod grant_binding;
 mod http;
 mod inject;
 mod lagging;
+mod lanes;
 mod least_privilege;
 mod lifecycle;
 mod runs;

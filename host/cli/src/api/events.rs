@@ -203,7 +203,7 @@ pub async fn emit_batch(
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     let results = tokio::spawn(async move { runtime.emit_many(events).await })
         .await
-        .map_err(|e| ApiError::internal(format!("dispatch task failed: {e}")))??;
+        .map_err(|e| ApiError::internal(format!("dispatch task failed: {e}")))?;
     let mut views = Vec::with_capacity(results.len());
     for (id, result) in ids.into_iter().zip(results) {
         views.push(ran(id, result?));
