@@ -162,12 +162,12 @@ enum Apply {
 }
 
 /// Starts the thread that applies other hosts' deploys and undeploys.
-pub(crate) fn follow_deployments(runtime: &Runtime) -> Result<(), RuntimeError> {
+///
+/// `history`: the newest change written before the index was loaded. The
+/// changes up to it, replayed, are synced to the bucket's state with no
+/// floor (a put of a name deleted since is not a lagging read).
+pub(crate) fn follow_deployments(runtime: &Runtime, history: u64) -> Result<(), RuntimeError> {
     let records = &runtime.inner.deployment_records;
-    // The changes before this are history the index was loaded after:
-    // replayed, they are synced to the bucket's state, with no floor (a
-    // put of a name deleted since is not a lagging read).
-    let history = records.written().unwrap_or(0);
     let first = records.watch(0)?;
     let weak: Weak<Inner> = Arc::downgrade(&runtime.inner);
     std::thread::Builder::new()

@@ -309,10 +309,16 @@ impl Runtime {
                 http_linker,
             }),
         };
+        // Cluster mode: the changes up to here are history the index is
+        // loaded after (read before the load, so a change written during it
+        // is followed as any later one).
+        let history = host
+            .is_some()
+            .then(|| runtime.inner.deployment_records.written().unwrap_or(0));
         runtime.load_all()?;
         runtime.finish_pending_deletions()?;
-        if host.is_some() {
-            crate::follow::follow_deployments(&runtime)?;
+        if let Some(history) = history {
+            crate::follow::follow_deployments(&runtime, history)?;
         }
         Ok(runtime)
     }

@@ -364,6 +364,7 @@ fn a_lagging_read_is_not_taken_for_the_change_watched() {
     let lagging: Arc<dyn Backend> = Arc::new(Lagging {
         inner: shared.clone(),
         pinned: pinned.clone(),
+        after_scan: Default::default(),
     });
     let a = host(dir.path(), "a", shared.clone(), own("a-host"));
     let b = host(dir.path(), "b", lagging, own("b-host"));
@@ -396,4 +397,58 @@ fn a_lagging_read_is_not_taken_for_the_change_watched() {
         "B applies the redeploy once its reads catch up",
     );
     until(|| !b.deployments_behind(), "B is no longer behind");
+}
+
+/// A redeploy written while host B loads its deployments at open, after
+/// B's scan has read the name, and then read from a lagging replica: B
+/// follows it as any later change (the older version stops, and the new
+/// one is applied once reads catch up). Before, B took it for history its
+/// index was loaded after (the newest write was read after the load), so
+/// the lagging read was taken for the state, and B ran the older version
+/// for good.
+#[test]
+fn a_change_written_while_a_host_loads_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
+    let shared: Arc<dyn Backend> = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
+    let own = |name: &str| -> Arc<dyn Backend> {
+        Arc::new(EmbeddedKv::open(&dir.path().join(name)).unwrap())
+    };
+    let a = host(dir.path(), "a", shared.clone(), own("a-host"));
+    a.store().create_environment("prod").unwrap();
+    a.deploy(DeploySpec::new("moody", "prod"), &wasm(PANICKER))
+        .unwrap();
+
+    let pinned = Arc::new(std::sync::Mutex::new(None));
+    let records = shared.bucket("deployments").unwrap();
+    let redeploy = {
+        let (a, pinned) = (a.clone(), pinned.clone());
+        move || {
+            *pinned.lock().unwrap() = records.get(b"moody").unwrap();
+            let mut spec = DeploySpec::new("moody", "prod");
+            spec.topics = vec!["moods:*".into()];
+            a.deploy(spec, &wasm(PANICKER)).unwrap();
+        }
+    };
+    let lagging: Arc<dyn Backend> = Arc::new(Lagging {
+        inner: shared.clone(),
+        pinned: pinned.clone(),
+        after_scan: Arc::new(std::sync::Mutex::new(Some(Box::new(redeploy)))),
+    });
+    let b = host(dir.path(), "b", lagging, own("b-host"));
+    let stamp = a.deployments_seen();
+    until(
+        || b.deployments_applied() >= stamp,
+        "B follows the redeploy",
+    );
+    assert!(b.deployment("moody").is_none(), "the older version stops");
+
+    *pinned.lock().unwrap() = None;
+    until(
+        || {
+            b.deployment("moody")
+                .is_some_and(|d| d.spec.topics == ["moods:*"])
+        },
+        "B applies the redeploy once its reads catch up",
+    );
 }

@@ -6,17 +6,23 @@ use std::sync::{Arc, Mutex};
 
 use keyhole_kv::{Backend, Bucket, Cas, Entry, KvError, LegacyRecords, Revision, Watch};
 
+/// Something done once, right after the `deployments` bucket is next
+/// scanned (as a host loads its deployments at open).
+pub type AfterScan = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
 /// A shared backend as a lagging replica serves it: while `pinned` holds an
 /// entry, every read of the `deployments` bucket returns it, whatever the
 /// key and whatever is newer (so: for tests of one listener).
 pub struct Lagging {
     pub inner: Arc<dyn Backend>,
     pub pinned: Arc<Mutex<Option<Entry>>>,
+    pub after_scan: AfterScan,
 }
 
 struct LaggingBucket {
     inner: Arc<dyn Bucket>,
     pinned: Arc<Mutex<Option<Entry>>>,
+    after_scan: AfterScan,
 }
 
 impl Backend for Lagging {
@@ -25,8 +31,12 @@ impl Backend for Lagging {
         if name != "deployments" {
             return Ok(inner);
         }
-        let pinned = self.pinned.clone();
-        Ok(Arc::new(LaggingBucket { inner, pinned }))
+        let (pinned, after_scan) = (self.pinned.clone(), self.after_scan.clone());
+        Ok(Arc::new(LaggingBucket {
+            inner,
+            pinned,
+            after_scan,
+        }))
     }
     fn legacy(&self, name: &str) -> Result<Option<LegacyRecords>, KvError> {
         self.inner.legacy(name)
@@ -59,7 +69,11 @@ impl Bucket for LaggingBucket {
         self.inner.delete(key, expected)
     }
     fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Entry)>, KvError> {
-        self.inner.scan(prefix)
+        let scanned = self.inner.scan(prefix);
+        if let Some(after) = self.after_scan.lock().unwrap().take() {
+            after();
+        }
+        scanned
     }
     fn revision(&self) -> Revision {
         self.inner.revision()
