@@ -44,6 +44,21 @@ fn host(dir: &Path, name: &str, shared: Arc<dyn Backend>, own: Arc<dyn Backend>)
     .unwrap()
 }
 
+/// A fresh directory with the master key, and the cluster's shared
+/// backend in it.
+fn cluster_dir() -> (tempfile::TempDir, Arc<dyn Backend>) {
+    let dir = tempfile::tempdir().unwrap();
+    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
+    let shared = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
+    (dir, shared)
+}
+
+/// [`host`] with its own embedded backend in `dir/NAME-host`.
+fn embedded_host(dir: &Path, name: &str, shared: Arc<dyn Backend>) -> Runtime {
+    let own = Arc::new(EmbeddedKv::open(&dir.join(format!("{name}-host"))).unwrap());
+    host(dir, name, shared, own)
+}
+
 /// One host: `broken` breaks the writes of the shared buckets in `shared`
 /// and of the host's own buckets in `own`.
 fn clustered(shared: &[&str], own: &[&str], broken: &Arc<AtomicBool>) -> Harness {
@@ -66,9 +81,7 @@ struct Pair {
 }
 
 fn pair(broken: &Arc<AtomicBool>) -> Pair {
-    let dir = tempfile::tempdir().unwrap();
-    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
-    let shared: Arc<dyn Backend> = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
+    let (dir, shared) = cluster_dir();
     let own = |name: &str, names: &[&str]| breakable(dir.path(), name, names, broken);
     let a = host(dir.path(), "a", shared.clone(), own("a-host", &[]));
     let b = host(
@@ -354,20 +367,11 @@ fn a_host_that_followed_as_far_as_the_stamp_has_the_deploy() {
 /// hold grants since taken away, and was not behind).
 #[test]
 fn a_lagging_read_is_not_taken_for_the_change_watched() {
-    let dir = tempfile::tempdir().unwrap();
-    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
-    let shared: Arc<dyn Backend> = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
-    let own = |name: &str| -> Arc<dyn Backend> {
-        Arc::new(EmbeddedKv::open(&dir.path().join(name)).unwrap())
-    };
-    let pinned = Arc::new(std::sync::Mutex::new(None));
-    let lagging: Arc<dyn Backend> = Arc::new(Lagging {
-        inner: shared.clone(),
-        pinned: pinned.clone(),
-        after_scan: Default::default(),
-    });
-    let a = host(dir.path(), "a", shared.clone(), own("a-host"));
-    let b = host(dir.path(), "b", lagging, own("b-host"));
+    let (dir, shared) = cluster_dir();
+    let lagging = Lagging::over(shared.clone());
+    let pinned = lagging.pinned.clone();
+    let a = embedded_host(dir.path(), "a", shared.clone());
+    let b = embedded_host(dir.path(), "b", Arc::new(lagging));
     a.store().create_environment("prod").unwrap();
     a.deploy(DeploySpec::new("moody", "prod"), &wasm(PANICKER))
         .unwrap();
@@ -408,18 +412,14 @@ fn a_lagging_read_is_not_taken_for_the_change_watched() {
 /// for good.
 #[test]
 fn a_change_written_while_a_host_loads_is_followed() {
-    let dir = tempfile::tempdir().unwrap();
-    SecretStore::init_key_file(&dir.path().join("master.key")).unwrap();
-    let shared: Arc<dyn Backend> = Arc::new(EmbeddedKv::open(&dir.path().join("shared")).unwrap());
-    let own = |name: &str| -> Arc<dyn Backend> {
-        Arc::new(EmbeddedKv::open(&dir.path().join(name)).unwrap())
-    };
-    let a = host(dir.path(), "a", shared.clone(), own("a-host"));
+    let (dir, shared) = cluster_dir();
+    let a = embedded_host(dir.path(), "a", shared.clone());
     a.store().create_environment("prod").unwrap();
     a.deploy(DeploySpec::new("moody", "prod"), &wasm(PANICKER))
         .unwrap();
 
-    let pinned = Arc::new(std::sync::Mutex::new(None));
+    let lagging = Lagging::over(shared.clone());
+    let pinned = lagging.pinned.clone();
     let records = shared.bucket("deployments").unwrap();
     let redeploy = {
         let (a, pinned) = (a.clone(), pinned.clone());
@@ -430,12 +430,8 @@ fn a_change_written_while_a_host_loads_is_followed() {
             a.deploy(spec, &wasm(PANICKER)).unwrap();
         }
     };
-    let lagging: Arc<dyn Backend> = Arc::new(Lagging {
-        inner: shared.clone(),
-        pinned: pinned.clone(),
-        after_scan: Arc::new(std::sync::Mutex::new(Some(Box::new(redeploy)))),
-    });
-    let b = host(dir.path(), "b", lagging, own("b-host"));
+    *lagging.after_scan.lock().unwrap() = Some(Box::new(redeploy));
+    let b = embedded_host(dir.path(), "b", Arc::new(lagging));
     let stamp = a.deployments_seen();
     until(
         || b.deployments_applied() >= stamp,

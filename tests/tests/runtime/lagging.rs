@@ -19,6 +19,17 @@ pub struct Lagging {
     pub after_scan: AfterScan,
 }
 
+impl Lagging {
+    /// `inner` as a replica that has caught up (nothing pinned).
+    pub fn over(inner: Arc<dyn Backend>) -> Lagging {
+        Lagging {
+            inner,
+            pinned: Default::default(),
+            after_scan: Default::default(),
+        }
+    }
+}
+
 struct LaggingBucket {
     inner: Arc<dyn Bucket>,
     pinned: Arc<Mutex<Option<Entry>>>,
