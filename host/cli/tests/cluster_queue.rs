@@ -522,3 +522,80 @@ fn a_listener_no_host_can_apply_holds_back_only_its_own_events() {
     assert!(handed_back("ev_orders"), "{text}");
     assert!(!handed_back("ev_calm"), "acknowledged at once: {text}");
 }
+
+/// An event stamped with a deployments revision this host never follows
+/// as far (as if its follower were stuck behind a deploy made just before
+/// the event was sent): each delivery waits (half the 3 s ack wait), is
+/// handed back rather than run without that deploy, and the last one
+/// gives up, recording a failed run for the listener, which never ran it.
+#[test]
+fn an_event_sent_after_a_deploy_this_host_has_not_followed_is_not_run_without_it() {
+    if !available() {
+        return;
+    }
+    let nats = TestServer::start();
+    let (k, token) = common::cluster_init(&nats.url());
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let server = {
+        let mut cmd = k.cmd();
+        cmd.env("KEYHOLE_CLUSTER", nats.url())
+            .stderr(log.reopen().unwrap());
+        let extra = ["--cluster-ack-wait", "3s", "--cluster-max-deliver", "2"];
+        Server::spawn(cmd, &k, &token, &extra)
+    };
+    let h = server.http();
+    assert_eq!(
+        h.post_json("/v1/environments", &json!({"id": "prod"}))
+            .status,
+        201
+    );
+    let spec = json!({"name": "calm", "environmentId": "prod", "topics": ["t"]});
+    assert_eq!(h.deploy(&spec, &wasm(PANICKER)).status, 201);
+
+    let kv = NatsKv::connect(NatsConfig {
+        url: nats.url(),
+        namespace: "keyhole".into(),
+        replicas: 1,
+    })
+    .unwrap();
+    let queue = kv
+        .work_queue(
+            "events",
+            keyhole_kv_nats::queue::QueueConfig {
+                ack_wait: Duration::from_secs(3),
+                max_deliver: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let queued = json!({"id": "ev_ahead", "topic": "t", "environment": "prod",
+                        "payload": r#"{"mood":"calm"}"#, "deploymentsRevision": 1u64 << 60});
+    let sent = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(queue.publish("ev_ahead", serde_json::to_vec(&queued).unwrap()));
+    sent.unwrap();
+
+    wait_until("the failed run", Duration::from_secs(30), || {
+        !all_runs(&h, "eventId=ev_ahead").is_empty()
+    });
+    let runs = all_runs(&h, "eventId=ev_ahead");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (&runs[0]["listener"], &runs[0]["outcome"]["kind"]),
+        (&json!("calm"), &json!("failed")),
+        "{runs:?}"
+    );
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let said = |what: &str| {
+        text.lines()
+            .any(|l| l.contains("ev_ahead") && l.contains(what))
+    };
+    assert!(
+        said("deployments not followed this far here yet: handed back"),
+        "{text}"
+    );
+    assert!(
+        said("giving up on an event before this host has followed"),
+        "{text}"
+    );
+}
