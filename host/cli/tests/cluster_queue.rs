@@ -432,18 +432,19 @@ fn a_batch_is_queued_and_each_event_runs_once() {
     assert_eq!(ran, ["b0", "b1", "b2"]);
 }
 
-/// A listener this host cannot apply (its record names a module no host
-/// stored, as a record this release cannot run might) holds back only
-/// the events it would receive: an event of another topic runs and is
-/// acknowledged on its first delivery, while one of its topic is handed
-/// back and, at its last delivery, gets a `failed` run for that listener
-/// (before, every event was handed back until dead-lettered, and the
-/// listener got no record: the host gave up only on listeners it had).
-#[test]
-fn a_listener_no_host_can_apply_holds_back_only_its_own_events() {
-    if !available() {
-        return;
-    }
+/// One host that gives up soon (ack wait 3 s, at most 2 deliveries), its
+/// stderr in `log`, with environment `prod` and a panicker listener for
+/// each (name, topic); `kv` reaches the cluster's state in NATS. Fields
+/// drop in order: the host before its NATS server.
+struct Impatient {
+    server: Server,
+    log: tempfile::NamedTempFile,
+    kv: NatsKv,
+    _k: Install,
+    _nats: TestServer,
+}
+
+fn impatient(listeners: &[(&str, &str)]) -> Impatient {
     let nats = TestServer::start();
     let (k, token) = common::cluster_init(&nats.url());
     let log = tempfile::NamedTempFile::new().unwrap();
@@ -460,7 +461,7 @@ fn a_listener_no_host_can_apply_holds_back_only_its_own_events() {
             .status,
         201
     );
-    for (name, topic) in [("calm", "t"), ("ghost", "orders")] {
+    for (name, topic) in listeners {
         let spec = json!({"name": name, "environmentId": "prod", "topics": [topic]});
         assert_eq!(h.deploy(&spec, &wasm(PANICKER)).status, 201);
     }
@@ -470,6 +471,52 @@ fn a_listener_no_host_can_apply_holds_back_only_its_own_events() {
         replicas: 1,
     })
     .unwrap();
+    Impatient {
+        server,
+        log,
+        kv,
+        _k: k,
+        _nats: nats,
+    }
+}
+
+/// Waits for `event`'s one run: `listener`'s, `failed`, given up on at
+/// the event's last delivery (dead-lettered).
+fn given_up(h: &Http, event: &str, listener: &str) {
+    let query = format!("eventId={event}");
+    wait_until("the failed run", Duration::from_secs(30), || {
+        !all_runs(h, &query).is_empty()
+    });
+    let runs = all_runs(h, &query);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (&runs[0]["listener"], &runs[0]["outcome"]["kind"]),
+        (&json!(listener), &json!("failed")),
+        "{runs:?}"
+    );
+    assert!(
+        runs[0]["outcome"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("dead-letter"),
+        "{runs:?}"
+    );
+}
+
+/// A listener this host cannot apply (its record names a module no host
+/// stored, as a record this release cannot run might) holds back only
+/// the events it would receive: an event of another topic runs and is
+/// acknowledged on its first delivery, while one of its topic is handed
+/// back and, at its last delivery, gets a `failed` run for that listener
+/// (before, every event was handed back until dead-lettered, and the
+/// listener got no record: the host gave up only on listeners it had).
+#[test]
+fn a_listener_no_host_can_apply_holds_back_only_its_own_events() {
+    if !available() {
+        return;
+    }
+    let c = impatient(&[("calm", "t"), ("ghost", "orders")]);
+    let (h, log, kv) = (c.server.http(), &c.log, &c.kv);
     let records = kv.bucket("deployments").unwrap();
     let mut record: serde_json::Value =
         serde_json::from_slice(&records.get(b"ghost").unwrap().unwrap().value).unwrap();
@@ -489,23 +536,7 @@ fn a_listener_no_host_can_apply_holds_back_only_its_own_events() {
         );
         assert_eq!(r.status, 202, "{r:?}");
     }
-    wait_until("ghost's failed run", Duration::from_secs(30), || {
-        !all_runs(&h, "eventId=ev_orders").is_empty()
-    });
-    let runs = all_runs(&h, "eventId=ev_orders");
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_eq!(
-        (&runs[0]["listener"], &runs[0]["outcome"]["kind"]),
-        (&json!("ghost"), &json!("failed")),
-        "{runs:?}"
-    );
-    assert!(
-        runs[0]["outcome"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("dead-letter"),
-        "{runs:?}"
-    );
+    given_up(&h, "ev_orders", "ghost");
     let calm = all_runs(&h, "eventId=ev_calm");
     assert_eq!(calm.len(), 1, "{calm:?}");
     // No `delivery` field: the first.
@@ -533,33 +564,10 @@ fn an_event_sent_after_a_deploy_this_host_has_not_followed_is_not_run_without_it
     if !available() {
         return;
     }
-    let nats = TestServer::start();
-    let (k, token) = common::cluster_init(&nats.url());
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let server = {
-        let mut cmd = k.cmd();
-        cmd.env("KEYHOLE_CLUSTER", nats.url())
-            .stderr(log.reopen().unwrap());
-        let extra = ["--cluster-ack-wait", "3s", "--cluster-max-deliver", "2"];
-        Server::spawn(cmd, &k, &token, &extra)
-    };
-    let h = server.http();
-    assert_eq!(
-        h.post_json("/v1/environments", &json!({"id": "prod"}))
-            .status,
-        201
-    );
-    let spec = json!({"name": "calm", "environmentId": "prod", "topics": ["t"]});
-    assert_eq!(h.deploy(&spec, &wasm(PANICKER)).status, 201);
-
-    let kv = NatsKv::connect(NatsConfig {
-        url: nats.url(),
-        namespace: "keyhole".into(),
-        replicas: 1,
-    })
-    .unwrap();
-    let queue = kv
-        .work_queue(
+    let c = impatient(&[("calm", "t")]);
+    let (h, log) = (c.server.http(), &c.log);
+    let queue =
+        c.kv.work_queue(
             "events",
             keyhole_kv_nats::queue::QueueConfig {
                 ack_wait: Duration::from_secs(3),
@@ -575,16 +583,7 @@ fn an_event_sent_after_a_deploy_this_host_has_not_followed_is_not_run_without_it
         .block_on(queue.publish("ev_ahead", serde_json::to_vec(&queued).unwrap()));
     sent.unwrap();
 
-    wait_until("the failed run", Duration::from_secs(30), || {
-        !all_runs(&h, "eventId=ev_ahead").is_empty()
-    });
-    let runs = all_runs(&h, "eventId=ev_ahead");
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_eq!(
-        (&runs[0]["listener"], &runs[0]["outcome"]["kind"]),
-        (&json!("calm"), &json!("failed")),
-        "{runs:?}"
-    );
+    given_up(&h, "ev_ahead", "calm");
     let text = std::fs::read_to_string(log.path()).unwrap();
     let said = |what: &str| {
         text.lines()
