@@ -167,8 +167,7 @@ enum Apply {
 /// changes up to it, replayed, are synced to the bucket's state with no
 /// floor (a put of a name deleted since is not a lagging read).
 pub(crate) fn follow_deployments(runtime: &Runtime, history: u64) -> Result<(), RuntimeError> {
-    let records = &runtime.inner.deployment_records;
-    let first = records.watch(0)?;
+    let first = runtime.inner.deployment_records.watch(0)?;
     let weak: Weak<Inner> = Arc::downgrade(&runtime.inner);
     std::thread::Builder::new()
         .name("keyhole-deploy-follow".into())

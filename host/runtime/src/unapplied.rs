@@ -89,13 +89,6 @@ struct Unapplied {
     listeners: Vec<Arc<Unready>>,
 }
 
-/// What a reader of [`Unapplied`] learns about one event.
-struct Receiving {
-    listeners: Vec<Arc<Unready>>,
-    unknown: bool,
-    applying: bool,
-}
-
 impl Followed {
     /// A change is being applied: every event may miss it until
     /// [`Followed::publish`].
@@ -140,15 +133,10 @@ impl Followed {
         self.through.fetch_max(revision, Ordering::AcqRel);
     }
 
-    /// The unapplied listeners `event` would go to, and whether there may
-    /// be others (unknown ones).
-    fn receiving(&self, event: &Event) -> Receiving {
+    /// What is not applied now, of the listeners `event` would go to.
+    fn receiving(&self, event: &Event) -> Unapplied {
         if !self.behind.load(Ordering::Acquire) {
-            return Receiving {
-                listeners: Vec::new(),
-                unknown: false,
-                applying: false,
-            };
+            return Unapplied::default();
         }
         let unapplied = self.lock();
         let listeners = unapplied
@@ -157,7 +145,7 @@ impl Followed {
             .filter(|l| l.receives(event))
             .cloned()
             .collect();
-        Receiving {
+        Unapplied {
             listeners,
             unknown: unapplied.unknown,
             applying: unapplied.applying,
@@ -183,7 +171,7 @@ impl Runtime {
     /// a run of the event here may have missed that listener. Always
     /// `false` on a single host.
     pub fn may_miss_listeners(&self, event: &Event) -> bool {
-        let Receiving {
+        let Unapplied {
             listeners, unknown, ..
         } = self.inner.followed.receiving(event);
         unknown
